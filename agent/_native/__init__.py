@@ -1,0 +1,1 @@
+"""Cython kernels. Private: use the Python wrappers in agent.detect and agent.encode."""

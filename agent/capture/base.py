@@ -1,0 +1,56 @@
+"""The screen-source interface every capture backend and workload implements.
+
+Modelled on python-mss's small abstract base: ``grab``, ``size``, ``close``.
+A frame is a numpy array (H, W, 4) uint8 in BGRA order, C-contiguous. It may be
+a view into the source's own buffer, valid until the next ``grab()``: callers
+that keep a frame copy it.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CursorShape:
+    """A cursor image for the RFB Cursor pseudo-encoding: BGRA pixels and hotspot."""
+
+    pixels: np.ndarray  # (h, w, 4) uint8 BGRA; alpha > 0 means visible
+    hot_x: int
+    hot_y: int
+    serial: int  # changes whenever the shape changes
+
+
+class ScreenSource(ABC):
+    """A source of BGRA frames: a real display or a deterministic synthetic workload."""
+
+    #: Short human description ("mss :0 1920x1080", "synthetic:typing 1280x720 seed=0").
+    description: str = ""
+
+    @property
+    @abstractmethod
+    def size(self) -> tuple[int, int]:
+        """Current (width, height). Changes when the display is resized."""
+
+    @abstractmethod
+    def grab(self) -> np.ndarray:
+        """Capture the current screen as (H, W, 4) uint8 BGRA.
+
+        A size change shows as a frame of the new size (and ``size`` updated);
+        raises agent.errors.CaptureError when the display went away.
+        """
+
+    def cursor(self) -> CursorShape | None:
+        """The current cursor shape, where the backend can read it."""
+        return None
+
+    def close(self) -> None:
+        """Release the display connection or buffers. Idempotent."""
+
+    def __enter__(self) -> "ScreenSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

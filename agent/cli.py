@@ -1,0 +1,103 @@
+"""Console entry points: rejnet-agent, rejnet-viewer, rejnet-relay (DESIGN §7).
+
+Each subcommand lives in the module that does its job and exposes two
+functions: ``add_arguments(parser)`` and ``run(args) -> int``. This file only
+dispatches and turns expected failures (RejnetError) into a one-line message
+and the exit code DESIGN §7 assigns, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Callable, Sequence
+
+from agent.errors import RejnetError
+
+# name -> (module, one-line help)
+AGENT_COMMANDS: dict[str, tuple[str, str]] = {
+    "ctl": ("agent.control.ctl", "talk to a running agent over its control socket"),
+    "rfb": ("agent.rfb.serve", "serve the screen as plain RFB to local VNC viewers (loopback only)"),
+    "demo": ("agent.demo", "run the whole chain on loopback: relay, agent, viewer, technician"),
+    "probe": ("agent.probe", "capture the display for a few seconds and report detection figures"),
+    "consent-log": ("agent.consent_cli", "verify, export or purge the consent ledger"),
+}
+SESSION_MODULE = "agent.session_cli"
+
+_EPILOG = "commands:\n" + "\n".join(
+    f"  {name:<12} {text}" for name, (_, text) in AGENT_COMMANDS.items()
+) + "\n\nWithout a command, rejnet-agent starts a support session.\nExit codes: 0 normal end, 2 usage, 3 authentication failed, 4 consent refused\nor ended by the other side, 5 display or capture unavailable, 1 anything else."
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+
+
+def _run(module_name: str, prog: str, description: str, argv: Sequence[str], epilog: str | None = None) -> int:
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr (repeatable)")
+    module.add_arguments(parser)
+    args = parser.parse_args(list(argv))
+    _setup_logging(args.verbose)
+    return int(module.run(args) or 0)
+
+
+def _guarded(main: Callable[[], int]) -> int:
+    try:
+        return main()
+    except RejnetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # stdout closed by a pager or a launcher that went away
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+
+
+def agent_main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in AGENT_COMMANDS:
+        name = argv[0]
+        module, text = AGENT_COMMANDS[name]
+        code = _guarded(lambda: _run(module, f"rejnet-agent {name}", text, argv[1:]))
+    else:
+        code = _guarded(lambda: _run(SESSION_MODULE, "rejnet-agent", "Start a remote-support session: shows a session ID "
+                                     "and one-time password, waits for the technician and for the customer's consent.",
+                                     argv, _EPILOG))
+    return code
+
+
+def viewer_main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return _guarded(lambda: _run("agent.viewer.cli", "rejnet-viewer", "Connect to a customer's session and serve it "
+                                 "as plain RFB on loopback for any VNC viewer.", argv))
+
+
+def relay_main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return _guarded(lambda: _run("agent.relay.cli", "rejnet-relay", "Pair agents and viewers by session ID and forward "
+                                 "their encrypted bytes.", argv))
+
+
+def _exit(code: int) -> None:
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _exit(agent_main())

@@ -1,0 +1,37 @@
+"""Exceptions shared across the agent, each mapped to a DESIGN §7 exit code.
+
+Every exception here is written for the person who meets it: its message is a
+single line that says what happened and what to do. Messages never contain a
+password, key or other secret.
+"""
+from __future__ import annotations
+
+
+class RejnetError(Exception):
+    """Base of every expected failure; the CLI prints ``str(exc)`` and exits with ``exit_code``."""
+
+    exit_code = 1
+
+
+class UsageError(RejnetError):
+    """The command line or a configuration value is invalid."""
+
+    exit_code = 2
+
+
+class AuthenticationError(RejnetError):
+    """The password was wrong or the peer could not prove it knows it."""
+
+    exit_code = 3
+
+
+class SessionEndedError(RejnetError):
+    """Consent was refused or the other side ended the session."""
+
+    exit_code = 4
+
+
+class CaptureError(RejnetError):
+    """The display cannot be captured (missing, unreachable, Wayland without X)."""
+
+    exit_code = 5

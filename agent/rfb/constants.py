@@ -1,0 +1,61 @@
+"""RFB numbers from RFC 6143 and the community rfbproto spec, in one place."""
+from __future__ import annotations
+
+# Security types (RFC 6143 §7.1.2)
+SEC_INVALID = 0
+SEC_NONE = 1
+SEC_VNC_AUTH = 2
+
+# Client -> server message types (RFC 6143 §7.5)
+MSG_SET_PIXEL_FORMAT = 0
+MSG_SET_ENCODINGS = 2
+MSG_FRAMEBUFFER_UPDATE_REQUEST = 3
+MSG_KEY_EVENT = 4
+MSG_POINTER_EVENT = 5
+MSG_CLIENT_CUT_TEXT = 6
+MSG_ENABLE_CONTINUOUS_UPDATES = 150
+MSG_CLIENT_FENCE = 248
+MSG_SET_DESKTOP_SIZE = 251
+
+# Server -> client message types (RFC 6143 §7.6)
+MSG_FRAMEBUFFER_UPDATE = 0
+MSG_SET_COLOUR_MAP_ENTRIES = 1
+MSG_BELL = 2
+MSG_SERVER_CUT_TEXT = 3
+MSG_END_OF_CONTINUOUS_UPDATES = 150
+MSG_SERVER_FENCE = 248
+
+# Encodings (RFC 6143 §7.7, rfbproto)
+ENC_RAW = 0
+ENC_COPYRECT = 1
+ENC_RRE = 2
+ENC_HEXTILE = 5
+ENC_TIGHT = 7
+ENC_ZRLE = 16
+
+# Pseudo-encodings
+ENC_JPEG_QUALITY_0 = -32  # -32..-23: quality level 0..9
+ENC_JPEG_QUALITY_9 = -23
+ENC_COMPRESS_LEVEL_0 = -256  # -256..-247: compression level 0..9
+ENC_COMPRESS_LEVEL_9 = -247
+ENC_DESKTOP_SIZE = -223
+ENC_LAST_RECT = -224
+ENC_CURSOR = -239
+ENC_EXTENDED_DESKTOP_SIZE = -308
+ENC_FENCE = -312
+ENC_CONTINUOUS_UPDATES = -313
+
+ENCODING_NAMES = {
+    ENC_RAW: "Raw",
+    ENC_COPYRECT: "CopyRect",
+    ENC_RRE: "RRE",
+    ENC_HEXTILE: "Hextile",
+    ENC_TIGHT: "Tight",
+    ENC_ZRLE: "ZRLE",
+    ENC_DESKTOP_SIZE: "DesktopSize",
+    ENC_LAST_RECT: "LastRect",
+    ENC_CURSOR: "Cursor",
+    ENC_EXTENDED_DESKTOP_SIZE: "ExtendedDesktopSize",
+    ENC_FENCE: "Fence",
+    ENC_CONTINUOUS_UPDATES: "ContinuousUpdates",
+}
