@@ -1,0 +1,46 @@
+"""The input backend interface: where the technician's keys and pointer land.
+
+Small on purpose (python-mss style) so Windows and macOS backends can follow
+the X11 XTest one. The session, not the backend, decides whether input is
+allowed (consent scope); a backend only injects.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class InputError(Exception):
+    """The input backend cannot inject (display gone, extension missing)."""
+
+
+class InputBackend(ABC):
+    """Injects RFB KeyEvent / PointerEvent semantics into the local desktop."""
+
+    @abstractmethod
+    def key(self, keysym: int, down: bool) -> None:
+        """Press or release the key for an X11 keysym (RFB KeyEvent)."""
+
+    @abstractmethod
+    def pointer(self, x: int, y: int, button_mask: int) -> None:
+        """Move to (x, y) and set buttons 1..8 from the RFB mask (bit 0 = button 1; 4..7 wheel)."""
+
+    @abstractmethod
+    def release_all(self) -> None:
+        """Release every key and button this backend pressed: no stuck modifiers."""
+
+    def close(self) -> None:
+        """Release everything and drop the display connection. Idempotent."""
+        self.release_all()
+
+
+class NullInput(InputBackend):
+    """Drops all input: view-only sessions and synthetic screens."""
+
+    def key(self, keysym: int, down: bool) -> None:
+        pass
+
+    def pointer(self, x: int, y: int, button_mask: int) -> None:
+        pass
+
+    def release_all(self) -> None:
+        pass
