@@ -1,0 +1,291 @@
+"""Real displays through python-mss.
+
+mss does the capture on every platform it supports; what is platform-specific
+here is small and kept apart: knowing when the screen changed size, reading
+the cursor shape and the optional "something was drawn" hint. On X11 a
+python-xlib connection does all three from events (root ConfigureNotify,
+XFixes cursor notify, DAMAGE), so a frame costs no extra round trip; other
+platforms re-read the monitor layout from mss once a second.
+
+The frame is a zero-copy numpy view over the bytearray mss returns for each
+shot (mss itself copies out of its shared-memory segment into that array).
+Which fast path mss took (XShmGetImage over MIT-SHM, or plain XGetImage) and
+why it fell back are kept in ``capture_path`` and ``fallback_reason``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from agent.capture.base import CursorShape, ScreenSource
+from agent.errors import CaptureError
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0  # non-X11 platforms: how often the monitor layout is re-read
+_SHM_OK = "MIT-SHM is working correctly."
+
+
+def _new_mss(display: str | None) -> Any:
+    import mss
+
+    kwargs = {"display": display} if sys.platform.startswith("linux") and display else {}
+    factory = getattr(mss, "MSS", None) or mss.mss  # mss >= 10.2 deprecates mss.mss()
+    return factory(**kwargs)
+
+
+class _X11Watch:
+    """A python-xlib connection to the same display: root size from events, and the cursor."""
+
+    def __init__(self, display: str | None) -> None:
+        from Xlib import X, error
+        from Xlib import display as xdisplay
+
+        from agent.capture.damage import DamageHint
+        from agent.capture.x11cursor import XFixesCursor
+
+        self._errors = (error.ConnectionClosedError, error.DisplayError, error.XError, OSError)
+        try:
+            self._d = xdisplay.Display(display)
+        except (error.DisplayError, OSError) as exc:
+            raise CaptureError(_unreachable(display, exc)) from None
+        # asynchronous X errors are logged, not printed over the command's output
+        self._d.set_error_handler(lambda err, request=None: log.debug("X error on the watch connection: %s", err))
+        try:
+            self._root = self._d.screen().root
+            self._root.change_attributes(event_mask=X.StructureNotifyMask)
+            geometry = self._root.get_geometry()
+            self.width, self.height = geometry.width, geometry.height
+            self.cursor = XFixesCursor(self._d)
+            self.damage = DamageHint(self._d)
+        except self._errors as exc:
+            self.close()
+            raise CaptureError(_unreachable(display, exc)) from None
+        self._configure = X.ConfigureNotify
+        self.display = display
+        self.origin = (0, 0)  # the X root window starts at 0, 0
+
+    def poll(self) -> tuple[int, int]:
+        """Read pending events without blocking; returns the current root size."""
+        try:
+            while self._d.pending_events():
+                event = self._d.next_event()
+                if event.type == self._configure and event.window == self._root:
+                    self.width, self.height = event.width, event.height
+                else:
+                    self.cursor.note_event(event)
+                    self.damage.note_event(event)
+        except self._errors as exc:
+            raise CaptureError(_gone(self.display, exc)) from None
+        return self.width, self.height
+
+    def query(self) -> tuple[int, int]:
+        """Ask the server for the root size now (after a failed grab): CaptureError if it is gone."""
+        try:
+            geometry = self._root.get_geometry()
+        except self._errors as exc:
+            raise CaptureError(_gone(self.display, exc)) from None
+        self.width, self.height = geometry.width, geometry.height
+        return self.width, self.height
+
+    def damaged(self) -> bool | None:
+        self.poll()
+        return self.damage.damaged if self.damage.available else None
+
+    def rearm_damage(self) -> None:
+        try:
+            self.damage.rearm()
+        except self._errors as exc:
+            raise CaptureError(_gone(self.display, exc)) from None
+
+    def cursor_shape(self) -> CursorShape | None:
+        self.poll()  # cursor-change events may have arrived since the last grab
+        try:
+            return self.cursor.shape()
+        except self._errors as exc:
+            log.debug("no cursor shape: %s", exc)
+            return None
+
+    def close(self) -> None:
+        d, self._d = getattr(self, "_d", None), None
+        if d is not None:
+            try:
+                d.close()
+            except Exception as exc:  # the server may already be gone; closing must not fail
+                log.debug("closing the X connection: %s", exc)
+
+
+class _PollWatch:
+    """Platforms without an X server: the monitor layout re-read from a fresh mss every second."""
+
+    def __init__(self, sct: Any) -> None:
+        monitor = sct.monitors[0]
+        self.width, self.height = monitor["width"], monitor["height"]
+        # the virtual screen may start left of or above the primary monitor (Windows)
+        self.origin = (monitor["left"], monitor["top"])
+        self._next = time.monotonic() + POLL_SECONDS
+
+    def poll(self) -> tuple[int, int]:
+        if time.monotonic() >= self._next:
+            self.query()
+        return self.width, self.height
+
+    def query(self) -> tuple[int, int]:
+        self._next = time.monotonic() + POLL_SECONDS
+        try:
+            with _new_mss(None) as sct:
+                monitor = sct.monitors[0]
+        except Exception as exc:
+            raise CaptureError(f"the display went away: {_detail(exc)}") from None
+        self.width, self.height = monitor["width"], monitor["height"]
+        self.origin = (monitor["left"], monitor["top"])
+        return self.width, self.height
+
+    def cursor_shape(self) -> CursorShape | None:
+        return None
+
+    def damaged(self) -> bool | None:
+        return None
+
+    def rearm_damage(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class MssSource(ScreenSource):
+    """The real screen (all monitors, as one framebuffer) captured with mss."""
+
+    def __init__(self, display: str | None = None) -> None:
+        self.display = (display or os.environ.get("DISPLAY")) if sys.platform.startswith("linux") else None
+        self.capture_path = "unknown"
+        self.fallback_reason: str | None = None
+        self._sct: Any = None
+        self._watch: Any = None
+        self._hinting = False  # DAMAGE is re-armed per grab only once someone asks for the hint
+        self._closed = False
+        try:
+            # mss (xcb) first: it fails cleanly on an unreachable display, where
+            # python-xlib would leak its sockets
+            self._open()
+            self._watch = _X11Watch(self.display) if sys.platform.startswith("linux") else _PollWatch(self._sct)
+            self._width, self._height = self._watch.poll()
+            self._grab_once()  # fail now, with a clear message, rather than in the middle of a session
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self._width, self._height)
+
+    def _open(self) -> None:
+        try:
+            self._sct = _new_mss(self.display)
+        except Exception as exc:
+            raise CaptureError(_unreachable(self.display, exc)) from None
+
+    def _reopen(self, size: tuple[int, int]) -> None:
+        """A new size: mss sizes its shared-memory segment when it connects, so connect again."""
+        log.info("screen size changed from %dx%d to %dx%d", self._width, self._height, *size)
+        if self._sct is not None:
+            self._sct.close()
+        self._open()
+        self._width, self._height = size
+        self._describe()
+
+    def _grab_once(self) -> np.ndarray:
+        w, h = self._width, self._height
+        left, top = self._watch.origin
+        shot = self._sct.grab({"left": left, "top": top, "width": w, "height": h})
+        raw = shot.raw
+        if len(raw) != w * h * 4:
+            raise CaptureError(f"mss returned {len(raw)} bytes for a {w}x{h} screen: unsupported pixel layout")
+        if self.capture_path == "unknown":
+            self._note_path()
+        return np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 4)
+
+    def _note_path(self) -> None:
+        status = list(getattr(self._sct, "performance_status", None) or [])
+        if sys.platform.startswith("linux"):
+            if _SHM_OK in status:
+                self.capture_path = "XShmGetImage"
+            else:
+                self.capture_path = "XGetImage"
+                self.fallback_reason = "; ".join(status) or "this mss version has no MIT-SHM path"
+        else:
+            self.capture_path = f"mss ({sys.platform})"
+        self._describe()
+
+    def _describe(self) -> None:
+        self.description = f"mss {self.display or 'screen'} {self._width}x{self._height} via {self.capture_path}"
+
+    def damaged(self) -> bool | None:
+        """Whether X reported drawing since the last grab; None when the server cannot tell (no DAMAGE).
+
+        A capture loop may skip grabbing while this is False. Asking once makes
+        every later grab re-arm the hint, which costs one round trip per grab.
+        """
+        self._hinting = True
+        return self._watch.damaged()
+
+    def grab(self) -> np.ndarray:
+        if self._closed:
+            raise CaptureError("this screen source was closed")
+        size = self._watch.poll()
+        if size != (self._width, self._height):
+            self._reopen(size)
+        if self._hinting:
+            self._watch.rearm_damage()
+        try:
+            return self._grab_once()
+        except CaptureError:
+            raise
+        except Exception as exc:  # mss raises ScreenShotError, XError, even AssertionError when X dies
+            first = exc
+        # The display went away, or shrank before its ConfigureNotify reached us.
+        size = self._watch.query()
+        if size == (self._width, self._height):
+            raise CaptureError(f"capturing {self.display or 'the screen'} failed: {_detail(first)}") from None
+        self._reopen(size)
+        try:
+            return self._grab_once()
+        except CaptureError:
+            raise
+        except Exception as exc:
+            raise CaptureError(f"capturing {self.display or 'the screen'} failed: {_detail(exc)}") from None
+
+    def cursor(self) -> CursorShape | None:
+        return None if self._closed or self._watch is None else self._watch.cursor_shape()
+
+    def close(self) -> None:
+        self._closed = True
+        sct, self._sct = self._sct, None
+        if sct is not None:
+            try:
+                sct.close()
+            except Exception as exc:  # closing a connection to a dead server
+                log.debug("closing mss: %s", exc)
+        if self._watch is not None:
+            self._watch.close()
+
+
+def _detail(exc: BaseException) -> str:
+    """The first line of an exception's text: CaptureError messages stay on one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _unreachable(display: str | None, exc: BaseException) -> str:
+    return (f"cannot open X display {display or '(default)'}: {_detail(exc)}; check that the X server is "
+            "running and that DISPLAY/XAUTHORITY are right, or use --screen synthetic:mixed")
+
+
+def _gone(display: str | None, exc: BaseException) -> str:
+    return f"X display {display or '(default)'} went away during capture: {_detail(exc)}"
