@@ -1,0 +1,435 @@
+"""asyncio adapter of the secure channel: the handshake and the record layer over a (reader, writer) pair.
+
+All protocol decisions live in ``handshake`` and ``records``; this module only
+moves bytes, runs the timers the protocol asks for (PING every second, ACK
+after ~16 KiB or 50 ms of received DATA) and closes the connection on any
+failure. ``SecureStream.as_streams()`` gives duck-typed asyncio streams so RFB
+code written for (reader, writer) runs over the channel unchanged.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any
+
+from agent.secure.errors import AuthFailedError, ChannelClosedError, ChannelError, HandshakeError, TruncatedError
+from agent.secure.handshake import AgentHandshake, AuthFailed, Established, ViewerHandshake, _Handshake
+from agent.secure.records import HEADER_SIZE, MAX_RECORD_LENGTH, NEED_DATA, Ack, Channel, Closed, Data, Ping, Pong
+
+log = logging.getLogger(__name__)
+
+PING_INTERVAL = 1.0
+ACK_BYTES = 16 * 1024
+ACK_DELAY = 0.05
+RECV_BUFFER_LIMIT = 1024 * 1024  # authenticated plaintext waiting for recv() before we stop reading the socket
+CLOSE_LINGER = 2.0  # after our CLOSE, how long to wait for the peer's before closing the socket
+FAILURE_DELAY = 1.0  # a wrong password is answered after this pause
+_READ_SIZE = MAX_RECORD_LENGTH + HEADER_SIZE  # one whole record; larger reads cost big allocations, not speed
+_HANDSHAKE_READ_SIZE = 4096
+_RTT_GAIN = 0.125  # smoothing of RTT samples, as TCP's SRTT
+
+
+async def connect_viewer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session_id: str,
+                         password: str, *, timeout: float = 30, **options: Any) -> SecureStream:
+    """Viewer side: authenticate with the session password and return the open channel.
+
+    Raises WrongPasswordError, ChannelError or asyncio.TimeoutError; on any of
+    them the connection has been closed. ``options`` go to SecureStream.
+    """
+    handshake = ViewerHandshake(session_id, password)
+    outcome = await _handshake(handshake, reader, writer, timeout, failure_delay=0.0)
+    assert isinstance(outcome, Established)
+    return SecureStream(reader, writer, outcome.channel, **options)
+
+
+async def accept_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session_id: str,
+                       password: str, *, timeout: float = 30, failure_delay: float = FAILURE_DELAY,
+                       **options: Any) -> SecureStream:
+    """Agent side: check the viewer knows the session password and return the open channel.
+
+    Raises AuthFailedError for a wrong password (the caller counts those and
+    rotates the password after three), ChannelError or asyncio.TimeoutError for
+    anything else; the connection is closed on every failure.
+    """
+    handshake = AgentHandshake(session_id, password)
+    outcome = await _handshake(handshake, reader, writer, timeout, failure_delay=failure_delay)
+    if isinstance(outcome, AuthFailed):
+        raise AuthFailedError("a viewer tried a wrong session password")
+    return SecureStream(reader, writer, outcome.channel, **options)
+
+
+async def _handshake(handshake: _Handshake, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     timeout: float, *, failure_delay: float) -> Established | AuthFailed:
+    async def run() -> Established | AuthFailed:
+        while True:
+            event = handshake.next_event()
+            out = handshake.data_to_send()
+            if isinstance(event, AuthFailed):
+                await asyncio.sleep(failure_delay)
+            if out:
+                writer.write(out)
+                await writer.drain()
+            if event is not NEED_DATA:
+                assert isinstance(event, (Established, AuthFailed))
+                return event
+            handshake.receive_data(await reader.read(_HANDSHAKE_READ_SIZE))
+
+    try:
+        try:
+            outcome = await asyncio.wait_for(run(), timeout)
+        except (ConnectionError, OSError) as exc:
+            if isinstance(exc, TimeoutError):
+                raise
+            raise HandshakeError(f"the connection was lost during the secure handshake ({type(exc).__name__})") \
+                from None
+    except BaseException:
+        await _close_quietly(writer)
+        raise
+    if isinstance(outcome, AuthFailed):
+        await _close_quietly(writer)
+    return outcome
+
+
+async def _close_quietly(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.wait_closed()
+
+
+class SecureStream:
+    """An established channel over one connection; see the module docstring."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, channel: Channel, *,
+                 ping_interval: float = PING_INTERVAL, ack_bytes: int = ACK_BYTES, ack_delay: float = ACK_DELAY,
+                 recv_buffer_limit: int = RECV_BUFFER_LIMIT, close_linger: float = CLOSE_LINGER) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._channel = channel
+        self._ping_interval = ping_interval
+        self._ack_bytes = ack_bytes
+        self._ack_delay = ack_delay
+        self._recv_limit = recv_buffer_limit
+        self._close_linger = close_linger
+        self.safety_code: str = channel.safety_code
+        self.close_reason: str | None = None
+        self.rtt: float | None = None
+        self._rx: deque[bytes] = deque()
+        self._rx_size = 0
+        self._rx_ready = asyncio.Event()  # data, EOF or an error for recv()
+        self._rx_room = asyncio.Event()  # the receive buffer is below its limit
+        self._rx_room.set()
+        self._acked = asyncio.Event()  # an ACK, or the end of the channel
+        self._error: ChannelError | None = None
+        self._peer_closed = False
+        self._closing = False
+        self._discard = False
+        self._close_task: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._reader_task = loop.create_task(self._read_loop())
+        self._ping_task = loop.create_task(self._ping_loop())
+
+    def __repr__(self) -> str:
+        return f"SecureStream({self._channel!r}, rtt={self.rtt})"
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._channel.bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        return self._channel.bytes_received
+
+    @property
+    def error(self) -> ChannelError | None:
+        """Why the channel failed (it is closed then), or None."""
+        return self._error
+
+    @property
+    def peer_closed(self) -> bool:
+        """True once the peer's authenticated CLOSE arrived (reason in close_reason)."""
+        return self._peer_closed
+
+    @property
+    def in_flight(self) -> int:
+        """DATA bytes sent that the peer has not acknowledged yet."""
+        return self._channel.in_flight
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if data and not self._writer.is_closing():
+            self._writer.write(data)
+
+    def _send_nowait(self, data: bytes | bytearray | memoryview) -> None:
+        if self._error is not None:
+            raise self._error
+        self._write(self._channel.send_data(data))
+
+    async def _drain(self) -> None:
+        if self._error is not None:
+            raise self._error
+        try:
+            await self._writer.drain()
+        except (ConnectionError, OSError):
+            raise self._fail(ChannelError("the connection was lost while sending")) from None
+
+    async def send(self, data: bytes) -> None:
+        """Send ``data`` as DATA records, then wait until the socket buffer has room."""
+        self._send_nowait(data)
+        await self._drain()
+
+    async def wait_in_flight_below(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` sent bytes are unacknowledged by the peer."""
+        while self._channel.in_flight >= limit:
+            if self._error is not None:
+                raise self._error
+            if self._closing or self._peer_closed:
+                raise ChannelClosedError("the channel closed before the peer acknowledged the data in flight")
+            self._acked.clear()
+            await self._acked.wait()
+
+    # -- receiving ------------------------------------------------------------------------------
+
+    async def recv(self) -> bytes:
+        """The next DATA payload; b"" after the peer's CLOSE (see close_reason) or our own close."""
+        while not self._rx:
+            if self._error is not None:
+                raise self._error
+            if self._peer_closed or self._closing:
+                return b""
+            self._rx_ready.clear()
+            await self._rx_ready.wait()
+        chunk = self._rx.popleft()
+        self._rx_size -= len(chunk)
+        if self._rx_size < self._recv_limit:
+            self._rx_room.set()
+        return chunk
+
+    async def _read_loop(self) -> None:
+        channel = self._channel
+        try:
+            while True:
+                if self._rx_size >= self._recv_limit and not self._discard:
+                    self._rx_room.clear()
+                    await self._rx_room.wait()
+                try:
+                    chunk = await self._reader.read(_READ_SIZE)
+                except (ConnectionError, OSError):
+                    raise TruncatedError("the connection was reset without the peer's CLOSE") from None
+                channel.receive_data(chunk)
+                got_data = False
+                while True:
+                    event = channel.next_event()
+                    if event is NEED_DATA:
+                        break
+                    if isinstance(event, Data):
+                        if not self._discard:
+                            self._rx.append(event.data)
+                            self._rx_size += len(event.data)
+                        got_data = True
+                    elif isinstance(event, Ack):
+                        self._acked.set()
+                    elif isinstance(event, Ping):
+                        if channel.can_send:
+                            self._write(channel.send_pong(event.payload))
+                    elif isinstance(event, Pong):
+                        if event.rtt is not None:
+                            self.rtt = event.rtt if self.rtt is None else self.rtt + _RTT_GAIN * (event.rtt - self.rtt)
+                    elif isinstance(event, Closed):
+                        self.close_reason = event.reason
+                        self._peer_closed = True
+                        # Answer with our own CLOSE at once, as a WebSocket endpoint does: the peer is
+                        # lingering for it, and nothing more will arrive that we could leave unread.
+                        self._send_close("bye")
+                        self._stop_timers()
+                        self._wake()
+                        self._writer.close()
+                        return
+                if got_data:
+                    self._rx_ready.set()
+                    self._schedule_ack()
+        except ChannelError as exc:
+            self._fail(exc)
+        except Exception as exc:  # a bug here must not leave recv() waiting forever
+            log.exception("secure channel reader failed")
+            self._fail(ChannelError(f"internal error in the secure channel reader: {type(exc).__name__}"))
+
+    def _schedule_ack(self) -> None:
+        if self._closing:
+            return
+        if self._channel.unacked_received >= self._ack_bytes:
+            self._send_ack()
+        elif self._ack_timer is None:
+            self._ack_timer = self._loop.call_later(self._ack_delay, self._send_ack)
+
+    def _send_ack(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        if self._channel.can_send and self._channel.unacked_received > 0:
+            self._write(self._channel.send_ack())
+
+    async def _ping_loop(self) -> None:
+        while self._channel.can_send and not self._writer.is_closing():
+            self._write(self._channel.send_ping())
+            await asyncio.sleep(self._ping_interval)
+
+    def _wake(self) -> None:
+        self._rx_ready.set()
+        self._acked.set()
+        self._rx_room.set()
+
+    def _fail(self, error: ChannelError) -> ChannelError:
+        """Any failure closes: remember the first error, stop the timers, close the socket."""
+        if self._error is None:
+            self._error = error
+            log.debug("secure channel failed: %s", error)
+        self._stop_timers()
+        self._wake()
+        self._writer.close()
+        return self._error
+
+    def _stop_timers(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        self._ping_task.cancel()
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def _send_close(self, reason: str) -> None:
+        if self._error is None and self._channel.can_send and not self._writer.is_closing():
+            self._write(self._channel.send_close(reason))
+            if self._writer.can_write_eof():
+                with contextlib.suppress(OSError, RuntimeError):
+                    self._writer.write_eof()
+
+    def _start_close(self, reason: str) -> asyncio.Task[None]:
+        if self._close_task is None:
+            self._closing = True
+            self._discard = True
+            self._rx.clear()
+            self._rx_size = 0
+            self._stop_timers()
+            self._wake()
+            self._send_close(reason)
+            self._close_task = self._loop.create_task(self._finish_close())
+        return self._close_task
+
+    async def _finish_close(self) -> None:
+        # Linger until the peer answers with its CLOSE (or EOF): closing a socket that still has
+        # unread input makes the kernel send a reset, which can destroy our CLOSE before the peer reads it.
+        try:
+            if not self._reader_task.done():
+                await asyncio.wait({self._reader_task}, timeout=self._close_linger)
+        finally:
+            self._reader_task.cancel()
+            self._ping_task.cancel()
+            await asyncio.gather(self._reader_task, self._ping_task, return_exceptions=True)
+            await _close_quietly(self._writer)
+
+    async def close(self, reason: str = "bye") -> None:
+        """Send the authenticated CLOSE with ``reason`` and close the connection."""
+        await asyncio.shield(self._start_close(reason))
+
+    # -- duck-typed asyncio streams -------------------------------------------------------------
+
+    def as_streams(self) -> tuple[ChannelReader, ChannelWriter]:
+        """(reader, writer) objects with the asyncio stream methods RFB code uses."""
+        return ChannelReader(self), ChannelWriter(self)
+
+
+class ChannelReader:
+    """``read``/``readexactly``/``at_eof`` over a SecureStream, like asyncio.StreamReader."""
+
+    def __init__(self, stream: SecureStream) -> None:
+        self._stream = stream
+        self._chunk = b""
+        self._offset = 0
+        self._eof = False
+
+    async def _fill(self) -> bool:
+        if self._offset < len(self._chunk):
+            return True
+        if self._eof:
+            return False
+        chunk = await self._stream.recv()
+        if not chunk:
+            self._eof = True
+            return False
+        self._chunk, self._offset = chunk, 0
+        return True
+
+    def _take(self, n: int) -> bytes:
+        start = self._offset
+        if start == 0 and n >= len(self._chunk):
+            self._offset = len(self._chunk)
+            return self._chunk
+        end = min(len(self._chunk), start + n)
+        self._offset = end
+        return self._chunk[start:end]
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all until EOF if n < 0); b"" at EOF."""
+        if n == 0:
+            return b""
+        if n > 0:
+            return self._take(n) if await self._fill() else b""
+        parts = []
+        while await self._fill():
+            parts.append(self._take(len(self._chunk)))
+        return b"".join(parts)
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; asyncio.IncompleteReadError if the channel ends first."""
+        parts = []
+        missing = n
+        while missing > 0:
+            if not await self._fill():
+                raise asyncio.IncompleteReadError(b"".join(parts), n)
+            part = self._take(missing)
+            parts.append(part)
+            missing -= len(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def at_eof(self) -> bool:
+        return self._eof and self._offset >= len(self._chunk)
+
+
+class ChannelWriter:
+    """``write``/``drain``/``close`` over a SecureStream, like asyncio.StreamWriter."""
+
+    def __init__(self, stream: SecureStream) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Seal and queue ``data``; like a transport, a closed channel drops it (drain reports failures)."""
+        if self._stream._closing:
+            return
+        with contextlib.suppress(ChannelError):
+            self._stream._send_nowait(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.write(b"".join(data))
+
+    async def drain(self) -> None:
+        await self._stream._drain()
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._stream._start_close("bye")
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._stream._start_close("bye"))
+
+    def is_closing(self) -> bool:
+        return self._stream._closing or self._stream._error is not None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._stream._writer.get_extra_info(name, default)

@@ -1,0 +1,264 @@
+"""The asyncio adapter over real loopback TCP: handshake outcomes, data, close, failures, flow control, streams."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any, Awaitable, TypeVar
+
+import pytest
+
+from agent.secure.errors import (
+    AuthFailedError,
+    ChannelClosedError,
+    HandshakeError,
+    RecordAuthenticationError,
+    TruncatedError,
+    WrongPasswordError,
+)
+from agent.secure.stream import SecureStream, accept_agent, connect_viewer
+
+SESSION = "123456789"
+PASSWORD = "k3mx7q"
+T = TypeVar("T")
+Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+def run(coro: Awaitable[T], timeout: float = 20) -> T:
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def tcp_pair() -> tuple[Conn, Conn]:
+    accepted: asyncio.Future[Conn] = asyncio.get_running_loop().create_future()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set_result((reader, writer))
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = await asyncio.open_connection("127.0.0.1", port)
+    agent_side = await accepted
+    server.close()
+    await server.wait_closed()
+    return client, agent_side
+
+
+async def established(viewer_password: str = PASSWORD, **options: Any) -> tuple[SecureStream, SecureStream]:
+    (cr, cw), (sr, sw) = await tcp_pair()
+    viewer, agent = await asyncio.gather(
+        connect_viewer(cr, cw, SESSION, viewer_password, timeout=10, **options),
+        accept_agent(sr, sw, SESSION, PASSWORD, timeout=10, failure_delay=0, **options))
+    return viewer, agent
+
+
+async def recv_exactly(stream: SecureStream, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        chunk = await stream.recv()
+        assert chunk, "channel ended early"
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def test_round_trip_and_authenticated_close() -> None:
+    async def main() -> None:
+        viewer, agent = await established()
+        assert viewer.safety_code == agent.safety_code and len(viewer.safety_code) == 4
+        big = bytes(range(256)) * 1000
+        await viewer.send(b"hello agent")
+        await agent.send(big)
+        assert await agent.recv() == b"hello agent"
+        assert await recv_exactly(viewer, len(big)) == big
+        assert viewer.bytes_sent == agent.bytes_received == 11
+        assert agent.bytes_sent == viewer.bytes_received == len(big)
+        await viewer.close("technician ended the session")
+        assert await agent.recv() == b""
+        assert agent.close_reason == "technician ended the session"
+        assert agent.peer_closed and agent.error is None
+        await agent.close()
+        assert await viewer.recv() == b""
+        with pytest.raises(ChannelClosedError):
+            await viewer.send(b"too late")
+
+    run(main())
+
+
+def test_wrong_password_closes_both_ends() -> None:
+    async def main() -> None:
+        (cr, cw), (sr, sw) = await tcp_pair()
+        results = await asyncio.gather(
+            connect_viewer(cr, cw, SESSION, "wrong!", timeout=10),
+            accept_agent(sr, sw, SESSION, PASSWORD, timeout=10, failure_delay=0.05),
+            return_exceptions=True)
+        assert isinstance(results[0], WrongPasswordError) and results[0].exit_code == 3
+        assert isinstance(results[1], AuthFailedError) and results[1].exit_code == 3
+        assert cw.is_closing() and sw.is_closing()
+        assert PASSWORD not in str(results[1]) and "wrong!" not in str(results[0])
+
+    run(main())
+
+
+def test_handshake_times_out_against_a_silent_peer() -> None:
+    async def main() -> None:
+        (cr, cw), (_, sw) = await tcp_pair()
+        with pytest.raises(asyncio.TimeoutError):
+            await connect_viewer(cr, cw, SESSION, PASSWORD, timeout=0.3)
+        assert cw.is_closing()
+        sw.close()
+
+    run(main())
+
+
+def test_peer_speaking_another_protocol() -> None:
+    async def main() -> None:
+        (cr, cw), (_, sw) = await tcp_pair()
+        sw.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        with pytest.raises(HandshakeError):
+            await connect_viewer(cr, cw, SESSION, PASSWORD, timeout=5)
+        assert cw.is_closing()
+        sw.close()
+
+    run(main())
+
+
+def test_connection_cut_without_close_is_truncation() -> None:
+    async def main() -> None:
+        viewer, agent = await established()
+        await agent.send(b"genuine")
+        agent._writer.close()  # the relay or the network cuts the connection: no CLOSE record
+        assert await viewer.recv() == b"genuine"  # data before the cut is delivered
+        with pytest.raises(TruncatedError):
+            await viewer.recv()
+        with pytest.raises(TruncatedError):
+            await viewer.send(b"x")
+        assert isinstance(viewer.error, TruncatedError) and not viewer.peer_closed
+        await asyncio.gather(viewer.close(), agent.close())
+
+    run(main())
+
+
+def test_injected_record_fails_and_closes() -> None:
+    async def main() -> None:
+        viewer, agent = await established()
+        agent._writer.write(b"\0\0\0\x20\x01" + bytes(32))  # a relay inserting its own record
+        with pytest.raises(RecordAuthenticationError):
+            await viewer.recv()
+        assert viewer._writer.is_closing()
+        await agent.close()
+
+    run(main())
+
+
+def test_rtt_is_measured_with_pings() -> None:
+    async def main() -> None:
+        viewer, agent = await established(ping_interval=0.05)
+        for _ in range(100):
+            if viewer.rtt is not None and agent.rtt is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert viewer.rtt is not None and 0 <= viewer.rtt < 1
+        assert agent.rtt is not None and 0 <= agent.rtt < 1
+        await viewer.close()
+        await agent.close()
+
+    run(main())
+
+
+def test_acks_keep_bytes_in_flight_bounded() -> None:
+    async def main() -> None:
+        viewer, agent = await established()
+        payload = hashlib.sha256(b"seed").digest() * 2048  # 64 KiB
+        limit, peak = 256 * 1024, 0
+
+        async def sender() -> None:
+            nonlocal peak
+            for _ in range(40):
+                await viewer.wait_in_flight_below(limit)
+                await viewer.send(payload)
+                peak = max(peak, viewer.in_flight)
+
+        task = asyncio.create_task(sender())
+        received = await recv_exactly(agent, 40 * len(payload))
+        await task
+        assert received == payload * 40
+        assert peak <= limit + len(payload)
+        for _ in range(50):  # the last ACK comes after at most ~50 ms
+            if viewer.in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert viewer.in_flight == 0
+        await viewer.close()
+        await agent.close()
+
+    run(main())
+
+
+def test_a_receiver_that_stops_reading_pushes_back_on_the_sender() -> None:
+    async def main() -> None:
+        viewer, agent = await established(recv_buffer_limit=128 * 1024)
+        chunk = b"p" * 65536
+
+        async def sender() -> None:
+            for _ in range(400):  # 25 MiB: far more than socket buffers hold
+                await viewer.send(chunk)
+
+        task = asyncio.create_task(sender())
+        await asyncio.sleep(0.5)
+        assert not task.done()  # blocked in drain(): the receiver stopped reading the socket
+        assert agent._rx_size <= 128 * 1024 + 256 * 1024  # limit plus one socket read
+        total = 0
+        while total < 400 * len(chunk):
+            total += len(await agent.recv())
+        await task
+        await viewer.close()
+        await agent.close()
+
+    run(main())
+
+
+def test_as_streams_behaves_like_asyncio_streams() -> None:
+    async def main() -> None:
+        viewer, agent = await established()
+        v_reader, v_writer = viewer.as_streams()
+        a_reader, a_writer = agent.as_streams()
+        a_writer.write(b"RFB 003.008\n")
+        a_writer.write(b"\x01\x02")
+        a_writer.writelines([b"abc", b"def"])
+        await a_writer.drain()
+        assert await v_reader.readexactly(12) == b"RFB 003.008\n"  # spans nothing
+        assert await v_reader.readexactly(4) == b"\x01\x02ab"  # spans two records
+        assert await v_reader.read(2) == b"cd"
+        assert await v_reader.read(100) == b"ef"
+        assert await v_reader.read(0) == b""
+        assert v_writer.get_extra_info("peername") == viewer._writer.get_extra_info("peername")
+        assert v_writer.get_extra_info("no-such-thing", 7) == 7
+        v_writer.write(b"\x03" * 5)
+        await v_writer.drain()
+        assert await a_reader.readexactly(5) == b"\x03" * 5
+        a_writer.write(b"tail")
+        a_writer.close()
+        assert a_writer.is_closing()
+        await a_writer.wait_closed()
+        with pytest.raises(asyncio.IncompleteReadError) as info:
+            await v_reader.readexactly(10)
+        assert info.value.partial == b"tail"
+        assert await v_reader.read() == b""
+        assert v_reader.at_eof()
+        assert viewer.close_reason == "bye"
+        v_writer.close()
+        await v_writer.wait_closed()
+
+    run(main())
+
+
+def test_read_all_until_eof() -> None:
+    async def main() -> None:
+        viewer, agent = await established()
+        v_reader, _ = viewer.as_streams()
+        await agent.send(b"a" * 100_000)
+        await agent.send(b"b")
+        await agent.close("done")
+        assert await v_reader.read() == b"a" * 100_000 + b"b"
+        await viewer.close()
+
+    run(main())
