@@ -1,6 +1,8 @@
 """Shared fixtures: an Xvfb display started by the test itself, free loopback ports."""
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import socket
@@ -74,3 +76,16 @@ def xvfb_factory() -> Iterator:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+ASYNC_TEST_TIMEOUT = 120.0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function):
+    """Run ``async def`` tests in a fresh event loop (no plugin needed), bounded in time."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    asyncio.run(asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT))
+    return True

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from agent.errors import CaptureError
 
-class InputError(Exception):
-    """The input backend cannot inject (display gone, extension missing)."""
+
+class InputError(CaptureError):
+    """The input backend cannot inject (display gone, extension missing); exit code 5 at the CLI."""
 
 
 class InputBackend(ABC):

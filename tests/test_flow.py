@@ -1,0 +1,57 @@
+"""FlowController: the window follows bandwidth x RTT, measured from ACKs."""
+from __future__ import annotations
+
+from agent.flow import INITIAL_WINDOW, MIN_WINDOW, FlowController
+
+
+def _feed(flow: FlowController, rate: float, rtt: float, seconds: float, step: float = 0.05) -> None:
+    flow.on_rtt(rtt)
+    t, acked = 0.0, 0.0
+    while t < seconds:
+        t += step
+        acked += rate * step
+        flow.on_ack(int(acked), t)
+
+
+def test_initial_window_before_any_estimate():
+    flow = FlowController()
+    assert flow.window == INITIAL_WINDOW
+    assert flow.bandwidth is None
+    assert flow.may_send(0) and not flow.may_send(INITIAL_WINDOW)
+
+
+def test_slow_link_shrinks_window_to_about_twice_the_bdp():
+    flow = FlowController()
+    _feed(flow, rate=32_000, rtt=0.1, seconds=2)  # 256 kbit/s, 100 ms
+    assert abs(flow.bandwidth - 32_000) / 32_000 < 0.05
+    assert flow.window == MIN_WINDOW  # 2 x 3.2 KB is below the floor
+
+
+def test_fast_link_grows_window():
+    flow = FlowController()
+    _feed(flow, rate=1_250_000, rtt=0.1, seconds=2)  # 10 Mbit/s
+    assert 200_000 < flow.window < 300_000
+
+
+def test_windowed_max_forgets_old_samples():
+    flow = FlowController()
+    _feed(flow, rate=1_250_000, rtt=0.1, seconds=1)
+    fast = flow.window
+    t, acked = 1.0, 1_250_000
+    while t < 7.0:  # the link slows to 1 Mbit/s for longer than the filter's horizon
+        t += 0.05
+        acked += 125_000 * 0.05
+        flow.on_ack(int(acked), t)
+    assert flow.window < fast / 5
+
+
+def test_duplicate_and_bunched_acks_are_ignored():
+    flow = FlowController()
+    flow.on_ack(1000, 1.0)
+    flow.on_ack(1000, 2.0)   # nothing new acknowledged
+    flow.on_ack(900, 2.5)    # stale
+    assert flow.bandwidth is None
+    flow.on_ack(5000, 2.501)  # 1.5 s after the first ACK: one sample
+    assert abs(flow.bandwidth - 4000 / 1.501) < 1e-6
+    flow.on_ack(9000, 2.502)  # too short an interval to be a rate sample
+    assert abs(flow.bandwidth - 4000 / 1.501) < 1e-6
