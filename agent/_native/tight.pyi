@@ -1,0 +1,6 @@
+"""Typed interface of agent/_native/tight.pyx (Tight mono rows, gradient filter)."""
+import numpy as np
+
+def pack_mono(v: np.ndarray, bg: int, out: np.ndarray) -> int: ...
+def gradient_filter(v: np.ndarray, red_shift: int, green_shift: int, blue_shift: int,
+                    red_max: int, green_max: int, blue_max: int, out: np.ndarray) -> None: ...

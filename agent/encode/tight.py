@@ -1,0 +1,182 @@
+"""Tight encoding, lossless part: fill, mono and indexed palettes, full colour, gradient.
+
+Byte layout (rfbproto "Tight", TigerVNC TightEncoder/TightDecoder): a
+compression-control byte whose low 4 bits reset zlib streams 0..3 and whose
+high 4 bits say 0x8 fill, 0x9 JPEG, or basic compression (bits 4-5 the
+stream, bit 6 "a filter byte follows"). Basic data shorter than 12 bytes is
+sent as is; longer data is zlib-compressed on its stream (sync-flushed) and
+prefixed with a 1-3 byte compact length. Pixels are TPIXELs: R, G, B bytes
+when the format is 32 bpp, depth 24, all maxes 255; plain PIXELs otherwise.
+
+Streams: 0 full colour, 1 mono, 2 indexed, 3 gradient (as TigerVNC for
+0..2). Python's zlib cannot change a stream's level, so a new compression
+level starts a new stream and that stream's reset bit goes out with its
+next rectangle: exactly what the reset bits are for.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+
+from agent._native import analyze as _analyze
+from agent._native import tight as _tight
+from agent.encode.base import Encoder, EncoderError, RectInput
+from agent.rfb.constants import ENC_TIGHT
+from agent.types import MAX_RECT_WIDTH
+
+# zlib levels per compression level 0..9 for (indexed, mono, full colour),
+# TigerVNC's TightEncoder table (tuned by the VirtualGL project).
+TIGHT_ZLIB_LEVELS = (
+    (0, 0, 0), (1, 1, 1), (3, 3, 2), (5, 5, 2), (6, 7, 3),
+    (7, 8, 4), (7, 8, 5), (8, 9, 6), (9, 9, 7), (9, 9, 9),
+)
+TIGHT_DEFAULT_COMPRESS_LEVEL = 2
+# The gradient filter saves ~40% on smooth photos but loses as much on noisy
+# or repetitive content (zlib's matches break), which is why TigerVNC dropped
+# it. At these levels the client wants bytes over CPU: full-colour data is
+# compressed both ways, on copies of the two streams, and the smaller is sent.
+TIGHT_GRADIENT_MIN_COMPRESS_LEVEL = 8
+# A palette is sent uncompressed, so a big one next to few runs (a gradient
+# strip: a new colour every run) can cost more than full-colour data that
+# zlib's history already holds. Then both are compressed and the smaller sent.
+TIGHT_TRIAL_RUNS_PER_COLOUR = 8
+TIGHT_MIN_TO_COMPRESS = 12  # fixed by the protocol
+TIGHT_MAX_COMPACT = (1 << 22) - 1
+
+CTL_FILL = 0x80
+CTL_JPEG = 0x90
+CTL_EXPLICIT_FILTER = 0x40
+FILTER_COPY = 0
+FILTER_PALETTE = 1
+FILTER_GRADIENT = 2
+
+STREAM_FULL, STREAM_MONO, STREAM_INDEXED, STREAM_GRADIENT = 0, 1, 2, 3
+
+
+def compact_length(n: int) -> bytes:
+    """Tight's 1-3 byte length: 7 bits a byte, low bits first, top bit = more follows."""
+    if not 0 <= n <= TIGHT_MAX_COMPACT:
+        raise EncoderError(f"Tight data of {n} bytes does not fit a compact length")
+    if n < 0x80:
+        return bytes((n,))
+    if n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
+
+
+class TightEncoder(Encoder):
+    encoding = ENC_TIGHT
+    name = "Tight"
+    max_palette = 256
+
+    def __init__(self) -> None:
+        self._streams: list[zlib._Compress | None] = [None] * 4
+        self._stream_levels = [-1] * 4
+        self._levels = TIGHT_ZLIB_LEVELS[TIGHT_DEFAULT_COMPRESS_LEVEL]
+        self._gradient = False
+
+    def set_compress_level(self, level: int | None) -> None:
+        level = TIGHT_DEFAULT_COMPRESS_LEVEL if level is None else level
+        self._levels = TIGHT_ZLIB_LEVELS[level]
+        self._gradient = level >= TIGHT_GRADIENT_MIN_COMPRESS_LEVEL
+
+    # byte writers
+
+    def _compressed(self, stream: int, level: int, data: bytes | memoryview,
+                    trial: bool = False) -> tuple[int, bytes, "zlib._Compress | None"]:
+        """(reset bits, data as sent, the stream that made it): raw below 12 bytes, else compact length + zlib.
+
+        The stream is committed with ``_commit``; a trial works on a copy so a
+        losing attempt leaves the live stream as the client's.
+        """
+        if len(data) < TIGHT_MIN_TO_COMPRESS:
+            return 0, bytes(data), None
+        reset = 0
+        z = self._streams[stream]
+        if z is None or self._stream_levels[stream] != level:
+            if z is not None:
+                reset = 1 << stream
+            z = zlib.compressobj(level)
+        elif trial:
+            z = z.copy()
+        out = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
+        return reset, compact_length(len(out)) + out, z
+
+    def _commit(self, stream: int, level: int, z: "zlib._Compress | None") -> None:
+        if z is not None:
+            self._streams[stream] = z
+            self._stream_levels[stream] = level
+
+    def fill(self, rect: RectInput, colour: int) -> bytes:
+        return bytes((CTL_FILL,)) + rect.codec.pack_tpixels(np.array([colour], np.uint32))
+
+    def mono(self, rect: RectInput, palette: np.ndarray) -> bytes:
+        bits = np.empty(((rect.w + 7) // 8) * rect.h, np.uint8)
+        _tight.pack_mono(rect.values, int(palette[0]), bits)
+        reset, body, z = self._compressed(STREAM_MONO, self._levels[1], bits)
+        self._commit(STREAM_MONO, self._levels[1], z)
+        head = bytes((reset | (STREAM_MONO << 4) | CTL_EXPLICIT_FILTER, FILTER_PALETTE, 1))
+        return head + rect.codec.pack_tpixels(palette[:2]) + body
+
+    def indexed(self, rect: RectInput, palette: np.ndarray) -> bytes:
+        payload, *stream = self._indexed(rect, palette, False)
+        self._commit(*stream)
+        return payload
+
+    def full_colour(self, rect: RectInput) -> bytes:
+        payload, *stream = self._full_colour(rect, False)
+        self._commit(*stream)
+        return payload
+
+    def _indexed(self, rect: RectInput, palette: np.ndarray, trial: bool) -> tuple[bytes, int, int, Any]:
+        """(payload, stream, level, compressor) for the palette filter; committed by the caller."""
+        n = len(palette)
+        idx = np.empty((rect.h, rect.w), np.uint8)
+        if _analyze.index_map(rect.values, palette, n, idx) < 0:
+            raise EncoderError("palette does not cover the rectangle")
+        level = self._levels[0]
+        reset, body, z = self._compressed(STREAM_INDEXED, level, idx.data.cast("B"), trial)
+        head = bytes((reset | (STREAM_INDEXED << 4) | CTL_EXPLICIT_FILTER, FILTER_PALETTE, n - 1))
+        return head + rect.codec.pack_tpixels(palette) + body, STREAM_INDEXED, level, z
+
+    def _full_colour(self, rect: RectInput, trial: bool) -> tuple[bytes, int, int, Any]:
+        """Copy filter, or the gradient filter where it comes out smaller (levels 8-9)."""
+        codec = rect.codec
+        level = self._levels[2]
+        gradient = self._gradient and codec.bytes_per_pixel > 1
+        reset, body, z = self._compressed(STREAM_FULL, level, codec.pack_tpixels(rect.values), trial or gradient)
+        best = (bytes((reset | (STREAM_FULL << 4),)) + body, STREAM_FULL, level, z)
+        if gradient:
+            pf = codec.pf
+            filtered = np.empty((rect.h, rect.w), np.uint32)
+            _tight.gradient_filter(rect.values, pf.red_shift, pf.green_shift, pf.blue_shift,
+                                   pf.red_max, pf.green_max, pf.blue_max, filtered)
+            reset, body, z = self._compressed(STREAM_GRADIENT, level, codec.pack_tpixels(filtered), True)
+            head = bytes((reset | (STREAM_GRADIENT << 4) | CTL_EXPLICIT_FILTER, FILTER_GRADIENT))
+            if len(head) + len(body) < len(best[0]):
+                best = (head + body, STREAM_GRADIENT, level, z)
+        return best
+
+    def _smaller(self, rect: RectInput, palette: np.ndarray) -> bytes:
+        candidates = (self._indexed(rect, palette, True), self._full_colour(rect, True))
+        payload, *stream = min(candidates, key=lambda c: len(c[0]))
+        self._commit(*stream)
+        return payload
+
+    def encode(self, rect: RectInput) -> bytes:
+        if rect.w > MAX_RECT_WIDTH:
+            raise EncoderError(f"Tight rectangles are at most {MAX_RECT_WIDTH} wide, got {rect.w}")
+        palette = rect.palette
+        if palette is None or len(palette) > self.max_palette:
+            return self.full_colour(rect)
+        if len(palette) == 1:
+            return self.fill(rect, int(palette[0]))
+        if len(palette) == 2:
+            return self.mono(rect, palette)
+        if rect.codec.bytes_per_pixel == 1:
+            return self.full_colour(rect)  # an index byte is no smaller than the pixel (TigerVNC)
+        if len(palette) * TIGHT_TRIAL_RUNS_PER_COLOUR >= rect.runs:
+            return self._smaller(rect, palette)
+        return self.indexed(rect, palette)

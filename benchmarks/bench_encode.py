@@ -1,0 +1,206 @@
+"""Encoder benchmark: bytes, Mpixel/s and compression ratio per workload and encoding.
+
+Every figure is set against an anchor measured in the same run on the same
+rectangles: ``zlib.compress(raw_rect_bytes, 1)`` of each changed rectangle
+in the client's format (32 bpp BGRA here), and its time. Workloads are the
+deterministic synthetic screens (agent.capture.synthetic) at 1920x1080; the
+rectangles are what agent.detect.ChangeDetector reports for each frame, and
+its copies go out as CopyRect (every configuration offers it).
+
+    python benchmarks/bench_encode.py [--frames N] [--size WxH]   # prints the table
+    python -m pytest benchmarks/bench_encode.py -q --benchmark-disable   # smoke test
+
+Targets: lossless Tight on typing and window-drag <= 0.8x the anchor's bytes;
+lossless encoding of text content (a full typing screen) >= 50 Mpixel/s.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agent.capture.synthetic import SyntheticSource  # noqa: E402
+from agent.detect import ChangeDetector  # noqa: E402
+from agent.encode import EncodeManager  # noqa: E402
+from agent.rfb import constants as C  # noqa: E402
+from agent.types import Copy, Rect  # noqa: E402
+
+WORKLOADS = ("typing", "window-drag", "scrolling", "video")
+CONFIGS: dict[str, list[int]] = {
+    "Raw": [C.ENC_COPYRECT, C.ENC_RAW],
+    "RRE": [C.ENC_COPYRECT, C.ENC_RRE],
+    "Hextile": [C.ENC_COPYRECT, C.ENC_HEXTILE],
+    "ZRLE": [C.ENC_COPYRECT, C.ENC_ZRLE],
+    "Tight": [C.ENC_COPYRECT, C.ENC_TIGHT],
+    "Tight+JPEG q6": [C.ENC_COPYRECT, C.ENC_TIGHT, C.ENC_JPEG_QUALITY_0 + 6],
+}
+LOSSLESS_TARGET_RATIO = 0.8
+TEXT_TARGET_MPX = 50.0
+
+
+@dataclass
+class Sequence:
+    """A workload's frames with the changes the detector found (frame 0 is the full screen)."""
+
+    name: str
+    frames: list[np.ndarray]
+    changes: list[tuple[list[Copy], list[Rect]]]
+
+    @property
+    def pixels(self) -> int:
+        return sum(w * h for _, rects in self.changes for _, _, w, h in rects)
+
+
+def build(workload: str, frames: int, width: int, height: int, seed: int = 0) -> Sequence:
+    source = SyntheticSource(workload, width, height, seed)
+    detector = ChangeDetector(width, height)
+    seq = Sequence(workload, [], [])
+    for _ in range(frames + 1):
+        frame = source.grab().copy()
+        ch = detector.update(frame)
+        seq.frames.append(frame)
+        seq.changes.append((list(ch.copies), list(ch.rects)))
+    return seq
+
+
+@dataclass
+class Result:
+    nbytes: int = 0
+    seconds: float = 0.0
+    pixels: int = 0
+
+    @property
+    def mpx(self) -> float:
+        return self.pixels / self.seconds / 1e6 if self.seconds > 0 else float("inf")
+
+
+def anchor(seq: Sequence, first: int = 1) -> Result:
+    res = Result()
+    for frame, (_, rects) in list(zip(seq.frames, seq.changes))[first:]:
+        for x, y, w, h in rects:
+            t0 = time.perf_counter()
+            res.nbytes += len(zlib.compress(frame[y:y + h, x:x + w].tobytes(), 1))
+            res.seconds += time.perf_counter() - t0
+            res.pixels += w * h
+    return res
+
+
+def encode(seq: Sequence, encodings: list[int], first: int = 1) -> Result:
+    """Encode the sequence with one manager; frames before ``first`` prime its state untimed."""
+    manager = EncodeManager()
+    manager.set_encodings(encodings)
+    res = Result()
+    for i, (frame, (copies, rects)) in enumerate(zip(seq.frames, seq.changes)):
+        t0 = time.perf_counter()
+        update = manager.encode(frame, copies, rects)
+        dt = time.perf_counter() - t0
+        if i >= first:
+            res.nbytes += update.nbytes
+            res.seconds += dt
+            res.pixels += sum(w * h for _, _, w, h in rects)
+    return res
+
+
+def text_throughput(width: int, height: int, repeats: int = 3) -> tuple[Result, Result]:
+    """Lossless Tight on a full typing screen (text content) against zlib level 1, best of ``repeats``."""
+    frame = SyntheticSource("typing", width, height, 0).grab().copy()
+    rects = [(0, 0, width, height)]
+    seq = Sequence("text", [frame], [([], rects)])
+    best = min((encode(seq, CONFIGS["Tight"], first=0) for _ in range(repeats)), key=lambda r: r.seconds)
+    best_anchor = min((anchor(seq, first=0) for _ in range(repeats)), key=lambda r: r.seconds)
+    return best, best_anchor
+
+
+def table(frames: int, width: int, height: int) -> int:
+    print(f"encoder benchmark, {width}x{height}, {frames} frames after the first, ChangeDetector rects")
+    print(f"{'workload':12} {'encoding':14} {'bytes':>10} {'x anchor':>9} {'ratio':>7} {'Mpx/s':>8} {'anchor Mpx/s':>13}")
+    failures = 0
+    for name in WORKLOADS:
+        seq = build(name, frames, width, height)
+        base = anchor(seq)
+        raw_bytes = base.pixels * 4
+        for label, encodings in CONFIGS.items():
+            res = encode(seq, encodings)
+            rel = res.nbytes / base.nbytes if base.nbytes else float("nan")
+            ratio = raw_bytes / res.nbytes if res.nbytes else float("nan")
+            mark = ""
+            if label == "Tight" and name in ("typing", "window-drag"):
+                ok = rel <= LOSSLESS_TARGET_RATIO
+                failures += not ok
+                mark = f"  target <= {LOSSLESS_TARGET_RATIO}: {'met' if ok else 'MISSED'}"
+            print(f"{name:12} {label:14} {res.nbytes:>10} {rel:>9.3f} {ratio:>7.1f} {res.mpx:>8.1f} {base.mpx:>13.1f}{mark}")
+        print(f"{name:12} {'(anchor)':14} {base.nbytes:>10} {1:>9.3f} {raw_bytes / max(base.nbytes, 1):>7.1f}"
+              f" {'':>8} {base.mpx:>13.1f}  ({base.pixels} px in rects)")
+    res, base = text_throughput(width, height)
+    ok = res.mpx >= TEXT_TARGET_MPX
+    failures += not ok
+    print(f"text screen  Tight lossless  {res.nbytes:>10} {res.nbytes / base.nbytes:>9.3f}"
+          f" {width * height * 4 / res.nbytes:>7.1f} {res.mpx:>8.1f} {base.mpx:>13.1f}"
+          f"  target >= {TEXT_TARGET_MPX} Mpx/s: {'met' if ok else 'MISSED'}")
+    return failures
+
+
+# --- pytest-benchmark -------------------------------------------------------
+
+SMOKE_FRAMES = 8
+TARGET_FRAMES = 30  # the lossless target holds over a workload, as in the table
+SMOKE_SIZE = (1920, 1080)
+_cache: dict[tuple[str, int], Sequence] = {}
+
+
+def _sequence(name: str, frames: int = SMOKE_FRAMES) -> Sequence:
+    if (name, frames) not in _cache:
+        _cache[name, frames] = build(name, frames, *SMOKE_SIZE)
+    return _cache[name, frames]
+
+
+try:
+    import pytest
+except ImportError:  # running as a script without pytest installed
+    pytest = None
+
+if pytest is not None:
+
+    @pytest.mark.parametrize("workload", WORKLOADS)
+    @pytest.mark.parametrize("config", list(CONFIGS))
+    def test_encode_workload(benchmark, workload: str, config: str) -> None:
+        res = benchmark(encode, _sequence(workload), CONFIGS[config])
+        assert res.nbytes > 0 and res.pixels == _sequence(workload).pixels - sum(
+            w * h for _, _, w, h in _sequence(workload).changes[0][1])
+
+    @pytest.mark.parametrize("workload", ["typing", "window-drag"])
+    def test_lossless_tight_target(benchmark, workload: str) -> None:
+        seq = _sequence(workload, TARGET_FRAMES)
+        res = benchmark(encode, seq, CONFIGS["Tight"])
+        assert res.nbytes <= LOSSLESS_TARGET_RATIO * anchor(seq).nbytes
+
+    def test_anchor(benchmark) -> None:
+        res = benchmark(anchor, _sequence("typing"))
+        assert res.nbytes > 0
+
+    def test_text_throughput(benchmark) -> None:
+        frame = SyntheticSource("typing", *SMOKE_SIZE, 0).grab().copy()
+        seq = Sequence("text", [frame], [([], [(0, 0, *SMOKE_SIZE)])])
+        res = benchmark(encode, seq, CONFIGS["Tight"], 0)
+        assert res.pixels == SMOKE_SIZE[0] * SMOKE_SIZE[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=30, help="frames per workload after the first (default 30)")
+    parser.add_argument("--size", default="1920x1080", help="screen size WxH (default 1920x1080)")
+    args = parser.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    failures = table(args.frames, width, height)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The encode manager: negotiation, choice of encoder with fallbacks, splitting, lossy tracking, stats."""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import simplejpeg
+
+from agent.capture.base import CursorShape
+from agent.decode import DecoderState, decode_rect, quantize
+from agent.encode import EncodedUpdate, EncodeManager, EncoderError, split_rect
+from agent.rfb import constants as C
+from agent.rfb.pixelformat import BGR233, NATIVE, RGB565_LE, PixelFormat
+
+
+def headers(update: EncodedUpdate) -> list[tuple[int, int, int, int, int]]:
+    return [struct.unpack(">HHHHi", r[:12]) for r in update.rects]
+
+
+def apply(update: EncodedUpdate, fb: np.ndarray, pf: PixelFormat, state: DecoderState) -> None:
+    for data in update.rects:
+        x, y, w, h, enc = struct.unpack(">HHHHi", data[:12])
+        assert decode_rect(state, enc, memoryview(data)[12:], x, y, w, h, fb, pf) == len(data) - 12
+
+
+def desktop(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
+    """Flat background, a text-like block and a photo-like block."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 4), 230, np.uint8)
+    img[20:80, 20:300, :3] = (rng.random((60, 280, 1)) < 0.25) * 30
+    yy, xx = np.mgrid[0:120, 0:160]
+    img[100:220, 100:260, 0] = (128 + 100 * np.sin(xx / 9.0)).astype(np.uint8)
+    img[100:220, 100:260, 1] = (128 + 100 * np.cos(yy / 7.0)).astype(np.uint8)
+    img[100:220, 100:260, 2] = rng.integers(0, 256, (120, 160), dtype=np.uint8)
+    return img
+
+
+def manager(*encodings: int, pf: PixelFormat = NATIVE) -> EncodeManager:
+    m = EncodeManager()
+    m.set_pixel_format(pf)
+    m.set_encodings(list(encodings))
+    return m
+
+
+def test_raw_only_clients_get_raw() -> None:
+    for encodings in ([], [C.ENC_RAW], [12345, C.ENC_CURSOR]):
+        m = manager(*encodings)
+        update = m.encode(desktop(), [], [(0, 0, 320, 240)])
+        assert {h[4] for h in headers(update)} == {C.ENC_RAW}
+        assert update.nbytes == sum(len(r) for r in update.rects)
+
+
+def test_hextile_client() -> None:
+    m = manager(C.ENC_HEXTILE, C.ENC_RAW)
+    frame = desktop()
+    update = m.encode(frame, [], [(0, 0, 320, 240)])
+    assert {h[4] for h in headers(update)} == {C.ENC_HEXTILE}
+    fb = np.zeros_like(frame)
+    apply(update, fb, NATIVE, DecoderState())
+    assert np.array_equal(fb, quantize(frame, NATIVE))
+
+
+def test_rre_client_falls_back_to_raw_for_busy_areas() -> None:
+    m = manager(C.ENC_RRE)
+    frame = desktop()
+    update = m.encode(frame, [], [(0, 0, 320, 240)])
+    used = {h[4] for h in headers(update)}
+    assert used == {C.ENC_RRE, C.ENC_RAW}
+    fb = np.zeros_like(frame)
+    apply(update, fb, NATIVE, DecoderState())
+    assert np.array_equal(fb, quantize(frame, NATIVE))
+
+
+def test_preferred_encoding_decides_and_solids_prefer_tight_fills() -> None:
+    frame = desktop()
+    update = manager(C.ENC_ZRLE, C.ENC_TIGHT, C.ENC_JPEG_QUALITY_0 + 5).encode(frame, [], [(0, 0, 320, 240)])
+    kinds = {h[4] for h in headers(update)}
+    assert kinds == {C.ENC_ZRLE, C.ENC_TIGHT} and update.lossy == []  # ZRLE preferred: no JPEG (TigerVNC)
+    for data in update.rects:
+        if struct.unpack(">i", data[8:12])[0] == C.ENC_TIGHT:
+            assert data[12] == 0x80
+    tight = manager(C.ENC_TIGHT, C.ENC_ZRLE).encode(frame, [], [(0, 0, 320, 240)])
+    assert {h[4] for h in headers(tight)} == {C.ENC_TIGHT}
+
+
+def test_solid_areas_become_fills() -> None:
+    frame = np.full((300, 400, 4), 50, np.uint8)
+    frame[140:150, 190:200, :3] = np.random.default_rng(1).integers(0, 256, (10, 10, 3), dtype=np.uint8)
+    update = manager(C.ENC_TIGHT).encode(frame, [], [(0, 0, 400, 300)])
+    fills = [r for r in update.rects if r[12] == 0x80]
+    assert sum(w * h for _, _, w, h, _ in headers(EncodedUpdate(fills))) >= 400 * 300 - 64 * 64
+    assert update.nbytes < 2000
+    fb = np.zeros_like(frame)
+    apply(update, fb, NATIVE, DecoderState())
+    assert np.array_equal(fb, quantize(frame, NATIVE))
+
+
+def test_every_rectangle_respects_the_limits_and_tiles_the_input() -> None:
+    m = manager(C.ENC_RAW)
+    frame = np.zeros((700, 3000, 4), np.uint8)
+    update = m.encode(frame, [], [(0, 0, 3000, 700), (5, 5, 2049, 1)])
+    cover = np.zeros((700, 3000), np.int32)
+    for x, y, w, h, _ in headers(update):
+        assert w <= 2048 and w * h <= 65536
+        cover[y:y + h, x:x + w] += 1
+    assert cover[5, 5:2054].min() == 2 and cover.min() == 1
+    assert split_rect(0, 0, 300, 300) == [(0, 0, 300, 192), (0, 192, 300, 108)]
+
+
+def test_copies_first_and_only_when_offered() -> None:
+    frame = desktop()
+    m = manager(C.ENC_COPYRECT, C.ENC_TIGHT)
+    update = m.encode(frame, [(0, 0, 10, 20, 30, 40)], [(100, 100, 5, 5)])
+    assert update.rects[0] == struct.pack(">HHHHiHH", 10, 20, 30, 40, C.ENC_COPYRECT, 0, 0)
+    assert headers(update)[1][4] == C.ENC_TIGHT
+    with pytest.raises(EncoderError):
+        manager(C.ENC_TIGHT).encode(frame, [(0, 0, 10, 20, 30, 40)], [])
+    with pytest.raises(EncoderError):
+        m.encode(frame, [(0, 0, 300, 0, 30, 40)], [])  # destination outside the frame
+
+
+def test_bad_rectangles_and_frames_raise() -> None:
+    m = manager(C.ENC_TIGHT)
+    for rect in [(0, 0, 0, 5), (-1, 0, 5, 5), (300, 0, 21, 5), (0, 230, 5, 11)]:
+        with pytest.raises(EncoderError):
+            m.encode(desktop(), [], [rect])
+    with pytest.raises(EncoderError):
+        m.encode(np.zeros((10, 10, 3), np.uint8), [], [])
+
+
+def test_lossy_only_with_a_quality_level() -> None:
+    frame = desktop()
+    rect = [(100, 100, 160, 120)]
+    assert manager(C.ENC_TIGHT).encode(frame, [], rect).lossy == []
+    m = manager(C.ENC_TIGHT, C.ENC_JPEG_QUALITY_0 + 7)
+    update = m.encode(frame, [], rect)
+    assert update.lossy and update.lossy == m.lossy_region()
+    assert any(r[12] == 0x90 for r in update.rects)
+    assert m.encode(frame, [], rect, lossy_allowed=False).lossy == []
+    assert m.lossy_region() == []  # the lossless refresh cleared it
+    eight = manager(C.ENC_TIGHT, C.ENC_JPEG_QUALITY_0 + 7, pf=BGR233)
+    assert eight.encode(frame, [], rect).lossy == []  # never JPEG at 8 bpp
+
+
+def test_jpeg_needs_a_big_busy_area() -> None:
+    frame = desktop()
+    m = manager(C.ENC_TIGHT, C.ENC_JPEG_QUALITY_0 + 7)
+    assert m.encode(frame, [], [(100, 100, 160, 5)]).lossy == []  # too thin
+    assert m.encode(frame, [], [(100, 100, 40, 40)]).lossy == []  # too small
+    assert m.encode(frame, [], [(20, 20, 280, 60)]).lossy == []  # two-colour text stays lossless
+    ramp = np.zeros((128, 128, 4), np.uint8)
+    ramp[..., 1] = np.arange(128, dtype=np.uint8)[:, None] * 2  # 128 colours, one per row
+    ramp[::8, ::3, :3] = 0  # with some text-like marks: a run every ~6 pixels
+    assert manager(C.ENC_TIGHT, C.ENC_JPEG_QUALITY_0 + 7).encode(ramp, [], [(0, 0, 128, 128)]).lossy == []
+
+
+def test_lossy_region_follows_copies_and_partial_refreshes() -> None:
+    frame = desktop()
+    m = manager(C.ENC_COPYRECT, C.ENC_TIGHT, C.ENC_JPEG_QUALITY_0 + 6)
+    m.encode(frame, [], [(100, 100, 160, 120)])
+    covered = lambda: sum(w * h for _, _, w, h in m.lossy_region())  # noqa: E731
+    assert covered() == 160 * 120
+    m.encode(frame, [], [(100, 100, 160, 60)], lossy_allowed=False)
+    assert covered() == 160 * 60
+    m.encode(frame, [(100, 160, 0, 0, 160, 60)], [])  # the lossy half copied to the top-left corner
+    assert covered() == 2 * 160 * 60
+    cover = np.zeros((240, 320), bool)
+    for x, y, w, h in m.lossy_region():
+        cover[y:y + h, x:x + w] = True
+    assert cover[:60, :160].all() and cover[160:220, 100:260].all()
+    m.encode(np.zeros((50, 50, 4), np.uint8), [], [(0, 0, 50, 50)])  # a new screen size forgets it
+    assert m.lossy_region() == []
+
+
+def test_quality_cap_limits_jpeg_quality() -> None:
+    frame = desktop()
+    rect = [(100, 100, 160, 120)]
+    m = manager(C.ENC_TIGHT, C.ENC_JPEG_QUALITY_0 + 9)
+    full = m.encode(frame, [], rect)
+    m.quality_cap = 1
+    capped = m.encode(frame, [], rect)
+    assert capped.nbytes < full.nbytes / 2
+
+    def subsampling(update: EncodedUpdate) -> str:
+        data = next(r for r in update.rects if r[12] == 0x90)
+        start = 14 if not data[13] & 0x80 else (15 if not data[14] & 0x80 else 16)  # after the compact length
+        return simplejpeg.decode_jpeg_header(data[start:])[3]
+
+    assert subsampling(full) == "444" and subsampling(capped) == "420"
+
+
+def test_compression_level_changes_keep_the_client_in_sync() -> None:
+    frame = desktop()
+    m = manager(C.ENC_TIGHT, C.ENC_ZRLE)
+    fb = np.zeros_like(frame)
+    state = DecoderState()
+    for step, level in enumerate([None, 9, 1, 6, 0, None]):
+        m.set_encodings([C.ENC_TIGHT, C.ENC_ZRLE] + ([] if level is None else [C.ENC_COMPRESS_LEVEL_0 + level]))
+        frame[..., :3] = np.roll(frame[..., :3], 7, axis=1)
+        apply(m.encode(frame, [], [(0, 0, 320, 240)]), fb, NATIVE, state)
+        assert np.array_equal(fb, quantize(frame, NATIVE)), step
+
+
+def test_statistics_per_encoding() -> None:
+    m = manager(C.ENC_COPYRECT, C.ENC_TIGHT, C.ENC_JPEG_QUALITY_0 + 6)
+    frame = desktop()
+    u1 = m.encode(frame, [(0, 0, 5, 5, 10, 10)], [(0, 0, 320, 240)])
+    assert set(m.stats) >= {"CopyRect", "Tight", "TightJPEG"}
+    for s in m.stats.values():
+        assert set(s) == {"rects", "pixels", "bytes", "seconds"} and s["rects"] > 0 and s["seconds"] >= 0
+    assert sum(s["bytes"] for s in m.stats.values()) == u1.nbytes
+    assert sum(s["pixels"] for k, s in m.stats.items() if k != "CopyRect") == 320 * 240
+
+
+def test_pixel_format_change_applies_to_the_next_update() -> None:
+    frame = desktop()
+    m = manager(C.ENC_RAW)
+    assert len(m.encode(frame, [], [(0, 0, 10, 10)]).rects[0]) == 12 + 400
+    m.set_pixel_format(RGB565_LE)
+    assert len(m.encode(frame, [], [(0, 0, 10, 10)]).rects[0]) == 12 + 200
+
+
+def test_tight_at_8bpp_sends_many_colours_as_full_colour() -> None:
+    frame = desktop()
+    update = manager(C.ENC_TIGHT, pf=BGR233).encode(frame, [], [(100, 100, 64, 64)])
+    assert all(r[12] >> 4 in (0x0, 0x4, 0x8) or r[12] == 0x50 for r in update.rects)  # no indexed (0x60)
+
+
+def test_encode_cursor_in_the_client_format() -> None:
+    px = np.zeros((4, 5, 4), np.uint8)
+    px[..., 3] = 255
+    m = manager(C.ENC_TIGHT, C.ENC_CURSOR, pf=RGB565_LE)
+    data = m.encode_cursor(CursorShape(px, 2, 3, 1))
+    assert struct.unpack(">HHHHi", data[:12]) == (2, 3, 5, 4, C.ENC_CURSOR)
+    assert len(data) == 12 + 5 * 4 * 2 + 1 * 4
+
+
+def test_read_only_and_strided_frames() -> None:
+    big = desktop(260, 340)
+    frame = big[10:250, 10:330]  # a view with row padding
+    frame.setflags(write=False)
+    m = manager(C.ENC_TIGHT, C.ENC_JPEG_QUALITY_0 + 8)
+    update = m.encode(frame, [], [(0, 0, 320, 240)])
+    fb = np.zeros((240, 320, 4), np.uint8)
+    apply(update, fb, NATIVE, DecoderState())
+    lossless = np.ones((240, 320), bool)
+    for x, y, w, h in update.lossy:
+        lossless[y:y + h, x:x + w] = False
+    assert update.lossy and np.array_equal(fb[lossless], quantize(frame, NATIVE)[lossless])
