@@ -235,6 +235,15 @@ class MssSource(ScreenSource):
         self._hinting = True
         return self._watch.damaged()
 
+    def hint_fileno(self) -> int | None:
+        """A file descriptor that becomes readable when X sends an event (DAMAGE among them), or None.
+
+        Lets a capture loop sleep in the event loop until the screen is drawn on,
+        instead of polling ``damaged()``; ``damaged()`` still says what happened.
+        """
+        d = getattr(self._watch, "_d", None)
+        return d.fileno() if d is not None and self._watch.damaged() is not None else None
+
     def grab(self) -> np.ndarray:
         if self._closed:
             raise CaptureError("this screen source was closed")

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
 HANDSHAKE_TIMEOUT = 30.0    # seconds from connect to ClientInit
 AUTH_FAILURE_DELAY = 1.0    # seconds before answering a wrong password
-MAX_IDLE_INTERVAL = 0.25    # slowest capture poll while nothing changes
+MAX_IDLE_INTERVAL = 0.25    # slowest capture poll while nothing changes (no damage hint)
+HINT_CONFIRM_INTERVAL = 1.0 # with a damage hint: grab at least this often anyway (a hint is never trusted alone)
 IDLE_BACKOFF = 1.5          # poll interval growth per unchanged frame
 MAX_VIEWERS = 16
 MAX_FPS = 120.0
@@ -86,6 +87,8 @@ class RFBService:
         self.on_update: Optional[Callable[[Viewer, UpdateStats], None]] = None
         self.on_cut_text: Optional[Callable[[Viewer, str], None]] = None
         self.frames_captured = 0
+        self.frames_skipped = 0  # ticks where the damage hint spared a grab
+        self._hint: Any = None  # None: not probed yet; False: the source has no damage hint
         self.failure: Optional[BaseException] = None  # set when capture died
         self._viewers: set[Viewer] = set()
         self._frame: Optional[np.ndarray] = None
@@ -109,10 +112,24 @@ class RFBService:
         if self._task is None:
             self._task = asyncio.ensure_future(self._capture_loop())
 
-    def _grab(self) -> tuple[np.ndarray, Any, Optional[CursorShape]]:
-        """Worker thread: capture, detect, and copy the frame only when it changed."""
+    def _damage_hint(self) -> Optional[Callable[[], Optional[bool]]]:
+        """The source's "anything drawn since the last grab?" query (X DAMAGE), if it has a working one."""
+        if self._hint is None:
+            query = getattr(self.source, "damaged", None)
+            self._hint = query if callable(query) and query() is not None else False
+        return self._hint or None
+
+    def _grab(self, force: bool = True) -> Optional[tuple[np.ndarray, Any, Optional[CursorShape]]]:
+        """Worker thread: capture, detect, and copy the frame only when it changed.
+
+        Returns None, without grabbing, when the damage hint says nothing was
+        drawn and ``force`` is off; the tile hashes confirm every grab.
+        """
         from agent.detect import ChangeDetector
 
+        hint = self._damage_hint()
+        if not force and hint is not None and hint() is False:
+            return None
         frame = self.source.grab()
         height, width = frame.shape[:2]
         if self._detector is None:
@@ -126,9 +143,28 @@ class RFBService:
             owned = frame.copy()  # the source reuses its buffer; viewers encode from ours
         return owned, changes, self.source.cursor()
 
+    async def _wait_for_damage(self, timeout: float) -> None:
+        """Sleep until the X connection has news (a DAMAGE event), a wake-up, or ``timeout``."""
+        fileno = getattr(self.source, "hint_fileno", None)
+        fd = fileno() if callable(fileno) else None
+        if fd is None or timeout <= 0:
+            await asyncio.sleep(min(max(timeout, 0.0), 1.0 / self.fps))
+            return
+        loop = asyncio.get_running_loop()
+        readable = loop.create_future()
+        loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({readable, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(fd)
+            waker.cancel()
+            readable.cancel()
+
     async def _capture_loop(self) -> None:
         loop = asyncio.get_running_loop()
         interval = 1.0 / self.fps
+        last_grab = float("-inf")
         try:
             while not self._closing:
                 if not self._viewers:
@@ -138,14 +174,23 @@ class RFBService:
                 started = loop.time()
                 self._wake.clear()  # wake-ups during the grab count for the next wait
                 input_seen, self._input_seen = self._input_seen, False
-                frame, changes, cursor = await asyncio.to_thread(self._grab)
+                force = input_seen or self._frame is None or started - last_grab >= HINT_CONFIRM_INTERVAL
+                grabbed = await asyncio.to_thread(self._grab, force)
+                if grabbed is None:  # the damage hint says idle: sleep until X reports drawing
+                    self.frames_skipped += 1
+                    await self._wait_for_damage(last_grab + HINT_CONFIRM_INTERVAL - loop.time())
+                    await asyncio.sleep(max(0.0, 1.0 / self.fps - (loop.time() - started)))
+                    continue
+                frame, changes, cursor = grabbed
+                last_grab = started
                 self.frames_captured += 1
                 self._frame, self._cursor = frame, cursor
                 for viewer in list(self._viewers):
                     viewer.updater.on_frame(frame, changes)
                     viewer.updater.on_cursor(cursor)
                     viewer.kick()
-                if changes.is_empty() and not input_seen:
+                if changes.is_empty() and not input_seen and self._hint is False:
+                    # no damage hint: back off polling an idle screen (with one, ticks are cheap hint checks)
                     interval = min(interval * IDLE_BACKOFF, MAX_IDLE_INTERVAL)
                 else:
                     interval = 1.0 / self.fps

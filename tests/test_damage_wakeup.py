@@ -1,0 +1,51 @@
+"""The capture loop sleeps on X DAMAGE while idle, and still sees every change (hashes confirm)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from agent.capture import MssSource
+from agent.rfb.aclient import open_rfb
+from agent.rfb.serve import HINT_CONFIRM_INTERVAL, RFBService
+
+pytestmark = pytest.mark.xvfb
+
+
+async def _serve(display: str):
+    source = MssSource(display)
+    service = RFBService(source, fps=30)
+    await service.start()
+    server = await asyncio.start_server(service.serve_connection, "127.0.0.1", 0)
+    return source, service, server
+
+
+async def test_idle_screen_is_not_grabbed_but_changes_arrive(xvfb_factory):
+    display = xvfb_factory(320, 240)
+    env = dict(os.environ, DISPLAY=display)
+    source, service, server = await _serve(display)
+    try:
+        assert source.hint_fileno() is not None, "Xvfb has DAMAGE: the hint must be available"
+        client = await open_rfb("127.0.0.1", server.sockets[0].getsockname()[1])
+        await client.update(incremental=False)
+        before = service.frames_captured
+        idle_seconds = 2.5
+        with pytest.raises(asyncio.TimeoutError):
+            await client.update(incremental=True, timeout=idle_seconds)
+        grabs = service.frames_captured - before
+        # an idle screen is grabbed only to confirm the hint, not at the frame rate
+        assert grabs <= idle_seconds / HINT_CONFIRM_INTERVAL + 2, grabs
+        subprocess.run(["xsetroot", "-solid", "#ff0000"], env=env, check=True)
+        for _ in range(20):
+            await client.update(incremental=True, timeout=5)
+            if (client.framebuffer[:, :, :3] == np.array([0, 0, 255], np.uint8)).all():
+                break
+        assert (client.framebuffer[:, :, :3] == np.array([0, 0, 255], np.uint8)).all()
+        await client.close()
+    finally:
+        server.close()
+        await service.close()
+        source.close()
