@@ -21,6 +21,10 @@ WINDOW_GAIN = 2.0               # window = gain x bandwidth x RTT
 RATE_FILTER_SECONDS = 4.0       # windowed-max horizon of rate samples
 MIN_SAMPLE_SECONDS = 0.02       # ignore rate samples over shorter intervals (ACK bunching)
 DEFAULT_RTT = 0.1
+# JPEG quality ceilings by estimated bandwidth (bytes/s): below the viewer's own
+# quality hint on slow links, where a sharper frame would arrive much later.
+# Areas sent lossy get a lossless refresh once they settle (agent.rfb.updater).
+QUALITY_STEPS = ((48_000, 3), (160_000, 5), (600_000, 7))
 
 
 class FlowController:
@@ -77,6 +81,17 @@ class FlowController:
             return
         rtt = self.min_rtt if self.min_rtt is not None else DEFAULT_RTT
         self._window = int(min(self.max_window, max(self.min_window, WINDOW_GAIN * rate * rtt)))
+
+    @property
+    def quality_cap(self) -> int | None:
+        """Highest JPEG quality level worth sending over this link now (None: the viewer's choice)."""
+        rate = self.bandwidth
+        if rate is None:
+            return None
+        for limit, cap in QUALITY_STEPS:
+            if rate < limit:
+                return cap
+        return None
 
     def may_send(self, in_flight: int) -> bool:
         """True while ``in_flight`` unacknowledged bytes are below the window."""

@@ -374,6 +374,7 @@ class Agent:
                         flow.on_ack(now_acked, loop.time())
                         if self.service is not None:
                             for viewer in self.service.viewers:
+                                viewer.updater.manager.quality_cap = flow.quality_cap
                                 viewer.kick()
         except (ChannelError, asyncio.CancelledError):
             pass

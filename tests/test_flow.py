@@ -55,3 +55,12 @@ def test_duplicate_and_bunched_acks_are_ignored():
     assert abs(flow.bandwidth - 4000 / 1.501) < 1e-6
     flow.on_ack(9000, 2.502)  # too short an interval to be a rate sample
     assert abs(flow.bandwidth - 4000 / 1.501) < 1e-6
+
+
+def test_quality_cap_drops_on_slow_links():
+    slow, fast = FlowController(), FlowController()
+    assert slow.quality_cap is None
+    _feed(slow, rate=32_000, rtt=0.1, seconds=2)
+    _feed(fast, rate=1_250_000, rtt=0.1, seconds=2)
+    assert slow.quality_cap is not None and slow.quality_cap <= 3
+    assert fast.quality_cap is None
