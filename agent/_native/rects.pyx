@@ -1,0 +1,297 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Rectangle kernels: merge per-tile change boxes into few rectangles, boxes of a
+dirty mask, and connected groups of dirty tiles.
+
+Boxes are ``(x0, y0, x1, y1)`` (end exclusive) per tile, all zeros for a clean
+tile: the output of ``tiles.diff_tiles`` and ``mask_boxes``.
+
+Merging is greedy and cost based: a rectangle costs ``overhead`` (its header
+and encoder framing, in pixel units) plus its area, and two rectangles are
+replaced by their union whenever the union costs no more than the pair. Each
+merge therefore never raises the total cost; the union may overlap another
+rectangle, which costs pixels sent twice but is bounded by the same rule.
+Pass 1 merges left to right within a tile row, pass 2 merges the row strips
+downwards. tests/reference.py has the same algorithm in plain Python.
+"""
+from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+
+
+cdef struct Box:
+    int32_t x0
+    int32_t y0
+    int32_t x1
+    int32_t y1
+
+
+cdef inline int64_t _area(Box b) noexcept nogil:
+    return <int64_t>(b.x1 - b.x0) * <int64_t>(b.y1 - b.y0)
+
+
+cdef inline Box _union(Box a, Box b) noexcept nogil:
+    cdef Box u
+    u.x0 = a.x0 if a.x0 < b.x0 else b.x0
+    u.y0 = a.y0 if a.y0 < b.y0 else b.y0
+    u.x1 = a.x1 if a.x1 > b.x1 else b.x1
+    u.y1 = a.y1 if a.y1 > b.y1 else b.y1
+    return u
+
+
+cdef inline bint _worth_merging(Box a, Box b, int64_t overhead) noexcept nogil:
+    return _area(_union(a, b)) <= _area(a) + _area(b) + overhead
+
+
+def merge_boxes(const int32_t[:, :, ::1] boxes, long overhead, int32_t[:, ::1] out) -> int:
+    """Merge the non-empty boxes into rectangles ``(x, y, w, h)`` written to ``out``; returns their count.
+
+    ``out`` needs at least one row per non-empty box. Rectangles are not split
+    to any size limit here.
+    """
+    cdef Py_ssize_t th = boxes.shape[0], tw = boxes.shape[1]
+    if boxes.shape[2] != 4 or out.shape[1] != 4:
+        raise ValueError("boxes must be (th, tw, 4) and out (n, 4)")
+    if overhead < 0:
+        raise ValueError("overhead must be >= 0")
+    cdef Py_ssize_t cap = out.shape[0]
+    cdef Py_ssize_t nboxes = 0, ty, tx, i, j
+    for ty in range(th):
+        for tx in range(tw):
+            if boxes[ty, tx, 2] > boxes[ty, tx, 0] and boxes[ty, tx, 3] > boxes[ty, tx, 1]:
+                nboxes += 1
+    if cap < nboxes:
+        raise ValueError(f"out needs at least {nboxes} rows")
+    if nboxes == 0:
+        return 0
+    cdef Box* strips = <Box*>malloc(nboxes * sizeof(Box))
+    cdef Py_ssize_t* row_start = <Py_ssize_t*>malloc((th + 1) * sizeof(Py_ssize_t))
+    cdef Box* active = <Box*>malloc(tw * sizeof(Box))
+    cdef Box* nxt = <Box*>malloc(tw * sizeof(Box))
+    cdef uint8_t* alive = <uint8_t*>malloc(tw)
+    cdef Box* tmp
+    if strips == NULL or row_start == NULL or active == NULL or nxt == NULL or alive == NULL:
+        free(strips); free(row_start); free(active); free(nxt); free(alive)
+        raise MemoryError()
+    cdef Py_ssize_t nstrips = 0, nactive = 0, nnext = 0, nout = 0
+    cdef int64_t oh = overhead
+    cdef Box b, cur_box
+    cdef bint have, merged
+    with nogil:
+        # Pass 1: runs along each tile row.
+        for ty in range(th):
+            row_start[ty] = nstrips
+            have = False
+            for tx in range(tw):
+                b.x0 = boxes[ty, tx, 0]
+                b.y0 = boxes[ty, tx, 1]
+                b.x1 = boxes[ty, tx, 2]
+                b.y1 = boxes[ty, tx, 3]
+                if b.x1 <= b.x0 or b.y1 <= b.y0:
+                    continue
+                if have and _worth_merging(cur_box, b, oh):
+                    cur_box = _union(cur_box, b)
+                else:
+                    if have:
+                        strips[nstrips] = cur_box
+                        nstrips += 1
+                    cur_box = b
+                    have = True
+            if have:
+                strips[nstrips] = cur_box
+                nstrips += 1
+        row_start[th] = nstrips
+        # Pass 2: strips grow downwards into the rectangles still open from the row above.
+        for ty in range(th):
+            nnext = 0
+            for i in range(row_start[ty], row_start[ty + 1]):
+                b = strips[i]
+                merged = False
+                for j in range(nactive):
+                    if alive[j] and _worth_merging(active[j], b, oh):
+                        nxt[nnext] = _union(active[j], b)
+                        nnext += 1
+                        alive[j] = 0
+                        merged = True
+                        break
+                if not merged:
+                    for j in range(nnext):
+                        if _worth_merging(nxt[j], b, oh):
+                            nxt[j] = _union(nxt[j], b)
+                            merged = True
+                            break
+                if not merged:
+                    nxt[nnext] = b
+                    nnext += 1
+            for j in range(nactive):
+                if alive[j]:
+                    _emit(out, nout, active[j])
+                    nout += 1
+            tmp = active
+            active = nxt
+            nxt = tmp
+            nactive = nnext
+            for j in range(nactive):
+                alive[j] = 1
+        for j in range(nactive):
+            _emit(out, nout, active[j])
+            nout += 1
+    free(strips); free(row_start); free(active); free(nxt); free(alive)
+    return nout
+
+
+cdef inline void _emit(int32_t[:, ::1] out, Py_ssize_t k, Box b) noexcept nogil:
+    out[k, 0] = b.x0
+    out[k, 1] = b.y0
+    out[k, 2] = b.x1 - b.x0
+    out[k, 3] = b.y1 - b.y0
+
+
+cdef inline Py_ssize_t _first_set(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    cdef uint64_t w
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        if w:
+            break
+        i += 8
+    while i < n:
+        if p[i]:
+            return i
+        i += 1
+    return -1
+
+
+cdef inline Py_ssize_t _last_set(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = n
+    cdef uint64_t w
+    while i >= 8:
+        memcpy(&w, p + i - 8, 8)
+        if w:
+            break
+        i -= 8
+    while i > 0:
+        if p[i - 1]:
+            return i - 1
+        i -= 1
+    return -1
+
+
+def mask_boxes(const uint8_t[:, ::1] mask, int tile, int32_t[:, :, ::1] boxes,
+               Py_ssize_t x0, Py_ssize_t y0, Py_ssize_t x1, Py_ssize_t y1) -> int:
+    """Per tile of the region ``[x0, x1) x [y0, y1)``, the box of the non-zero entries of ``mask``.
+
+    The tile grid starts at ``(x0, y0)``; boxes are in mask coordinates,
+    laid out as in ``tiles.diff_tiles``. Returns the number of non-empty tiles.
+    """
+    cdef Py_ssize_t h = mask.shape[0], w = mask.shape[1]
+    if tile < 1:
+        raise ValueError("tile must be >= 1")
+    if not (0 <= x0 <= x1 <= w and 0 <= y0 <= y1 <= h):
+        raise ValueError("region out of the mask")
+    cdef Py_ssize_t th = (y1 - y0 + tile - 1) // tile, tw = (x1 - x0 + tile - 1) // tile
+    if boxes.shape[0] != th or boxes.shape[1] != tw or boxes.shape[2] != 4:
+        raise ValueError(f"boxes must have shape ({th}, {tw}, 4)")
+    cdef Py_ssize_t y, ty, tx, sx, ex, first, last
+    cdef int32_t* box
+    cdef const uint8_t* row
+    cdef int count = 0
+    with nogil:
+        for ty in range(th):
+            for tx in range(tw):
+                box = &boxes[ty, tx, 0]
+                box[0] = 0; box[1] = 0; box[2] = 0; box[3] = 0
+        for y in range(y0, y1):
+            row = &mask[y, 0]
+            if _first_set(row + x0, x1 - x0) < 0:
+                continue
+            ty = (y - y0) // tile
+            for tx in range(tw):
+                sx = x0 + tx * tile
+                ex = sx + tile
+                if ex > x1:
+                    ex = x1
+                first = _first_set(row + sx, ex - sx)
+                if first < 0:
+                    continue
+                last = _last_set(row + sx, ex - sx)
+                box = &boxes[ty, tx, 0]
+                if box[3] == 0:
+                    box[0] = <int32_t>(sx + first)
+                    box[1] = <int32_t>y
+                    box[2] = <int32_t>(sx + last + 1)
+                    count += 1
+                else:
+                    if sx + first < box[0]:
+                        box[0] = <int32_t>(sx + first)
+                    if sx + last + 1 > box[2]:
+                        box[2] = <int32_t>(sx + last + 1)
+                box[3] = <int32_t>(y + 1)
+    return count
+
+
+cdef inline int32_t _find(int32_t* parent, int32_t i) noexcept nogil:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def label_tiles(const uint8_t[:, ::1] mask, int32_t[:, ::1] labels) -> int:
+    """Label 8-connected groups of non-zero cells 1..n in raster order of first cell; returns n."""
+    cdef Py_ssize_t th = mask.shape[0], tw = mask.shape[1]
+    if labels.shape[0] != th or labels.shape[1] != tw:
+        raise ValueError("labels must have the shape of mask")
+    cdef Py_ssize_t n = th * tw, i, ty, tx, k
+    if n == 0:
+        return 0
+    cdef int32_t* parent = <int32_t*>malloc(n * sizeof(int32_t))
+    cdef int32_t* name = <int32_t*>malloc(n * sizeof(int32_t))
+    if parent == NULL or name == NULL:
+        free(parent); free(name)
+        raise MemoryError()
+    cdef int32_t a, r, nlabels = 0
+    cdef int dy, dx
+    cdef Py_ssize_t ny, nx
+    with nogil:
+        for i in range(n):
+            parent[i] = <int32_t>i
+            name[i] = 0
+        for ty in range(th):
+            for tx in range(tw):
+                if not mask[ty, tx]:
+                    continue
+                a = _find(parent, <int32_t>(ty * tw + tx))
+                # Join with the already visited neighbours: W, NW, N, NE.
+                for k in range(4):
+                    if k == 0:
+                        dy = 0; dx = -1
+                    elif k == 1:
+                        dy = -1; dx = -1
+                    elif k == 2:
+                        dy = -1; dx = 0
+                    else:
+                        dy = -1; dx = 1
+                    ny = ty + dy
+                    nx = tx + dx
+                    if ny < 0 or nx < 0 or nx >= tw or not mask[ny, nx]:
+                        continue
+                    r = _find(parent, <int32_t>(ny * tw + nx))
+                    if r != a:
+                        # Keep the smaller index as root so roots are the first cell in raster order.
+                        if r < a:
+                            parent[a] = r
+                            a = r
+                        else:
+                            parent[r] = a
+        for ty in range(th):
+            for tx in range(tw):
+                if not mask[ty, tx]:
+                    labels[ty, tx] = 0
+                    continue
+                r = _find(parent, <int32_t>(ty * tw + tx))
+                if name[r] == 0:
+                    nlabels += 1
+                    name[r] = nlabels
+                labels[ty, tx] = name[r]
+    free(parent); free(name)
+    return nlabels

@@ -1,0 +1,6 @@
+"""Typed interface of agent/_native/tiles.pyx (per-tile hashes and exact per-tile change boxes)."""
+import numpy as np
+
+def tile_hashes(frame: np.ndarray, tile: int, out: np.ndarray) -> None: ...
+def diff_tiles(prev: np.ndarray, cur: np.ndarray, tile: int, boxes: np.ndarray,
+               select: np.ndarray | None = None) -> int: ...

@@ -1,0 +1,135 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Tile kernels: which tiles of a BGRA frame changed, and where exactly.
+
+Two ways to find changed tiles, both here because they win in different places:
+
+* ``diff_tiles`` compares the new frame with the previous one row by row with
+  ``memcmp`` (a whole row first, then per tile only where the row differs) and
+  returns, per tile, the exact bounding box of the changed pixels. It reads two
+  frames but is exact by construction; ChangeDetector uses it (see
+  benchmarks/README.md for the measured comparison).
+* ``tile_hashes`` reads one frame and gives a 64-bit hash per tile, for callers
+  that keep hashes instead of a previous frame.
+
+Frames are (H, W, 4) uint8, C-contiguous; edge tiles are partial.
+"""
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t
+from libc.string cimport memcmp, memcpy
+
+from agent._native.hashmix cimport segment_hash
+
+# Words per tile row used to key the rows of a tile apart (128 px / 2).
+cdef enum:
+    ROW_KEY_STRIDE = 64
+
+
+cdef inline bint _pixel_differs(const uint8_t* a, const uint8_t* b) noexcept nogil:
+    cdef uint32_t u, v
+    memcpy(&u, a, 4)
+    memcpy(&v, b, 4)
+    return u != v
+
+
+def tile_hashes(const uint8_t[:, :, ::1] frame, int tile, uint64_t[:, ::1] out) -> None:
+    """Fill ``out[ty, tx]`` with the 64-bit hash of each tile (content only, not position)."""
+    cdef Py_ssize_t h = frame.shape[0], w = frame.shape[1]
+    cdef Py_ssize_t th = (h + tile - 1) // tile, tw = (w + tile - 1) // tile
+    if frame.shape[2] != 4 or tile < 1:
+        raise ValueError("frame must be (H, W, 4) and tile >= 1")
+    if out.shape[0] != th or out.shape[1] != tw:
+        raise ValueError(f"out must have shape ({th}, {tw})")
+    cdef Py_ssize_t y, tx, ty, x0, x1
+    with nogil:
+        for ty in range(th):
+            for tx in range(tw):
+                out[ty, tx] = 0
+        for y in range(h):
+            ty = y // tile
+            for tx in range(tw):
+                x0 = tx * tile
+                x1 = x0 + tile
+                if x1 > w:
+                    x1 = w
+                out[ty, tx] += segment_hash(&frame[y, x0, 0], x1 - x0,
+                                            <uint64_t>((y - ty * tile) * ROW_KEY_STRIDE))
+
+
+def diff_tiles(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int tile,
+               int32_t[:, :, ::1] boxes, const uint8_t[:, ::1] select=None) -> int:
+    """Exact changed-pixel box per tile; returns the number of changed tiles.
+
+    ``boxes[ty, tx] = (x0, y0, x1, y1)`` in frame coordinates (end exclusive),
+    or all zeros for an unchanged tile. With ``select`` (shape of the tile
+    grid), only tiles whose entry is non-zero are compared; the others are
+    reported unchanged.
+    """
+    cdef Py_ssize_t h = cur.shape[0], w = cur.shape[1]
+    cdef Py_ssize_t th = (h + tile - 1) // tile, tw = (w + tile - 1) // tile
+    if prev.shape[0] != h or prev.shape[1] != w or prev.shape[2] != 4 or cur.shape[2] != 4:
+        raise ValueError("prev and cur must both be (H, W, 4)")
+    if tile < 1:
+        raise ValueError("tile must be >= 1")
+    if boxes.shape[0] != th or boxes.shape[1] != tw or boxes.shape[2] != 4:
+        raise ValueError(f"boxes must have shape ({th}, {tw}, 4)")
+    cdef bint use_select = select is not None
+    if use_select and (select.shape[0] != th or select.shape[1] != tw):
+        raise ValueError(f"select must have shape ({th}, {tw})")
+    cdef Py_ssize_t y, ty, tx, x0, x1, i, rowbytes = w * 4
+    cdef const uint8_t* p
+    cdef const uint8_t* c
+    cdef int32_t* box
+    cdef int ndirty = 0
+    with nogil:
+        # Unseen tiles start with an empty column range: x0 at the right edge, x1 at the left.
+        for ty in range(th):
+            for tx in range(tw):
+                box = &boxes[ty, tx, 0]
+                x0 = tx * tile
+                x1 = x0 + tile
+                if x1 > w:
+                    x1 = w
+                box[0] = <int32_t>x1
+                box[1] = 0
+                box[2] = <int32_t>x0
+                box[3] = 0
+        for y in range(h):
+            p = &prev[y, 0, 0]
+            c = &cur[y, 0, 0]
+            if not use_select and memcmp(p, c, rowbytes) == 0:
+                continue
+            ty = y // tile
+            for tx in range(tw):
+                if use_select and select[ty, tx] == 0:
+                    continue
+                x0 = tx * tile
+                x1 = x0 + tile
+                if x1 > w:
+                    x1 = w
+                if memcmp(p + 4 * x0, c + 4 * x0, 4 * (x1 - x0)) == 0:
+                    continue
+                box = &boxes[ty, tx, 0]
+                if box[3] == 0:
+                    box[1] = <int32_t>y
+                box[3] = <int32_t>(y + 1)
+                # Only columns outside the box found so far can widen it.
+                i = x0
+                while i < box[0]:
+                    if _pixel_differs(p + 4 * i, c + 4 * i):
+                        box[0] = <int32_t>i
+                        break
+                    i += 1
+                i = x1 - 1
+                while i >= box[2]:
+                    if _pixel_differs(p + 4 * i, c + 4 * i):
+                        box[2] = <int32_t>(i + 1)
+                        break
+                    i -= 1
+        for ty in range(th):
+            for tx in range(tw):
+                box = &boxes[ty, tx, 0]
+                if box[3] == 0:
+                    box[0] = 0
+                    box[2] = 0
+                else:
+                    ndirty += 1
+    return ndirty
