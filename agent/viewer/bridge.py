@@ -51,7 +51,7 @@ def require_loopback(host: str) -> None:
     except ValueError:
         ok = host == "localhost"
     if not ok:
-        raise UsageError(f"refusing to listen on {host}: the local RFB port is unauthenticated, use 127.0.0.1")
+        raise UsageError(f"refusing to listen on {host}: the local RFB port is unauthenticated, so only a loopback address (127.0.0.1) is allowed")
 
 
 class ViewerBridge:
