@@ -61,6 +61,12 @@ def _guarded(main: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except TimeoutError:  # asyncio.TimeoutError is TimeoutError since Python 3.11
+        print("error: timed out waiting for the other side; check the address and try again", file=sys.stderr)
+        return 1
+    except ConnectionError as exc:
+        print(f"error: connection failed: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # stdout closed by a pager or a launcher that went away
         try:

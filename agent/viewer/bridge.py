@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from agent.errors import SessionEndedError, UsageError
+from agent.errors import RejnetError, SessionEndedError, UsageError
 from agent.secure.errors import ChannelError, TruncatedError
 from agent.secure.stream import SecureStream, connect_viewer
 
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LISTEN = ("127.0.0.1", 5901)
 PENDING_LIMIT = 1 << 20  # inner bytes buffered while no local viewer is attached
 LOCAL_READ = 64 * 1024
+BUSY_RETRIES = 10           # reconnecting right after a local viewer left: the relay may still
+BUSY_RETRY_DELAY = 0.3      # be tearing down our previous pairing
 
 
 @dataclass
@@ -86,8 +88,18 @@ class ViewerBridge:
         cfg = self.config
         if cfg.relay is not None:
             from agent.relay.client import open_viewer
+            from agent.relay.protocol import SessionBusyError
 
-            reader, writer = await open_viewer(cfg.relay[0], cfg.relay[1], cfg.session_id, timeout=cfg.timeout)
+            for attempt in range(BUSY_RETRIES + 1):
+                try:
+                    reader, writer = await open_viewer(cfg.relay[0], cfg.relay[1], cfg.session_id,
+                                                       timeout=cfg.timeout)
+                    break
+                except SessionBusyError:
+                    # our previous channel may still be closing at the relay
+                    if attempt == BUSY_RETRIES:
+                        raise
+                    await asyncio.sleep(BUSY_RETRY_DELAY)
         else:
             assert cfg.direct is not None
             try:
@@ -143,7 +155,12 @@ class ViewerBridge:
         self._on_event({"event": "local_viewer", "connected": True, "peer": str(peer)})
         try:
             if self._stream is None:
-                await self._open_channel()
+                try:
+                    await self._open_channel()
+                except (RejnetError, OSError, asyncio.TimeoutError) as exc:
+                    # e.g. the password was rotated or the session ended meanwhile: nothing left to serve
+                    self._finish(exc if isinstance(exc, RejnetError) else ChannelError(f"cannot reconnect: {exc}"))
+                    return
             stream = self._stream
             assert stream is not None
             if self._pending:
