@@ -80,7 +80,7 @@ async def _main(config, as_json: bool, consent: str | None = None) -> int:
         async for event in agent.events():
             if as_json:
                 print(json.dumps(event), flush=True)
-            elif event.get("event") in ("viewer", "viewer_left", "password_rotated", "ended", "confirm"):
+            elif event.get("event") in ("viewer", "viewer_left", "password_rotated", "confirm"):
                 print(_describe(event), flush=True)
 
     printing = asyncio.create_task(printer())
@@ -105,4 +105,4 @@ def _describe(event: dict) -> str:
         return "Too many wrong passwords: a new password was issued (see 'rejnet-agent ctl credentials')"
     if kind == "confirm":
         return "A technician is waiting: give consent / accept with 'rejnet-agent ctl consent --scope view' / 'ctl accept'"
-    return f"Session ended: {event.get('reason')}"
+    return str(event)
