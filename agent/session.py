@@ -214,7 +214,8 @@ class Agent:
 
     def status(self) -> dict[str, Any]:
         status = self.machine.status()
-        status.update(bytes_sent=self.stats["bytes_sent"], updates=self.stats["updates"])
+        status.update(bytes_sent=self.stats["bytes_sent"], updates=self.stats["updates"],
+                      safety_code=self._stream.safety_code if self._stream is not None else None)
         if self.flow is not None:
             status.update(rtt=self.flow.rtt, bandwidth=self.flow.bandwidth)
         return status
@@ -349,6 +350,7 @@ class Agent:
         self._stream = stream
         self.flow = FlowController()
         self._spawn(self._watch_stream(stream, attempt))
+        self._publish({"event": "safety_code", "code": stream.safety_code})
         self._apply(lc.AuthSucceeded(attempt=attempt))
 
     async def _watch_stream(self, stream: Any, attempt: int) -> None:

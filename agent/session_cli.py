@@ -80,7 +80,7 @@ async def _main(config, as_json: bool, consent: str | None = None) -> int:
         async for event in agent.events():
             if as_json:
                 print(json.dumps(event), flush=True)
-            elif event.get("event") in ("viewer", "viewer_left", "password_rotated", "confirm"):
+            elif event.get("event") in ("viewer", "viewer_left", "password_rotated", "confirm", "safety_code"):
                 print(_describe(event), flush=True)
 
     printing = asyncio.create_task(printer())
@@ -99,6 +99,8 @@ def _describe(event: dict) -> str:
     kind = event.get("event")
     if kind == "viewer":
         return f"Technician connected from {event.get('address')}"
+    if kind == "safety_code":
+        return f"Safety code: {event.get('code')} (the technician's viewer shows the same; compare them on the phone)"
     if kind == "viewer_left":
         return f"Technician disconnected ({event.get('reason')})"
     if kind == "password_rotated":

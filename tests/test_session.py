@@ -71,6 +71,7 @@ async def test_technician_sees_the_screen_after_consent(tmp_path):
             assert np.array_equal(client.framebuffer[:, :, :3], _expected_idle_frame())
             assert agent.status()["state"] == "active"
             assert agent.status()["scope"] == "view"
+            assert agent.status()["safety_code"] == bridge.safety_code
             await client.close()
         finally:
             await bridge.close()
