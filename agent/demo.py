@@ -140,8 +140,13 @@ async def _demo(seconds: float, out: str, screen: str | None, as_json: bool) -> 
                                            relay=(relay_host, relay_port), listen=("127.0.0.1", 0)))
         await bridge.start()
         assert bridge.address is not None
-        _say(as_json, f"Technician's viewer authenticated; safety code {bridge.safety_code} "
-                      f"(the agent shows the same); plain RFB on {bridge.address[0]}::{bridge.address[1]}",
+        for _ in range(100):  # the agent finishes its side of the handshake a moment later
+            if agent.status().get("safety_code"):
+                break
+            await asyncio.sleep(0.02)
+        _say(as_json, f"Technician's viewer authenticated; safety code {bridge.safety_code} on the technician's side, "
+                      f"{agent.status().get('safety_code')} on the customer's; "
+                      f"plain RFB on {bridge.address[0]}::{bridge.address[1]}",
              safety_code=bridge.safety_code)
         client = await open_rfb(*bridge.address, timeout=30)
         summary = await _watch(client, agent, seconds, as_json)
