@@ -8,7 +8,20 @@ TigerVNC's EncodeManager::analyseRect. Everything works on pixel values
 """
 from libc.stdint cimport int32_t, uint8_t, uint32_t
 
-from agent._native.pixelio cimport ColourTable, table_clear, table_find, table_init, table_insert
+from agent._native.pixelio cimport ColourTable, palette_add, table_find, table_init, table_insert
+
+
+cdef inline int _count_run(ColourTable* table, uint32_t* palette, uint32_t* counts, int n, int max_colours,
+                           uint32_t colour, Py_ssize_t run_len) noexcept nogil:
+    """Add a run of ``colour`` to its count: the new number of colours, or -1 past ``max_colours``."""
+    cdef int idx = palette_add(table, palette, n, max_colours, colour)
+    if idx < 0:
+        return -1
+    if idx == n:
+        counts[n] = <uint32_t>run_len
+        return n + 1
+    counts[idx] += <uint32_t>run_len
+    return n
 
 
 def analyze(const uint32_t[:, :] v, int max_colours, uint32_t[::1] palette, uint32_t[::1] counts):
@@ -23,14 +36,17 @@ def analyze(const uint32_t[:, :] v, int max_colours, uint32_t[::1] palette, uint
     cdef ColourTable table
     cdef uint32_t cur, c
     cdef Py_ssize_t runs = 0, run_len = 0
-    cdef int idx, n = 0
-    cdef bint overflow = False
+    cdef int n = 0  # colours so far; -1 once there are more than max_colours
+    cdef uint32_t* pal
+    cdef uint32_t* cnt
     if max_colours < 1 or max_colours > 256:
         raise ValueError("max_colours must be 1..256")
     if palette.shape[0] < max_colours or counts.shape[0] < max_colours:
         raise ValueError("palette and counts need max_colours entries")
     if h == 0 or w == 0:
         return 0, 0
+    pal = &palette[0]
+    cnt = &counts[0]
     with nogil:
         table_init(&table)
         cur = v[0, 0]
@@ -42,32 +58,14 @@ def analyze(const uint32_t[:, :] v, int max_colours, uint32_t[::1] palette, uint
                     run_len += 1
                     continue
                 # a run of `cur` ended
-                if not overflow:
-                    idx = table_insert(&table, cur)
-                    if idx == n:
-                        if n == max_colours:
-                            overflow = True
-                        else:
-                            palette[n] = cur
-                            counts[n] = 0
-                            n += 1
-                    if not overflow:
-                        counts[idx] += <uint32_t>run_len
+                if n >= 0:
+                    n = _count_run(&table, pal, cnt, n, max_colours, cur, run_len)
                 runs += 1
                 run_len = 1
                 cur = c
-        if not overflow:
-            idx = table_insert(&table, cur)
-            if idx == n:
-                if n == max_colours:
-                    overflow = True
-                else:
-                    palette[n] = cur
-                    counts[n] = 0
-                    n += 1
-            if not overflow:
-                counts[idx] += <uint32_t>run_len
-    return (max_colours + 1 if overflow else n), runs
+        if n >= 0:
+            n = _count_run(&table, pal, cnt, n, max_colours, cur, run_len)
+    return (max_colours + 1 if n < 0 else n), runs
 
 
 def index_map(const uint32_t[:, :] v, const uint32_t[::1] palette, int n, uint8_t[:, ::1] out):

@@ -10,7 +10,7 @@ agent.decode turns them into DecodeError.
 """
 from libc.stdint cimport uint8_t, uint32_t
 
-from agent._native.pixelio cimport Layout, get_px, make_layout
+from agent._native.pixelio cimport Channels, Layout, get_px, gradient_px, make_channels, make_layout
 
 # Return codes shared with agent/decode.
 NEED_MORE = -1
@@ -39,9 +39,54 @@ cdef inline void _fill(uint32_t[:, ::1] out, Py_ssize_t x0, Py_ssize_t y0, Py_ss
             out[y, x] = c
 
 
+cdef inline Py_ssize_t _read_px(const uint8_t* d, Py_ssize_t n, Py_ssize_t pos, const Layout* L, uint32_t* dst,
+                                Py_ssize_t count) noexcept nogil:
+    """Read ``count`` pixels at d + pos into ``dst``; the new pos, or E_NEED_MORE if the data is short."""
+    cdef Py_ssize_t i
+    if n - pos < count * L.nbytes:
+        return E_NEED_MORE
+    for i in range(count):
+        dst[i] = get_px(d + pos, L)
+        pos += L.nbytes
+    return pos
+
+
+cdef inline Py_ssize_t _read_tile(const uint8_t* d, Py_ssize_t n, Py_ssize_t pos, const Layout* L,
+                                  uint32_t[:, ::1] out, Py_ssize_t tx, Py_ssize_t ty, Py_ssize_t tw,
+                                  Py_ssize_t th) noexcept nogil:
+    """Read a raw tw x th tile into ``out`` at (tx, ty); the new pos, or E_NEED_MORE (nothing written)."""
+    cdef Py_ssize_t x, y
+    if n - pos < tw * th * L.nbytes:
+        return E_NEED_MORE
+    for y in range(th):
+        for x in range(tw):
+            out[ty + y, tx + x] = get_px(d + pos, L)
+            pos += L.nbytes
+    return pos
+
+
+ctypedef Py_ssize_t (*TileDecoder)(const uint8_t*, Py_ssize_t, Py_ssize_t, Py_ssize_t, const Layout*,
+                                   uint32_t[:, ::1]) noexcept nogil
+
+
+cdef Py_ssize_t _decode_tiles(TileDecoder decode, const uint8_t[::1] data, layout, uint32_t[:, ::1] out) except? -1:
+    """Run a tile decoder over ``data`` into ``out`` (h, w): bytes consumed or a negative code."""
+    cdef Layout L
+    cdef Py_ssize_t r, n = data.shape[0]
+    cdef const uint8_t* d = &data[0] if n > 0 else NULL
+    make_layout(layout, &L)
+    if out.shape[0] == 0 or out.shape[1] == 0:
+        return 0
+    if n == 0:
+        return E_NEED_MORE
+    with nogil:
+        r = decode(d, n, out.shape[1], out.shape[0], &L, out)
+    return r
+
+
 cdef Py_ssize_t _hextile(const uint8_t* d, Py_ssize_t n, Py_ssize_t w, Py_ssize_t h, const Layout* L,
                          uint32_t[:, ::1] out) noexcept nogil:
-    cdef Py_ssize_t pos = 0, tx, ty, tw, th, x, y, need
+    cdef Py_ssize_t pos = 0, tx, ty, tw, th, need
     cdef int bpp = L.nbytes, flags, nsub, i, sx, sy, sw, sh
     cdef uint32_t bg = 0, fg = 0
     cdef bint have_bg = False, have_fg = False
@@ -58,28 +103,22 @@ cdef Py_ssize_t _hextile(const uint8_t* d, Py_ssize_t n, Py_ssize_t w, Py_ssize_
             if flags & 0xE0:
                 return E_BAD_SUBENCODING
             if flags & 1:
-                need = tw * th * bpp
-                if n - pos < need:
-                    return E_NEED_MORE
-                for y in range(th):
-                    for x in range(tw):
-                        out[ty + y, tx + x] = get_px(d + pos, L)
-                        pos += bpp
+                pos = _read_tile(d, n, pos, L, out, tx, ty, tw, th)
+                if pos < 0:
+                    return pos
                 tx += tw
                 continue
             if flags & 2:
-                if n - pos < bpp:
-                    return E_NEED_MORE
-                bg = get_px(d + pos, L)
-                pos += bpp
+                pos = _read_px(d, n, pos, L, &bg, 1)
+                if pos < 0:
+                    return pos
                 have_bg = True
             if not have_bg:
                 return E_NO_BACKGROUND
             if flags & 4:
-                if n - pos < bpp:
-                    return E_NEED_MORE
-                fg = get_px(d + pos, L)
-                pos += bpp
+                pos = _read_px(d, n, pos, L, &fg, 1)
+                if pos < 0:
+                    return pos
                 have_fg = True
             _fill(out, tx, ty, tw, th, bg)
             if flags & 8:
@@ -112,17 +151,7 @@ cdef Py_ssize_t _hextile(const uint8_t* d, Py_ssize_t n, Py_ssize_t w, Py_ssize_
 
 def hextile_decode(const uint8_t[::1] data, layout, uint32_t[:, ::1] out):
     """Decode a Hextile payload into ``out`` (h, w); returns bytes consumed or a negative code."""
-    cdef Layout L
-    cdef Py_ssize_t r, n = data.shape[0]
-    cdef const uint8_t* d = &data[0] if n > 0 else NULL
-    make_layout(layout, &L)
-    if out.shape[0] == 0 or out.shape[1] == 0:
-        return 0
-    if n == 0:
-        return E_NEED_MORE
-    with nogil:
-        r = _hextile(d, n, out.shape[1], out.shape[0], &L, out)
-    return r
+    return _decode_tiles(_hextile, data, layout, out)
 
 
 cdef inline Py_ssize_t _run(const uint8_t* d, Py_ssize_t n, Py_ssize_t* pos, Py_ssize_t limit) noexcept nogil:
@@ -158,24 +187,19 @@ cdef Py_ssize_t _zrle(const uint8_t* d, Py_ssize_t n, Py_ssize_t w, Py_ssize_t h
             sub = d[pos]
             pos += 1
             if sub == 0:
-                if n - pos < tw * th * cp:
-                    return E_NEED_MORE
-                for y in range(th):
-                    for x in range(tw):
-                        out[ty + y, tx + x] = get_px(d + pos, L)
-                        pos += cp
+                pos = _read_tile(d, n, pos, L, out, tx, ty, tw, th)
+                if pos < 0:
+                    return pos
             elif sub == 1:
-                if n - pos < cp:
-                    return E_NEED_MORE
-                _fill(out, tx, ty, tw, th, get_px(d + pos, L))
-                pos += cp
+                pos = _read_px(d, n, pos, L, &c, 1)
+                if pos < 0:
+                    return pos
+                _fill(out, tx, ty, tw, th, c)
             elif sub <= 16:
                 npal = sub
-                if n - pos < npal * cp:
-                    return E_NEED_MORE
-                for i in range(npal):
-                    palette[i] = get_px(d + pos, L)
-                    pos += cp
+                pos = _read_px(d, n, pos, L, palette, npal)
+                if pos < 0:
+                    return pos
                 bits = 1 if npal == 2 else (2 if npal <= 4 else 4)
                 rowbytes = (tw * bits + 7) // 8
                 if n - pos < rowbytes * th:
@@ -190,20 +214,16 @@ cdef Py_ssize_t _zrle(const uint8_t* d, Py_ssize_t n, Py_ssize_t w, Py_ssize_t h
                     pos += rowbytes
             elif sub == 128 or sub >= 130:
                 npal = sub - 128
-                if npal > 0:
-                    if n - pos < npal * cp:
-                        return E_NEED_MORE
-                    for i in range(npal):
-                        palette[i] = get_px(d + pos, L)
-                        pos += cp
+                pos = _read_px(d, n, pos, L, palette, npal)
+                if pos < 0:
+                    return pos
                 i = 0
                 left = tw * th
                 while i < left:
                     if npal == 0:
-                        if n - pos < cp:
-                            return E_NEED_MORE
-                        c = get_px(d + pos, L)
-                        pos += cp
+                        pos = _read_px(d, n, pos, L, &c, 1)
+                        if pos < 0:
+                            return pos
                         run = _run(d, n, &pos, left - i)
                     else:
                         if pos >= n:
@@ -230,17 +250,7 @@ cdef Py_ssize_t _zrle(const uint8_t* d, Py_ssize_t n, Py_ssize_t w, Py_ssize_t h
 
 def zrle_decode(const uint8_t[::1] data, layout, uint32_t[:, ::1] out):
     """Decode inflated ZRLE tile data into ``out`` (h, w); returns bytes used or a negative code."""
-    cdef Layout L
-    cdef Py_ssize_t r, n = data.shape[0]
-    cdef const uint8_t* d = &data[0] if n > 0 else NULL
-    make_layout(layout, &L)
-    if out.shape[0] == 0 or out.shape[1] == 0:
-        return 0
-    if n == 0:
-        return E_NEED_MORE
-    with nogil:
-        r = _zrle(d, n, out.shape[1], out.shape[0], &L, out)
-    return r
+    return _decode_tiles(_zrle, data, layout, out)
 
 
 def rre_decode(const uint8_t[::1] data, Py_ssize_t nsub, layout, uint32_t[:, ::1] out):
@@ -314,30 +324,12 @@ def gradient_unfilter(const uint32_t[:, ::1] residual, int red_shift, int green_
                       int red_max, int green_max, int blue_max, uint32_t[:, ::1] out):
     """Undo the Tight gradient filter (see agent/_native/tight.pyx gradient_filter)."""
     cdef Py_ssize_t h = residual.shape[0], w = residual.shape[1], y, x
-    cdef int c, est, left, up, upleft
-    cdef int shifts[3]
-    cdef int maxes[3]
-    cdef uint32_t r
+    cdef Channels ch
     if out.shape[0] != h or out.shape[1] != w:
         raise ValueError("output shape differs from input")
-    shifts[0] = red_shift
-    shifts[1] = green_shift
-    shifts[2] = blue_shift
-    maxes[0] = red_max
-    maxes[1] = green_max
-    maxes[2] = blue_max
+    make_channels(&ch, red_shift, green_shift, blue_shift, red_max, green_max, blue_max)
     with nogil:
         for y in range(h):
             for x in range(w):
-                r = 0
-                for c in range(3):
-                    left = <int>((out[y, x - 1] >> shifts[c]) & maxes[c]) if x > 0 else 0
-                    up = <int>((out[y - 1, x] >> shifts[c]) & maxes[c]) if y > 0 else 0
-                    upleft = <int>((out[y - 1, x - 1] >> shifts[c]) & maxes[c]) if x > 0 and y > 0 else 0
-                    est = left + up - upleft
-                    if est < 0:
-                        est = 0
-                    elif est > maxes[c]:
-                        est = maxes[c]
-                    r |= (<uint32_t>((<int>((residual[y, x] >> shifts[c]) & maxes[c]) + est) & maxes[c])) << shifts[c]
-                out[y, x] = r
+                out[y, x] = gradient_px(residual[y, x], out[y, x - 1] if x > 0 else 0, out[y - 1, x] if y > 0 else 0,
+                                        out[y - 1, x - 1] if x > 0 and y > 0 else 0, &ch, 1)

@@ -11,6 +11,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memset
 
 from agent._native.pixelio cimport ColourTable, Layout, make_layout, put_px, table_clear, table_init, table_insert
+from agent._native.subrect cimport Extent, cover_rect
 
 cdef enum:
     TILE = 16
@@ -42,8 +43,9 @@ cdef uint8_t* _tile(const uint32_t[:, :] v, Py_ssize_t tx, Py_ssize_t ty, int tw
     cdef uint32_t sub_colour[255]
     cdef uint8_t sub_xy[255]
     cdef uint8_t sub_wh[255]
-    cdef int x, y, x2, y2, n = 0, i, idx = 0, best = 0, nsub = 0, size, raw_size, cost
-    cdef int best_w, best_h, best_area, cur_w, area
+    cdef int x, y, n = 0, i, idx = 0, best = 0, nsub = 0, size, raw_size, cost
+    cdef Extent r
+    cdef const uint8_t* px
     cdef int bpp = L.nbytes
     cdef uint32_t c, prev, bg, fg = 0
     cdef uint8_t flags = 0
@@ -96,6 +98,7 @@ cdef uint8_t* _tile(const uint32_t[:, :] v, Py_ssize_t tx, Py_ssize_t ty, int tw
     size += 1  # subrect count
 
     memset(covered, 0, sizeof(covered))
+    px = <const uint8_t*>&v[ty, tx]
     for y in range(th):
         for x in range(tw):
             if covered[y][x]:
@@ -104,35 +107,14 @@ cdef uint8_t* _tile(const uint32_t[:, :] v, Py_ssize_t tx, Py_ssize_t ty, int tw
             if c == bg:
                 continue
             # the largest rectangle of colour c with its top-left corner here
-            x2 = x
-            while x2 < tw and not covered[y][x2] and v[ty + y, tx + x2] == c:
-                x2 += 1
-            cur_w = x2 - x
-            best_w = cur_w
-            best_h = 1
-            best_area = cur_w
-            for y2 in range(y + 1, th):
-                x2 = x
-                while x2 < x + cur_w and not covered[y2][x2] and v[ty + y2, tx + x2] == c:
-                    x2 += 1
-                if x2 == x:
-                    break
-                cur_w = x2 - x
-                area = cur_w * (y2 - y + 1)
-                if area > best_area:
-                    best_area = area
-                    best_w = cur_w
-                    best_h = y2 - y + 1
-            for y2 in range(y, y + best_h):
-                for x2 in range(x, x + best_w):
-                    covered[y2][x2] = 1
+            r = cover_rect(px, v.strides[0], v.strides[1], &covered[0][0], TILE, tw, th, x, y, c)
             size += cost
             if size >= raw_size or nsub == 255:
                 nsub = -1
                 break
             sub_colour[nsub] = c
             sub_xy[nsub] = <uint8_t>((x << 4) | y)
-            sub_wh[nsub] = <uint8_t>(((best_w - 1) << 4) | (best_h - 1))
+            sub_wh[nsub] = <uint8_t>(((r.w - 1) << 4) | (r.h - 1))
             nsub += 1
         if nsub < 0:
             break

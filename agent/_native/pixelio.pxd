@@ -4,7 +4,9 @@
 A pixel *value* is the integer a client's pixel format defines (red at
 red-shift, ...). On the wire it takes 1 to 4 bytes; a ``Layout`` says which
 bits of the value go in each byte, so one pair of helpers covers PIXEL in both
-byte orders, ZRLE's 3-byte CPIXEL and Tight's R,G,B TPIXEL.
+byte orders, ZRLE's 3-byte CPIXEL and Tight's R,G,B TPIXEL. Also here: the
+palette table the encoders and analysis build, and the Tight gradient
+prediction the encoder and the decoder share.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memset
@@ -102,3 +104,56 @@ cdef inline int table_insert(ColourTable* t, uint32_t c) noexcept nogil:
     t.idx[h] = <uint16_t>t.n
     t.n += 1
     return t.n - 1
+
+
+cdef inline int palette_add(ColourTable* t, uint32_t* palette, int n, int max_n, uint32_t c) noexcept nogil:
+    """Index of ``c`` in ``palette``, which holds ``n`` colours so far.
+
+    A new colour goes in at index ``n`` (the caller counts it: the result is
+    ``n``), unless the palette already holds ``max_n`` colours: then -1, and
+    the caller stops adding (``c`` went into the table but not the palette).
+    Scalars go in and out by value, so they stay in registers in the pixel loops.
+    """
+    cdef int idx = table_insert(t, c)
+    if idx == n:
+        if n == max_n:
+            return -1
+        palette[n] = c
+    return idx
+
+
+# Tight gradient filter (rfbproto): per channel, prediction = left + above -
+# above-left clamped to 0..max, pixels outside the rectangle taken as 0.
+cdef struct Channels:
+    int shifts[3]
+    int maxes[3]
+
+
+cdef inline void make_channels(Channels* ch, int red_shift, int green_shift, int blue_shift,
+                               int red_max, int green_max, int blue_max) noexcept nogil:
+    ch.shifts[0] = red_shift
+    ch.shifts[1] = green_shift
+    ch.shifts[2] = blue_shift
+    ch.maxes[0] = red_max
+    ch.maxes[1] = green_max
+    ch.maxes[2] = blue_max
+
+
+cdef inline uint32_t gradient_px(uint32_t cur, uint32_t left, uint32_t up, uint32_t upleft, const Channels* ch,
+                                 int sign) noexcept nogil:
+    """``cur`` with each channel's prediction subtracted (sign -1, encoding) or added back (+1), modulo max + 1.
+
+    ``left``, ``up`` and ``upleft`` are the neighbouring pixel values, 0 outside the rectangle.
+    """
+    cdef uint32_t r = 0
+    cdef int c, s, m, est
+    for c in range(3):
+        s = ch.shifts[c]
+        m = ch.maxes[c]
+        est = <int>((left >> s) & m) + <int>((up >> s) & m) - <int>((upleft >> s) & m)
+        if est < 0:
+            est = 0
+        elif est > m:
+            est = m
+        r |= (<uint32_t>((<int>((cur >> s) & m) + sign * est) & m)) << s
+    return r

@@ -10,6 +10,7 @@ from libc.stdint cimport uint8_t, uint32_t
 from libc.stdlib cimport calloc, free
 
 from agent._native.pixelio cimport Layout, make_layout, put_px
+from agent._native.subrect cimport Extent, cover_rect
 
 
 cdef inline void _put_u16(uint8_t* p, Py_ssize_t v) noexcept nogil:
@@ -23,9 +24,11 @@ def encode(const uint32_t[:, :] v, uint32_t bg, layout, uint8_t[::1] out, Py_ssi
     Returns the byte count, or -1 when it would exceed ``limit`` (or out).
     """
     cdef Layout L
-    cdef Py_ssize_t h = v.shape[0], w = v.shape[1], x, y, x2, y2, cur_w, best_w, best_h, best_area, area
+    cdef Py_ssize_t h = v.shape[0], w = v.shape[1], x, y
+    cdef Extent r
     cdef Py_ssize_t nsub = 0, cap
     cdef uint8_t* covered
+    cdef const uint8_t* px
     cdef uint8_t* start
     cdef uint8_t* p
     cdef uint32_t c
@@ -45,6 +48,7 @@ def encode(const uint32_t[:, :] v, uint32_t bg, layout, uint8_t[::1] out, Py_ssi
     if w == 0 or h == 0:
         start[0] = start[1] = start[2] = start[3] = 0
         return 4 + bpp
+    px = <const uint8_t*>&v[0, 0]
     covered = <uint8_t*>calloc(w * h, 1)
     if covered == NULL:
         raise MemoryError()
@@ -57,28 +61,7 @@ def encode(const uint32_t[:, :] v, uint32_t bg, layout, uint8_t[::1] out, Py_ssi
                     c = v[y, x]
                     if c == bg:
                         continue
-                    x2 = x
-                    while x2 < w and not covered[y * w + x2] and v[y, x2] == c:
-                        x2 += 1
-                    cur_w = x2 - x
-                    best_w = cur_w
-                    best_h = 1
-                    best_area = cur_w
-                    for y2 in range(y + 1, h):
-                        x2 = x
-                        while x2 < x + cur_w and not covered[y2 * w + x2] and v[y2, x2] == c:
-                            x2 += 1
-                        if x2 == x:
-                            break
-                        cur_w = x2 - x
-                        area = cur_w * (y2 - y + 1)
-                        if area > best_area:
-                            best_area = area
-                            best_w = cur_w
-                            best_h = y2 - y + 1
-                    for y2 in range(y, y + best_h):
-                        for x2 in range(x, x + best_w):
-                            covered[y2 * w + x2] = 1
+                    r = cover_rect(px, v.strides[0], v.strides[1], covered, w, w, h, x, y, c)
                     if (p - start) + bpp + 8 > cap:
                         over = True
                         break
@@ -86,8 +69,8 @@ def encode(const uint32_t[:, :] v, uint32_t bg, layout, uint8_t[::1] out, Py_ssi
                     p += bpp
                     _put_u16(p, x)
                     _put_u16(p + 2, y)
-                    _put_u16(p + 4, best_w)
-                    _put_u16(p + 6, best_h)
+                    _put_u16(p + 4, r.w)
+                    _put_u16(p + 6, r.h)
                     p += 8
                     nsub += 1
                 if over:

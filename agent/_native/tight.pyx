@@ -7,6 +7,8 @@ meaning "not the background" (palette entry 1).
 """
 from libc.stdint cimport int32_t, uint8_t, uint32_t
 
+from agent._native.pixelio cimport Channels, gradient_px, make_channels
+
 
 def pack_mono(const uint32_t[:, :] v, uint32_t bg, uint8_t[::1] out):
     """Pack a two-colour rectangle into 1-bit rows; returns the byte count."""
@@ -46,33 +48,16 @@ def gradient_filter(const uint32_t[:, :] v, int red_shift, int green_shift, int 
     """The Tight gradient filter: each channel minus its prediction, modulo max + 1.
 
     Prediction = left + above - above-left, clamped to 0..max, with pixels
-    outside the rectangle taken as 0 (rfbproto). Decoding adds it back.
+    outside the rectangle taken as 0 (rfbproto). Decoding adds it back
+    (agent/_native/decoders.pyx gradient_unfilter; both use pixelio.gradient_px).
     """
     cdef Py_ssize_t h = v.shape[0], w = v.shape[1], y, x
-    cdef int c, est, left, up, upleft
-    cdef int shifts[3]
-    cdef int maxes[3]
-    cdef uint32_t r
+    cdef Channels ch
     if out.shape[0] != h or out.shape[1] != w:
         raise ValueError("output shape differs from input")
-    shifts[0] = red_shift
-    shifts[1] = green_shift
-    shifts[2] = blue_shift
-    maxes[0] = red_max
-    maxes[1] = green_max
-    maxes[2] = blue_max
+    make_channels(&ch, red_shift, green_shift, blue_shift, red_max, green_max, blue_max)
     with nogil:
         for y in range(h):
             for x in range(w):
-                r = 0
-                for c in range(3):
-                    left = <int>((v[y, x - 1] >> shifts[c]) & maxes[c]) if x > 0 else 0
-                    up = <int>((v[y - 1, x] >> shifts[c]) & maxes[c]) if y > 0 else 0
-                    upleft = <int>((v[y - 1, x - 1] >> shifts[c]) & maxes[c]) if x > 0 and y > 0 else 0
-                    est = left + up - upleft
-                    if est < 0:
-                        est = 0
-                    elif est > maxes[c]:
-                        est = maxes[c]
-                    r |= (<uint32_t>((<int>((v[y, x] >> shifts[c]) & maxes[c]) - est) & maxes[c])) << shifts[c]
-                out[y, x] = r
+                out[y, x] = gradient_px(v[y, x], v[y, x - 1] if x > 0 else 0, v[y - 1, x] if y > 0 else 0,
+                                        v[y - 1, x - 1] if x > 0 and y > 0 else 0, &ch, -1)

@@ -7,8 +7,8 @@ palette and run count the way TigerVNC's ZRLEEncoder does.
 """
 from libc.stdint cimport uint8_t, uint32_t
 
-from agent._native.pixelio cimport (ColourTable, Layout, make_layout, put_px, table_clear, table_find,
-                                    table_init, table_insert)
+from agent._native.pixelio cimport (ColourTable, Layout, make_layout, palette_add, put_px, table_clear, table_find,
+                                    table_init)
 
 cdef enum:
     TILE = 64
@@ -31,17 +31,42 @@ cdef inline uint8_t* _put_run(uint8_t* p, Py_ssize_t length) noexcept nogil:
     return p + 1
 
 
+cdef struct Scan:
+    Py_ssize_t runs      # runs in raster order, crossing rows
+    Py_ssize_t single    # runs of length 1
+    int n                # palette colours; -1 once there are more than MAX_PALETTE
+
+
+cdef inline Scan _end_run(Scan s, ColourTable* table, uint32_t* palette, uint32_t colour,
+                          Py_ssize_t run_len) noexcept nogil:
+    """Count a finished run of ``colour``: ``s`` updated (by value, so it stays in registers)."""
+    cdef int idx
+    s.runs += 1
+    if run_len == 1:
+        s.single += 1
+    if s.n >= 0:
+        idx = palette_add(table, palette, s.n, MAX_PALETTE, colour)
+        if idx < 0:
+            s.n = -1
+        elif idx == s.n:
+            s.n += 1
+    return s
+
+
 cdef uint8_t* _tile(const uint32_t[:, :] v, Py_ssize_t tx, Py_ssize_t ty, Py_ssize_t tw, Py_ssize_t th,
                     const Layout* L, ColourTable* table, uint32_t* palette, uint8_t* p) noexcept nogil:
-    cdef Py_ssize_t x, y, runs = 0, single = 0, run_len = 0, raw_bytes, best, est, rowbytes
-    cdef int cp = L.nbytes, n = 0, i, idx, bits, ppb, shift
-    cdef bint overflow = False
+    cdef Py_ssize_t x, y, run_len = 0, raw_bytes, best, est, rowbytes
+    cdef int cp = L.nbytes, n, i, idx, bits, ppb, shift
+    cdef bint overflow
+    cdef Scan scan
     cdef uint32_t cur, c
     cdef uint8_t acc
     cdef int mode  # 0 raw, 1 plain RLE, 2 palette RLE, 3 packed palette
 
     # palette (up to 127 colours) and runs, raster order, runs crossing rows
     table_clear(table)
+    scan.runs = scan.single = 0
+    scan.n = 0
     cur = v[ty, tx]
     for y in range(ty, ty + th):
         for x in range(tx, tx + tw):
@@ -49,30 +74,12 @@ cdef uint8_t* _tile(const uint32_t[:, :] v, Py_ssize_t tx, Py_ssize_t ty, Py_ssi
             if c == cur:
                 run_len += 1
                 continue
-            runs += 1
-            if run_len == 1:
-                single += 1
-            if not overflow:
-                idx = table_insert(table, cur)
-                if idx == n:
-                    if n == MAX_PALETTE:
-                        overflow = True
-                    else:
-                        palette[n] = cur
-                        n += 1
+            scan = _end_run(scan, table, palette, cur, run_len)
             cur = c
             run_len = 1
-    runs += 1
-    if run_len == 1:
-        single += 1
-    if not overflow:
-        idx = table_insert(table, cur)
-        if idx == n:
-            if n == MAX_PALETTE:
-                overflow = True
-            else:
-                palette[n] = cur
-                n += 1
+    scan = _end_run(scan, table, palette, cur, run_len)
+    overflow = scan.n < 0
+    n = scan.n
 
     if not overflow and n == 1:
         p[0] = 1
@@ -82,12 +89,12 @@ cdef uint8_t* _tile(const uint32_t[:, :] v, Py_ssize_t tx, Py_ssize_t ty, Py_ssi
     raw_bytes = tw * th * cp
     best = raw_bytes
     mode = 0
-    est = (cp + 1) * runs
+    est = (cp + 1) * scan.runs
     if est < best:
         best = est
         mode = 1
     if not overflow:
-        est = cp * n + 2 * runs - single
+        est = cp * n + 2 * scan.runs - scan.single
         if est < best:
             best = est
             mode = 2
