@@ -40,6 +40,9 @@ DEFAULT_RELAY_PORT = 7400
 CONFIRM_TIMEOUT = 120.0     # seconds the customer has to accept a connection (--confirm-each)
 HANDSHAKE_TIMEOUT = 30.0
 FLOW_POLL = 0.05            # how often a blocked sender re-checks the window without an ACK
+# The viewer sends only small requests and input, and nothing flow-controls on our ACKs of them:
+# acknowledge lazily, so a typing session is not one ACK record down the customer's link per keystroke.
+VIEWER_ACK_DELAY = 1.0
 
 
 @dataclass
@@ -337,7 +340,7 @@ class Agent:
             return
         try:
             stream = await accept_agent(reader, writer, session_id, password.reveal(), timeout=HANDSHAKE_TIMEOUT,
-                                        failure_delay=self.config.auth_failure_delay)
+                                        failure_delay=self.config.auth_failure_delay, ack_delay=VIEWER_ACK_DELAY)
         except AuthFailedError:
             self._apply(lc.AuthFailed(attempt=attempt))
             return

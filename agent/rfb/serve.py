@@ -41,6 +41,7 @@ READ_SIZE = 64 * 1024
 HANDSHAKE_TIMEOUT = 30.0    # seconds from connect to ClientInit
 AUTH_FAILURE_DELAY = 1.0    # seconds before answering a wrong password
 MAX_IDLE_INTERVAL = 0.25    # slowest capture poll while nothing changes (no damage hint)
+DAMAGE_SETTLE = 0.004       # seconds between X's first damage report and the grab (TigerVNC: DeferUpdate)
 HINT_CONFIRM_INTERVAL = 1.0 # with a damage hint: grab at least this often anyway (a hint is never trusted alone)
 IDLE_BACKOFF = 1.5          # poll interval growth per unchanged frame
 MAX_VIEWERS = 16
@@ -160,6 +161,10 @@ class RFBService:
             loop.remove_reader(fd)
             waker.cancel()
             readable.cancel()
+        if readable.done() and not readable.cancelled():
+            # one keystroke is several X drawing requests (glyph, cursor, status line):
+            # a short pause lets one grab catch them all instead of one now and one a frame later
+            await asyncio.sleep(DAMAGE_SETTLE)
 
     async def _capture_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -21,6 +21,7 @@ from agent.secure.records import HEADER_SIZE, MAX_RECORD_LENGTH, NEED_DATA, Ack,
 log = logging.getLogger(__name__)
 
 PING_INTERVAL = 1.0
+IDLE_PING_INTERVAL = 10.0  # keepalive PINGs when no DATA moved in either direction
 ACK_BYTES = 16 * 1024
 ACK_DELAY = 0.05
 RECV_BUFFER_LIMIT = 1024 * 1024  # authenticated plaintext waiting for recv() before we stop reading the socket
@@ -102,12 +103,13 @@ class SecureStream:
     """An established channel over one connection; see the module docstring."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, channel: Channel, *,
-                 ping_interval: float = PING_INTERVAL, ack_bytes: int = ACK_BYTES, ack_delay: float = ACK_DELAY,
+                 ping_interval: float = PING_INTERVAL, idle_ping_interval: float = IDLE_PING_INTERVAL, ack_bytes: int = ACK_BYTES, ack_delay: float = ACK_DELAY,
                  recv_buffer_limit: int = RECV_BUFFER_LIMIT, close_linger: float = CLOSE_LINGER) -> None:
         self._reader = reader
         self._writer = writer
         self._channel = channel
         self._ping_interval = ping_interval
+        self._idle_ping_interval = idle_ping_interval
         self._ack_bytes = ack_bytes
         self._ack_delay = ack_delay
         self._recv_limit = recv_buffer_limit
@@ -274,8 +276,17 @@ class SecureStream:
             self._write(self._channel.send_ack())
 
     async def _ping_loop(self) -> None:
+        # RTT samples are needed while data moves (flow control); an idle channel
+        # only needs a keepalive now and then, which keeps idle sessions near-silent.
+        moved, quiet = -1, 0.0
         while self._channel.can_send and not self._writer.is_closing():
-            self._write(self._channel.send_ping())
+            total = self._channel.bytes_sent + self._channel.bytes_received
+            if total != moved or quiet >= self._idle_ping_interval:
+                self._write(self._channel.send_ping())
+                quiet = 0.0
+            else:
+                quiet += self._ping_interval
+            moved = total
             await asyncio.sleep(self._ping_interval)
 
     def _wake(self) -> None:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LISTEN = ("127.0.0.1", 5901)
 PENDING_LIMIT = 1 << 20  # inner bytes buffered while no local viewer is attached
 LOCAL_READ = 64 * 1024
+BRIDGE_PING_INTERVAL = 10.0
 BUSY_RETRIES = 10           # reconnecting right after a local viewer left: the relay may still
 BUSY_RETRY_DELAY = 0.3      # be tearing down our previous pairing
 
@@ -106,7 +107,10 @@ class ViewerBridge:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(*cfg.direct), cfg.timeout)
             except (OSError, asyncio.TimeoutError) as exc:
                 raise ChannelError(f"cannot reach the agent at {cfg.direct[0]}:{cfg.direct[1]}: {exc}") from None
-        stream = await connect_viewer(reader, writer, cfg.session_id, cfg.password, timeout=cfg.timeout)
+        # The agent measures RTT for its flow control; the bridge's own PINGs only need to keep the
+        # channel alive, and each costs a PONG on the customer's (slow) uplink.
+        stream = await connect_viewer(reader, writer, cfg.session_id, cfg.password, timeout=cfg.timeout,
+                                      ping_interval=BRIDGE_PING_INTERVAL)
         self._stream = stream
         self._pending.clear()
         self.safety_code = stream.safety_code
