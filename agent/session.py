@@ -40,6 +40,7 @@ DEFAULT_RELAY_PORT = 7400
 CONFIRM_TIMEOUT = 120.0     # seconds the customer has to accept a connection (--confirm-each)
 HANDSHAKE_TIMEOUT = 30.0
 FLOW_POLL = 0.05            # how often a blocked sender re-checks the window without an ACK
+LINK_EVENT_INTERVAL = 2.0   # seconds between "link" statistics events to control-socket subscribers
 # The viewer sends only small requests and input, and nothing flow-controls on our ACKs of them:
 # acknowledge lazily, so a typing session is not one ACK record down the customer's link per keystroke.
 VIEWER_ACK_DELAY = 1.0
@@ -363,9 +364,13 @@ class Agent:
         loop = asyncio.get_running_loop()
         reason = "viewer disconnected"
         acked = -1
+        next_report = loop.time() + LINK_EVENT_INTERVAL
         try:
             while True:
                 await asyncio.sleep(FLOW_POLL)
+                if loop.time() >= next_report:
+                    next_report = loop.time() + LINK_EVENT_INTERVAL
+                    self._publish(self._link_event(stream))
                 if stream.error is not None or stream.peer_closed:
                     reason = stream.close_reason or (str(stream.error) if stream.error else reason)
                     break
@@ -386,6 +391,16 @@ class Agent:
         if stream is self._stream:
             self._stream = None
             self._apply(lc.ViewerLeft(reason=reason, attempt=attempt))
+
+    def _link_event(self, stream: Any) -> dict[str, Any]:
+        """The ``link`` event subscribers see every few seconds while a viewer is connected."""
+        flow = self.flow
+        bandwidth = flow.bandwidth if flow is not None else None
+        return {"event": "link", "rtt_ms": None if stream.rtt is None else round(1000 * stream.rtt, 1),
+                "bandwidth_kbit": None if bandwidth is None else round(8 * bandwidth / 1000, 1),
+                "window": flow.window if flow is not None else None, "in_flight": stream.in_flight,
+                "bytes_sent": stream.bytes_sent, "bytes_received": stream.bytes_received,
+                "updates": self.stats["updates"]}
 
     def _may_send(self) -> bool:
         flow, stream = self.flow, self._stream

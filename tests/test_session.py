@@ -200,3 +200,24 @@ def test_bridge_refuses_non_loopback():
 
     with pytest.raises(UsageError):
         BridgeConfig(session_id="123456789", password="x", relay=("127.0.0.1", 1), listen=("0.0.0.0", 5901))
+
+
+async def test_subscribers_get_link_statistics(tmp_path):
+    async with chain(tmp_path) as (agent, relay):
+        await agent.consent("view")
+        seen: list[dict] = []
+
+        async def collect():
+            async for event in agent.events():
+                seen.append(event)
+
+        collector = asyncio.create_task(collect())
+        bridge = await _bridge(agent, relay)
+        client = await open_rfb(*bridge.address, timeout=10)
+        await client.update(incremental=False, timeout=10)
+        await _until(lambda: any(e.get("event") == "link" for e in seen), timeout=10)
+        link = [e for e in seen if e["event"] == "link"][-1]
+        assert link["bytes_sent"] > 0 and "rtt_ms" in link and "bandwidth_kbit" in link
+        collector.cancel()
+        await client.close()
+        await bridge.close()
