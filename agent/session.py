@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
 from agent import lifecycle as lc
-from agent.addresses import parse_hostport
+from agent.addresses import parse_address
 from agent.control.protocol import ControlError
 from agent.errors import RejnetError, UsageError
 from agent.flow import FlowController
@@ -36,7 +36,6 @@ from agent.inputs.gate import ScopeGate
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RELAY_PORT = 7400
 CONFIRM_TIMEOUT = 120.0     # seconds the customer has to accept a connection (--confirm-each)
 HANDSHAKE_TIMEOUT = 30.0
 FLOW_POLL = 0.05            # how often a blocked sender re-checks the window without an ACK
@@ -144,12 +143,14 @@ class Agent:
         if cfg.relay:
             from agent.relay.client import AgentRegistration
 
-            host, port = parse_hostport(cfg.relay, default_port=DEFAULT_RELAY_PORT)
+            from agent.relay.protocol import DEFAULT_PORT
+
+            host, port = parse_address(cfg.relay, DEFAULT_PORT)
             self._registration = await AgentRegistration.register(host, port)
             self._spawn(self._ticket_loop(host, port))
             return self._registration.session_id
         assert cfg.listen is not None
-        host, port = parse_hostport(cfg.listen)
+        host, port = parse_address(cfg.listen, allow_port_zero=True)
         try:
             self._listener = await asyncio.start_server(self._on_direct, host, port)
         except OSError as exc:

@@ -18,6 +18,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from agent.addresses import AddressError as AddressError  # re-exported: the relay CLI and tests catch it
+from agent.addresses import parse_address as _parse_address
 from agent.errors import RejnetError, UsageError
 
 VERSION = 1
@@ -97,20 +99,8 @@ def new_secret() -> str:
 
 
 def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``HOST:PORT``, ``HOST`` or ``[IPv6]:PORT`` -> (host, port)."""
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([^:\[\]\s]+)(?::(\d+))?", text.strip())
-    if match is None:
-        raise AddressError(f"invalid address {text!r}: expected HOST:PORT")
-    host = match.group(1) or match.group(3)
-    port_text = match.group(2) or match.group(4)
-    port = int(port_text) if port_text else default_port
-    if not 0 < port < 65536:
-        raise AddressError(f"invalid port in {text!r}: expected 1-65535")
-    return host, port
-
-
-class AddressError(UsageError):
-    """A HOST:PORT argument could not be understood."""
+    """``HOST:PORT``, ``HOST`` or ``[IPv6]:PORT`` -> (host, port), the relay's port by default."""
+    return _parse_address(text, default_port)
 
 
 # -- hellos (client -> relay) ---------------------------------------------------------------

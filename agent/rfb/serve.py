@@ -14,18 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
-import ipaddress
 import logging
 import os
 import signal
-import socket
-import sys
 import time
 from typing import Any, Callable, Optional
 
 import numpy as np
 
+from agent.addresses import parse_address, read_password, require_loopback
 from agent.capture.base import CursorShape, ScreenSource
 from agent.errors import CaptureError, UsageError
 from agent.inputs.base import InputBackend, InputError, NullInput
@@ -420,20 +417,8 @@ class RFBService:
 
 def parse_loopback_listen(value: str) -> tuple[str, int]:
     """HOST:PORT where HOST resolves only to loopback addresses; UsageError otherwise."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise UsageError(f"--listen wants HOST:PORT (e.g. 127.0.0.1:5900), got {value!r}")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    port = int(port_text)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise UsageError(f"cannot resolve --listen host {host!r}: {exc.strerror}") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_loopback:
-            raise UsageError(f"refusing to serve plain RFB on {host} ({address} is not a loopback address); "
-                             f"use 127.0.0.1 and an SSH tunnel, or a support session")
+    host, port = parse_address(value, allow_port_zero=True)
+    require_loopback(host, port)
     return host, port
 
 
@@ -443,22 +428,7 @@ def _read_password(args: argparse.Namespace) -> Optional[str]:
         if env:
             raise UsageError("--no-auth conflicts with REJNET_PASSWORD being set; unset one of them")
         return None
-    if args.password_file:
-        try:
-            with open(args.password_file, encoding="utf-8") as f:
-                password = f.readline().rstrip("\r\n")
-        except OSError as exc:
-            raise UsageError(f"cannot read --password-file: {exc.strerror}") from None
-        if not password:
-            raise UsageError("--password-file is empty: its first line is the password")
-    elif env:
-        password = env
-    elif sys.stdin.isatty():
-        password = getpass.getpass("VNC password for viewers: ")
-        if not password:
-            raise UsageError("an empty password is not allowed; use --no-auth to serve without one")
-    else:
-        raise UsageError("no password: use --password-file F, set REJNET_PASSWORD, or pass --no-auth")
+    password = read_password(args.password_file, prompt="VNC password for viewers: ", hint=", or pass --no-auth")
     if vncauth.password_truncated(password):
         log.warning("VNC authentication only uses the first 8 characters of the password")
     return password

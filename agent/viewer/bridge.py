@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
+from agent.addresses import require_loopback
 from agent.errors import RejnetError, SessionEndedError, UsageError
 from agent.secure.errors import ChannelError, TruncatedError
 from agent.secure.stream import SecureStream, connect_viewer
@@ -44,17 +44,7 @@ class BridgeConfig:
     def __post_init__(self) -> None:
         if (self.relay is None) == (self.direct is None):
             raise UsageError("give exactly one of a relay address or a direct agent address")
-        require_loopback(self.listen[0])
-
-
-def require_loopback(host: str) -> None:
-    """Refuse to serve unauthenticated RFB anywhere but loopback."""
-    try:
-        ok = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        ok = host == "localhost"
-    if not ok:
-        raise UsageError(f"refusing to listen on {host}: the local RFB port is unauthenticated, so only a loopback address (127.0.0.1) is allowed")
+        require_loopback(*self.listen)
 
 
 class ViewerBridge:

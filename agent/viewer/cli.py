@@ -10,11 +10,11 @@ import shlex
 import signal
 import sys
 
-from agent.addresses import parse_hostport, read_password
+from agent.addresses import parse_address, read_password
 from agent.errors import UsageError
+from agent.password import normalize_input
+from agent.relay.protocol import DEFAULT_PORT, parse_session_id
 from agent.viewer.bridge import DEFAULT_LISTEN, BridgeConfig, ViewerBridge
-
-DEFAULT_RELAY_PORT = 7400
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,24 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print events as JSON lines on stdout")
 
 
-def _session_id(text: str) -> str:
-    from agent.relay.protocol import parse_session_id
-
-    return parse_session_id(text)
-
-
 def run(args: argparse.Namespace) -> int:
-    session_id = _session_id(args.session)
+    session_id = parse_session_id(args.session)
     relay = direct = None
     if args.direct:
-        direct = parse_hostport(args.direct)
+        direct = parse_address(args.direct)
     else:
         relay_text = args.relay or os.environ.get("REJNET_RELAY")
         if not relay_text:
             raise UsageError("no relay: pass --relay HOST:PORT or set REJNET_RELAY (or --direct HOST:PORT)")
-        relay = parse_hostport(relay_text, default_port=DEFAULT_RELAY_PORT)
-    listen = parse_hostport(args.listen)
-    password = read_password(args.password_file)
+        relay = parse_address(relay_text, DEFAULT_PORT)
+    listen = parse_address(args.listen, allow_port_zero=True)
+    # people read the password in groups and may type capitals or dashes
+    password = normalize_input(read_password(args.password_file))
     config = BridgeConfig(session_id=session_id, password=password, relay=relay, direct=direct, listen=listen)
     return asyncio.run(_main(config, args.exec_cmd, args.json))
 
