@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -57,23 +56,17 @@ class _Display:
 
     @classmethod
     def start(cls) -> "_Display | None":
-        if shutil.which("Xvfb") is None:
+        """A decorated display, or None when Xvfb is missing or will not start."""
+        from agent.capture.xvfb import start_xvfb
+        from agent.errors import CaptureError
+
+        try:
+            proc, name = start_xvfb(*XVFB_SIZE, first=150 + os.getpid() % 300)
+        except CaptureError:
             return None
-        for number in range(150 + os.getpid() % 300, 800):
-            if os.path.exists(f"/tmp/.X{number}-lock") or os.path.exists(f"/tmp/.X11-unix/X{number}"):
-                continue
-            proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "%dx%dx24" % XVFB_SIZE, "-nolisten", "tcp"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and proc.poll() is None:
-                if os.path.exists(f"/tmp/.X11-unix/X{number}"):
-                    display = cls(f":{number}", [proc])
-                    display._decorate()
-                    return display
-                time.sleep(0.05)
-            proc.kill()
-            proc.wait()
-        return None
+        display = cls(name, [proc])
+        display._decorate()
+        return display
 
     def _decorate(self) -> None:
         env = dict(os.environ, DISPLAY=self.name)

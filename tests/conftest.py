@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from typing import Iterator
 
 import pytest
@@ -21,28 +20,11 @@ def free_port() -> int:
 
 
 def _start_xvfb(width: int, height: int) -> tuple[subprocess.Popen, str]:
+    from agent.capture.xvfb import start_xvfb
+
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb); .ci/run installs it")
-    for number in range(90 + os.getpid() % 500, 700):
-        if os.path.exists(f"/tmp/.X{number}-lock") or os.path.exists(f"/tmp/.X11-unix/X{number}"):
-            continue
-        display = f":{number}"
-        proc = subprocess.Popen(
-            ["Xvfb", display, "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp", "-noreset",
-             "+extension", "XTEST", "+extension", "DAMAGE"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            if os.path.exists(f"/tmp/.X11-unix/X{number}"):
-                return proc, display
-            time.sleep(0.05)
-        proc.kill()
-        proc.wait()
-    raise RuntimeError("could not start Xvfb on any display number")
+    return start_xvfb(width, height, first=90 + os.getpid() % 500, last=700)
 
 
 @pytest.fixture(scope="session")

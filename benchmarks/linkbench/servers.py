@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from agent.capture.xvfb import start_xvfb
+from agent.errors import CaptureError
 from benchmarks.linkbench.proxy import Direction, LinkSpec, ShapingProxy
 
 START_TIMEOUT = 30.0
@@ -98,21 +100,11 @@ class Display:
         self.name = ""
 
     def start(self) -> str:
-        for number in range(300 + os.getpid() % 300, 900):
-            if os.path.exists(f"/tmp/.X{number}-lock") or os.path.exists(f"/tmp/.X11-unix/X{number}"):
-                continue
-            proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", f"{self.width}x{self.height}x24",
-                                     "-nolisten", "tcp", "-noreset", "+extension", "DAMAGE", "+extension", "XTEST"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and proc.poll() is None:
-                if os.path.exists(f"/tmp/.X11-unix/X{number}"):
-                    self.proc, self.name = proc, f":{number}"
-                    return self.name
-                time.sleep(0.05)
-            proc.kill()
-            proc.wait()
-        raise ServerError("could not start Xvfb on any display number")
+        try:
+            self.proc, self.name = start_xvfb(self.width, self.height, first=300 + os.getpid() % 300)
+        except CaptureError as exc:
+            raise ServerError(str(exc)) from None
+        return self.name
 
     @property
     def pid(self) -> Optional[int]:

@@ -1,0 +1,38 @@
+"""Start a private Xvfb display: the demo's screen, and the tests' and benchmarks' too.
+
+One way to find a free display number and wait for the server to be ready,
+with DAMAGE and XTEST on (the capture loop and the input backend use them).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+from agent.errors import CaptureError
+
+READY_TIMEOUT = 10.0
+
+
+def start_xvfb(width: int, height: int, *, first: int = 100, last: int = 900) -> tuple[subprocess.Popen, str]:
+    """Start Xvfb WIDTHxHEIGHTx24 on the first free display in [first, last); returns (process, ":N").
+
+    Raises CaptureError when Xvfb is not installed or no display could be started.
+    """
+    if shutil.which("Xvfb") is None:
+        raise CaptureError("Xvfb is not installed (apt-get install xvfb)")
+    for number in range(first, last):
+        if os.path.exists(f"/tmp/.X{number}-lock") or os.path.exists(f"/tmp/.X11-unix/X{number}"):
+            continue
+        proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp",
+                                 "-noreset", "+extension", "DAMAGE", "+extension", "XTEST"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline and proc.poll() is None:
+            if os.path.exists(f"/tmp/.X11-unix/X{number}"):
+                return proc, f":{number}"
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+    raise CaptureError(f"could not start Xvfb on any display :{first}..:{last - 1}")
