@@ -210,13 +210,14 @@ async def _watch(client: Any, agent: Any, seconds: float, as_json: bool) -> dict
         print()
     elapsed = time.monotonic() - started
     ordered = sorted(latencies)
+    rtt = agent.status().get("rtt")
     return {
         "seconds": round(elapsed, 2),
         "updates": len(latencies),
         "updates_per_s": round(len(latencies) / elapsed, 1),
         "bytes_received": client.bytes_received,
         "kbit_per_s": round(8 * client.bytes_received / elapsed / 1000, 1),
-        "channel_rtt_ms": None if agent.status().get("rtt") is None else round(1000 * agent.status()["rtt"], 1),
+        "channel_rtt_ms": None if rtt is None else round(1000 * rtt, 1),
         "request_to_update_ms_p50": round(1000 * ordered[len(ordered) // 2], 1) if ordered else None,
         "request_to_update_ms_p95": round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 1)
         if ordered else None,
