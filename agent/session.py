@@ -33,6 +33,7 @@ from agent.errors import RejnetError, UsageError
 from agent.flow import FlowController
 from agent.inputs.base import InputBackend, NullInput
 from agent.inputs.gate import ScopeGate
+from agent.streams import stop_server
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class AgentConfig:
     confirm_each: bool = False               # the customer accepts each connection on the control socket
     confirm_timeout: float = CONFIRM_TIMEOUT
     fps: float = 30.0
+    compress: bool = True                    # long-window zstd under RFB (ZDATA); off saves CPU, costs bytes
     name: str = "rejnet"
     input_backend: InputBackend | None = field(default=None, repr=False)  # None: XTest on a real display
     auth_failure_delay: float = 1.0
@@ -180,14 +182,14 @@ class Agent:
     async def _release(self) -> None:
         if self._confirm_timer is not None:
             self._confirm_timer.cancel()
+        if self._listener is not None:
+            await stop_server(self._listener)  # first, so no new connection starts a task below
         await self._drop_viewer("session ended")
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
-        if self._listener is not None:
-            self._listener.close()
         if self._registration is not None:
             with contextlib.suppress(Exception):
                 await self._registration.close()
@@ -342,7 +344,8 @@ class Agent:
             return
         try:
             stream = await accept_agent(reader, writer, session_id, password.reveal(), timeout=HANDSHAKE_TIMEOUT,
-                                        failure_delay=self.config.auth_failure_delay, ack_delay=VIEWER_ACK_DELAY)
+                                        failure_delay=self.config.auth_failure_delay, ack_delay=VIEWER_ACK_DELAY,
+                                        compress=self.config.compress)
         except AuthFailedError:
             self._apply(lc.AuthFailed(attempt=attempt))
             return
@@ -410,7 +413,8 @@ class Agent:
     async def _run_rfb(self, stream: Any) -> None:
         reader, writer = stream.as_streams()
         try:
-            await self.service.serve_connection(reader, writer, security="none", may_send=self._may_send)
+            await self.service.serve_connection(reader, writer, security="none", may_send=self._may_send,
+                                                outer_compression=stream.compressing)
         finally:
             if stream is self._stream:
                 self._stream = None

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="record the customer's consent to the packaged service terms at start "
                              "(what a launcher does with 'ctl consent'); without it, nothing is shared until consent")
     parser.add_argument("--fps", type=float, default=30.0, help="highest capture rate (default %(default)s)")
+    parser.add_argument("--no-compression", dest="compress", action="store_false",
+                        help="send the screen without the channel's long-window compression: less CPU on this "
+                             "PC, several times the bytes on text (default: compress)")
     parser.add_argument("--json", action="store_true",
                         help="machine-readable: a {\"event\":\"ready\",...} line, then one JSON event per line")
 
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     relay = args.relay or (None if args.listen else os.environ.get("REJNET_RELAY"))
     config = AgentConfig(relay=relay, listen=args.listen, display=args.display, screen=args.screen,
                          control_path=args.control, consent_db=args.consent_db, confirm_each=args.confirm_each,
-                         confirm_timeout=args.confirm_timeout, fps=args.fps)
+                         confirm_timeout=args.confirm_timeout, fps=args.fps,
+                         compress=args.compress)
     return asyncio.run(_main(config, args.json, args.consent))
 
 

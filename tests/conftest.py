@@ -10,6 +10,13 @@ import subprocess
 from typing import Iterator
 
 import pytest
+from hypothesis import settings
+
+# The suite is a gate: the same examples every run, so a red run is a real change. To hunt for new
+# failures, run with HYPOTHESIS_PROFILE=explore (random seeds, ten times the examples).
+settings.register_profile("gate", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "gate"))
 
 
 def free_port() -> int:

@@ -73,9 +73,16 @@ class ServerThread:
 
     def stop(self) -> None:
         self.call(self.server.close())
+        leftover = self.call(_other_tasks())
+        assert leftover == [], f"ControlServer.close() left tasks running: {leftover}"
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+async def _other_tasks() -> list[asyncio.Task[Any]]:
+    await asyncio.sleep(0)
+    return [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
 
 
 @pytest.fixture

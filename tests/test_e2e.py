@@ -216,7 +216,7 @@ def test_tap_between_agent_and_relay_sees_no_plaintext(chain_factory, xvfb, tmp_
     finally:
         local_tap.close()
     wire = chain.tap.everything()
-    assert len(wire) > 10_000
+    assert len(wire) > 2_000  # a screen went by (compressed: the desktop is mostly one colour)
     # The control: the same checks find what they look for in the plaintext RFB beside it.
     assert b"RFB 003.008" in plain
     assert b"RFB 003.008" not in wire

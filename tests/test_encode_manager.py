@@ -248,3 +248,28 @@ def test_read_only_and_strided_frames() -> None:
     for x, y, w, h in update.lossy:
         lossless[y:y + h, x:x + w] = False
     assert update.lossy and np.array_equal(fb[lossless], quantize(frame, NATIVE)[lossless])
+
+
+@pytest.mark.parametrize("lossy", [False, True])
+def test_outer_compression_sends_text_raw_and_keeps_fills_and_photos(lossy: bool) -> None:
+    encodings = [C.ENC_TIGHT, C.ENC_ZRLE, C.ENC_COPYRECT] + ([C.ENC_JPEG_QUALITY_0 + 8] if lossy else [])
+    m = manager(*encodings)
+    m.outer_compression = True
+    rng = np.random.default_rng(3)
+    frame = np.full((240, 320, 4), 230, np.uint8)
+    frame[8:40, 8:300, :3] = (rng.random((32, 292, 1)) < 0.3) * 40  # text-like: two colours, short runs
+    frame[100:228, 40:296, :3] = rng.integers(0, 256, (128, 256, 3), dtype=np.uint8)  # photo-like
+    update = m.encode(frame, [], [(0, 0, 320, 40), (0, 60, 320, 20), (40, 100, 256, 128)])
+    found = headers(update)
+    text = [h for h in found if h[1] < 40]
+    assert text and {h[4] for h in text} <= {C.ENC_RAW, C.ENC_TIGHT}
+    assert any(h[4] == C.ENC_RAW for h in text)
+    assert [h[4] for h in found if h[1] == 60] == [C.ENC_TIGHT]  # a fill
+    assert {h[4] for h in found if h[1] >= 100} == {C.ENC_TIGHT}  # gradient/zlib or JPEG, never Raw
+    fb = np.zeros_like(frame)
+    apply(update, fb, NATIVE, DecoderState())
+    assert np.array_equal(fb[:40, :, :3], frame[:40, :, :3])
+    assert np.array_equal(fb[60:80, :, :3], frame[60:80, :, :3])
+    assert lossy or np.array_equal(fb[100:228, 40:296, :3], frame[100:228, 40:296, :3])
+    m.set_encodings(encodings)  # renegotiation keeps the mode
+    assert m.outer_compression

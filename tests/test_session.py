@@ -77,6 +77,23 @@ async def test_technician_sees_the_screen_after_consent(tmp_path):
             await bridge.close()
 
 
+@pytest.mark.parametrize("compress", [True, False])
+async def test_the_channel_compresses_unless_told_not_to(tmp_path, compress):
+    async with chain(tmp_path, compress=compress) as (agent, relay):
+        await agent.consent("view")
+        bridge = await _bridge(agent, relay)
+        try:
+            client = await open_rfb(*bridge.address, timeout=10)
+            await client.update(incremental=False, timeout=10)
+            assert np.array_equal(client.framebuffer[:, :, :3], _expected_idle_frame())
+            assert agent._stream.compressing is compress
+            [viewer] = agent.service.viewers
+            assert viewer.updater.manager.outer_compression is compress  # Raw under zstd, Tight's zlib without
+            await client.close()
+        finally:
+            await bridge.close()
+
+
 async def test_no_byte_of_rfb_before_consent(tmp_path):
     async with chain(tmp_path) as (agent, relay):
         bridge = await _bridge(agent, relay)

@@ -23,6 +23,7 @@ from agent.control.protocol import (
     Reply,
 )
 from agent.errors import RejnetError, UsageError
+from agent.streams import close_stream
 
 READ_CHUNK = 65536
 
@@ -187,11 +188,7 @@ class AsyncControlClient:
         return cls(reader, writer, path, timeout)
 
     async def close(self) -> None:
-        self._writer.close()
-        try:
-            await self._writer.wait_closed()
-        except OSError:
-            pass
+        await close_stream(self._writer)
 
     async def request(self, cmd: str, *, check: bool = True, **args: Any) -> dict[str, Any]:
         """As ControlClient.request."""

@@ -42,6 +42,7 @@ from agent.control.protocol import (
     encode_event,
     encode_reply,
 )
+from agent.streams import close_stream, stop_server
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class ControlServer:
         """Stop accepting, let subscribers receive what was published, close every client, remove the socket."""
         server, self._server = self._server, None
         if server is not None:
-            server.close()
+            await stop_server(server)
         for client in list(self._clients.values()):
             if client in self._subscribers:
                 assert client.queue is not None
@@ -177,6 +178,8 @@ class ControlServer:
         client = _Client(writer, pid)
         self._clients[task] = client
         try:
+            if self._server is None:
+                return  # accepted as close() began: the finally below closes it
             if uid != self._allowed_uid:
                 log.warning("control: refused a connection from pid %d uid %d (only uid %d is served)",
                             pid, uid, self._allowed_uid)
@@ -191,11 +194,13 @@ class ControlServer:
             pass
         finally:
             self._subscribers.discard(client)
-            if client.pump is not None and not client.pump.done():
-                client.pump.cancel()
-                await asyncio.gather(client.pump, return_exceptions=True)
-            writer.close()
-            del self._clients[task]
+            try:
+                if client.pump is not None and not client.pump.done():
+                    client.pump.cancel()
+                    await asyncio.gather(client.pump, return_exceptions=True)
+                await close_stream(writer)  # close() returns only once every socket is released
+            finally:
+                del self._clients[task]
 
     @staticmethod
     async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -124,6 +124,7 @@ class EncodeManager:
         self._compress: int | None = None
         self.quality_cap: int | None = None
         """An upper bound on the JPEG quality level (0..9) for bandwidth adaptation; None = the client's."""
+        self._outer_compression = False
         self._raw = RawEncoder()
         self._rre = RREEncoder()
         self._hextile = HextileEncoder()
@@ -132,6 +133,7 @@ class EncodeManager:
         self._jpeg = TightJPEGEncoder()
         self._active: list[Encoder] = [self._raw] * len(Kind)
         self._photo: Encoder | None = None
+        self._photo_full: Encoder = self._raw
         self._lossy = LossyRegion()
         self._fb_size: tuple[int, int] | None = None
         self._palette = np.empty(ANALYSE_MAX_COLOURS, np.uint32)
@@ -165,6 +167,21 @@ class EncodeManager:
         self._compress = compress
         for enc in (self._tight, self._zrle):
             enc.set_compress_level(compress)
+        self._prepare()
+
+    @property
+    def outer_compression(self) -> bool:
+        """Whether the bytes are compressed again below RFB (the secure channel's long-window zstd).
+
+        Then zlib inside RFB only hides repetition from the outer compressor: a glyph, a word, a line
+        of a page seen a minute ago. Every rectangle that is not a fill, a photo or a photo-like
+        full-colour area goes Raw, whose pixels repeat byte for byte wherever the screen does.
+        """
+        return self._outer_compression
+
+    @outer_compression.setter
+    def outer_compression(self, value: bool) -> None:
+        self._outer_compression = value
         self._prepare()
 
     def _prepare(self) -> None:
@@ -203,6 +220,9 @@ class EncodeManager:
             bitmap_rle = bitmap
         if solid is raw:
             solid = tight or rre or zrle or hextile or raw
+        self._photo_full = full
+        if self._outer_compression:
+            bitmap = bitmap_rle = indexed = indexed_rle = full = raw
         self._active = [solid, bitmap, bitmap_rle, indexed, indexed_rle, full]
 
     # --- update encoding ------------------------------------------------
@@ -282,6 +302,8 @@ class EncodeManager:
             big = area >= JPEG_MIN_AREA and min(w, h) >= JPEG_MIN_SIDE
             if ncol > limit and big and runs * PHOTO_MAX_PIXELS_PER_RUN >= area:
                 return Kind.FULL, photo
+        if self._outer_compression and palette is None and runs * PHOTO_MAX_PIXELS_PER_RUN >= area:
+            return Kind.FULL, self._photo_full  # lossless photo: the gradient filter beats the outer compressor
         if ncol == 1:
             kind = Kind.SOLID
         elif ncol == 2:

@@ -7,12 +7,12 @@ secure channel runs over them and the relay only forwards bytes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import AsyncIterator
 
 from agent.relay import protocol as p
 from agent.relay.protocol import NoSuchSessionError, RelayError, RelayProtocolError, SessionBusyError
+from agent.streams import close_stream
 
 __all__ = ["AgentRegistration", "NoSuchSessionError", "RelayError", "SessionBusyError", "open_agent_data",
            "open_viewer"]
@@ -43,12 +43,6 @@ async def _read_reply(reader: asyncio.StreamReader) -> p.Reply:
     return p.parse_reply(line[:-1])
 
 
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError, ConnectionError):
-        await writer.wait_closed()
-
-
 async def _hello(host: str, port: int, hello: p.Hello, expect: tuple[type, ...], timeout: float,
                  session_id: str | None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, p.Reply]:
     """Connect, send ``hello`` and read replies until one of ``expect``; errors close the connection."""
@@ -66,13 +60,13 @@ async def _hello(host: str, port: int, hello: p.Hello, expect: tuple[type, ...],
             if not isinstance(reply, (p.Waiting, p.Keepalive)):
                 raise RelayProtocolError(f"unexpected reply from the relay: {type(reply).__name__}", p.MALFORMED)
     except asyncio.TimeoutError:
-        await _close(writer)
+        await close_stream(writer)
         raise RelayError(f"the relay at {host}:{port} did not answer in time") from None
     except (OSError, ConnectionError) as exc:
-        await _close(writer)
+        await close_stream(writer)
         raise RelayError(f"lost the connection to the relay: {exc.strerror or type(exc).__name__}") from None
     except BaseException:
-        await _close(writer)
+        await close_stream(writer)
         raise
 
 
@@ -140,13 +134,13 @@ class AgentRegistration:
             if isinstance(reply, p.ViewerArrived):
                 yield reply.ticket
             elif isinstance(reply, p.ErrorReply):
-                await _close(self._writer)
+                await close_stream(self._writer)
                 raise p.error_for(reply.reason)  # the agent side never puts the whole ID in a message
             elif not isinstance(reply, p.Keepalive):
                 raise RelayProtocolError(f"unexpected line from the relay: {type(reply).__name__}", p.MALFORMED)
 
     async def _reregister(self) -> None:
-        await _close(self._writer)
+        await close_stream(self._writer)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._window
         delay = 0.1
@@ -173,4 +167,4 @@ class AgentRegistration:
     async def close(self) -> None:
         """Drop the registration; the relay frees the ID after its re-registration window."""
         self._closed = True
-        await _close(self._writer)
+        await close_stream(self._writer)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.relay import protocol as p
+from agent.streams import stop_server
 
 log = logging.getLogger("agent.relay")
 
@@ -109,7 +110,7 @@ class RelayServer:
         """Stop listening and close every connection."""
         self._closing = True
         if self._server is not None:
-            self._server.close()
+            await stop_server(self._server)
         for conn in list(self._conns):
             conn.fail(p.SHUTTING_DOWN)
         for session in self._sessions.values():

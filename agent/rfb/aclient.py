@@ -19,6 +19,7 @@ from agent.rfb.client import DEFAULT_ENCODINGS, RFBClient
 from agent.rfb.errors import ProtocolError
 from agent.rfb.pixelformat import PixelFormat
 from agent.rfb.server import NEED_DATA
+from agent.streams import close_stream
 
 READ_SIZE = 256 * 1024
 MAX_KEPT_EVENTS = 1000  # non-update events kept for inspection (Bell, cut text, cursor, ...)
@@ -199,10 +200,7 @@ class AsyncRFBClient:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-        if not self._writer.is_closing():
-            self._writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await self._writer.wait_closed()
+        await close_stream(self._writer)
 
     async def __aenter__(self) -> "AsyncRFBClient":
         return self
@@ -220,7 +218,5 @@ async def open_rfb(host: str, port: int, *, encodings: Optional[Sequence[int]] =
         return await AsyncRFBClient.handshake(reader, writer, encodings=encodings, pixel_format=pixel_format,
                                               password=password, version=version, timeout=timeout)
     except BaseException:
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
+        await close_stream(writer)
         raise

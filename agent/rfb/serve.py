@@ -24,6 +24,7 @@ import numpy as np
 
 from agent.addresses import parse_address, read_password, require_loopback
 from agent.capture.base import CursorShape, ScreenSource
+from agent.encode.manager import EncodeManager
 from agent.errors import CaptureError, UsageError
 from agent.inputs.base import InputBackend, InputError, NullInput
 from agent.rfb import messages as M
@@ -31,6 +32,7 @@ from agent.rfb import vncauth
 from agent.rfb.errors import RemoteProtocolError
 from agent.rfb.server import NEED_DATA, RFBServer
 from agent.rfb.updater import UpdateStats, ViewerUpdater
+from agent.streams import close_stream, stop_server
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +218,12 @@ class RFBService:
     # ---------------------------------------------------------------- connections
 
     async def serve_connection(self, reader: Any, writer: Any, *, security: str = "none",
-                               may_send: Optional[Callable[[], bool]] = None) -> None:
-        """Serve one viewer until it leaves or misbehaves; never raises for the viewer's faults."""
+                               may_send: Optional[Callable[[], bool]] = None, outer_compression: bool = False) -> None:
+        """Serve one viewer until it leaves or misbehaves; never raises for the viewer's faults.
+
+        ``outer_compression``: the transport compresses again (the secure channel's ZDATA), so the
+        encoders leave repetition to it (see EncodeManager.outer_compression).
+        """
         peer = str(writer.get_extra_info("peername", None) or "stream")
         if security == "vnc" and not self.__password:
             raise ValueError("security='vnc' needs the service to have a password")
@@ -237,7 +243,9 @@ class RFBService:
             await self._write(writer, server)
             if not await asyncio.wait_for(self._handshake(reader, writer, server, peer), HANDSHAKE_TIMEOUT):
                 return
-            viewer = Viewer(peer, server, ViewerUpdater(server, may_send=may_send))
+            manager = EncodeManager()
+            manager.outer_compression = outer_compression
+            viewer = Viewer(peer, server, ViewerUpdater(server, may_send=may_send, manager=manager))
             viewer.updater.on_update = lambda stats, v=viewer: self._notify(v, stats)
             if self._frame is not None:
                 viewer.updater.on_frame(self._frame, None)
@@ -301,10 +309,7 @@ class RFBService:
             if data and not writer.is_closing():
                 writer.write(data)
                 await asyncio.wait_for(writer.drain(), 1.0)
-        with contextlib.suppress(ConnectionError, OSError, RuntimeError, asyncio.TimeoutError):
-            if not writer.is_closing():
-                writer.close()
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
+        await close_stream(writer)
 
     async def _handshake(self, reader: Any, writer: Any, server: RFBServer, peer: str) -> bool:
         """Up to ClientInit; False when the viewer failed authentication or left."""
@@ -474,7 +479,7 @@ async def _serve(source: ScreenSource, host: str, port: int, password: Optional[
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
     finally:
-        server.close()
+        await stop_server(server)
         await service.close()
         await server.wait_closed()
     if isinstance(service.failure, CaptureError):

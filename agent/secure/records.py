@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Callable, Union
 
 from agent.secure._aead import HEADER, LABEL_AGENT_TO_VIEWER, LABEL_VIEWER_TO_AGENT, TAG_SIZE, Opener, Sealer
+from agent.secure.compress import LEVEL as COMPRESSION_LEVEL
+from agent.secure.compress import Deflater, Inflater
 from agent.secure.errors import (
     ChannelClosedError,
     ChannelError,
@@ -49,9 +51,11 @@ class RecordType(enum.IntEnum):
     PING = 3
     PONG = 4
     CLOSE = 5
+    ZDATA = 6  # inner bytes, compressed (agent.secure.compress); the receiver always accepts them
 
 
 _DATA = int(RecordType.DATA)  # a plain int for the hot path
+_ZDATA = int(RecordType.ZDATA)
 
 
 class Role(enum.Enum):
@@ -92,6 +96,13 @@ class Closed:
     """The peer ended the channel on purpose (authenticated); it sends nothing more."""
 
     reason: str
+
+
+class _Nothing:
+    pass
+
+
+_NOTHING = _Nothing()
 
 
 class _NeedData:
@@ -141,6 +152,8 @@ class Channel:
         self._ack_sent = 0
         self._ping_seq = 0
         self._pings: OrderedDict[bytes, float] = OrderedDict()
+        self._deflater: Deflater | None = None
+        self._inflater: Inflater | None = None
 
     def __repr__(self) -> str:
         return (f"Channel(role={self.role.value}, sent={self._bytes_sent}, received={self._bytes_received}, "
@@ -199,10 +212,30 @@ class Channel:
             self._sending = False  # never send past a sealing failure
             raise
 
+    @property
+    def compressing(self) -> bool:
+        return self._deflater is not None
+
+    def enable_compression(self, level: int = COMPRESSION_LEVEL) -> None:
+        """From now on send_data() sends ZDATA: inner bytes through one long-window zstd stream.
+
+        The byte counters (and so ACKs and bytes in flight) count record payloads, the compressed
+        size: what the link carries.
+        """
+        if self._deflater is None:
+            self._deflater = Deflater(level, max_piece=MAX_PLAINTEXT)
+
     def send_data(self, data: bytes | bytearray | memoryview) -> bytes:
-        """DATA records carrying ``data`` (split at 64 KiB), as one buffer to write."""
+        """DATA (or ZDATA) records carrying ``data`` (split at 64 KiB), as one buffer to write."""
         if not self._sending:
             self._check_can_send()
+        if self._deflater is not None:
+            if not data:
+                return b""
+            pieces = self._deflater.compress(data)
+            record = b"".join([self._record(_ZDATA, piece) for piece in pieces])
+            self._bytes_sent += sum(map(len, pieces))
+            return record
         if type(data) is not bytes:
             data = memoryview(data).cast("B")
         size = len(data)
@@ -298,6 +331,13 @@ class Channel:
         Raises RecordAuthenticationError, RecordTooLargeError, TruncatedError or
         ProtocolViolationError; after that the channel stays failed.
         """
+        while True:
+            event = self._next_record()
+            if event is not _NOTHING:
+                return event
+
+    def _next_record(self) -> Event | _Nothing:
+        """One record's event; _NOTHING for a compressed piece that completes no inner bytes yet."""
         if not self._receiving:
             if self._error is not None:
                 raise self._error
@@ -329,6 +369,13 @@ class Channel:
             self._bytes_received += len(plaintext)
             return Data(plaintext)
         try:
+            if rtype == _ZDATA and plaintext:
+                self._bytes_received += len(plaintext)
+                if self._inflater is None:
+                    self._inflater = Inflater()
+                inner = self._inflater.inflate(plaintext)
+                # a piece of a chunk may complete nothing yet: go on to the next record
+                return Data(inner) if inner else _NOTHING
             return self._dispatch(rtype, plaintext)
         except ChannelError as exc:
             raise self._fail(exc) from None
@@ -348,7 +395,7 @@ class Channel:
 
     def _dispatch(self, rtype: int, payload: bytes) -> Event:
         # The tag has verified: from here on the content is the peer's own.
-        if rtype == RecordType.DATA:
+        if rtype in (RecordType.DATA, RecordType.ZDATA):
             raise ProtocolViolationError("the peer sent an empty DATA record")
         if rtype == RecordType.ACK:
             if len(payload) != _ACK_SIZE:

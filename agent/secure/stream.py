@@ -17,6 +17,7 @@ from typing import Any
 from agent.secure.errors import AuthFailedError, ChannelClosedError, ChannelError, HandshakeError, TruncatedError
 from agent.secure.handshake import AgentHandshake, AuthFailed, Established, ViewerHandshake, _Handshake
 from agent.secure.records import HEADER_SIZE, MAX_RECORD_LENGTH, NEED_DATA, Ack, Channel, Closed, Data, Ping, Pong
+from agent.streams import close_stream
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +87,11 @@ async def _handshake(handshake: _Handshake, reader: asyncio.StreamReader, writer
             raise HandshakeError(f"the connection was lost during the secure handshake ({type(exc).__name__})") \
                 from None
     except BaseException:
-        await _close_quietly(writer)
+        await close_stream(writer)
         raise
     if isinstance(outcome, AuthFailed):
-        await _close_quietly(writer)
+        await close_stream(writer)
     return outcome
-
-
-async def _close_quietly(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(ConnectionError, OSError):
-        await writer.wait_closed()
 
 
 class SecureStream:
@@ -104,7 +99,10 @@ class SecureStream:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, channel: Channel, *,
                  ping_interval: float = PING_INTERVAL, idle_ping_interval: float = IDLE_PING_INTERVAL, ack_bytes: int = ACK_BYTES, ack_delay: float = ACK_DELAY,
-                 recv_buffer_limit: int = RECV_BUFFER_LIMIT, close_linger: float = CLOSE_LINGER) -> None:
+                 recv_buffer_limit: int = RECV_BUFFER_LIMIT, close_linger: float = CLOSE_LINGER,
+                 compress: bool = False) -> None:
+        if compress:
+            channel.enable_compression()
         self._reader = reader
         self._writer = writer
         self._channel = channel
@@ -140,6 +138,11 @@ class SecureStream:
     @property
     def bytes_sent(self) -> int:
         return self._channel.bytes_sent
+
+    @property
+    def compressing(self) -> bool:
+        """Whether what we send goes through the long-window compressor (ZDATA records)."""
+        return self._channel.compressing
 
     @property
     def bytes_received(self) -> int:
@@ -341,7 +344,7 @@ class SecureStream:
             self._reader_task.cancel()
             self._ping_task.cancel()
             await asyncio.gather(self._reader_task, self._ping_task, return_exceptions=True)
-            await _close_quietly(self._writer)
+            await close_stream(self._writer)
 
     async def close(self, reason: str = "bye") -> None:
         """Send the authenticated CLOSE with ``reason`` and close the connection."""

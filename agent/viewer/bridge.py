@@ -19,6 +19,7 @@ from agent.addresses import require_loopback
 from agent.errors import RejnetError, SessionEndedError, UsageError
 from agent.secure.errors import ChannelError, TruncatedError
 from agent.secure.stream import SecureStream, connect_viewer
+from agent.streams import close_stream, stop_server
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class ViewerBridge:
 
     async def _serve_local(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._local is not None or (self._ended is not None and self._ended.done()):
-            writer.close()
+            await close_stream(writer)
             return
         self._local = writer
         self.connections += 1
@@ -176,6 +177,7 @@ class ViewerBridge:
             writer.close()
             self._on_event({"event": "local_viewer", "connected": False, "peer": str(peer)})
             await self._drop_channel("the technician's viewer disconnected")
+            await close_stream(writer)
 
     async def _drop_channel(self, reason: str) -> None:
         stream, pump = self._stream, self._pump
@@ -201,7 +203,7 @@ class ViewerBridge:
 
     async def close(self, reason: str = "the technician closed the session") -> None:
         if self._server is not None:
-            self._server.close()
+            await stop_server(self._server)
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
         await self._drop_channel(reason)
