@@ -91,10 +91,15 @@ def test_grab_sees_drawn_pixels(xvfb: str, xconn) -> None:
             assert (bgr[50:170, 100:150] == (0x10, 0x20, 0xC0)).all()
             assert not (bgr[49, 100:300] == (0x10, 0x20, 0xC0)).all(axis=1).any(), "nothing above the window"
             assert not (bgr[50:170, 300] == (0x10, 0x20, 0xC0)).all(axis=1).any(), "nothing right of it"
-            # the next grab sees a change made in between
+            # the next grab sees a change made in between, in a new array: the old one stays as it was
+            # (fresh_frames: the agent keeps frames without copying them)
+            assert source.fresh_frames
             blue.configure(x=400)
             xconn.sync()
             assert wait_for(lambda: (source.grab()[80:100, 400:430, :3] == (0xF0, 0x40, 0x10)).all())
+            assert not np.shares_memory(frame, source.grab())
+            assert (frame[80:100, 150:180, :3] == (0xF0, 0x40, 0x10)).all()
+            assert not (frame[80:100, 400:430, :3] == (0xF0, 0x40, 0x10)).all()
             assert (source.grab()[80:100, 150:180, :3] == (0x10, 0x20, 0xC0)).all()
             assert "mss" in source.description and xvfb in source.description
     finally:

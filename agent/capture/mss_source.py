@@ -164,6 +164,9 @@ class MssSource(ScreenSource):
 
     def __init__(self, display: str | None = None) -> None:
         self.display = (display or os.environ.get("DISPLAY")) if sys.platform.startswith("linux") else None
+        # On X, mss copies every image (XShm segment or XGetImage reply) into a new bytearray
+        # (tests/test_capture_mss.py checks it): the agent keeps that frame without another 8 MB copy.
+        self.fresh_frames = sys.platform.startswith("linux")
         self.capture_path = "unknown"
         self.fallback_reason: str | None = None
         self._sct: Any = None

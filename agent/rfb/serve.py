@@ -140,7 +140,8 @@ class RFBService:
         changes = self._detector.update(frame)
         owned = self._frame
         if owned is None or not changes.is_empty() or owned.shape != frame.shape:
-            owned = frame.copy()  # the source reuses its buffer; viewers encode from ours
+            # viewers encode from a frame nobody writes to; a source that may reuse its buffer is copied
+            owned = frame if self.source.fresh_frames else frame.copy()
         return owned, changes, self.source.cursor()
 
     async def _wait_for_damage(self, timeout: float) -> None:
