@@ -1,30 +1,51 @@
-"""Closing an asyncio stream for good.
+"""Ending connections and servers for good.
 
 ``StreamWriter.close()`` only schedules the close: the socket is released a
 loop iteration later, or only once buffered bytes drain. A server that returns
 from its shutdown before that leaves sockets open behind a stopped loop, and a
-peer that never reads can hold one forever. Every connection we own ends here.
+peer that never reads can hold one forever. Every connection we own ends in
+``close_stream`` and every server we run stops in ``stop_server``.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 CLOSE_TIMEOUT = 1.0  # seconds a closing peer gets to take our last bytes before the socket is dropped
 
 
-async def close_stream(writer: asyncio.StreamWriter, timeout: float = CLOSE_TIMEOUT) -> None:
-    """Close ``writer`` and wait until its socket is released; abort if the peer holds it past ``timeout``."""
+async def close_stream(writer: Any, timeout: float = CLOSE_TIMEOUT) -> None:
+    """Close ``writer`` and wait until it is released; abort if the peer holds it past ``timeout``.
+
+    ``writer``: an asyncio StreamWriter, or anything with its close/wait_closed/is_closing
+    (our channel's writer); one without a transport to abort is left to its own close.
+    """
     if not writer.is_closing():
         writer.close()
+    # Shielded: timing out must not cancel the writer's own close future, which a second wait needs.
+    waiter = asyncio.ensure_future(writer.wait_closed())
+    waiter.add_done_callback(_retrieve)
     try:
-        await asyncio.wait_for(writer.wait_closed(), timeout)
+        await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        return
     except asyncio.TimeoutError:
-        writer.transport.abort()
-        with contextlib.suppress(OSError, asyncio.TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), timeout)
-    except OSError:  # the connection's own failure (reset, broken pipe): it is closed all the same
         pass
+    except OSError:  # the connection's own failure (reset, broken pipe): it is closed all the same
+        return
+    transport = getattr(writer, "transport", None)
+    if transport is not None:
+        transport.abort()
+        with contextlib.suppress(OSError, asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+    if not waiter.done():
+        waiter.cancel()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a close's outcome as seen: a reset while nobody waits any more is not worth a log line."""
+    if not task.cancelled():
+        task.exception()
 
 
 ACCEPT_TURNS = 4  # accept -> transport -> connection_made -> handler task: three loop turns, one spare

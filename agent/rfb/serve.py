@@ -310,7 +310,8 @@ class RFBService:
             if data and not writer.is_closing():
                 writer.write(data)
                 await asyncio.wait_for(writer.drain(), 1.0)
-        await close_stream(writer)
+        with contextlib.suppress(RuntimeError):  # a transport whose loop is already gone
+            await close_stream(writer)
 
     async def _handshake(self, reader: Any, writer: Any, server: RFBServer, peer: str) -> bool:
         """Up to ClientInit; False when the viewer failed authentication or left."""
