@@ -171,7 +171,8 @@ async def _demo(seconds: float, out: str, screen: str | None, as_json: bool) -> 
         print(json.dumps({"event": "summary", **summary}), flush=True)
     else:
         print("\nSummary")
-        for key in ("updates", "updates_per_s", "bytes_received", "kbit_per_s", "channel_rtt_ms",
+        for key in ("updates", "updates_per_s", "link_bytes_sent", "link_kbit_per_s", "bytes_received", "kbit_per_s",
+                    "channel_rtt_ms",
                     "request_to_update_ms_p50", "request_to_update_ms_p95", "png", "viewer_end"):
             print(f"  {key:<26} {summary.get(key)}")
     return 0
@@ -194,15 +195,18 @@ async def _watch(client: Any, agent: Any, seconds: float, as_json: bool) -> dict
         if now >= next_status:
             next_status = now + STATUS_INTERVAL
             elapsed = now - started
-            rtt = agent.status().get("rtt")
+            agent_status = agent.status()
+            rtt = agent_status.get("rtt")
             status = {"state": agent.machine.state.value, "bytes": client.bytes_received,
+                      "link_bytes": agent_status.get("link_bytes_sent"),
                       "updates_per_s": round(len(latencies) / max(elapsed, 1e-6), 1),
                       "latency_ms": None if rtt is None else round(1000 * rtt, 1),
                       "update_wait_ms": round(1000 * statistics.median(latencies[-20:]), 1)}
             if as_json:
                 print(json.dumps({"event": "status", **status}), flush=True)
             else:
-                line = (f"state {status['state']:<7} bytes {status['bytes']:>10,}  "
+                line = (f"state {status['state']:<7} link bytes {status['link_bytes'] or 0:>9,} "
+                        f"(RFB {status['bytes']:>10,})  "
                         f"updates/s {status['updates_per_s']:>6}  latency (channel RTT) {status['latency_ms']} ms  "
                         f"request-to-update {status['update_wait_ms']} ms")
                 print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
@@ -210,13 +214,17 @@ async def _watch(client: Any, agent: Any, seconds: float, as_json: bool) -> dict
         print()
     elapsed = time.monotonic() - started
     ordered = sorted(latencies)
-    rtt = agent.status().get("rtt")
+    agent_status = agent.status()
+    rtt = agent_status.get("rtt")
+    link_bytes = agent_status.get("link_bytes_sent") or 0
     return {
         "seconds": round(elapsed, 2),
         "updates": len(latencies),
         "updates_per_s": round(len(latencies) / elapsed, 1),
         "bytes_received": client.bytes_received,
         "kbit_per_s": round(8 * client.bytes_received / elapsed / 1000, 1),
+        "link_bytes_sent": link_bytes,
+        "link_kbit_per_s": round(8 * link_bytes / elapsed / 1000, 1),
         "channel_rtt_ms": None if rtt is None else round(1000 * rtt, 1),
         "request_to_update_ms_p50": round(1000 * ordered[len(ordered) // 2], 1) if ordered else None,
         "request_to_update_ms_p95": round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 1)

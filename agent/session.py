@@ -221,8 +221,12 @@ class Agent:
 
     def status(self) -> dict[str, Any]:
         status = self.machine.status()
+        stream = self._stream
+        # bytes_sent: RFB bytes the encoders produced; link_bytes_sent: what the channel put on the wire
+        # for this viewer (compressed, headers and tags included in neither)
         status.update(bytes_sent=self.stats["bytes_sent"], updates=self.stats["updates"],
-                      safety_code=self._stream.safety_code if self._stream is not None else None)
+                      link_bytes_sent=stream.bytes_sent if stream is not None else None,
+                      safety_code=stream.safety_code if stream is not None else None)
         if self.flow is not None:
             status.update(rtt=self.flow.rtt, bandwidth=self.flow.bandwidth)
         return status

@@ -100,6 +100,7 @@ def test_demo_runs_on_a_synthetic_screen(tmp_path):
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     summary = [line for line in lines if line.get("event") == "summary"][0]
     assert summary["updates"] > 0 and summary["bytes_received"] > 0
+    assert 0 < summary["link_bytes_sent"] < summary["bytes_received"]  # the channel compressed the RFB stream
     assert len(summary["safety_code"]) == 4
     assert (out / "technician.png").stat().st_size > 0
     assert json.loads((out / "summary.json").read_text())["width"] == 320
