@@ -260,6 +260,32 @@ def test_lossy_areas_get_a_lossless_refresh_once_still():
     assert not link.updater.manager.lossy_region()
 
 
+def test_no_lossless_refresh_of_video_that_kept_changing_while_the_link_was_congested():
+    # A stall longer than the refresh delay is not the area settling: the video went on changing.
+    quality = C.ENC_JPEG_QUALITY_0 + 6
+    link = ViewerLink(SyntheticSource("video", 320, 240, seed=0), [C.ENC_TIGHT, quality, C.ENC_RAW])
+    link.request(incremental=False)
+    link.next_frame()
+    link.request()
+    if not link.updater.manager.lossy_region():
+        pytest.skip("the encoder sent nothing lossy for this content")
+    congested = [True]
+    link.updater.may_send = lambda: not congested[0]
+    link.client.request_update(True)
+    for _ in range(20):  # 0.67 s of frames that could not be sent
+        link.next_frame()
+        link.exchange()
+    assert link.updater.stats.refreshes_sent == 0
+    congested[0] = False
+    link.exchange()
+    assert link.updater.stats.refreshes_sent == 0  # the changed video goes out lossy, and only once
+    assert psnr(link.client.framebuffer, link.expected()) >= 30
+    link.now += LOSSLESS_REFRESH_DELAY + 0.01  # now it holds still
+    link.request()
+    assert link.updater.stats.refreshes_sent == 1
+    assert (link.client.framebuffer == link.expected()).all()
+
+
 def test_set_pixel_format_marks_everything():
     link = ViewerLink(SyntheticSource("idle", 64, 48), LOSSLESS, pixel_format=NATIVE)
     link.request(incremental=False)

@@ -229,6 +229,10 @@ class ViewerUpdater:
         region = _union(self._requested, self._cu_region)
         pseudo = self._pseudo_rects()
         copies, rects = self._take(region)
+        if rects and self.manager.lossy_region():
+            # Changed since it was sent, so not settled, however long a congested link kept us from
+            # sending: a refresh now would resend moving video losslessly and stall the link further.
+            self._recent_lossy += [(r, now) for r in rects]
         refresh = self._refresh_rects(now, region) if region is not None else []
         if not (pseudo or copies or rects or refresh or self._empty_reply):
             return None  # nothing pending: the request stays outstanding
