@@ -35,6 +35,17 @@ def _compact(data: memoryview, pos: int) -> tuple[int, int] | None:
     return value | (data[pos] << 14), pos + 1
 
 
+def _counted(data: memoryview, pos: int) -> tuple[int, int] | None:
+    """(start, end) of a payload led by its compact length, or None until all of it is there."""
+    got = _compact(data, pos)
+    if got is None:
+        return None
+    length, start = got
+    if len(data) < start + length:
+        return None
+    return start, start + length
+
+
 def _reset(state: DecoderState, ctl: int) -> None:
     for i in range(4):
         if ctl & (1 << i):
@@ -72,15 +83,13 @@ def decode_tight(state: DecoderState, data: memoryview, x: int, y: int, w: int, 
     if w > MAX_RECT_WIDTH:
         raise DecodeError(f"Tight rectangle {w} pixels wide (at most {MAX_RECT_WIDTH})")
     if kind == _JPEG:
-        got = _compact(data, pos)
-        if got is None:
+        span = _counted(data, pos)
+        if span is None:
             return None
-        length, pos = got
-        if len(data) < pos + length:
-            return None
+        start, end = span
         _reset(state, ctl)
-        _jpeg(bytes(data[pos:pos + length]), x, y, w, h, fb)
-        return pos + length
+        _jpeg(bytes(data[start:end]), x, y, w, h, fb)
+        return end
 
     # basic compression
     stream = kind & 0x3
@@ -117,17 +126,14 @@ def decode_tight(state: DecoderState, data: memoryview, x: int, y: int, w: int, 
         raw: bytes | memoryview = data[pos:pos + size]
         pos += size
     else:
-        got = _compact(data, pos)
-        if got is None:
+        span = _counted(data, pos)
+        if span is None:
             return None
-        length, pos = got
-        if len(data) < pos + length:
-            return None
+        start, pos = span
         _reset(state, ctl)
-        raw = inflate(state.tight[stream], data[pos:pos + length], size)
+        raw = inflate(state.tight[stream], data[start:pos], size)
         if len(raw) != size:
             raise DecodeError(f"Tight data inflates to {len(raw)} bytes, the rectangle needs {size}")
-        pos += length
 
     if palette is not None:
         values = np.empty((h, w), np.uint32)
