@@ -80,12 +80,10 @@ class _Display:
             time.sleep(1.0)
 
     def stop(self) -> None:
+        from agent.capture.xvfb import stop_process
+
         for proc in reversed(self.procs):
-            proc.terminate()
-            try:
-                proc.wait(3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc, 3)
 
 
 def _say(as_json: bool, text: str, **fields: Any) -> None:

@@ -12,6 +12,8 @@ from typing import Iterator
 import pytest
 from hypothesis import settings
 
+from agent.capture.xvfb import start_xvfb, stop_process
+
 # The suite is a gate: the same examples every run, so a red run is a real change. To hunt for new
 # failures, run with HYPOTHESIS_PROFILE=explore (random seeds, ten times the examples).
 settings.register_profile("gate", derandomize=True)
@@ -27,8 +29,6 @@ def free_port() -> int:
 
 
 def _start_xvfb(width: int, height: int) -> tuple[subprocess.Popen, str]:
-    from agent.capture.xvfb import start_xvfb
-
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb); .ci/run installs it")
     return start_xvfb(width, height, first=90 + os.getpid() % 500, last=700)
@@ -41,11 +41,7 @@ def xvfb() -> Iterator[str]:
     try:
         yield display
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 @pytest.fixture
@@ -60,11 +56,7 @@ def xvfb_factory() -> Iterator:
 
     yield start
     for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 ASYNC_TEST_TIMEOUT = 120.0

@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any
 
+from agent.capture.xvfb import stop_process
+
 PY = sys.executable
 
 
@@ -72,13 +74,7 @@ class Lines:
 
 def stop(proc: subprocess.Popen, timeout: float = 5.0) -> None:
     """Terminate (then kill) a process; its pipes are closed by the Lines threads at EOF."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc, timeout)
 
 
 class Tap:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from Xlib import X
 from Xlib.display import Display
 
+from agent.capture.xvfb import start_xvfb, stop_process
 from agent.inputs import InputError, open_input_backend
 from agent.inputs.keysyms import (LOCK_MASK, SHIFT_MASK, UNICODE_OFFSET, XK_SHIFT_L, Keymap, convert_case,
                                   core_keysym, equivalents, from_char, is_character)
@@ -99,26 +100,9 @@ def _keys_down(display: str) -> set[int]:
     return {code for code in range(8, 256) if keys[code // 8] & (1 << (code % 8))}
 
 
-def _start_xvfb(*extra: str) -> tuple[subprocess.Popen, str]:
+def _start_xvfb(*extensions: str) -> tuple[subprocess.Popen, str]:
     """A private Xvfb with our own extension flags (the shared fixture always enables XTEST)."""
-    for number in range(700 + os.getpid() % 200, 999):
-        if os.path.exists(f"/tmp/.X{number}-lock") or os.path.exists(f"/tmp/.X11-unix/X{number}"):
-            continue
-        proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "320x200x24", "-nolisten", "tcp", *extra],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and proc.poll() is None:
-            if os.path.exists(f"/tmp/.X11-unix/X{number}"):
-                return proc, f":{number}"
-            time.sleep(0.05)
-        proc.kill()
-        proc.wait()
-    pytest.fail("could not start a private Xvfb")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.kill()
-    proc.wait(5)
+    return start_xvfb(320, 200, first=700 + os.getpid() % 200, last=999, extensions=extensions)
 
 
 # --- opening ---------------------------------------------------------------
@@ -143,7 +127,7 @@ def test_missing_xtest_extension_is_named() -> None:
         with pytest.raises(InputError, match="no XTEST extension"):
             open_input_backend(display)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @pytest.mark.xvfb
@@ -153,7 +137,7 @@ def test_lost_display_raises_input_error_but_release_and_close_do_not() -> None:
     try:
         backend.key(from_char("a"), True)
         backend.sync()
-        _stop(proc)
+        stop_process(proc)
         with pytest.raises(InputError, match="is gone"):
             for _ in range(3):  # the first write may still land in the socket buffer
                 backend.key(from_char("b"), True)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from agent.capture.xvfb import stop_process
 from conftest import free_port
 
 pytestmark = [pytest.mark.xvfb, pytest.mark.interop]
@@ -104,12 +105,7 @@ def desktop(xvfb_factory):
         yield display
     finally:
         for proc in (photo, xterm):
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 class _Served:
@@ -375,9 +371,4 @@ def test_our_client_against_real_servers(desktop, server_name):
     try:
         asyncio.run(main())
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from agent.capture.xvfb import start_xvfb
+from agent.capture.xvfb import start_xvfb, stop_process
 from agent.errors import CaptureError
 from benchmarks.linkbench.proxy import Direction, LinkSpec, ShapingProxy
 
@@ -117,13 +117,7 @@ class Display:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc, STOP_TIMEOUT)
 
 
 class Server:
