@@ -22,32 +22,10 @@ from agent._native import zrle as _zrle
 from agent.decode import DecodeError, DecoderState, decode_rect, quantize
 from agent.encode import EncodeManager, codec_for
 from agent.rfb import constants as C
-from agent.rfb.pixelformat import BGR233, NATIVE, RGB565_BE, RGB565_LE, RGB888_BE, PixelFormat
+from agent.rfb.pixelformat import RGB565_BE, RGB888_BE, PixelFormat
+from tests.pixel_formats import STANDARD, formats
 
-STANDARD = [NATIVE, BGR233, RGB565_LE, RGB565_BE, RGB888_BE]
 PALETTE_SIZES = st.one_of(st.just(1), st.just(2), st.integers(3, 16), st.integers(17, 256), st.integers(257, 600))
-
-
-@st.composite
-def random_formats(draw: st.DrawFn) -> PixelFormat:
-    bpp = draw(st.sampled_from([8, 16, 32]))
-    limit = {8: 3, 16: 6, 32: 12}[bpp]
-    bits = [draw(st.integers(1, limit)) for _ in range(3)]
-    assume(sum(bits) <= bpp)
-    free, pos, shifts = bpp - sum(bits), 0, [0, 0, 0]
-    for ch in draw(st.permutations([0, 1, 2])):
-        gap = draw(st.integers(0, free))
-        free -= gap
-        pos += gap
-        shifts[ch] = pos
-        pos += bits[ch]
-    pf = PixelFormat(bpp, draw(st.integers(sum(bits), bpp)), draw(st.booleans()), True,
-                     (1 << bits[0]) - 1, (1 << bits[1]) - 1, (1 << bits[2]) - 1, *shifts)
-    pf.validate()
-    return pf
-
-
-formats = st.one_of(st.sampled_from(STANDARD), random_formats())
 
 
 def values_with_palette(seed: int, h: int, w: int, ncolours: int, mask: int = 0xFFFFFFFF,
