@@ -72,6 +72,18 @@ class Lines:
                 return obj
 
 
+def stop_for_stderr(proc: subprocess.Popen, timeout: float = 10.0) -> str:
+    """SIGTERM (the way a person stops a command), then everything it wrote to stderr; killed if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+    return stderr
+
+
 def stop(proc: subprocess.Popen, timeout: float = 5.0) -> None:
     """Terminate (then kill) a process; its pipes are closed by the Lines threads at EOF."""
     stop_process(proc, timeout)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ from PIL import Image
 
 from agent.capture.xvfb import stop_process
 from conftest import free_port
+from e2e_helpers import stop_for_stderr
 
 pytestmark = [pytest.mark.xvfb, pytest.mark.interop]
 
@@ -120,14 +120,7 @@ class _Served:
             pytest.fail(f"rejnet-agent rfb did not start: {line!r} {self.stop()}")
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, stderr = self.proc.communicate()
-        return stderr
+        return stop_for_stderr(self.proc)
 
 
 @pytest.fixture

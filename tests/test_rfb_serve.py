@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from agent.rfb.pixelformat import BGR233, NATIVE
 from agent.rfb.serve import RFBService, parse_loopback_listen
 from agent.decode import quantize
 from conftest import free_port
+from e2e_helpers import stop_for_stderr
 
 ROOT = Path(__file__).resolve().parent.parent
 LOSSLESS = [C.ENC_ZRLE, C.ENC_HEXTILE, C.ENC_RAW, C.ENC_COPYRECT, C.ENC_DESKTOP_SIZE]
@@ -390,13 +390,7 @@ class _Running:
         self.port = int(line.split()[2].rsplit(":", 1)[1])
 
     def stop(self) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, stderr = self.proc.communicate()
+        stderr = stop_for_stderr(self.proc)
         return self.proc.returncode, stderr
 
 
