@@ -12,14 +12,14 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ChangeDetector": "agent.detect",
-    "Changes": "agent.detect",
-    "open_source": "agent.capture",
+    "ChangeDetector": "agent.changes.detector",
+    "Changes": "agent.changes.detector",
+    "open_source": "agent.commands.screens:open_screen",
     "ScreenSource": "agent.capture",
-    "SyntheticSource": "agent.capture",
-    "WORKLOADS": "agent.capture",
-    "Agent": "agent.session",
-    "AgentConfig": "agent.session",
+    "SyntheticSource": "agent.workloads",
+    "WORKLOADS": "agent.workloads",
+    "Agent": "agent.session.agent",
+    "AgentConfig": "agent.session.agent",
     "RejnetError": "agent.errors",
     "CaptureError": "agent.errors",
 }
@@ -31,6 +31,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'agent' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, _, attribute = module.partition(":")
+    value = getattr(importlib.import_module(module), attribute or name)
     globals()[name] = value
     return value

@@ -1,6 +1,6 @@
 """``python -m agent`` is ``rejnet-agent``."""
 import sys
 
-from agent.cli import agent_main
+from agent.commands import agent_main
 
 sys.exit(agent_main())

@@ -3,7 +3,7 @@
 Timings (pytest-benchmark): np.copyto and xxh3_64 of a frame (anchors),
 tiles.tile_hashes (the hash-per-tile alternative the detector does not use,
 see README), and update() on an unchanged frame and on the typing, scrolling
-and window-drag workloads of agent.capture.synthetic. Workload rounds start
+and window-drag workloads of agent.workloads.synthetic. Workload rounds start
 from a detector primed with the previous frame, so each times one real step.
 
 Targets (figures, printed with pass/fail at the end of the run):
@@ -25,9 +25,9 @@ import pytest
 import xxhash
 
 from agent._native import tiles
-from agent.detect import ChangeDetector
+from agent.changes.detector import ChangeDetector
 
-synthetic = pytest.importorskip("agent.capture.synthetic")
+synthetic = pytest.importorskip("agent.workloads.synthetic")
 
 SIZES = {"1080p": (1920, 1080), "4k": (3840, 2160)}
 WORKLOADS = ("typing", "scrolling", "window-drag")

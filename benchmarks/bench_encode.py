@@ -3,8 +3,8 @@
 Every figure is set against an anchor measured in the same run on the same
 rectangles: ``zlib.compress(raw_rect_bytes, 1)`` of each changed rectangle
 in the client's format (32 bpp BGRA here), and its time. Workloads are the
-deterministic synthetic screens (agent.capture.synthetic) at 1920x1080; the
-rectangles are what agent.detect.ChangeDetector reports for each frame, and
+deterministic synthetic screens (agent.workloads.synthetic) at 1920x1080; the
+rectangles are what agent.changes.detector.ChangeDetector reports for each frame, and
 its copies go out as CopyRect (every configuration offers it).
 
     python benchmarks/bench_encode.py [--frames N] [--size WxH]   # prints the table
@@ -26,13 +26,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.capture.synthetic import SyntheticSource  # noqa: E402
-from agent.detect import ChangeDetector  # noqa: E402
+from agent.workloads.synthetic import SyntheticSource  # noqa: E402
+from agent.changes.detector import ChangeDetector  # noqa: E402
 from agent.encode import EncodeManager  # noqa: E402
 from agent.rfb import constants as C  # noqa: E402
 from agent.secure.compress import Deflater  # noqa: E402
 from agent.secure.records import MAX_PLAINTEXT  # noqa: E402
-from agent.types import Copy, Rect  # noqa: E402
+from agent.models import Copy, Rect  # noqa: E402
 
 WORKLOADS = ("typing", "window-drag", "scrolling", "video")
 CONFIGS: dict[str, list[int]] = {

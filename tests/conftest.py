@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 from hypothesis import settings
 
-from agent.capture.xvfb import start_xvfb, stop_process
+from agent.workloads.xvfb import start_xvfb, stop_process
 
 # The suite is a gate: the same examples every run, so a red run is a real change. To hunt for new
 # failures, run with HYPOTHESIS_PROFILE=explore (random seeds, ten times the examples).

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from agent.capture.xvfb import stop_process
+from agent.workloads.xvfb import stop_process
 
 PY = sys.executable
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.addresses import AddressError, parse_address, read_password, require_loopback
+from agent.commands.options import read_password
+from agent.net import AddressError, parse_address, require_loopback
 from agent.errors import UsageError
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from agent.capture import MssSource, open_source
-from agent.capture.x11cursor import cursor_from_argb
+from agent.capture.x11_cursor import cursor_from_argb
 from agent.errors import CaptureError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,7 +204,7 @@ def test_no_display_is_a_clear_capture_error(monkeypatch: pytest.MonkeyPatch) ->
 def test_unreachable_display_is_a_capture_error() -> None:
     display = unused_display()
     with pytest.raises(CaptureError) as info:
-        open_source(None, display)
+        open_source(display)
     message = str(info.value)
     assert display in message and "\n" not in message and "synthetic:mixed" in message
 

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.capture import WORKLOADS, FrameTruth, SyntheticSource, open_source
-from agent.capture.synthetic import union_area
+from agent.commands.screens import open_screen as open_source
+from agent.workloads import WORKLOADS, FrameTruth, SyntheticSource
+from agent.workloads.synthetic import union_area
 from agent.errors import UsageError
 
 
@@ -226,7 +227,7 @@ def test_open_source_synthetic() -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 40), st.integers(-45, 45), st.integers(-45, 45), st.integers(0, 2 ** 32 - 1))
 def test_shift_moves_exactly(w: int, h: int, dx: int, dy: int, seed: int) -> None:
-    from agent.capture.paint import shift
+    from agent.workloads.paint import shift
 
     px = np.random.default_rng(seed).integers(0, 2 ** 32, (h + 4, w + 4), dtype=np.uint32)
     before = px.copy()
@@ -252,7 +253,7 @@ def test_same_frames_in_another_process() -> None:
 
     script = (
         "import hashlib\n"
-        "from agent.capture import SyntheticSource, WORKLOADS\n"
+        "from agent.workloads import SyntheticSource, WORKLOADS\n"
         "for name in WORKLOADS:\n"
         "    s = SyntheticSource(name, 160, 90, seed=11)\n"
         "    h = hashlib.sha256()\n"

@@ -28,9 +28,9 @@ def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess
     (["-m", "agent", "rfb", "--help"], ["--listen", "--view-only", "--no-auth", "--password-file"]),
     (["-m", "agent", "demo", "--help"], ["--seconds", "--out"]),
     (["-m", "agent", "probe", "--help"], ["--seconds"]),
-    (["-m", "agent.viewer", "--help"], ["SESSION_ID", "--relay", "--direct", "--listen", "--password-file",
+    (["-m", "agent.commands.viewer", "--help"], ["SESSION_ID", "--relay", "--direct", "--listen", "--password-file",
                                         "--exec", "--json"]),
-    (["-m", "agent.relay", "--help"], ["--listen"]),
+    (["-m", "agent.commands.relay", "--help"], ["--listen"]),
 ])
 def test_help(command, words):
     result = run(*command)
@@ -53,7 +53,7 @@ def test_session_on_a_missing_display_exits_5(tmp_path):
 
 
 def test_viewer_without_password_is_a_usage_error():
-    result = run("-m", "agent.viewer", "123 456 789", "--relay", "127.0.0.1:9")
+    result = run("-m", "agent.commands.viewer", "123 456 789", "--relay", "127.0.0.1:9")
     assert result.returncode == 2
     assert "password" in result.stderr and "Traceback" not in result.stderr
 
@@ -61,7 +61,7 @@ def test_viewer_without_password_is_a_usage_error():
 def test_viewer_refuses_non_loopback_listen(tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("abcdef\n")
-    result = run("-m", "agent.viewer", "123456789", "--relay", "127.0.0.1:9", "--listen", "0.0.0.0:5901",
+    result = run("-m", "agent.commands.viewer", "123456789", "--relay", "127.0.0.1:9", "--listen", "0.0.0.0:5901",
                  "--password-file", str(pw))
     assert result.returncode == 2 and "loopback" in result.stderr
 
@@ -70,7 +70,7 @@ def test_viewer_unknown_session_is_a_clear_error(tmp_path):
     from conftest import free_port
 
     port = free_port()
-    relay = subprocess.Popen([PY, "-m", "agent.relay", "--listen", f"127.0.0.1:{port}"],
+    relay = subprocess.Popen([PY, "-m", "agent.commands.relay", "--listen", f"127.0.0.1:{port}"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         pw = tmp_path / "pw"
@@ -84,7 +84,7 @@ def test_viewer_unknown_session_is_a_clear_error(tmp_path):
                 break
             except OSError:
                 time.sleep(0.05)
-        result = run("-m", "agent.viewer", "111 222 333", "--relay", f"127.0.0.1:{port}", "--password-file", str(pw))
+        result = run("-m", "agent.commands.viewer", "111 222 333", "--relay", f"127.0.0.1:{port}", "--password-file", str(pw))
         assert result.returncode != 0
         assert "session" in result.stderr.lower() and "Traceback" not in result.stderr
     finally:

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from agent.consent import (
+from agent.consent.ledger import (
     COLUMNS,
     GENESIS,
     ConsentLedger,
@@ -20,7 +20,7 @@ from agent.consent import (
     retention_cutoff,
     row_hash,
 )
-from agent.terms import CURRENT_VERSION, is_packaged, known_versions, load_terms
+from agent.consent.terms import CURRENT_VERSION, is_packaged, known_versions, load_terms
 
 SHA = load_terms().sha256
 YEAR = 365.25 * 86400

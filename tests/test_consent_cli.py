@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from agent.cli import agent_main
-from agent.consent import ConsentLedger
-from agent.terms import CURRENT_VERSION, load_terms
+from agent.commands import agent_main
+from agent.consent.ledger import ConsentLedger
+from agent.consent.terms import CURRENT_VERSION, load_terms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHA = load_terms().sha256

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from agent.cli import agent_main
+from agent.commands import agent_main
 from agent.control.protocol import ControlError
 from agent.control.server import ControlServer
-from agent.terms import CURRENT_VERSION, load_terms
+from agent.consent.terms import CURRENT_VERSION, load_terms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import reference as ref
-from agent.detect import ChangeDetector, Changes, FrameSizeError, split_rect
-from agent.types import MAX_RECT_AREA, MAX_RECT_WIDTH
+from agent.changes.detector import ChangeDetector, Changes, FrameSizeError, split_rect
+from agent.models import MAX_RECT_AREA, MAX_RECT_WIDTH
 
 
 def _check(prev: np.ndarray, frame: np.ndarray, changes: Changes) -> None:
@@ -237,15 +237,15 @@ def test_split_rect_tiles_the_rect_within_limits(rect):
 
 def test_public_names_are_exported_lazily_from_agent():
     import agent
-    from agent import detect
+    from agent.changes import detector
 
-    assert agent.ChangeDetector is detect.ChangeDetector
-    assert agent.Changes is detect.Changes
+    assert agent.ChangeDetector is detector.ChangeDetector
+    assert agent.Changes is detector.Changes
 
 
 @pytest.mark.parametrize("workload", ["scrolling", "window-drag"])
 def test_synthetic_moves_are_found_and_only_exposed_pixels_sent(workload):
-    synthetic = pytest.importorskip("agent.capture.synthetic")
+    synthetic = pytest.importorskip("agent.workloads.synthetic")
     src = synthetic.SyntheticSource(workload, 960, 540, seed=0)
     det = ChangeDetector(960, 540)
     det.update(src.grab())

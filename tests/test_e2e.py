@@ -48,7 +48,7 @@ class Chain:
                  agent_args: tuple[str, ...] = ()) -> None:
         self.procs: list[subprocess.Popen] = []
         self.relay_port = free_port()
-        self.relay = spawn(["agent.relay", "--listen", f"127.0.0.1:{self.relay_port}"])
+        self.relay = spawn(["agent.commands.relay", "--listen", f"127.0.0.1:{self.relay_port}"])
         self.procs.append(self.relay)
         self.relay_out = Lines(self.relay)
         _wait_port(self.relay_port)
@@ -84,7 +84,7 @@ class Chain:
         pw_file = self.tmp_path / f"pw-{len(self.procs)}"
         pw_file.write_text(password + "\n")
         port = free_port()
-        proc = spawn(["agent.viewer", self.session, "--relay", f"127.0.0.1:{self.relay_port}",
+        proc = spawn(["agent.commands.viewer", self.session, "--relay", f"127.0.0.1:{self.relay_port}",
                       "--password-file", str(pw_file), "--listen", f"127.0.0.1:{port}", "--json", *extra])
         self.procs.append(proc)
         return proc, Lines(proc), port

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from agent.capture.base import CursorShape
-from agent.capture.synthetic import SyntheticSource
-from agent.decode import DecodeError, DecoderState, decode_cursor, decode_rect, quantize
+from agent.workloads.synthetic import SyntheticSource
+from agent.rfb.decode import DecodeError, DecoderState, decode_cursor, decode_rect, quantize
 from agent.encode import (EncodeManager, HextileEncoder, RawEncoder, RectInput, RREEncoder, TightEncoder,
                           TightJPEGEncoder, ZRLEEncoder, codec_for, compact_length)
 from agent.encode.copyrect import copyrect_rect

@@ -1,7 +1,7 @@
 """FlowController: the window follows bandwidth x RTT, measured from ACKs."""
 from __future__ import annotations
 
-from agent.flow import INITIAL_WINDOW, MIN_WINDOW, FlowController
+from agent.session.flow import INITIAL_WINDOW, MIN_WINDOW, FlowController
 
 
 def _feed(flow: FlowController, rate: float, rtt: float, seconds: float, step: float = 0.05) -> None:

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.inputs import InputBackend, NullInput, ScopeGate
-from agent.lifecycle import (SCOPES, Accepted, AuthSucceeded, ConsentRecorded, IllegalTransition, LinkFailed,
+from agent.session.lifecycle import (SCOPES, Accepted, AuthSucceeded, ConsentRecorded, IllegalTransition, LinkFailed,
                              Registered, ReleaseInputs, ScopeChanged, SessionMachine, SetScope, State, Terminate,
                              ViewerArrived, ViewerLeft)
-from agent.password import PasswordPolicy, SessionPassword
+from agent.session.password import PasswordPolicy, SessionPassword
 
 
 class RecordingInput(InputBackend):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from Xlib import X
 from Xlib.display import Display
 
-from agent.capture.xvfb import start_xvfb, stop_process
+from agent.workloads.xvfb import start_xvfb, stop_process
 from agent.inputs import InputError, open_input_backend
 from agent.inputs.keysyms import (LOCK_MASK, SHIFT_MASK, UNICODE_OFFSET, XK_SHIFT_L, Keymap, convert_case,
                                   core_keysym, equivalents, from_char, is_character)

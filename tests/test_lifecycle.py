@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.lifecycle import (_TRANSITIONS, SCOPES, TERMINATORS, Accepted, AuthFailed, AuthSucceeded, ConfirmTimedOut,
+from agent.session.lifecycle import (_TRANSITIONS, SCOPES, TERMINATORS, Accepted, AuthFailed, AuthSucceeded, ConfirmTimedOut,
                              ConsentRecorded, ConsentRequired, DisconnectViewer, EmitEvent, Ended, IllegalTransition,
                              LifecycleError, LinkFailed, RecordEnd, Registered, Rejected, ReleaseInputs,
                              RequestConfirmation, RotatePassword, ScopeChanged, SessionMachine, SetScope,
                              ShowCredentials, StartStreaming, State, StopStreaming, Terminate, ViewerArrived,
                              ViewerLeft)
-from agent.password import PasswordPolicy, SessionPassword
+from agent.session.password import PasswordPolicy, SessionPassword
 
 PEER = "198.51.100.7:40001"
 SID = "123456789"

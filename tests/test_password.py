@@ -10,11 +10,11 @@ from typing import Callable, Iterator
 
 import pytest
 
-import agent.password as password_module
-from agent.lifecycle import (SCOPES, TERMINATORS, Accepted, AuthFailed, AuthSucceeded, ConfirmTimedOut,
+import agent.session.password as password_module
+from agent.session.lifecycle import (SCOPES, TERMINATORS, Accepted, AuthFailed, AuthSucceeded, ConfirmTimedOut,
                              ConsentRecorded, EmitEvent, IllegalTransition, LifecycleError, LinkFailed, Registered,
                              Rejected, ScopeChanged, SessionMachine, Terminate, ViewerArrived, ViewerLeft)
-from agent.password import (ALPHABET, LENGTH, MAX_FAILURES, PasswordPolicy, PasswordWipedError, RedactingFilter,
+from agent.session.password import (ALPHABET, LENGTH, MAX_FAILURES, PasswordPolicy, PasswordWipedError, RedactingFilter,
                             SessionPassword, normalize_input)
 
 

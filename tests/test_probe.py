@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.capture import ScreenSource, SyntheticSource
-from agent.probe import probe
+from agent.capture import ScreenSource
+from agent.workloads import SyntheticSource
+from agent.commands.probe import probe
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytest.importorskip("agent.detect")
+pytest.importorskip("agent.changes.detector")
 
 
 def run_probe(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

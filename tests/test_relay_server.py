@@ -467,7 +467,7 @@ def test_logs_show_session_ids_truncated(caplog: pytest.LogCaptureFixture) -> No
 
 def _relay_cli(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", "import sys; from agent.cli import relay_main; "
+    return subprocess.Popen([sys.executable, "-c", "import sys; from agent.commands import relay_main; "
                              "sys.exit(relay_main())", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

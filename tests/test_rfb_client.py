@@ -12,7 +12,7 @@ from agent.rfb import constants as C
 from agent.rfb import messages as M
 from agent.rfb import vncauth
 from agent.rfb.client import ClientState, RFBClient
-from agent.rfb.errors import LocalProtocolError, RemoteProtocolError
+from agent.sansio import LocalProtocolError, RemoteProtocolError
 from agent.rfb.pixelformat import BGR233, NATIVE, RGB565_LE
 from agent.rfb.server import NEED_DATA, RFBServer
 

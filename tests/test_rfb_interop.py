@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.capture.xvfb import stop_process
+from agent.workloads.xvfb import stop_process
 from conftest import free_port
 from e2e_helpers import stop_for_stderr
 
@@ -305,9 +305,9 @@ def test_our_client_against_real_servers(desktop, server_name):
     """Our client decodes what x11vnc and TigerVNC's x0vncserver send, in every encoding and two formats."""
     import asyncio
 
-    from agent.decode import quantize
+    from agent.rfb.decode import quantize
     from agent.rfb import constants as C
-    from agent.rfb.aclient import open_rfb
+    from agent.viewer.rfb_client import open_rfb
     from agent.rfb.pixelformat import NATIVE, RGB565_LE
 
     command = _REAL_SERVERS[server_name](desktop, 0)[0]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from agent.rfb import constants as C
 from agent.rfb import messages as M
-from agent.rfb.errors import RemoteProtocolError
+from agent.sansio import RemoteProtocolError
 from agent.rfb.pixelformat import NATIVE as NATIVE_PF
 from agent.rfb.pixelformat import PixelFormat
 from agent.rfb.server import NEED_DATA, RFBServer
@@ -167,12 +167,12 @@ async def _wait_closed_by_server(reader: asyncio.StreamReader) -> None:
 
 @pytest.mark.parametrize("name", list(BAD_INPUTS))
 def test_bad_viewer_closed_with_logged_reason_others_unaffected(name, caplog):
-    from agent.capture.synthetic import SyntheticSource
-    from agent.rfb.aclient import open_rfb
-    from agent.rfb.serve import RFBService
+    from agent.workloads.synthetic import SyntheticSource
+    from agent.viewer.rfb_client import open_rfb
+    from agent.service.rfb_service import RFBService
 
     data, reason = BAD_INPUTS[name]
-    caplog.set_level(logging.INFO, logger="agent.rfb.serve")
+    caplog.set_level(logging.INFO, logger="agent.service.rfb_service")
 
     async def main() -> None:
         service = RFBService(SyntheticSource("typing", 160, 120, seed=5), fps=30)
@@ -201,12 +201,12 @@ def test_bad_viewer_closed_with_logged_reason_others_unaffected(name, caplog):
 
 
 def test_handshake_garbage_and_silence(caplog, monkeypatch):
-    from agent.capture.synthetic import SyntheticSource
-    from agent.rfb import serve
-    from agent.rfb.aclient import open_rfb
+    from agent.workloads.synthetic import SyntheticSource
+    from agent.service import rfb_service as serve
+    from agent.viewer.rfb_client import open_rfb
 
     monkeypatch.setattr(serve, "HANDSHAKE_TIMEOUT", 0.5)
-    caplog.set_level(logging.INFO, logger="agent.rfb.serve")
+    caplog.set_level(logging.INFO, logger="agent.service.rfb_service")
 
     async def main() -> None:
         service = serve.RFBService(SyntheticSource("idle", 64, 48), fps=30)
@@ -282,11 +282,11 @@ def test_client_rectangle_fuzz_only_events_or_remote_protocol_error(enc, x, y, w
 def test_viewer_dying_mid_update_does_not_disturb_others(caplog):
     import socket
 
-    from agent.capture.synthetic import SyntheticSource
-    from agent.rfb.aclient import open_rfb
-    from agent.rfb.serve import RFBService
+    from agent.workloads.synthetic import SyntheticSource
+    from agent.viewer.rfb_client import open_rfb
+    from agent.service.rfb_service import RFBService
 
-    caplog.set_level(logging.INFO, logger="agent.rfb.serve")
+    caplog.set_level(logging.INFO, logger="agent.service.rfb_service")
 
     async def main() -> None:
         service = RFBService(SyntheticSource("video", 640, 480, seed=1), fps=30)

@@ -14,7 +14,7 @@ import pytest
 from agent.rfb import constants as C
 from agent.rfb import messages as M
 from agent.rfb import vncauth
-from agent.rfb.errors import RemoteProtocolError
+from agent.sansio import RemoteProtocolError
 from agent.rfb.pixelformat import BGR233, NATIVE, RGB565_BE, PixelFormat
 from agent.rfb.server import read_client_message
 

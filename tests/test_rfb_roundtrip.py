@@ -1,6 +1,6 @@
 """Every encoding x pixel format x workload: our server encodes, our client decodes.
 
-Lossless encodings must give exactly agent.decode.quantize(source, pf); Tight
+Lossless encodings must give exactly agent.rfb.decode.quantize(source, pf); Tight
 with JPEG (quality level >= 6) must stay above 35 dB PSNR against it.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.capture.synthetic import SyntheticSource
+from agent.workloads.synthetic import SyntheticSource
 from agent.rfb import constants as C
 from agent.rfb.pixelformat import BGR233, NATIVE, RGB565_BE, RGB565_LE, RGB888_BE
 from test_rfb_client import psnr

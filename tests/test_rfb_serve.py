@@ -13,15 +13,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.capture.synthetic import SyntheticSource
+from agent.workloads.synthetic import SyntheticSource
 from agent.errors import AuthenticationError, CaptureError, UsageError
 from agent.inputs.base import InputBackend
 from agent.rfb import constants as C
-from agent.rfb.aclient import AsyncRFBClient, open_rfb
+from agent.viewer.rfb_client import AsyncRFBClient, open_rfb
 from agent.rfb.messages import Bell, ServerCutText
 from agent.rfb.pixelformat import BGR233, NATIVE
-from agent.rfb.serve import RFBService, parse_loopback_listen
-from agent.decode import quantize
+from agent.commands.rfb import parse_loopback_listen
+from agent.inputs.gate import ScopeGate
+from agent.service.rfb_service import RFBService
+from agent.rfb.decode import quantize
 from conftest import free_port
 from e2e_helpers import stop_for_stderr
 
@@ -136,7 +138,7 @@ def test_service_over_a_plain_stream_pair():
         task = asyncio.ensure_future(service.serve_connection(sr, sw))
         client = await AsyncRFBClient.handshake(cr, cw, encodings=LOSSLESS)
         await client.update(incremental=False, timeout=5)
-        assert (client.framebuffer[..., :3] == service._frame[..., :3]).all()
+        assert (client.framebuffer[..., :3] == service._capture.frame[..., :3]).all()
         assert len(np.unique(client.framebuffer.reshape(-1, 4), axis=0)) > 10  # a real desktop, not a blank
         assert [v.peer for v in service.viewers] == ["memory-pipe"]
         assert seen and seen[-1] == ("memory-pipe", service.viewers[0].stats.updates_sent)
@@ -189,7 +191,7 @@ def test_viewer_converges_to_the_source_once_it_stops_changing():
         task = asyncio.ensure_future(service.serve_connection(sr, sw))
         client = await AsyncRFBClient.handshake(cr, cw, encodings=[C.ENC_TIGHT], pixel_format=BGR233)
         await client.update(incremental=False)
-        assert (client.framebuffer == quantize(service._frame, BGR233)).all()
+        assert (client.framebuffer == quantize(service._capture.frame, BGR233)).all()
         await client.close()
         await asyncio.wait_for(task, 5)
         await service.close()
@@ -197,10 +199,11 @@ def test_viewer_converges_to_the_source_once_it_stops_changing():
     asyncio.run(main())
 
 
-def test_input_only_when_not_view_only_and_released_on_leave():
+def test_input_passes_only_while_the_scope_gate_allows_and_is_released_on_leave():
     async def main() -> None:
         recorder = RecordingInput()
-        service = RFBService(SyntheticSource("idle", 64, 48), input_backend=recorder, view_only=True)
+        gate = ScopeGate(recorder, scope="view")
+        service = RFBService(SyntheticSource("idle", 64, 48), input_backend=gate)
         await service.start()
         (sr, sw), (cr, cw) = memory_pipe()
         task = asyncio.ensure_future(service.serve_connection(sr, sw))
@@ -209,7 +212,7 @@ def test_input_only_when_not_view_only_and_released_on_leave():
         await client.pointer(3, 4, 1)
         await client.update(incremental=False)  # round trip: the input was processed before this answer
         assert recorder.calls == []
-        service.view_only = False  # e.g. the customer granted control
+        gate.set_scope("control")  # the customer granted control
         await client.key(0x62)
         await client.pointer(5, 6, 0)
         await client.update(incremental=False)

@@ -8,7 +8,7 @@ import pytest
 from agent.rfb import constants as C
 from agent.rfb import messages as M
 from agent.rfb import vncauth
-from agent.rfb.errors import LocalProtocolError, RemoteProtocolError
+from agent.sansio import LocalProtocolError, RemoteProtocolError
 from agent.rfb.pixelformat import BGR233, NATIVE, PixelFormat
 from agent.rfb.server import NEED_DATA, RFBServer, ServerState, negotiate_version
 

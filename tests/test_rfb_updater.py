@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from agent.capture.base import CursorShape
-from agent.capture.synthetic import SyntheticSource
-from agent.decode import quantize
-from agent.detect import ChangeDetector
+from agent.workloads.synthetic import SyntheticSource
+from agent.rfb.decode import quantize
+from agent.changes.detector import ChangeDetector
 from agent.rfb import constants as C
 from agent.rfb import messages as M
 from agent.rfb.client import RFBClient
 from agent.rfb.pixelformat import NATIVE, PixelFormat
 from agent.rfb.server import RFBServer
-from agent.rfb.updater import LOSSLESS_REFRESH_DELAY, ViewerUpdater
+from agent.service.updater import LOSSLESS_REFRESH_DELAY, ViewerUpdater
 from test_rfb_client import drain_events, psnr
 
 LOSSLESS = [C.ENC_ZRLE, C.ENC_HEXTILE, C.ENC_RAW]

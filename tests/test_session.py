@@ -10,13 +10,13 @@ import socket
 import numpy as np
 import pytest
 
-from agent.capture import SyntheticSource
-from agent.consent import ConsentLedger
+from agent.workloads import SyntheticSource
+from agent.consent.ledger import ConsentLedger
 from agent.errors import SessionEndedError
 from agent.relay.server import RelayServer
-from agent.rfb.aclient import open_rfb
+from agent.viewer.rfb_client import open_rfb
 from agent.secure.errors import WrongPasswordError
-from agent.session import Agent, AgentConfig
+from agent.session.agent import Agent, AgentConfig
 from agent.viewer.bridge import BridgeConfig, ViewerBridge
 
 SIZE = (320, 200)
@@ -27,7 +27,7 @@ async def chain(tmp_path, **agent_options):
     relay = RelayServer(host="127.0.0.1", port=0)
     await relay.start()
     host, port = relay.address
-    config = AgentConfig(relay=f"{host}:{port}", screen=f"synthetic:idle:{SIZE[0]}x{SIZE[1]}",
+    config = AgentConfig(relay=f"{host}:{port}", source=SyntheticSource("idle", *SIZE),
                          control_path=str(tmp_path / "control.sock"), consent_db=str(tmp_path / "consent.db"),
                          auth_failure_delay=0.0, **agent_options)
     agent = Agent(config)
@@ -193,7 +193,7 @@ async def test_ledger_failure_means_no_consent_and_no_stream(tmp_path):
 
 
 async def test_direct_mode(tmp_path):
-    config = AgentConfig(listen="127.0.0.1:0", screen=f"synthetic:idle:{SIZE[0]}x{SIZE[1]}", control=False,
+    config = AgentConfig(listen="127.0.0.1:0", source=SyntheticSource("idle", *SIZE), control=False,
                          consent_db=str(tmp_path / "consent.db"))
     agent = Agent(config)
     await agent.start()

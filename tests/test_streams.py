@@ -1,10 +1,10 @@
-"""agent.streams: a close that always ends, even when the peer never reads."""
+"""agent.net: a close that always ends, even when the peer never reads."""
 from __future__ import annotations
 
 import asyncio
 import socket
 
-from agent.streams import close_stream
+from agent.net import close_stream
 
 
 async def test_a_peer_that_never_reads_is_aborted_after_the_timeout():

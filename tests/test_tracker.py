@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference as ref
-from agent.detect import ChangeDetector, Changes
-from agent.rfb.tracker import MAX_PENDING_COPIES, UpdateTracker
-from agent.types import MAX_RECT_AREA, MAX_RECT_WIDTH
+from agent.changes.detector import ChangeDetector, Changes
+from agent.changes.tracker import MAX_PENDING_COPIES, UpdateTracker
+from agent.models import MAX_RECT_AREA, MAX_RECT_WIDTH
 
 
 class Viewer:
@@ -60,7 +60,7 @@ def test_slow_viewer_follows_generated_sequences(make, every):
 @pytest.mark.parametrize("every", [1, 2, 5])
 @pytest.mark.parametrize("workload", ["scrolling", "window-drag"])
 def test_slow_viewer_follows_synthetic_workloads(workload, every):
-    synthetic = pytest.importorskip("agent.capture.synthetic")
+    synthetic = pytest.importorskip("agent.workloads.synthetic")
     src = synthetic.SyntheticSource(workload, 640, 480, seed=0)
     simulate([src.grab().copy() for _ in range(16)], every)
 

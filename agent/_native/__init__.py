@@ -1,1 +1,1 @@
-"""Cython kernels. Private: use the Python wrappers in agent.detect and agent.encode."""
+"""Cython kernels. Private: use the Python wrappers in agent.changes.detector and agent.encode."""

@@ -1,51 +1,26 @@
-"""Screen sources: the real display (mss) and deterministic synthetic workloads.
+"""Real screen sources: the X11 display through mss, with DAMAGE as the change hint and XFixes for the cursor.
 
-``open_source`` is what commands call: ``--screen synthetic:WORKLOAD[:WxH]``
-gives a synthetic screen, anything else the X display from ``--display`` or
-``$DISPLAY``. A missing or unreachable display is a CaptureError whose one
-line says what to do, never a traceback.
+``open_source`` chooses the backend for this session and imports it lazily
+(the python-mss pattern), so importing ``agent.capture`` loads no X library.
+A missing or unreachable display is a CaptureError whose one line says what
+to do, never a traceback. Synthetic screens live in ``agent.workloads``.
 """
 from __future__ import annotations
 
 import os
-import re
 import sys
+from typing import Any
 
-from agent.capture.base import CursorShape, ScreenSource
-from agent.capture.mss_source import MssSource
-from agent.capture.synthetic import FrameTruth, SyntheticSource
-from agent.capture.workloads import WORKLOADS
-from agent.errors import CaptureError, UsageError
+from agent.capture.base import ScreenSource
+from agent.errors import CaptureError
 
-__all__ = ["ScreenSource", "CursorShape", "MssSource", "SyntheticSource", "WORKLOADS", "FrameTruth",
-           "open_source", "parse_screen"]
-
-_SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
-DEFAULT_SIZE = (1280, 720)
+__all__ = ["ScreenSource", "MssSource", "open_source"]
 
 
-def parse_screen(screen: str) -> tuple[str, int, int]:
-    """``synthetic:WORKLOAD[:WIDTHxHEIGHT]`` -> (workload, width, height); UsageError otherwise."""
-    parts = screen.split(":")
-    if parts[0] != "synthetic" or len(parts) not in (2, 3):
-        raise UsageError(f"--screen takes synthetic:WORKLOAD or synthetic:WORKLOAD:WIDTHxHEIGHT, got {screen!r}")
-    workload = parts[1]
-    if workload not in WORKLOADS:
-        raise UsageError(f"unknown synthetic workload {workload!r}; valid: {', '.join(WORKLOADS)}")
-    width, height = DEFAULT_SIZE
-    if len(parts) == 3:
-        m = _SIZE.match(parts[2])
-        if m is None:
-            raise UsageError(f"synthetic screen size must look like 1280x720, got {parts[2]!r}")
-        width, height = int(m.group(1)), int(m.group(2))
-    return workload, width, height
+def open_source(display: str | None = None) -> ScreenSource:
+    """The screen to capture: the X display ``display`` / ``$DISPLAY`` (the whole desktop elsewhere)."""
+    from agent.capture.mss_source import MssSource
 
-
-def open_source(screen: str | None = None, display: str | None = None) -> ScreenSource:
-    """The screen to capture: a synthetic workload, or the X display ``display`` / ``$DISPLAY``."""
-    if screen:
-        workload, width, height = parse_screen(screen)
-        return SyntheticSource(workload, width, height)
     if not sys.platform.startswith("linux"):
         return MssSource(None)  # Windows and macOS: mss captures the desktop without an X display
     display = display or os.environ.get("DISPLAY") or None
@@ -56,3 +31,11 @@ def open_source(screen: str | None = None, display: str | None = None) -> Screen
                                "--screen synthetic:mixed")
         raise CaptureError("no X display: set DISPLAY or pass --display :N, or use --screen synthetic:mixed")
     return MssSource(display)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MssSource":
+        from agent.capture.mss_source import MssSource
+
+        return MssSource
+    raise AttributeError(f"module 'agent.capture' has no attribute {name!r}")

@@ -8,19 +8,10 @@ that keep a frame copy it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-
 import numpy as np
 
+from agent.models import CursorShape
 
-@dataclass(frozen=True)
-class CursorShape:
-    """A cursor image for the RFB Cursor pseudo-encoding: BGRA pixels and hotspot."""
-
-    pixels: np.ndarray  # (h, w, 4) uint8 BGRA; alpha > 0 means visible
-    hot_x: int
-    hot_y: int
-    serial: int  # changes whenever the shape changes
 
 
 class ScreenSource(ABC):

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.capture.base import CursorShape, ScreenSource
+from agent.capture.base import ScreenSource
+from agent.models import CursorShape
 from agent.errors import CaptureError
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,8 @@ class _X11Watch:
         from Xlib import X, error
         from Xlib import display as xdisplay
 
-        from agent.capture.damage import DamageHint
-        from agent.capture.x11cursor import XFixesCursor
+        from agent.capture.x11_damage import DamageHint
+        from agent.capture.x11_cursor import XFixesCursor
 
         self._errors = (error.ConnectionClosedError, error.DisplayError, error.XError, OSError)
         try:

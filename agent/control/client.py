@@ -23,7 +23,7 @@ from agent.control.protocol import (
     Reply,
 )
 from agent.errors import RejnetError, UsageError
-from agent.streams import close_stream
+from agent.net import close_stream
 
 READ_CHUNK = 65536
 

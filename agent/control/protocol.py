@@ -34,8 +34,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
-from agent.consent import SCOPES
-from agent.terms import VERSION_MAX, is_version_name
+from agent.consent.ledger import SCOPES
+from agent.consent.terms import VERSION_MAX, is_version_name
+from agent.sansio import NEED_DATA, LocalProtocolError, ProtocolError, RemoteProtocolError
 
 MAX_LINE = 65536
 """Largest line accepted, in bytes, without its newline."""
@@ -56,18 +57,6 @@ EVENT_ENDED = "ended"
 REMOTE_END_REASONS = frozenset({"consent_refused"})
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-
-
-class ProtocolError(Exception):
-    """Base of control-protocol errors."""
-
-
-class LocalProtocolError(ProtocolError):
-    """We tried to send something the protocol does not allow (a bug on our side)."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """The agent sent bytes that are not control-protocol replies or events."""
 
 
 class ControlError(Exception):
@@ -137,18 +126,12 @@ class Event:
         return {"event": self.name, **self.fields}
 
 
-class _Sentinel:
-    def __init__(self, name: str) -> None:
-        self._name = name
-
+class _Closed:
     def __repr__(self) -> str:
-        return self._name
+        return "CLOSED"
 
 
-NEED_DATA = _Sentinel("NEED_DATA")
-"""next_event(): no complete line yet; feed more bytes."""
-
-CLOSED = _Sentinel("CLOSED")
+CLOSED = _Closed()
 """next_event(): the peer closed its side and every line has been read."""
 
 

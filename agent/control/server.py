@@ -42,7 +42,7 @@ from agent.control.protocol import (
     encode_event,
     encode_reply,
 )
-from agent.streams import close_stream, stop_server
+from agent.net import close_stream, stop_server
 
 log = logging.getLogger(__name__)
 

@@ -3,11 +3,11 @@
 Most code needs only ``EncodeManager`` (one per viewer connection); the
 encoders are public for tests and benchmarks.
 """
-from agent.encode.base import Encoder, EncoderError, RectInput, rect_header
+from agent.encode.base import Encoder, EncoderError, RectInput
 from agent.encode.hextile import HextileEncoder
 from agent.encode.jpeg import TightJPEGEncoder
-from agent.encode.manager import EncodedUpdate, EncodeManager, Kind, split_rect
-from agent.encode.pixels import PixelCodec, codec_for, quantize
+from agent.encode.manager import EncodedUpdate, EncodeManager, Kind
+from agent.rfb.pixels import PixelCodec, codec_for, quantize
 from agent.encode.raw import RawEncoder
 from agent.encode.rre import RREEncoder
 from agent.encode.tight import TightEncoder, compact_length
@@ -16,5 +16,5 @@ from agent.encode.zrle import ZRLEEncoder
 __all__ = [
     "EncodeManager", "EncodedUpdate", "EncoderError", "Encoder", "RectInput", "Kind",
     "RawEncoder", "RREEncoder", "HextileEncoder", "ZRLEEncoder", "TightEncoder", "TightJPEGEncoder",
-    "PixelCodec", "codec_for", "quantize", "compact_length", "rect_header", "split_rect",
+    "PixelCodec", "codec_for", "quantize", "compact_length",
 ]

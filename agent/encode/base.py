@@ -9,25 +9,18 @@ format travels with each rectangle.
 """
 from __future__ import annotations
 
-import struct
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from agent.encode.pixels import PixelCodec
-
-_HEADER = struct.Struct(">HHHHi")
+from agent.rfb.pixels import PixelCodec
 
 
 class EncoderError(Exception):
     """The caller asked for something the client did not negotiate, or gave a bad rectangle."""
 
-
-def rect_header(x: int, y: int, w: int, h: int, encoding: int) -> bytes:
-    """The 12-byte FramebufferUpdate rectangle header."""
-    return _HEADER.pack(x, y, w, h, encoding)
 
 
 @dataclass

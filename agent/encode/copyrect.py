@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import struct
 
-from agent.encode.base import EncoderError, rect_header
+from agent.encode.base import EncoderError
+from agent.rfb.messages import write_rect_header
 from agent.rfb.constants import ENC_COPYRECT
-from agent.types import Copy
+from agent.models import Copy
 
 NAME = "CopyRect"
 _SRC = struct.Struct(">HH")
@@ -23,4 +24,4 @@ def copyrect_rect(copy: Copy, width: int, height: int) -> bytes:
     for px, py in ((sx, sy), (x, y)):
         if px < 0 or py < 0 or px + w > width or py + h > height:
             raise EncoderError(f"copy {copy} reaches outside the {width}x{height} framebuffer")
-    return rect_header(x, y, w, h, ENC_COPYRECT) + _SRC.pack(sx, sy)
+    return write_rect_header(x, y, w, h, ENC_COPYRECT) + _SRC.pack(sx, sy)

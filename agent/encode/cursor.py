@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.capture.base import CursorShape
-from agent.encode.base import EncoderError, rect_header
-from agent.encode.pixels import PixelCodec
+from agent.models import CursorShape
+from agent.encode.base import EncoderError
+from agent.rfb.messages import write_rect_header
+from agent.rfb.pixels import PixelCodec
 from agent.rfb.constants import ENC_CURSOR
 
 NAME = "Cursor"
@@ -24,7 +25,7 @@ def cursor_rect(cursor: CursorShape, codec: PixelCodec) -> bytes:
         raise EncoderError(f"cursor of {w}x{h} is too large for RFB")
     hot_x = min(max(cursor.hot_x, 0), max(w - 1, 0))
     hot_y = min(max(cursor.hot_y, 0), max(h - 1, 0))
-    header = rect_header(hot_x, hot_y, w, h, ENC_CURSOR)
+    header = write_rect_header(hot_x, hot_y, w, h, ENC_CURSOR)
     if w == 0 or h == 0:
         return header
     body = codec.pack(codec.to_values(pixels))

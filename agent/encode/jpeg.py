@@ -11,8 +11,8 @@ from __future__ import annotations
 import simplejpeg
 
 from agent.encode.base import Encoder, EncoderError, RectInput
-from agent.encode.tight import CTL_JPEG, compact_length
-from agent.rfb.constants import ENC_TIGHT
+from agent.encode.tight import compact_length
+from agent.rfb.constants import ENC_TIGHT, TIGHT_CTL_JPEG
 
 # quality level 0..9 -> (JPEG quality, chroma subsampling)
 JPEG_QUALITY_TABLE = (
@@ -38,4 +38,4 @@ class TightJPEGEncoder(Encoder):
                                           colorsubsampling=subsampling, fastdct=True)
         except ValueError as exc:  # only for shapes simplejpeg cannot take
             raise EncoderError(f"JPEG encoding of a {rect.w}x{rect.h} rectangle failed: {exc}") from exc
-        return bytes((CTL_JPEG,)) + compact_length(len(data)) + data
+        return bytes((TIGHT_CTL_JPEG,)) + compact_length(len(data)) + data

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.types import Copy, Rect
+from agent.models import Copy, Rect
 
 MAX_LOSSY_RECTS = 256
 MERGE_ABOVE = 32  # try exact merging once the list is this long

@@ -18,22 +18,22 @@ from typing import Any, Sequence
 import numpy as np
 
 from agent._native import analyze as _analyze
-from agent.capture.base import CursorShape
-from agent.encode.base import Encoder, EncoderError, RectInput, rect_header
+from agent.encode.base import Encoder, EncoderError, RectInput
+from agent.rfb.messages import write_rect_header
 from agent.encode.copyrect import NAME as COPYRECT_NAME
 from agent.encode.copyrect import copyrect_rect
 from agent.encode.cursor import cursor_rect
 from agent.encode.hextile import HextileEncoder
 from agent.encode.jpeg import TightJPEGEncoder
 from agent.encode.lossy import LossyRegion
-from agent.encode.pixels import codec_for
+from agent.rfb.pixels import codec_for
 from agent.encode.raw import RawEncoder
 from agent.encode.rre import RREEncoder
 from agent.encode.tight import TightEncoder
 from agent.encode.zrle import ZRLEEncoder
 from agent.rfb import constants as C
 from agent.rfb.pixelformat import NATIVE, PixelFormat
-from agent.types import MAX_RECT_AREA, MAX_RECT_WIDTH, Copy, Rect
+from agent.models import MAX_RECT_AREA, MAX_RECT_WIDTH, Copy, CursorShape, Rect, split_rect
 
 # --- tuning -----------------------------------------------------------------
 # Solid-area search (TigerVNC findSolidRect): block size, smallest area worth a
@@ -66,8 +66,6 @@ PHOTO_MAX_PIXELS_PER_RUN = 2
 # RLE-based encoders (RRE) are picked when runs cut the pixel count this much.
 RLE_MIN_PIXELS_PER_RUN = 4
 # Split geometry: tile-aligned pieces when a rectangle must be cut.
-SPLIT_TILE = 64
-SPLIT_WIDE_WIDTH = MAX_RECT_AREA // SPLIT_TILE  # 1024 wide x 64 high
 # ---------------------------------------------------------------------------
 
 _OFFERABLE = (C.ENC_RAW, C.ENC_COPYRECT, C.ENC_RRE, C.ENC_HEXTILE, C.ENC_TIGHT, C.ENC_ZRLE)
@@ -98,18 +96,6 @@ class EncodedUpdate:
         self.nbytes += len(data)
 
 
-def split_rect(x: int, y: int, w: int, h: int) -> list[Rect]:
-    """Cut a rectangle to at most MAX_RECT_WIDTH wide and MAX_RECT_AREA pixels, on 64-pixel tile lines."""
-    if w <= MAX_RECT_WIDTH and w * h <= MAX_RECT_AREA:
-        return [(x, y, w, h)]
-    if w > SPLIT_WIDE_WIDTH:
-        sw, sh = SPLIT_WIDE_WIDTH, SPLIT_TILE
-    else:
-        sw = w
-        sh = MAX_RECT_AREA // w
-        sh -= sh % SPLIT_TILE
-    return [(x + dx, y + dy, min(sw, w - dx), min(sh, h - dy))
-            for dy in range(0, h, sh) for dx in range(0, w, sw)]
 
 
 class EncodeManager:
@@ -335,7 +321,7 @@ class EncodeManager:
             if payload is None:
                 encoder = self._raw
                 payload = self._raw.encode(rect)
-        data = rect_header(ax, ay, pw, ph, encoder.encoding) + payload
+        data = write_rect_header(ax, ay, pw, ph, encoder.encoding) + payload
         update._add(data)
         if encoder.lossy:
             self._lossy.add((ax, ay, pw, ph))

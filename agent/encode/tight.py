@@ -23,8 +23,8 @@ import numpy as np
 from agent._native import analyze as _analyze
 from agent._native import tight as _tight
 from agent.encode.base import Encoder, EncoderError, RectInput
-from agent.rfb.constants import ENC_TIGHT
-from agent.types import MAX_RECT_WIDTH
+from agent.rfb import constants as C
+from agent.models import MAX_RECT_WIDTH
 
 # zlib levels per compression level 0..9 for (indexed, mono, full colour),
 # TigerVNC's TightEncoder table (tuned by the VirtualGL project).
@@ -42,22 +42,17 @@ TIGHT_GRADIENT_MIN_COMPRESS_LEVEL = 8
 # strip: a new colour every run) can cost more than full-colour data that
 # zlib's history already holds. Then both are compressed and the smaller sent.
 TIGHT_TRIAL_RUNS_PER_COLOUR = 8
-TIGHT_MIN_TO_COMPRESS = 12  # fixed by the protocol
-TIGHT_MAX_COMPACT = (1 << 22) - 1
-
-CTL_FILL = 0x80
-CTL_JPEG = 0x90
-CTL_EXPLICIT_FILTER = 0x40
-FILTER_COPY = 0
-FILTER_PALETTE = 1
-FILTER_GRADIENT = 2
+CTL_FILL = C.TIGHT_CTL_FILL
+CTL_EXPLICIT_FILTER = C.TIGHT_CTL_EXPLICIT_FILTER
+FILTER_PALETTE = C.TIGHT_FILTER_PALETTE
+FILTER_GRADIENT = C.TIGHT_FILTER_GRADIENT
 
 STREAM_FULL, STREAM_MONO, STREAM_INDEXED, STREAM_GRADIENT = 0, 1, 2, 3
 
 
 def compact_length(n: int) -> bytes:
     """Tight's 1-3 byte length: 7 bits a byte, low bits first, top bit = more follows."""
-    if not 0 <= n <= TIGHT_MAX_COMPACT:
+    if not 0 <= n <= C.TIGHT_MAX_COMPACT:
         raise EncoderError(f"Tight data of {n} bytes does not fit a compact length")
     if n < 0x80:
         return bytes((n,))
@@ -67,7 +62,7 @@ def compact_length(n: int) -> bytes:
 
 
 class TightEncoder(Encoder):
-    encoding = ENC_TIGHT
+    encoding = C.ENC_TIGHT
     name = "Tight"
     max_palette = 256
 
@@ -91,7 +86,7 @@ class TightEncoder(Encoder):
         The stream is committed with ``_commit``; a trial works on a copy so a
         losing attempt leaves the live stream as the client's.
         """
-        if len(data) < TIGHT_MIN_TO_COMPRESS:
+        if len(data) < C.TIGHT_MIN_TO_COMPRESS:
             return 0, bytes(data), None
         reset = 0
         z = self._streams[stream]

@@ -18,6 +18,9 @@ class InputError(CaptureError):
 class InputBackend(ABC):
     """Injects RFB KeyEvent / PointerEvent semantics into the local desktop."""
 
+    #: False when every event is dropped (view-only, a gate closed by the consent scope).
+    allows_input: bool = True
+
     @abstractmethod
     def key(self, keysym: int, down: bool) -> None:
         """Press or release the key for an X11 keysym (RFB KeyEvent)."""
@@ -37,6 +40,8 @@ class InputBackend(ABC):
 
 class NullInput(InputBackend):
     """Drops all input: view-only sessions and synthetic screens."""
+
+    allows_input = False
 
     def key(self, keysym: int, down: bool) -> None:
         pass

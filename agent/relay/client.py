@@ -12,7 +12,7 @@ from typing import AsyncIterator
 
 from agent.relay import protocol as p
 from agent.relay.protocol import NoSuchSessionError, RelayError, RelayProtocolError, SessionBusyError
-from agent.streams import close_stream
+from agent.net import close_stream
 
 __all__ = ["AgentRegistration", "NoSuchSessionError", "RelayError", "SessionBusyError", "open_agent_data",
            "open_viewer"]

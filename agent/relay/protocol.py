@@ -18,9 +18,10 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from agent.addresses import AddressError as AddressError  # re-exported: the relay CLI and tests catch it
-from agent.addresses import parse_address as _parse_address
+from agent.net import AddressError as AddressError  # re-exported: the relay CLI and tests catch it
+from agent.net import parse_address as _parse_address
 from agent.errors import RejnetError, UsageError
+from agent.sansio import RemoteProtocolError
 
 VERSION = 1
 MAX_LINE = 1024
@@ -61,7 +62,7 @@ class SessionBusyError(RelayError):
     """Another viewer is already connected to (or connecting to) this session; only one at a time."""
 
 
-class RelayProtocolError(RelayError):
+class RelayProtocolError(RelayError, RemoteProtocolError):
     """A line broke the relay protocol (too long, not JSON, wrong fields); the connection is closed."""
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.relay import protocol as p
-from agent.streams import stop_server
+from agent.net import stop_server
 
 log = logging.getLogger("agent.relay")
 

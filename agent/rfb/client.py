@@ -5,7 +5,7 @@ Same face as agent.rfb.server: ``receive_data(data)`` (``b""`` = EOF),
 we must write. Protocol-mandated answers (the handshake, Fence responses) are
 written automatically. Every rectangle the server can send is decoded into
 ``framebuffer``, a numpy (H, W, 4) uint8 BGRA array with alpha 255, through
-agent.decode; pseudo-encodings (DesktopSize, ExtendedDesktopSize, LastRect,
+agent.rfb.decode; pseudo-encodings (DesktopSize, ExtendedDesktopSize, LastRect,
 Cursor) are handled here.
 
 States::
@@ -31,13 +31,12 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from agent.decode import DecodeError, DecoderState, decode_cursor, decode_rect
+from agent.rfb.decode import DecodeError, DecoderState, decode_cursor, decode_rect
 from agent.rfb import constants as C
 from agent.rfb import messages as M
 from agent.rfb import vncauth
-from agent.rfb.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from agent.sansio import NEED_DATA, LocalProtocolError, ProtocolError, ReceiveBuffer, RemoteProtocolError
 from agent.rfb.pixelformat import PixelFormat, PixelFormatError
-from agent.rfb.server import NEED_DATA, ReceiveBuffer
 
 CLIENT_VERSIONS = ((3, 3), (3, 7), (3, 8))
 DEFAULT_ENCODINGS: Tuple[int, ...] = (
@@ -45,7 +44,7 @@ DEFAULT_ENCODINGS: Tuple[int, ...] = (
     C.ENC_DESKTOP_SIZE, C.ENC_EXTENDED_DESKTOP_SIZE, C.ENC_LAST_RECT, C.ENC_CURSOR,
     C.ENC_FENCE, C.ENC_CONTINUOUS_UPDATES,
 )
-# Encodings whose payload agent.decode.decode_rect understands.
+# Encodings whose payload agent.rfb.decode.decode_rect understands.
 PIXEL_ENCODINGS = frozenset({C.ENC_RAW, C.ENC_COPYRECT, C.ENC_RRE, C.ENC_HEXTILE, C.ENC_ZRLE, C.ENC_TIGHT})
 MAX_UPDATE_RECTS = 1 << 20  # rectangles in one LastRect-terminated update
 MAX_FRAMEBUFFER_PIXELS = 8192 * 8192  # 256 MiB of BGRA: a bigger claim is refused, not allocated

@@ -45,6 +45,16 @@ ENC_EXTENDED_DESKTOP_SIZE = -308
 ENC_FENCE = -312
 ENC_CONTINUOUS_UPDATES = -313
 
+# Tight wire format (rfbproto §7.7.6): control byte values, filters, the compact-length bound
+TIGHT_MIN_TO_COMPRESS = 12  # data shorter than this is sent uncompressed
+TIGHT_MAX_COMPACT = (1 << 22) - 1
+TIGHT_CTL_FILL = 0x80
+TIGHT_CTL_JPEG = 0x90
+TIGHT_CTL_EXPLICIT_FILTER = 0x40
+TIGHT_FILTER_COPY = 0
+TIGHT_FILTER_PALETTE = 1
+TIGHT_FILTER_GRADIENT = 2
+
 ENCODING_NAMES = {
     ENC_RAW: "Raw",
     ENC_COPYRECT: "CopyRect",

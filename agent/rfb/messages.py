@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import numpy as np
 
 from agent.rfb import constants as C
-from agent.rfb.errors import RemoteProtocolError
+from agent.sansio import RemoteProtocolError
 from agent.rfb.pixelformat import PixelFormat, PixelFormatError
 
 # Bounds on lengths read from the wire.

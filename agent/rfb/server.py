@@ -5,7 +5,7 @@ Style: bytes in through ``receive_data(data)`` (``b""`` = EOF); events out of
 byte we must send goes into one outgoing buffer that the owner drains with
 ``data_to_send()`` after each call. Protocol-mandated answers (the handshake,
 Fence responses, EndOfContinuousUpdates) are written automatically; what to
-send in framebuffer updates is the caller's business (agent.rfb.updater).
+send in framebuffer updates is the caller's business (agent.service.updater).
 
 States and what moves them (the table ``_READERS`` picks the reader per state)::
 
@@ -28,7 +28,7 @@ from typing import Optional, Sequence, Tuple
 from agent.rfb import constants as C
 from agent.rfb import messages as M
 from agent.rfb import vncauth
-from agent.rfb.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from agent.sansio import NEED_DATA, LocalProtocolError, ProtocolError, ReceiveBuffer, RemoteProtocolError
 from agent.rfb.pixelformat import NATIVE, PixelFormat, PixelFormatError
 
 SERVER_VERSION = (3, 8)
@@ -36,14 +36,6 @@ MAX_INCOMPLETE = M.MAX_CUT_TEXT + 64  # the largest message we accept, plus its 
 MAX_DIMENSION = 65535
 
 
-class NeedData:
-    """Sentinel: ``next_event()`` needs more bytes."""
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA = NeedData()
 
 
 class ServerState(enum.Enum):
@@ -124,39 +116,6 @@ _SEND_STATES = {
     "send_end_of_continuous_updates": {ServerState.NORMAL},
 }
 
-
-class ReceiveBuffer:
-    """A growable byte buffer consumed from the front without quadratic copies."""
-
-    def __init__(self) -> None:
-        self._data = bytearray()
-        self._start = 0
-
-    def __len__(self) -> int:
-        return len(self._data) - self._start
-
-    def append(self, data: bytes) -> None:
-        try:
-            if self._start and self._start * 2 >= len(self._data):
-                del self._data[:self._start]
-                self._start = 0
-            self._data += data
-        except BufferError:
-            # A view of the old buffer is still alive somewhere: start a new one.
-            self._data = self._data[self._start:] + data
-            self._start = 0
-
-    def view(self) -> memoryview:
-        return memoryview(self._data)[self._start:]
-
-    def consume(self, n: int) -> None:
-        self._start += n
-        if self._start == len(self._data):
-            try:
-                self._data.clear()
-                self._start = 0
-            except BufferError:
-                pass
 
 
 class RFBServer:

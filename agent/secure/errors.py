@@ -7,13 +7,14 @@ any bytes derived from them.
 from __future__ import annotations
 
 from agent.errors import AuthenticationError, RejnetError
+from agent.sansio import RemoteProtocolError
 
 
 class ChannelError(RejnetError):
     """The secure channel failed and was closed; reconnect to start a fresh one."""
 
 
-class HandshakeError(ChannelError):
+class HandshakeError(ChannelError, RemoteProtocolError):
     """The peer sent a handshake message we cannot use (malformed, wrong version, out of order).
 
     Nothing about the password can be learnt from this: the connection is
@@ -22,13 +23,13 @@ class HandshakeError(ChannelError):
     """
 
 
-class RecordAuthenticationError(ChannelError):
+class RecordAuthenticationError(ChannelError, RemoteProtocolError):
     """A record failed its integrity check: it was altered, replayed, reordered,
     dropped or reflected somewhere between the two ends. The channel is closed;
     an intermittent cause is a faulty network path, a persistent one is an attack."""
 
 
-class RecordTooLargeError(ChannelError):
+class RecordTooLargeError(ChannelError, RemoteProtocolError):
     """A record header announced more than the protocol allows; refused before buffering."""
 
 
@@ -37,7 +38,7 @@ class TruncatedError(ChannelError):
     or the peer crashed. Data received before the cut is genuine but may be incomplete."""
 
 
-class ProtocolViolationError(ChannelError):
+class ProtocolViolationError(ChannelError, RemoteProtocolError):
     """An authentic record carried content the protocol forbids (unknown type, bad
     payload size, impossible acknowledgement). The peer is buggy; the channel is closed."""
 

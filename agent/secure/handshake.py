@@ -50,7 +50,8 @@ from agent.secure.keyschedule import (
     spake2_identities,
     transcript_hash,
 )
-from agent.secure.records import NEED_DATA, Channel, Role, _NeedData
+from agent.sansio import NEED_DATA, NeedData
+from agent.secure.records import Channel, Role
 
 VERSION = 1
 _PREFIX = struct.Struct(">HBB")  # length of version+kind+body, version, kind
@@ -93,7 +94,7 @@ class AuthFailed:
     """Agent side: the viewer's key confirmation did not verify, i.e. a wrong password. Count it."""
 
 
-HandshakeEvent = Union[Established, AuthFailed, _NeedData]
+HandshakeEvent = Union[Established, AuthFailed, NeedData]
 
 
 def encode_message(kind: Kind, body: bytes) -> bytes:

@@ -34,6 +34,7 @@ from agent.secure.errors import (
     TruncatedError,
 )
 from agent.secure.keyschedule import SessionKeys
+from agent.sansio import NEED_DATA, NeedData
 
 HEADER_SIZE = HEADER.size
 MAX_PLAINTEXT = 64 * 1024
@@ -105,14 +106,8 @@ class _Nothing:
 _NOTHING = _Nothing()
 
 
-class _NeedData:
-    def __repr__(self) -> str:
-        return "NEED_DATA"
 
-
-NEED_DATA = _NeedData()
-
-Event = Union[Data, Ack, Ping, Pong, Closed, _NeedData]
+Event = Union[Data, Ack, Ping, Pong, Closed, NeedData]
 
 
 class Channel:
@@ -387,7 +382,7 @@ class Channel:
                 f"a record header announced {length} bytes, more than the {MAX_RECORD_LENGTH} allowed")
         return RecordAuthenticationError("a record is too short to carry an authentication tag")
 
-    def _short(self, partial: bool) -> _NeedData:
+    def _short(self, partial: bool) -> NeedData:
         if self._eof:
             raise self._fail(TruncatedError("the connection ended without the peer's CLOSE: it was cut or the "
                                             "peer crashed" + (" in the middle of a record" if partial else "")))

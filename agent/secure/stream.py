@@ -17,7 +17,7 @@ from typing import Any
 from agent.secure.errors import AuthFailedError, ChannelClosedError, ChannelError, HandshakeError, TruncatedError
 from agent.secure.handshake import AgentHandshake, AuthFailed, Established, ViewerHandshake, _Handshake
 from agent.secure.records import HEADER_SIZE, MAX_RECORD_LENGTH, NEED_DATA, Ack, Channel, Closed, Data, Ping, Pong
-from agent.streams import close_stream
+from agent.net import close_stream
 
 log = logging.getLogger(__name__)
 

@@ -81,7 +81,7 @@ async def measure_run(server: Any, workload: Any, setting: Setting, link: Any, l
                       seconds: float, display: Any, grabber: Optional[Grabber], workdir: Any,
                       min_psnr: float = 30.0, settle_timeout: float = SETTLE_TIMEOUT) -> RunResult:
     """Start the workload and the server, connect the viewer, play the script, measure; always cleans up."""
-    from agent.rfb.aclient import open_rfb
+    from agent.viewer.rfb_client import open_rfb
     from agent.rfb.pixelformat import NATIVE
     from benchmarks.linkbench.workloads import POINTER_PARK, SCREEN, XSession, prepare_display
 
@@ -206,7 +206,7 @@ async def measure_run(server: Any, workload: Any, setting: Setting, link: Any, l
 
 def synthetic_match(workload: str, fb: np.ndarray, lossless: bool, max_frames: int) -> tuple[Optional[int], float]:
     """Which frame of the synthetic workload the viewer ended on: (index, PSNR); index None if none matched."""
-    from agent.capture import SyntheticSource
+    from agent.workloads import SyntheticSource
 
     h, w = fb.shape[:2]
     source = SyntheticSource(workload, w, h)

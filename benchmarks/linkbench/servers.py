@@ -1,7 +1,7 @@
 """The servers under test, each started fresh for a run, behind the shaping proxy.
 
-* ``rejnet``: our whole chain as separate processes: ``python -m agent.relay``,
-  ``python -m agent`` (the customer's agent) and ``python -m agent.viewer``
+* ``rejnet``: our whole chain as separate processes: ``python -m agent.commands.relay``,
+  ``python -m agent`` (the customer's agent) and ``python -m agent.commands.viewer``
   (the technician's bridge). The slow link is the customer's: the proxy sits
   between the agent and the relay, so the channel, the relay protocol and
   keepalives all count against us.
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from agent.capture.xvfb import start_xvfb, stop_process
+from agent.workloads.xvfb import start_xvfb, stop_process
 from agent.errors import CaptureError
 from benchmarks.linkbench.proxy import Direction, LinkSpec, ShapingProxy
 
@@ -230,7 +230,7 @@ class Rejnet(Server):
     @classmethod
     def unavailable(cls) -> Optional[str]:
         try:
-            import agent.session  # noqa: F401
+            import agent.session.agent  # noqa: F401
             import agent.viewer.bridge  # noqa: F401
         except ImportError as exc:
             return f"the agent package does not import ({exc}); run from the repository or pip install ."
@@ -261,7 +261,7 @@ class Rejnet(Server):
 
         relay_port = free_port()
         relay_log = workdir / "relay.log"
-        relay = self._spawn([py, "-m", "agent.relay", "--listen", f"127.0.0.1:{relay_port}"], relay_log, env)
+        relay = self._spawn([py, "-m", "agent.commands.relay", "--listen", f"127.0.0.1:{relay_port}"], relay_log, env)
         await _wait(lambda: _listening(relay_port), "rejnet relay", relay, relay_log)
         self.proxy = ShapingProxy(("127.0.0.1", relay_port), link, link)
         await self.proxy.start()
@@ -282,7 +282,7 @@ class Rejnet(Server):
         with os.fdopen(fd, "w") as f:
             f.write(password + "\n")
         viewer_log = workdir / "viewer.log"
-        viewer = self._spawn([py, "-m", "agent.viewer", str(ready["session"]), "--relay", f"127.0.0.1:{relay_port}",
+        viewer = self._spawn([py, "-m", "agent.commands.viewer", str(ready["session"]), "--relay", f"127.0.0.1:{relay_port}",
                               "--password-file", str(pw_file), "--listen", "127.0.0.1:0", "--json"], viewer_log, env)
         listening = await _wait(
             lambda: next((o for o in _json_lines(viewer_log) if o.get("event") == "listening"), None),

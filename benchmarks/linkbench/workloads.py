@@ -374,7 +374,7 @@ X_WORKLOADS: dict[str, type[Workload]] = {cls.name: cls for cls in (Typing, Pagi
 def make_workload(name: str) -> Workload:
     """``typing`` / ``paging`` / ``drag`` / ``video`` / ``idle`` or ``synthetic:<agent workload>``."""
     if name.startswith("synthetic:"):
-        from agent.capture import WORKLOADS
+        from agent.workloads import WORKLOADS
 
         sub = name.split(":", 1)[1]
         if sub not in WORKLOADS:
@@ -394,8 +394,8 @@ class _Frames:
     def __init__(self, width: int, height: int, seed: int = 11) -> None:
         import numpy as np
 
-        from agent.capture.paint import palette, photo_texture, value_noise
-        from agent.capture.scenes import PALETTES
+        from agent.workloads.paint import palette, photo_texture, value_noise
+        from agent.workloads.scenes import PALETTES
 
         rng = np.random.default_rng(seed)
         self.w, self.h = width, height

@@ -1,0 +1,480 @@
+"""Change detection: what changed between two frames, as copies and rectangles.
+
+ChangeDetector keeps its own copy of the previous frame. Each update:
+
+1. ``tiles.diff_tiles`` compares the new frame with it row by row (memcmp
+   speed) and yields, per tile, the exact box of the changed pixels: typing a
+   character gives a glyph-sized box, not a tile.
+2. Large changes are searched for moves (``_native.scroll``): vertical shifts
+   voted by row hashes, then 2D moves voted by sampled pixel runs; every
+   candidate is verified exactly cell by cell and grown to the pixel.
+3. The copies are applied to the kept frame, exactly as a viewer will apply
+   them, and the tiles are compared again: what still differs becomes
+   rectangles, merged by cost (``rects.merge_boxes``) and split to the RFB and
+   Tight limits. The kept frame is then patched from those rectangles.
+
+Because step 3 re-checks the result of the copies, the invariant "copies on the
+previous frame, then the rects from the new one, give the new frame" holds by
+construction, whatever the move search found.
+"""
+from __future__ import annotations
+
+import operator
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent._native import rects as _rects
+from agent._native import scroll as _scroll
+from agent._native import tiles as _tiles
+from agent.models import MAX_RECT_AREA, MAX_RECT_WIDTH, Copy, Rect, split_rect
+
+__all__ = ["ChangeDetector", "Changes", "DetectStats", "FrameSizeError", "split_rect", "boxes_to_rects"]
+
+MIN_TILE = 16
+MAX_TILE = 128
+# A rect costs a 12-byte header plus ~20 bytes of encoder framing; a pixel costs
+# about half a byte once compressed, so a rect is worth about 64 pixels.
+RECT_OVERHEAD_PIXELS = 64
+# Changes smaller than this (typing, a blinking cursor) skip the move search.
+MOVE_MIN_AREA = 4096
+# Vertical shifts: rows agreeing on a shift, a row hash seen more often than
+# MAX_ROW_REPEAT times in a column (blank lines) does not vote.
+MIN_SHIFT_VOTES = 8
+MAX_ROW_REPEAT = 4
+MAX_SHIFT_CANDIDATES = 2
+RUNNER_UP_SHARE = 4
+# A scroll moves many columns alike: voting on a few spread columns, over the
+# middle VOTE_WIDTH pixels of each, nominates it.
+MAX_VOTE_COLUMNS = 8
+VOTE_WIDTH = 32
+# 2D moves: sampled runs of KEY_LENGTH pixels, looked up in the previous frame.
+KEY_LENGTH = 32
+MAX_KEYS = 16
+MAX_KEY_HITS = 8
+MAX_PLANAR_CANDIDATES = 3
+# The 2D search runs only while this share of the changed cells is unexplained.
+PLANAR_MIN_SHARE = 0.25
+VERTICAL_ENOUGH = 0.5
+# Copies of one vector are joined pairwise only up to this many (quadratic, and rare).
+MAX_JOIN = 256
+# Copies kept per frame: the largest, and none smaller than MIN_COPY_AREA pixels.
+MAX_COPIES = 64
+MIN_COPY_AREA = 64
+
+
+class FrameSizeError(ValueError):
+    """The frame's size is not the detector's: call resize() when the screen size changes."""
+
+
+@dataclass
+class Changes:
+    """One frame's changes: apply ``copies`` in order to the previous frame, then the pixels of ``rects``."""
+
+    copies: list[Copy] = field(default_factory=list)
+    rects: list[Rect] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not self.copies and not self.rects
+
+
+@dataclass
+class DetectStats:
+    """Figures of the last update, for the probe command and benchmarks."""
+
+    seconds: float = 0.0
+    compare_seconds: float = 0.0
+    move_seconds: float = 0.0
+    dirty_tiles: int = 0
+    rect_pixels: int = 0
+    copy_pixels: int = 0
+    rects: int = 0
+    copies: int = 0
+
+
+
+def boxes_to_rects(boxes: np.ndarray, overhead: int = RECT_OVERHEAD_PIXELS) -> tuple[list[Rect], np.ndarray]:
+    """Merge per-tile boxes by cost; returns the rects split to the limits and the merged (n, 4) array."""
+    merged = np.empty((boxes.shape[0] * boxes.shape[1], 4), np.int32)
+    n = _rects.merge_boxes(boxes, overhead, merged)
+    merged = merged[:n]
+    out: list[Rect] = []
+    for x, y, w, h in merged.tolist():
+        if w <= MAX_RECT_WIDTH and w * h <= MAX_RECT_AREA:
+            out.append((x, y, w, h))
+        else:
+            out.extend(split_rect(x, y, w, h))
+    return out, merged
+
+
+def _integer(value: object, what: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"{what} must be an integer, got {value!r}") from None
+
+
+def check_screen_size(width: object, height: object) -> tuple[int, int]:
+    """The size as two ints, or ValueError: RFB sizes are u16 and a screen has at least one pixel."""
+    w, h = _integer(width, "screen width"), _integer(height, "screen height")
+    if not (1 <= w <= 65535 and 1 <= h <= 65535):
+        raise ValueError(f"screen size {w}x{h} is outside 1x1..65535x65535 (the RFB limit)")
+    return w, h
+
+
+class ChangeDetector:
+    """Finds what changed between consecutive BGRA frames of one screen."""
+
+    def __init__(self, width: int, height: int, tile: int = 64) -> None:
+        tile = _integer(tile, "tile")
+        if not MIN_TILE <= tile <= MAX_TILE:
+            raise ValueError(f"tile must be in {MIN_TILE}..{MAX_TILE}, got {tile}")
+        self.tile = tile
+        # Moves are verified on cells finer than tiles so small windows still match;
+        # a cell is a whole fraction of a tile so tile marks map onto cells.
+        self.cell = tile // 2 if tile >= 32 and tile % 2 == 0 else tile
+        self.stats = DetectStats()
+        self.resize(width, height)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def resize(self, width: int, height: int) -> None:
+        """Adopt a new screen size; the next update reports the whole screen."""
+        width, height = check_screen_size(width, height)
+        self.width, self.height = width, height
+        t, c = self.tile, self.cell
+        self._prev = np.zeros((height, width, 4), np.uint8)
+        self._boxes = np.zeros((-(-height // t), -(-width // t), 4), np.int32)
+        self._cells = (-(-height // c), -(-width // c))
+        self._votes = np.zeros(2 * height - 1, np.int32)
+        self._hash_prev = np.empty(height, np.uint64)
+        self._hash_cur = np.empty(height, np.uint64)
+        self._whole = True
+
+    def update(self, frame: np.ndarray) -> Changes:
+        """Changes from the previous frame to ``frame`` ((H, W, 4) uint8 BGRA); keeps no reference to it."""
+        start = time.perf_counter()
+        frame = self._checked(frame)
+        stats = DetectStats()
+        if self._whole:
+            np.copyto(self._prev, frame)
+            self._whole = False
+            changes = Changes([], split_rect(0, 0, self.width, self.height))
+            stats.rect_pixels = self.width * self.height
+        else:
+            changes = self._diff(frame, stats)
+        stats.rects, stats.copies = len(changes.rects), len(changes.copies)
+        stats.seconds = time.perf_counter() - start
+        self.stats = stats
+        return changes
+
+    def _checked(self, frame: np.ndarray) -> np.ndarray:
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 4:
+            raise ValueError("frame must be a (H, W, 4) uint8 BGRA numpy array")
+        if frame.shape[:2] != (self.height, self.width):
+            raise FrameSizeError(
+                f"frame is {frame.shape[1]}x{frame.shape[0]} but the detector is {self.width}x{self.height}; "
+                "call resize() first")
+        return np.ascontiguousarray(frame)
+
+    def _diff(self, frame: np.ndarray, stats: DetectStats) -> Changes:
+        t0 = time.perf_counter()
+        boxes = self._boxes
+        ndirty = _tiles.diff_tiles(self._prev, frame, self.tile, boxes)
+        stats.dirty_tiles = ndirty
+        stats.compare_seconds = time.perf_counter() - t0
+        if ndirty == 0:
+            return Changes()
+        dirty = boxes[:, :, 2] > 0
+        copies: list[tuple[int, int, int, int, int, int]] = []
+        area = int(((boxes[:, :, 2] - boxes[:, :, 0]) * (boxes[:, :, 3] - boxes[:, :, 1])).sum())
+        if area >= MOVE_MIN_AREA:
+            t1 = time.perf_counter()
+            copies = _ordered(self._find_moves(frame, dirty))
+            stats.move_seconds = time.perf_counter() - t1
+        if copies:
+            prev, t = self._prev, self.tile
+            select = dirty.copy()
+            for x0, y0, x1, y1, dx, dy in copies:
+                _scroll.apply_copy(prev, x0 - dx, y0 - dy, x0, y0, x1 - x0, y1 - y0)
+                select[y0 // t:-(-y1 // t), x0 // t:-(-x1 // t)] = True
+                stats.copy_pixels += (x1 - x0) * (y1 - y0)
+            for x0, y0, x1, y1, _, _ in copies:
+                # A tile wholly inside a verified copy already equals the new frame (destinations are
+                # disjoint, and the order guarantees each copy read unmodified pixels).
+                tx0, ty0 = -(-x0 // t), -(-y0 // t)
+                tx1 = x1 // t if x1 < self.width else -(-x1 // t)
+                ty1 = y1 // t if y1 < self.height else -(-y1 // t)
+                select[ty0:ty1, tx0:tx1] = False
+            _tiles.diff_tiles(prev, frame, t, boxes, select.view(np.uint8))
+        rects, merged = boxes_to_rects(boxes)
+        for x, y, w, h in merged.tolist():
+            self._prev[y:y + h, x:x + w] = frame[y:y + h, x:x + w]
+            stats.rect_pixels += w * h
+        return Changes([(x0 - dx, y0 - dy, x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1, dx, dy in copies], rects)
+
+    # -- moves ------------------------------------------------------------------------------
+
+    def _find_moves(self, frame: np.ndarray, dirty: np.ndarray) -> list[tuple[int, int, int, int, int, int]]:
+        """Verified moved rectangles ``(x0, y0, x1, y1, dx, dy)`` with disjoint destinations."""
+        c, t = self.cell, self.tile
+        ch, cw = self._cells
+        # Cell grid: a cell changed when it meets its tile's box of changed pixels.
+        k = t // c
+        box = np.repeat(np.repeat(self._boxes, k, axis=0), k, axis=1)[:ch, :cw]
+        cx = np.arange(cw)[None, :] * c
+        cy = np.arange(ch)[:, None] * c
+        cell_dirty = ((box[:, :, 0] < cx + c) & (cx < box[:, :, 2]) & (box[:, :, 1] < cy + c) & (cy < box[:, :, 3]))
+        # Groups of changed tiles, and the box around each: unchanged cells inside a box (the blank
+        # parts of a scrolled page) may join a copy, so a moved region becomes a few large copies.
+        labels = np.zeros(dirty.shape, np.int32)
+        groups = _rects.label_tiles(dirty.view(np.uint8), labels)
+        boxed = np.zeros(dirty.shape, bool)
+        for y0, x0, y1, x1 in _label_boxes(labels, groups):
+            boxed[y0:y1, x0:x1] = True
+        candidates = cell_dirty | np.repeat(np.repeat(boxed, k, axis=0), k, axis=1)[:ch, :cw]
+        select = candidates.view(np.uint8)
+        matches: dict[tuple[int, int], np.ndarray] = {}
+        for vector in self._shift_candidates(frame, dirty):
+            matches[vector] = self._match(frame, vector, select)
+        explained = np.zeros((ch, cw), bool)
+        for m in matches.values():
+            explained |= m
+        remaining = cell_dirty & ~explained
+        left, changed = int(remaining.sum()), int(cell_dirty.sum())
+        # Search 2D moves when much is unexplained, unless a vertical move explained most (then the
+        # rest is the content a scroll exposed).
+        if left * c * c >= MOVE_MIN_AREA and left >= PLANAR_MIN_SHARE * changed \
+                and int((explained & cell_dirty).sum()) < VERTICAL_ENOUGH * changed:
+            for vector in self._planar_candidates(frame, labels, remaining):
+                if vector not in matches:
+                    matches[vector] = self._match(frame, vector, select)
+        # The vector that explains most changed cells claims its cells first.
+        taken = np.zeros((ch, cw), bool)
+        found: list[tuple[int, int, int, int, int, int]] = []
+        for vector in sorted(matches, key=lambda v: -int(np.count_nonzero(matches[v] & cell_dirty))):
+            self._take_matches(frame, vector, matches[vector] & ~taken, cell_dirty, taken, found)
+        return found
+
+    def _match(self, frame: np.ndarray, vector: tuple[int, int], select: np.ndarray) -> np.ndarray:
+        matched = np.zeros(select.shape, np.uint8)
+        _scroll.match_cells(self._prev, frame, self.cell, vector[0], vector[1], select, matched)
+        return matched.view(bool)
+
+    def _shift_candidates(self, frame: np.ndarray, dirty: np.ndarray) -> list[tuple[int, int]]:
+        """Vertical shifts voted by row hashes, per run of dirty tiles down a few tile columns."""
+        t, h, w = self.tile, self.height, self.width
+        votes = self._votes
+        votes[:] = 0
+        hp, hc = self._hash_prev, self._hash_cur
+        padded = np.zeros((dirty.shape[0] + 2, dirty.shape[1]), bool)
+        padded[1:-1] = dirty
+        cols, rows = np.nonzero((padded[1:] != padded[:-1]).T)  # run edges, column by column
+        run_cols, starts, ends = cols[0::2], rows[0::2], rows[1::2]
+        if not len(run_cols):
+            return []
+        # Columns with a run of two tiles or more vote; a scroll moves many columns alike.
+        tall = np.unique(run_cols[ends - starts >= 2])
+        if not len(tall):
+            tall = np.unique(run_cols)
+        picks = set(tall[np.linspace(0, len(tall) - 1, min(MAX_VOTE_COLUMNS, len(tall))).astype(int)].tolist())
+        for tx, ty0, ty1 in zip(run_cols.tolist(), starts.tolist(), ends.tolist()):
+            y0, y1 = ty0 * t, min(ty1 * t, h)
+            if tx not in picks or y1 - y0 < 2:
+                continue
+            # The middle of the tile column: a cache line or two per row is enough to vote.
+            x0, x1 = tx * t, min(tx * t + t, w)
+            x0 = max(x0, (x0 + x1 - VOTE_WIDTH) // 2)
+            x1 = min(x1, x0 + VOTE_WIDTH)
+            _scroll.row_hashes(self._prev, x0, x1, y0, y1, hp)
+            _scroll.row_hashes(frame, x0, x1, y0, y1, hc)
+            _scroll.vote_shifts(hp[:y1 - y0], hc[:y1 - y0], h - 1, MAX_ROW_REPEAT, votes)
+        best = np.argsort(votes)[::-1][:MAX_SHIFT_CANDIDATES].tolist()
+        # A runner-up far behind the winner is rows that repeat (rules, blank lines), not a second scroll.
+        floor = max(MIN_SHIFT_VOTES, int(votes[best[0]]) // RUNNER_UP_SHARE)
+        return [(0, i - (h - 1)) for i in best if votes[i] >= floor]
+
+    def _planar_candidates(self, frame: np.ndarray, labels: np.ndarray, remaining: np.ndarray) -> list[tuple[int, int]]:
+        """2D vectors voted by runs sampled from the unexplained cells, found in the previous frame."""
+        c, t, w, h = self.cell, self.tile, self.width, self.height
+        if w < KEY_LENGTH:
+            return []
+        # Sample inside regions rather than on their edges (a run straddling a window's edge is found
+        # nowhere), spread by the golden ratio so the picks do not alias with rows of cells.
+        inner = remaining.copy()
+        inner[1:] &= remaining[:-1]
+        inner[:-1] &= remaining[1:]
+        inner[:, 1:] &= remaining[:, :-1]
+        inner[:, :-1] &= remaining[:, 1:]
+        cells = np.argwhere(inner if np.count_nonzero(inner) >= MAX_KEYS else remaining)
+        spread = (np.arange(min(MAX_KEYS, len(cells))) * 0.6180339887498949) % 1.0
+        picks = cells[np.sort((spread * len(cells)).astype(int))]
+        keys: list[tuple[int, int]] = []
+        for cy, cx in picks.tolist():
+            x = min(max(cx * c + c // 2 - KEY_LENGTH // 2, 0), w - KEY_LENGTH)
+            y_top, y_end = cy * c, min(cy * c + c, h)
+            for y in dict.fromkeys((y_top + (y_end - y_top) // 2, y_top + (y_end - y_top) // 4,
+                                    y_top + 3 * (y_end - y_top) // 4)):
+                run = frame[y, x:x + KEY_LENGTH].view(np.uint32).ravel()
+                if (np.count_nonzero(run[1:] != run[:-1]) >= 2
+                        and not np.array_equal(run, self._prev[y, x:x + KEY_LENGTH].view(np.uint32).ravel())):
+                    keys.append((x, y))
+                    break
+        if not keys:
+            return []
+        # Search the groups of changed tiles that hold unexplained cells: a moved window's old
+        # place changed too, and touches or overlaps its new place.
+        k = t // c
+        groups = np.unique(labels[np.nonzero(remaining)[0] // k, np.nonzero(remaining)[1] // k])
+        rows, cols = np.nonzero(np.isin(labels, groups[groups > 0]))
+        region = (int(cols.min()) * t, int(rows.min()) * t, min(int(cols.max()) * t + t, w),
+                  min(int(rows.max()) * t + t, h))
+        key_arr = np.array(keys, np.int32)
+        hits = np.zeros((len(keys), MAX_KEY_HITS, 2), np.int32)
+        counts = np.zeros(len(keys), np.int32)
+        _scroll.find_segments(self._prev, frame, key_arr, KEY_LENGTH, *region, hits, counts)
+        tally: Counter[tuple[int, int]] = Counter()
+        for (kx, ky), n, found in zip(keys, counts.tolist(), hits.tolist()):
+            if 0 < n <= MAX_KEY_HITS:
+                tally.update({(kx - px, ky - py) for px, py in found[:n]} - {(0, 0)})
+        return [v for v, _ in tally.most_common(MAX_PLANAR_CANDIDATES)]
+
+    def _take_matches(self, frame: np.ndarray, vector: tuple[int, int], matched: np.ndarray, changed: np.ndarray,
+                      taken: np.ndarray, found: list[tuple[int, int, int, int, int, int]]) -> None:
+        """Turn the cells matching ``vector`` into copies, grown to the pixel, and mark their cells taken.
+
+        Changed cells that match seed the copies; around each group of seeds the box of matching
+        cells (unchanged ones included) becomes one copy when every cell in it matches, so a moved
+        region is one copy, not a patchwork.
+        """
+        c, (dx, dy) = self.cell, vector
+        labels = np.zeros(matched.shape, np.int32)
+        groups = _rects.label_tiles((matched & changed).view(np.uint8), labels)
+        placed = [list(f[:4]) for f in found]
+        free = matched.copy()  # matching cells no copy touches yet
+        new: list[list[int]] = []
+
+        def place(cx0: int, cy0: int, cx1: int, cy1: int) -> None:
+            if not free[cy0:cy1, cx0:cx1].all():
+                return  # an earlier piece grew into these cells: they go as pixels
+            # Grow to the exact edge of the moved region, clear of every copy placed so far.
+            rect = np.array([cx0 * c, cy0 * c, min(cx1 * c, self.width), min(cy1 * c, self.height)], np.int32)
+            _scroll.grow_copy(self._prev, frame, dx, dy, rect, 2 * c, np.array(placed, np.int32).reshape(-1, 4))
+            x0, y0, x1, y1 = rect.tolist()
+            placed.append([x0, y0, x1, y1])
+            new.append([x0, y0, x1, y1])
+            free[y0 // c:-(-y1 // c), x0 // c:-(-x1 // c)] = False
+
+        for y0, x0, y1, x1 in _label_boxes(labels, groups):
+            core = _peel(free[y0:y1, x0:x1])
+            if core is not None:
+                place(x0 + core[1], y0 + core[0], x0 + core[3], y0 + core[2])
+            # The group's changed cells still free: an exact partition (zero overhead joins only
+            # exact unions).
+            left = (labels[y0:y1, x0:x1] > 0) & free[y0:y1, x0:x1]
+            if left.any():
+                ys, xs = np.nonzero(left)
+                boxes = np.zeros(left.shape + (4,), np.int32)
+                boxes[ys, xs] = np.stack([xs, ys, xs + 1, ys + 1], axis=1)
+                parts = np.empty((len(ys), 4), np.int32)
+                for x, y, pw, ph in parts[:_rects.merge_boxes(boxes, 0, parts)].tolist():
+                    place(x0 + x, y0 + y, x0 + x + pw, y0 + y + ph)
+        for x0, y0, x1, y1 in _join(new):
+            found.append((x0, y0, x1, y1, dx, dy))
+            taken[y0 // c:-(-y1 // c), x0 // c:-(-x1 // c)] = True
+
+
+def _peel(block: np.ndarray) -> tuple[int, int, int, int] | None:
+    """A large all-True box ``(r0, c0, r1, c1)`` in ``block``, by peeling the emptiest side off."""
+    r0, c0, (r1, c1) = 0, 0, block.shape
+    while r0 < r1 and c0 < c1:
+        sub = block[r0:r1, c0:c1]
+        if sub.all():
+            return r0, c0, r1, c1
+        gaps = [np.count_nonzero(~sub[0]) / (c1 - c0), np.count_nonzero(~sub[-1]) / (c1 - c0),
+                np.count_nonzero(~sub[:, 0]) / (r1 - r0), np.count_nonzero(~sub[:, -1]) / (r1 - r0)]
+        side = gaps.index(max(gaps))
+        if side == 0:
+            r0 += 1
+        elif side == 1:
+            r1 -= 1
+        elif side == 2:
+            c0 += 1
+        else:
+            c1 -= 1
+    return None
+
+
+def _join(rects: list[list[int]]) -> list[list[int]]:
+    """Join disjoint boxes two by two while two share a whole edge (their union is then exact)."""
+    rects = list(rects)
+    i = 0
+    while i < len(rects) and len(rects) <= MAX_JOIN:
+        a = rects[i]
+        for j in range(i + 1, len(rects)):
+            b = rects[j]
+            if ((a[0], a[2]) == (b[0], b[2]) and (a[3] == b[1] or b[3] == a[1])) or \
+                    ((a[1], a[3]) == (b[1], b[3]) and (a[2] == b[0] or b[2] == a[0])):
+                rects[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                del rects[j]
+                break
+        else:
+            i += 1
+    return rects
+
+
+def _label_boxes(labels: np.ndarray, groups: int) -> list[tuple[int, int, int, int]]:
+    """Bounding box ``(y0, x0, y1, x1)`` (end exclusive) of each label 1..groups, in label order."""
+    if groups == 0:
+        return []
+    ys, xs = np.nonzero(labels)
+    which = labels[ys, xs]
+    lo_y, lo_x = np.full(groups + 1, labels.shape[0]), np.full(groups + 1, labels.shape[1])
+    hi_y, hi_x = np.zeros(groups + 1, int), np.zeros(groups + 1, int)
+    np.minimum.at(lo_y, which, ys)
+    np.minimum.at(lo_x, which, xs)
+    np.maximum.at(hi_y, which, ys + 1)
+    np.maximum.at(hi_x, which, xs + 1)
+    return list(zip(lo_y[1:].tolist(), lo_x[1:].tolist(), hi_y[1:].tolist(), hi_x[1:].tolist()))
+
+
+def _ordered(moves: list[tuple[int, int, int, int, int, int]]) -> list[tuple[int, int, int, int, int, int]]:
+    """Order copies so none reads pixels an earlier one overwrote; copies caught in a cycle are dropped.
+
+    Copy i must precede copy j when j's destination overlaps i's source. Only
+    the MAX_COPIES largest copies of at least MIN_COPY_AREA pixels are kept:
+    smaller ones save less than they cost the viewer.
+    """
+    moves = sorted((m for m in moves if (m[2] - m[0]) * (m[3] - m[1]) >= MIN_COPY_AREA),
+                   key=lambda m: -(m[2] - m[0]) * (m[3] - m[1]))[:MAX_COPIES]
+    n = len(moves)
+    before: list[list[int]] = [[] for _ in range(n)]  # before[i]: copies that must wait for i
+    waiting = [0] * n
+    for i, (sx0, sy0, sx1, sy1, dx, dy) in enumerate(moves):
+        sx0, sy0, sx1, sy1 = sx0 - dx, sy0 - dy, sx1 - dx, sy1 - dy
+        for j, (x0, y0, x1, y1, _, _) in enumerate(moves):
+            if i != j and x0 < sx1 and sx0 < x1 and y0 < sy1 and sy0 < y1:
+                before[i].append(j)
+                waiting[j] += 1
+    out = []
+    alive = set(range(n))
+    while alive:
+        ready = [i for i in sorted(alive) if waiting[i] == 0]
+        if not ready:  # a cycle (two regions swapped): drop the smallest copy, its pixels go as rects
+            ready_drop = max(alive)  # sorted by size, so the highest index is the smallest
+            alive.discard(ready_drop)
+            for j in before[ready_drop]:
+                waiting[j] -= 1
+            continue
+        for i in ready:
+            alive.discard(i)
+            out.append(moves[i])
+            for j in before[i]:
+                waiting[j] -= 1
+    return out

@@ -1,0 +1,35 @@
+"""Options shared by the commands: secrets read without putting them in argv."""
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+
+from agent.errors import UsageError
+
+
+def read_password(path: str | None, *, env: str = "REJNET_PASSWORD", prompt: str = "Session password: ",
+                  hint: str = "") -> str:
+    """The password from a file's first line, the environment or an interactive prompt (never from argv).
+
+    Taken as written (only the file's line ending is dropped); ``hint`` names
+    the caller's other options in the "no password" message.
+    """
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                value = fh.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise UsageError(f"cannot read the password file {path}: {exc.strerror}") from None
+        if not value:
+            raise UsageError(f"the password file {path} is empty: its first line is the password")
+        return value
+    value = os.environ.get(env, "")
+    if value:
+        return value
+    if sys.stdin is not None and sys.stdin.isatty():
+        value = getpass.getpass(prompt)
+        if value:
+            return value
+        raise UsageError("an empty password is not allowed")
+    raise UsageError(f"no password: use --password-file FILE, set {env}{hint}, or run interactively")

@@ -1,0 +1,114 @@
+"""``rejnet-agent`` with no command: start a support session and run it to its end."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+
+from agent.commands.screens import add_screen_arguments, open_screen
+from agent.session import lifecycle as lc
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    link = parser.add_mutually_exclusive_group()
+    link.add_argument("--relay", metavar="HOST:PORT", help="the relay to register with (default: $REJNET_RELAY)")
+    link.add_argument("--listen", metavar="HOST:PORT",
+                      help="accept a viewer directly on this address (LAN), with the same encrypted channel")
+    add_screen_arguments(parser, what="share")
+    parser.add_argument("--control", metavar="PATH", help="control socket path "
+                        "(default: $XDG_RUNTIME_DIR/rejnet-agent/control.sock)")
+    parser.add_argument("--consent-db", metavar="PATH", help="consent ledger (default: ~/.local/share/rejnet-agent/consent.db)")
+    parser.add_argument("--confirm-each", action="store_true",
+                        help="the customer must accept each connection ('rejnet-agent ctl accept'); no answer rejects")
+    parser.add_argument("--confirm-timeout", type=float, default=120.0, metavar="S",
+                        help="seconds to wait for accept/reject (default %(default)s)")
+    parser.add_argument("--consent", choices=("view", "control"), metavar="view|control",
+                        help="record the customer's consent to the packaged service terms at start "
+                             "(what a launcher does with 'ctl consent'); without it, nothing is shared until consent")
+    parser.add_argument("--fps", type=float, default=30.0, help="highest capture rate (default %(default)s)")
+    parser.add_argument("--no-compression", dest="compress", action="store_false",
+                        help="send the screen without the channel's long-window compression: less CPU on this "
+                             "PC, several times the bytes on text (default: compress)")
+    parser.add_argument("--json", action="store_true",
+                        help="machine-readable: a {\"event\":\"ready\",...} line, then one JSON event per line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.session.agent import AgentConfig
+
+    relay = args.relay or (None if args.listen else os.environ.get("REJNET_RELAY"))
+    config = AgentConfig(relay=relay, listen=args.listen, display=args.display,
+                         source=open_screen(args.screen) if args.screen else None,
+                         control_path=args.control, consent_db=args.consent_db, confirm_each=args.confirm_each,
+                         confirm_timeout=args.confirm_timeout, fps=args.fps,
+                         compress=args.compress)
+    return asyncio.run(_main(config, args.json, args.consent))
+
+
+async def _main(config, as_json: bool, consent: str | None = None) -> int:
+    from agent.relay.protocol import format_session_id
+    from agent.session.agent import Agent
+
+    def show(session_id: str, password: str) -> None:
+        if not as_json:
+            print(f"Session ID: {format_session_id(session_id)}\nPassword:   {password}\n"
+                  "Read both to the technician. Press Ctrl-C to end the session.", flush=True)
+
+    agent = Agent(config, on_credentials=show)
+    await agent.start()
+    if consent:
+        from agent.control.protocol import ControlError
+        from agent.errors import RejnetError
+
+        try:
+            await agent.consent(consent)
+        except ControlError as exc:
+            await agent.close()
+            raise RejnetError(str(exc)) from None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, agent._apply, lc.Terminate(by="signal", reason=f"stopped by {sig.name}"))
+    if as_json:
+        ready = {"event": "ready", "control": agent.control.path if agent.control else None,
+                 "session": agent.machine.session_id, "state": agent.machine.state.value}
+        if agent.listen_address:
+            ready["listen"] = "%s:%d" % agent.listen_address
+        print(json.dumps(ready), flush=True)
+
+    async def printer() -> None:
+        async for event in agent.events():
+            if as_json:
+                print(json.dumps(event), flush=True)
+            elif event.get("event") in ("viewer", "viewer_left", "password_rotated", "confirm", "safety_code"):
+                print(_describe(event), flush=True)
+
+    printing = asyncio.create_task(printer())
+    try:
+        reason, code = await agent.wait()
+    finally:
+        await agent.close()
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(printing, 1.0)
+    if not as_json:
+        print(f"Session ended: {reason}", file=sys.stderr)
+    return code
+
+
+def _describe(event: dict) -> str:
+    kind = event.get("event")
+    if kind == "viewer":
+        return f"Technician connected from {event.get('address')}"
+    if kind == "safety_code":
+        return f"Safety code: {event.get('code')} (the technician's viewer shows the same; compare them on the phone)"
+    if kind == "viewer_left":
+        return f"Technician disconnected ({event.get('reason')})"
+    if kind == "password_rotated":
+        return "Too many wrong passwords: a new password was issued (see 'rejnet-agent ctl credentials')"
+    if kind == "confirm":
+        return "A technician is waiting: give consent / accept with 'rejnet-agent ctl consent --scope view' / 'ctl accept'"
+    return str(event)

@@ -1,0 +1,113 @@
+"""``rejnet-viewer SESSION_ID``: the technician's command."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shlex
+import signal
+import sys
+
+from agent.commands.options import read_password
+from agent.net import parse_address
+from agent.errors import UsageError
+from agent.session.password import normalize_input
+from agent.relay.protocol import DEFAULT_PORT, parse_session_id
+from agent.viewer.bridge import DEFAULT_LISTEN, BridgeConfig, ViewerBridge
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("session", metavar="SESSION_ID", help="the 9-digit session ID the customer reads out (any spacing)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--relay", metavar="HOST:PORT", help="relay address (default: $REJNET_RELAY)")
+    where.add_argument("--direct", metavar="HOST:PORT", help="connect straight to an agent started with --listen")
+    parser.add_argument("--listen", metavar="127.0.0.1:PORT", default=f"{DEFAULT_LISTEN[0]}:{DEFAULT_LISTEN[1]}",
+                        help="where local VNC viewers connect (loopback only; default %(default)s; port 0 picks one)")
+    parser.add_argument("--password-file", metavar="F", help="read the session password from F "
+                        "(else $REJNET_PASSWORD, else a prompt)")
+    parser.add_argument("--exec", dest="exec_cmd", metavar="CMD",
+                        help="start a VNC viewer once ready, e.g. 'vncviewer {host}::{port}'; the session ends when it exits")
+    parser.add_argument("--json", action="store_true", help="print events as JSON lines on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    session_id = parse_session_id(args.session)
+    relay = direct = None
+    if args.direct:
+        direct = parse_address(args.direct)
+    else:
+        relay_text = args.relay or os.environ.get("REJNET_RELAY")
+        if not relay_text:
+            raise UsageError("no relay: pass --relay HOST:PORT or set REJNET_RELAY (or --direct HOST:PORT)")
+        relay = parse_address(relay_text, DEFAULT_PORT)
+    listen = parse_address(args.listen, allow_port_zero=True)
+    # people read the password in groups and may type capitals or dashes
+    password = normalize_input(read_password(args.password_file))
+    config = BridgeConfig(session_id=session_id, password=password, relay=relay, direct=direct, listen=listen)
+    return asyncio.run(_main(config, args.exec_cmd, args.json))
+
+
+def _printer(as_json: bool):
+    def emit(event: dict) -> None:
+        if as_json:
+            print(json.dumps(event), flush=True)
+            return
+        kind = event.get("event")
+        if kind == "authenticated":
+            print(f"Connected. Safety code: {event['safety_code']} (ask the customer to confirm it)", flush=True)
+        elif kind == "listening":
+            print(f"Point a VNC viewer at {event['host']}::{event['port']}", flush=True)
+        elif kind == "local_viewer":
+            state = "connected" if event["connected"] else "disconnected"
+            print(f"Local viewer {state}", flush=True)
+    return emit
+
+
+async def _main(config: BridgeConfig, exec_cmd: str | None, as_json: bool) -> int:
+    emit = _printer(as_json)
+    bridge = ViewerBridge(config, on_event=emit)
+    await bridge.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, bridge.stop)
+    child = None
+    watcher = None
+    if exec_cmd:
+        assert bridge.address is not None
+        host, port = bridge.address
+        argv = [part.format(host=host, port=port, display=port - 5900) for part in shlex.split(exec_cmd)]
+        try:
+            child = await asyncio.create_subprocess_exec(*argv)
+        except OSError as exc:
+            await bridge.close()
+            raise UsageError(f"cannot start {argv[0]}: {exc.strerror}") from None
+
+        async def watch() -> None:
+            await child.wait()
+            bridge.stop()
+
+        watcher = asyncio.create_task(watch())
+    try:
+        await bridge.wait()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        if child is not None and child.returncode is None:
+            child.terminate()
+        await bridge.close()
+    if as_json:
+        emit({"event": "ended", "reason": "closed"})
+    else:
+        print("Session closed", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # python -m agent.commands.viewer, as the link benchmark starts it
+    import sys
+
+    from agent.commands import viewer_main
+
+    sys.exit(viewer_main())

@@ -1,0 +1,176 @@
+"""The one capture loop of a service: grab, detect changes, hand the frame to every connection.
+
+Grab and change detection run in a worker thread (the kernels release the
+GIL). With a damage hint (X DAMAGE) the loop sleeps until X reports drawing
+and grabs only then, confirmed by a full grab at least every
+HINT_CONFIRM_INTERVAL; without one it polls, backing off while the screen is
+idle. Nobody connected means no capture at all.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from agent.capture.base import ScreenSource
+from agent.changes.detector import ChangeDetector, Changes
+from agent.errors import CaptureError
+from agent.models import CursorShape
+
+log = logging.getLogger(__name__)
+
+MAX_IDLE_INTERVAL = 0.25    # slowest capture poll while nothing changes (no damage hint)
+DAMAGE_SETTLE = 0.004       # seconds between X's first damage report and the grab (TigerVNC: DeferUpdate)
+HINT_CONFIRM_INTERVAL = 1.0 # with a damage hint: grab at least this often anyway (a hint is never trusted alone)
+IDLE_BACKOFF = 1.5          # poll interval growth per unchanged frame
+
+FrameHandler = Callable[[np.ndarray, Optional[Changes], Optional[CursorShape]], None]
+
+
+class CaptureLoop:
+    """Captures ``source`` at up to ``fps`` while ``wanted()`` and feeds ``on_frame``."""
+
+    def __init__(self, source: ScreenSource, fps: float, *, on_frame: FrameHandler,
+                 wanted: Callable[[], bool], on_failure: Callable[[BaseException], None]) -> None:
+        self.source = source
+        self.fps = fps
+        self._on_frame = on_frame
+        self._wanted = wanted
+        self._on_failure = on_failure
+        self.frames_captured = 0
+        self.frames_skipped = 0  # ticks where the damage hint spared a grab
+        self.frame: Optional[np.ndarray] = None  # the last frame handed out; nobody writes to it
+        self.cursor: Optional[CursorShape] = None
+        self._hint: Any = None  # None: not probed yet; False: the source has no damage hint
+        self._detector: Optional[ChangeDetector] = None
+        self._detector_size = (0, 0)
+        self._wake = asyncio.Event()
+        self._input_seen = False  # input usually changes the screen: poll at full rate again
+        self._task: Optional[asyncio.Task[None]] = None
+        self._closing = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The size connections are served at: the last frame's, else the source's."""
+        return self.source.size if self.frame is None else (self.frame.shape[1], self.frame.shape[0])
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    def wake(self) -> None:
+        """Look at the screen now (a viewer arrived, or asked)."""
+        self._wake.set()
+
+    def note_input(self) -> None:
+        """Input was injected: the screen is about to change, so grab now rather than after a back-off."""
+        if not self._input_seen:
+            self._input_seen = True
+            self._wake.set()
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    def _damage_hint(self) -> Optional[Callable[[], Optional[bool]]]:
+        """The source's "anything drawn since the last grab?" query (X DAMAGE), if it has a working one."""
+        if self._hint is None:
+            query = getattr(self.source, "damaged", None)
+            self._hint = query if callable(query) and query() is not None else False
+        return self._hint or None
+
+    def _grab(self, force: bool = True) -> Optional[tuple[np.ndarray, Changes, Optional[CursorShape]]]:
+        """Worker thread: capture, detect, and copy the frame only when it changed.
+
+        Returns None, without grabbing, when the damage hint says nothing was
+        drawn and ``force`` is off; the tile hashes confirm every grab.
+        """
+        hint = self._damage_hint()
+        if not force and hint is not None and hint() is False:
+            return None
+        frame = self.source.grab()
+        height, width = frame.shape[:2]
+        if self._detector is None:
+            self._detector = ChangeDetector(width, height)
+        elif self._detector_size != (width, height):
+            self._detector.resize(width, height)
+        self._detector_size = (width, height)
+        changes = self._detector.update(frame)
+        owned = self.frame
+        if owned is None or not changes.is_empty() or owned.shape != frame.shape:
+            # viewers encode from a frame nobody writes to; a source that may reuse its buffer is copied
+            owned = frame if self.source.fresh_frames else frame.copy()
+        return owned, changes, self.source.cursor()
+
+    async def _wait_for_damage(self, timeout: float) -> None:
+        """Sleep until the X connection has news (a DAMAGE event), a wake-up, or ``timeout``."""
+        fileno = getattr(self.source, "hint_fileno", None)
+        fd = fileno() if callable(fileno) else None
+        if fd is None or timeout <= 0:
+            await asyncio.sleep(min(max(timeout, 0.0), 1.0 / self.fps))
+            return
+        loop = asyncio.get_running_loop()
+        readable = loop.create_future()
+        loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({readable, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(fd)
+            waker.cancel()
+            readable.cancel()
+        if readable.done() and not readable.cancelled():
+            # one keystroke is several X drawing requests (glyph, cursor, status line):
+            # a short pause lets one grab catch them all instead of one now and one a frame later
+            await asyncio.sleep(DAMAGE_SETTLE)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = 1.0 / self.fps
+        last_grab = float("-inf")
+        try:
+            while not self._closing:
+                if not self._wanted():
+                    self._wake.clear()
+                    await self._wake.wait()  # nobody to serve: no capture at all
+                    continue
+                started = loop.time()
+                self._wake.clear()  # wake-ups during the grab count for the next wait
+                input_seen, self._input_seen = self._input_seen, False
+                force = input_seen or self.frame is None or started - last_grab >= HINT_CONFIRM_INTERVAL
+                grabbed = await asyncio.to_thread(self._grab, force)
+                if grabbed is None:  # the damage hint says idle: sleep until X reports drawing
+                    self.frames_skipped += 1
+                    await self._wait_for_damage(last_grab + HINT_CONFIRM_INTERVAL - loop.time())
+                    await asyncio.sleep(max(0.0, 1.0 / self.fps - (loop.time() - started)))
+                    continue
+                frame, changes, cursor = grabbed
+                last_grab = started
+                self.frames_captured += 1
+                self.frame, self.cursor = frame, cursor
+                self._on_frame(frame, changes, cursor)
+                if changes.is_empty() and not input_seen and self._hint is False:
+                    # no damage hint: back off polling an idle screen (with one, ticks are cheap hint checks)
+                    interval = min(interval * IDLE_BACKOFF, MAX_IDLE_INTERVAL)
+                else:
+                    interval = 1.0 / self.fps
+                delay = max(0.0, interval - (loop.time() - started))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                rest = 1.0 / self.fps - (loop.time() - started)
+                if rest > 0:  # woken early (input, new viewer): still never above --fps
+                    await asyncio.sleep(rest)
+        except CaptureError as exc:
+            log.error("capture failed, closing all viewers: %s", exc)
+            self._on_failure(exc)
+        except Exception as exc:  # a bug must not leave viewers hanging on a dead loop
+            log.exception("capture loop crashed")
+            self._on_failure(exc)

@@ -1,0 +1,139 @@
+"""One RFB connection inside a service: its protocol state, update logic and the I/O that moves its bytes.
+
+Works on any (reader, writer) pair with the asyncio streams duck type: TCP
+for ``rejnet-agent rfb``, a stream of the secure channel in a session. The
+receive loop feeds the sans-IO RFBServer and hands client messages to the
+service; the send loop wakes on ``kick()`` and writes one update at a time,
+encoding in a worker thread.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Callable, Optional
+
+from agent.net import close_stream
+from agent.rfb import messages as M
+from agent.rfb.server import RFBServer
+from agent.sansio import NEED_DATA, RemoteProtocolError
+from agent.service.updater import UpdateStats, ViewerUpdater
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+CLOSE_FLUSH_TIMEOUT = 1.0  # seconds the last bytes (a SecurityResult with its reason) get on close
+
+
+class RFBConnection:
+    """One connected RFB client of the service."""
+
+    def __init__(self, peer: str, server: RFBServer, updater: ViewerUpdater, reader: Any, writer: Any) -> None:
+        self.peer = peer
+        self.server = server
+        self.updater = updater
+        self.connected_at = time.monotonic()
+        self._reader = reader
+        self._writer = writer
+        self._kick = asyncio.Event()
+
+    @property
+    def stats(self) -> UpdateStats:
+        return self.updater.stats
+
+    def kick(self) -> None:
+        """Ask this connection's sender to try an update now (new frame, request, link has room)."""
+        self._kick.set()
+
+    def __repr__(self) -> str:
+        return f"<RFBConnection {self.peer} {self.server.width}x{self.server.height}>"
+
+    async def run(self, dispatch: Callable[["RFBConnection", object], None]) -> None:
+        """Receive and send until the client leaves; raises the reason it had to be closed."""
+        receiver = asyncio.ensure_future(self._receive_loop(dispatch))
+        sender = asyncio.ensure_future(self._send_loop())
+        try:
+            done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (receiver, sender):
+                task.cancel()
+            for task in (receiver, sender):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for task in done:
+            task.result()  # re-raise the reason, for the service to log
+
+    async def _receive_loop(self, dispatch: Callable[["RFBConnection", object], None]) -> None:
+        server = self.server
+        while True:
+            event = server.next_event()
+            if event is NEED_DATA:
+                self.kick()  # answer requests and flush fence replies before blocking
+                server.receive_data(await self._reader.read(READ_SIZE))
+                continue
+            if isinstance(event, M.ConnectionClosed):
+                log.info("viewer %s disconnected", self.peer)
+                return
+            dispatch(self, event)
+
+    async def _send_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        updater = self.updater
+        timer: Optional[asyncio.TimerHandle] = None
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            now = loop.time()
+            job = updater.prepare_update(now)
+            if job is not None:
+                # Encoding releases the GIL: other viewers, input and capture go on meanwhile.
+                encoded = await asyncio.to_thread(updater.encode_job, job)
+                updater.finish_update(job, encoded, loop.time())
+            if updater.close_reason is not None:
+                raise RemoteProtocolError(updater.close_reason)
+            await flush(self._writer, self.server)
+            if timer is not None:
+                timer.cancel()
+                timer = None
+            due = updater.refresh_due_at(now)
+            if due is not None and due > now and updater.wants_update:
+                timer = loop.call_at(due, self.kick)  # the lossless refresh of JPEG areas
+
+
+async def flush(writer: Any, server: RFBServer) -> None:
+    """Write what the protocol object has to send and wait for the transport to take it."""
+    data = server.data_to_send()
+    if data:
+        writer.write(data)
+        await writer.drain()
+
+
+async def handshake(reader: Any, writer: Any, server: RFBServer, peer: str, auth_failure_delay: float) -> bool:
+    """Up to ClientInit; False when the client failed authentication or left."""
+    while True:
+        event = server.next_event()
+        if event is NEED_DATA:
+            await flush(writer, server)
+            server.receive_data(await reader.read(READ_SIZE))
+            continue
+        if isinstance(event, M.ClientInit):
+            return True
+        if isinstance(event, M.AuthenticationFailed):
+            log.warning("viewer %s failed VNC authentication", peer)
+            await asyncio.sleep(auth_failure_delay)
+            return False
+        if isinstance(event, M.ConnectionClosed):
+            log.info("viewer %s left during the handshake", peer)
+            return False
+
+
+async def close_connection(writer: Any, server: RFBServer) -> None:
+    """Send the last words (e.g. a SecurityResult with its reason), then close for good."""
+    with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+        data = server.data_to_send()
+        if data and not writer.is_closing():
+            writer.write(data)
+            await asyncio.wait_for(writer.drain(), CLOSE_FLUSH_TIMEOUT)
+    with contextlib.suppress(RuntimeError):  # a transport whose loop is already gone
+        await close_stream(writer)

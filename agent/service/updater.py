@@ -1,0 +1,295 @@
+"""One viewer's update logic: what to send, when (DESIGN §2; TigerVNC's VNCSConnectionST).
+
+A ViewerUpdater ties together, for ONE viewer, its RFBServer connection, its
+UpdateTracker (what the viewer has not seen yet) and its EncodeManager
+(encoder state). It is fed every captured frame with the detector's changes,
+and the viewer's events; ``write_update(now)`` then writes at most one
+FramebufferUpdate into the server's outgoing buffer. RFB is pull-based: a
+slow viewer simply asks less often and the tracker coalesces what it missed.
+
+Sans-IO like the protocol: no clock and no sockets; ``now`` is passed in, so
+tests drive it deterministically. The owner sends ``server.data_to_send()``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from agent.encode.manager import EncodeManager
+from agent.rfb import constants as C
+from agent.rfb import messages as M
+from agent.rfb.server import RFBServer, ServerState
+from agent.changes.tracker import UpdateTracker
+from agent.models import Copy, CursorShape, Rect, copy_destination, rect_intersect, rect_union
+
+LOSSLESS_REFRESH_DELAY = 0.3  # seconds a JPEG-sent area must stay unchanged before its lossless refresh
+
+
+@dataclass
+class UpdateStats:
+    """What the session layer observes about one viewer's updates."""
+
+    updates_sent: int = 0
+    bytes_sent: int = 0
+    rects_sent: int = 0
+    refreshes_sent: int = 0  # lossless refreshes of lossy areas
+    last_update_time: Optional[float] = None
+
+
+@dataclass
+class UpdateJob:
+    """What one update will carry, taken from the tracker; encoded off the event loop."""
+
+    frame: np.ndarray
+    ready: list[bytes]  # rectangles already written (pseudo-encodings)
+    copies: list[Copy]
+    rects: list[Rect]
+    refresh: list[Rect]  # lossy areas to resend losslessly
+
+
+@dataclass
+class EncodedJob:
+    rects: list[bytes]
+    lossy: list[Rect] = field(default_factory=list)
+
+
+
+
+class ViewerUpdater:
+    """Per-viewer update state machine; see the module docstring."""
+
+    def __init__(self, server: RFBServer, *, manager: Optional[EncodeManager] = None,
+                 may_send: Optional[Callable[[], bool]] = None) -> None:
+        self.server = server
+        self.manager = manager if manager is not None else EncodeManager()
+        self.tracker = UpdateTracker(server.width, server.height)
+        self.tracker.mark_all()  # a new viewer has seen nothing
+        self.may_send: Callable[[], bool] = may_send if may_send is not None else (lambda: True)
+        self.frame: Optional[np.ndarray] = None
+        self.stats = UpdateStats()
+        self.on_update: Optional[Callable[[UpdateStats], None]] = None
+        self.close_reason: Optional[str] = None  # set when the viewer must be disconnected
+        self._requested: Optional[Rect] = None  # outstanding FramebufferUpdateRequest region
+        self._empty_reply = False  # a request that covered nothing still gets an (empty) answer
+        self._cu_region: Optional[Rect] = None  # continuous updates region, when enabled
+        self._pending_resize = False
+        self._pending_resize_reply: Optional[tuple[int, int]] = None  # ExtendedDesktopSize (reason, status) to send
+        self._cursor: Optional[CursorShape] = None
+        self._cursor_pending = False
+        self._recent_lossy: list[tuple[Rect, float]] = []
+        self._job: Optional[UpdateJob] = None  # the update being encoded, if any
+        self._deferred: list[object] = []  # encoder-affecting events that arrived meanwhile
+
+    # ---------------------------------------------------------------- inputs
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.server.width, self.server.height
+
+    def handle_event(self, event: object) -> None:
+        """Apply one event from the server connection that concerns updates; others are ignored."""
+        if self._job is not None and isinstance(event, (M.SetPixelFormat, M.SetEncodings)):
+            self._deferred.append(event)  # the encoder is busy with an update taken before this event
+            return
+        if isinstance(event, M.FramebufferUpdateRequest):
+            region = event.clipped(*self.size)
+            if region is None:
+                self._empty_reply = True
+                return
+            self._requested = rect_union(self._requested, region)
+            if not event.incremental:
+                self.tracker.add_changed([region])
+                if self._pending_resize_reply is None and self.server.supports(C.ENC_EXTENDED_DESKTOP_SIZE):
+                    # rfbproto: a full request is how a viewer learns the screen layout, so answer with it.
+                    self._pending_resize_reply = (M.EDS_REASON_SERVER, M.EDS_STATUS_OK)
+        elif isinstance(event, M.SetPixelFormat):
+            self.manager.set_pixel_format(event.pixel_format)
+            self.tracker.mark_all()  # pixels the viewer holds were quantised for the old format
+        elif isinstance(event, M.SetEncodings):
+            self.manager.set_encodings(event.encodings)
+            if self._cursor is not None:
+                self._cursor_pending = True
+        elif isinstance(event, M.EnableContinuousUpdates):
+            if event.enable:
+                region = M.FramebufferUpdateRequest(True, event.x, event.y, event.width, event.height)
+                self._cu_region = region.clipped(*self.size)
+            else:
+                self._cu_region = None  # the server already wrote EndOfContinuousUpdates
+        elif isinstance(event, M.SetDesktopSize):
+            # The customer's screen is theirs: a viewer may not resize it.
+            if self.server.supports(C.ENC_EXTENDED_DESKTOP_SIZE):
+                self._pending_resize_reply = (M.EDS_REASON_CLIENT, M.EDS_STATUS_PROHIBITED)
+
+    def on_frame(self, frame: np.ndarray, changes: Optional[object]) -> None:
+        """A new captured frame (owned by us from now on) and what changed since the previous one.
+
+        ``changes`` is the detector's Changes (``.copies``, ``.rects``) or None
+        for "unknown" (the whole screen is then marked).
+        """
+        height, width = frame.shape[:2]
+        if (width, height) != self.size:
+            self.tracker.resize(width, height)
+            self.server.set_size(width, height)
+            self._pending_resize = True
+            self._requested = None if self._requested is None else (0, 0, width, height)
+            if self._cu_region is not None:
+                self._cu_region = (0, 0, width, height)
+        elif changes is None:
+            self.tracker.mark_all()
+        else:
+            self.tracker.add_changes(changes)
+        self.frame = frame
+
+    def on_cursor(self, cursor: Optional[CursorShape]) -> None:
+        if cursor is None:
+            return
+        if self._cursor is None or cursor.serial != self._cursor.serial:
+            self._cursor = cursor
+            self._cursor_pending = True
+
+    # ---------------------------------------------------------------- lossless refresh
+
+    def _prune_lossy(self, now: float) -> None:
+        self._recent_lossy = [(r, t) for r, t in self._recent_lossy if now - t < LOSSLESS_REFRESH_DELAY]
+
+    def _refresh_rects(self, now: float, region: Rect) -> list[Rect]:
+        """Lossy areas that have been left alone long enough, inside ``region``."""
+        self._prune_lossy(now)
+        out = []
+        for rect in self.manager.lossy_region():
+            if any(rect_intersect(rect, recent) for recent, _ in self._recent_lossy):
+                continue  # still changing (video): refresh once it settles
+            clipped = rect_intersect(rect, region)
+            if clipped is not None:
+                out.append(clipped)
+        return out
+
+    def refresh_due_at(self, now: float) -> Optional[float]:
+        """When a lossless refresh becomes due (``now`` if already), or None when nothing is lossy."""
+        if not self.manager.lossy_region():
+            return None
+        self._prune_lossy(now)
+        if not self._recent_lossy:
+            return now
+        return min(t for _, t in self._recent_lossy) + LOSSLESS_REFRESH_DELAY
+
+    # ---------------------------------------------------------------- output
+
+    @property
+    def wants_update(self) -> bool:
+        """Whether the viewer currently accepts an update (a request is outstanding or CU is on)."""
+        return self._requested is not None or self._cu_region is not None or self._empty_reply
+
+    def write_update(self, now: float) -> int:
+        """Write at most one FramebufferUpdate into the server's buffer; returns the bytes written.
+
+        The same as ``prepare_update``, ``encode_job`` and ``finish_update`` in
+        a row; the asyncio service runs the middle step in a worker thread.
+        """
+        job = self.prepare_update(now)
+        if job is None:
+            return 0
+        return self.finish_update(job, self.encode_job(job), now)
+
+    def prepare_update(self, now: float) -> Optional[UpdateJob]:
+        """Decide whether to send now and take what is pending; None when there is nothing to do."""
+        if self._job is not None:
+            return None  # one update at a time
+        if self.close_reason is not None or self.server.state is not ServerState.NORMAL or self.frame is None:
+            return None  # not ready
+        if not self.wants_update:
+            return None  # nothing requested
+        if not self.may_send():
+            return None  # link congested: changes keep accumulating in the tracker
+        if self._pending_resize:
+            return self._resize_job()
+        region = rect_union(self._requested, self._cu_region)
+        pseudo = self._pseudo_rects()
+        copies, rects = self._take(region)
+        if rects and self.manager.lossy_region():
+            # Changed since it was sent, so not settled, however long a congested link kept us from
+            # sending: a refresh now would resend moving video losslessly and stall the link further.
+            self._recent_lossy += [(r, now) for r in rects]
+        refresh = self._refresh_rects(now, region) if region is not None else []
+        if not (pseudo or copies or rects or refresh or self._empty_reply):
+            return None  # nothing pending: the request stays outstanding
+        self._job = UpdateJob(self.frame, pseudo, copies, rects, refresh)
+        return self._job
+
+    def encode_job(self, job: UpdateJob) -> EncodedJob:
+        """Encode a prepared update. Touches only the EncodeManager, which no one else uses meanwhile."""
+        out = EncodedJob(list(job.ready))
+        if job.copies or job.rects:
+            encoded = self.manager.encode(job.frame, job.copies, job.rects)
+            out.rects += encoded.rects
+            out.lossy = list(encoded.lossy)
+        if job.refresh:
+            out.rects += self.manager.encode(job.frame, [], job.refresh, lossy_allowed=False).rects
+        return out
+
+    def finish_update(self, job: UpdateJob, encoded: EncodedJob, now: float) -> int:
+        """Write the encoded update into the server's buffer and apply what waited for it."""
+        self._job = None
+        self._recent_lossy += [(r, now) for r in encoded.lossy]
+        if job.refresh:
+            self.stats.refreshes_sent += 1
+        n = self._send(encoded.rects, now)
+        deferred, self._deferred = self._deferred, []
+        for event in deferred:
+            self.handle_event(event)
+        return n
+
+    def _take(self, region: Optional[Rect]) -> tuple[list[Copy], list[Rect]]:
+        if region is None or self.tracker.is_empty():
+            return [], []
+        whole = region == (0, 0) + self.size
+        changes = self.tracker.take(None if whole else region)
+        copies = list(changes.copies)
+        rects = list(changes.rects)
+        if copies and not self.server.supports(C.ENC_COPYRECT):
+            # Every destination gets the current pixels instead: correct whatever the copy order.
+            rects = [copy_destination(c) for c in copies] + rects
+            copies = []
+        return copies, rects
+
+    def _pseudo_rects(self) -> list[bytes]:
+        out = []
+        if self._pending_resize_reply is not None:
+            reason, status = self._pending_resize_reply
+            out.append(M.write_extended_desktop_size_rect(*self.size, reason=reason, status=status))
+            self._pending_resize_reply = None
+        if self._cursor_pending and self._cursor is not None and self.server.supports(C.ENC_CURSOR):
+            out.append(self.manager.encode_cursor(self._cursor))
+        self._cursor_pending = False
+        return out
+
+    def _resize_job(self) -> Optional[UpdateJob]:
+        width, height = self.size
+        if self.server.supports(C.ENC_EXTENDED_DESKTOP_SIZE):
+            rect = M.write_extended_desktop_size_rect(width, height)
+        elif self.server.supports(C.ENC_DESKTOP_SIZE):
+            rect = M.write_desktop_size_rect(width, height)
+        else:
+            self.close_reason = (f"the screen size changed to {width}x{height} and the viewer "
+                                 f"does not support the DesktopSize pseudo-encoding")
+            return None
+        self._pending_resize = False
+        # TigerVNC sends the size change alone; the viewer asks again for the new pixels.
+        assert self.frame is not None
+        self._job = UpdateJob(self.frame, [rect], [], [], [])
+        return self._job
+
+    def _send(self, rects: list[bytes], now: float) -> int:
+        n = self.server.send_update(rects)
+        self._requested = None
+        self._empty_reply = False
+        stats = self.stats
+        stats.updates_sent += 1
+        stats.bytes_sent += n
+        stats.rects_sent += len(rects)
+        stats.last_update_time = now
+        if self.on_update is not None:
+            self.on_update(stats)
+        return n

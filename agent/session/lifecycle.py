@@ -1,0 +1,582 @@
+"""The session state machine (DESIGN §5), sans-IO: events in, actions out.
+
+This file owns the lifecycle of one support session. It does no I/O: the
+session layer (agent/session.py) turns what happens on the relay, the secure
+channel, the control socket, signals and timers into the events below, feeds
+them to ``SessionMachine.handle()`` and executes the actions it returns, in
+order. Transitions are data (``_TRANSITIONS``, keyed by state and event type,
+as in h11's ``_state.py``); a missing entry is an ``IllegalTransition`` naming
+the state and the event, raised before anything changes.
+
+::
+
+    starting --Registered--> waiting --ViewerArrived--> authenticating
+       authenticating --AuthFailed--> waiting   (3rd failure: RotatePassword)
+       authenticating --AuthSucceeded--> consent_pending
+       consent_pending --(consent row [+ Accepted if confirm_each])--> active (view | control)
+       consent_pending --Rejected | ConfirmTimedOut--> waiting
+       authenticating | consent_pending | active --ViewerLeft | LinkFailed--> waiting
+       any --Terminate--> ended;  starting | waiting --LinkFailed--> ended
+
+Who triggers what: ``Registered`` the relay link; ``ViewerArrived``,
+``AuthFailed``, ``AuthSucceeded``, ``ViewerLeft`` the viewer (through the
+secure channel); ``ConsentRecorded``, ``Accepted``, ``Rejected``,
+``ScopeChanged`` the launcher (control socket); ``LinkFailed`` a link failure;
+``ConfirmTimedOut`` a timer; ``Terminate`` the launcher, the viewer, SIGTERM
+or a timer (its ``by`` field). Each event class names it in ``SOURCE``.
+
+Rules the machine holds whatever it is fed:
+* ``active`` is only entered with a consent ledger row id, which the session
+  layer feeds (``ConsentRecorded``) only after the ledger committed the row;
+  with ``confirm_each`` it also needs an ``Accepted`` for this very connection.
+  A timeout never accepts.
+* The scope in force is ``view`` or ``control`` only while ``active``; every
+  change is a ``SetScope`` action (``SetScope(None)`` when leaving ``active``),
+  which the session layer hands to ``inputs.ScopeGate.set_scope``.
+* Ending wipes the session's data from this object: session ID, password
+  (wiped, not just dropped) and peer address.
+
+Viewer-scoped events may carry ``attempt`` (``machine.attempt``, bumped by
+each ``ViewerArrived`` and repeated in ``RequestConfirmation``): an event whose
+attempt is not the current one comes from an earlier connection (a late
+timer, a socket closed after we dropped it) and is ignored, so it can never
+hit the next viewer.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Optional, Union
+
+from agent.errors import RejnetError
+from agent.session.password import PasswordPolicy, SessionPassword
+
+log = logging.getLogger(__name__)
+
+Scope = Literal["view", "control"]
+SCOPES: tuple[str, ...] = ("view", "control")
+TERMINATORS: tuple[str, ...] = ("launcher", "viewer", "signal", "timeout")
+REASON_MAX = 200
+CONSENT_REFUSED = "consent_refused"
+
+
+class State(enum.Enum):
+    STARTING = "starting"
+    WAITING = "waiting"
+    AUTHENTICATING = "authenticating"
+    CONSENT_PENDING = "consent_pending"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+_VIEWER_STATES = frozenset({State.AUTHENTICATING, State.CONSENT_PENDING, State.ACTIVE})
+
+
+# --- errors ------------------------------------------------------------------
+
+class LifecycleError(RejnetError):
+    """The session cannot do what was asked in its current state; nothing was changed."""
+
+
+class IllegalTransition(LifecycleError):
+    """This event is not allowed in the session's current state; the session is unchanged.
+
+    The message names both, e.g. "Accepted is not allowed in state 'waiting'";
+    a launcher showing it should refresh its view of the session (``status``).
+    """
+
+    def __init__(self, state: State, event: object, detail: str = "") -> None:
+        self.state = state
+        self.event_name = type(event).__name__
+        text = f"{self.event_name} is not allowed in state {state.value!r}"
+        super().__init__(f"{text}: {detail}" if detail else text)
+
+
+class ConsentRequired(IllegalTransition):
+    """The requested scope goes beyond the consent the customer gave; record a consent for it first."""
+
+
+# --- events (inputs) ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class Registered:
+    """The relay registered us (or a re-registration kept or replaced the ID)."""
+    SOURCE: ClassVar[str] = "relay"
+    session_id: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ViewerArrived:
+    """A viewer asked for this session; the PAKE starts. ``peer`` is its address."""
+    SOURCE: ClassVar[str] = "viewer"
+    peer: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AuthFailed:
+    """The viewer's key confirmation failed: wrong password (or a tampered handshake)."""
+    SOURCE: ClassVar[str] = "viewer"
+    attempt: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class AuthSucceeded:
+    """The PAKE and key confirmation succeeded: the viewer knows the password."""
+    SOURCE: ClassVar[str] = "viewer"
+    attempt: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ConsentRecorded:
+    """The ledger committed a consent row (``consent_id``) for ``scope``; feed only after the commit."""
+    SOURCE: ClassVar[str] = "launcher"
+    scope: str
+    consent_id: int
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The customer accepted the pending connection (``confirm_each``)."""
+    SOURCE: ClassVar[str] = "launcher"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The customer rejected the pending connection."""
+    SOURCE: ClassVar[str] = "launcher"
+
+
+@dataclass(frozen=True)
+class ConfirmTimedOut:
+    """Nobody answered the confirmation request in time: a rejection, never an acceptance."""
+    SOURCE: ClassVar[str] = "timeout"
+    attempt: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ScopeChanged:
+    """The customer narrowed (or restored, within the consent) what the technician may do."""
+    SOURCE: ClassVar[str] = "launcher"
+    scope: str
+
+
+@dataclass(frozen=True)
+class ViewerLeft:
+    """The viewer closed its connection (or was killed): the session waits for a reconnect."""
+    SOURCE: ClassVar[str] = "viewer"
+    reason: str = "viewer disconnected"
+    attempt: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class LinkFailed:
+    """The link broke: with a viewer, it is gone (back to waiting); without one, the relay is lost."""
+    SOURCE: ClassVar[str] = "link"
+    reason: str = "link failed"
+    attempt: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Terminate:
+    """End the session for good; ``by`` is launcher, viewer, signal or timeout."""
+    SOURCE: ClassVar[str] = "any"
+    by: str
+    reason: str = ""
+
+
+Event = Union[Registered, ViewerArrived, AuthFailed, AuthSucceeded, ConsentRecorded, Accepted, Rejected,
+              ConfirmTimedOut, ScopeChanged, ViewerLeft, LinkFailed, Terminate]
+
+
+# --- actions (outputs, executed by the session layer in order) ----------------
+
+@dataclass(frozen=True)
+class ShowCredentials:
+    """Show the session ID and password (read them with ``SessionMachine.credentials()``)."""
+
+
+@dataclass(frozen=True)
+class RotatePassword:
+    """The password was replaced (the machine already holds the new one); the old one is wiped."""
+
+
+@dataclass(frozen=True)
+class RequestConfirmation:
+    """Ask the customer: consent and/or accept this connection. Arm a timer feeding ConfirmTimedOut(attempt)."""
+    attempt: int
+    consent_needed: bool
+    accept_needed: bool
+    peer: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StartStreaming:
+    """Consent is recorded: pixels may flow to the viewer now."""
+    scope: str
+
+
+@dataclass(frozen=True)
+class SetScope:
+    """The scope in force changed; None means no viewer may act or see. Pass to ScopeGate.set_scope."""
+    scope: Optional[str]
+
+
+@dataclass(frozen=True)
+class StopStreaming:
+    """No more pixels to the viewer."""
+
+
+@dataclass(frozen=True)
+class ReleaseInputs:
+    """Release every key and button the technician holds (no stuck modifiers)."""
+
+
+@dataclass(frozen=True)
+class DisconnectViewer:
+    """Close the viewer's connection (authenticated CLOSE with this reason where possible)."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecordEnd:
+    """Write the session end time to the ledger row ``consent_id``."""
+    consent_id: int
+
+
+@dataclass(frozen=True)
+class EmitEvent:
+    """Publish ``data`` to control-socket subscribers (one JSON line)."""
+    data: dict[str, Any]
+
+    def __repr__(self) -> str:
+        # The data may hold the viewer's address: keep it out of logs.
+        return f"EmitEvent(event={self.data.get('event')!r})"
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The session is over: exit the process with ``exit_code`` (DESIGN §7) after the other actions."""
+    reason: str
+    exit_code: int
+
+
+Action = Union[ShowCredentials, RotatePassword, RequestConfirmation, StartStreaming, SetScope, StopStreaming,
+               ReleaseInputs, DisconnectViewer, RecordEnd, EmitEvent, Ended]
+
+
+# --- the transition table ------------------------------------------------------
+# (state, event type) -> next state. CONSENT_PENDING -> ACTIVE is state-triggered
+# (h11 style): it fires after any event once the consent conditions hold.
+
+S = State
+_TRANSITIONS: dict[State, dict[type, State]] = {
+    S.STARTING: {Registered: S.WAITING, ConsentRecorded: S.STARTING, ScopeChanged: S.STARTING,
+                 LinkFailed: S.ENDED, Terminate: S.ENDED},
+    S.WAITING: {Registered: S.WAITING, ViewerArrived: S.AUTHENTICATING, ConsentRecorded: S.WAITING,
+                ScopeChanged: S.WAITING, LinkFailed: S.ENDED, Terminate: S.ENDED},
+    S.AUTHENTICATING: {Registered: S.AUTHENTICATING, AuthFailed: S.WAITING, AuthSucceeded: S.CONSENT_PENDING,
+                       ConsentRecorded: S.AUTHENTICATING, ScopeChanged: S.AUTHENTICATING,
+                       ViewerLeft: S.WAITING, LinkFailed: S.WAITING, Terminate: S.ENDED},
+    S.CONSENT_PENDING: {Registered: S.CONSENT_PENDING, ConsentRecorded: S.CONSENT_PENDING,
+                        ScopeChanged: S.CONSENT_PENDING, Accepted: S.CONSENT_PENDING, Rejected: S.WAITING,
+                        ConfirmTimedOut: S.WAITING, ViewerLeft: S.WAITING, LinkFailed: S.WAITING,
+                        Terminate: S.ENDED},
+    S.ACTIVE: {Registered: S.ACTIVE, ConsentRecorded: S.ACTIVE, ScopeChanged: S.ACTIVE,
+               ViewerLeft: S.WAITING, LinkFailed: S.WAITING, Terminate: S.ENDED},
+    # Terminal: late "it is over" news is absorbed, anything else is an error.
+    S.ENDED: {Terminate: S.ENDED, ViewerLeft: S.ENDED, LinkFailed: S.ENDED},
+}
+del S
+
+_LEAVE_REASONS: dict[type, str] = {
+    AuthFailed: "authentication failed",
+    Rejected: CONSENT_REFUSED,
+    ConfirmTimedOut: "confirmation timed out",
+}
+
+
+def scope_within(requested: str, consented: str) -> bool:
+    """True if ``requested`` needs no more than ``consented`` (view < control)."""
+    return SCOPES.index(requested) <= SCOPES.index(consented)
+
+
+def _clean_reason(text: object, default: str) -> str:
+    # Reasons may come from the remote side: printable, one line, bounded.
+    if not isinstance(text, str):
+        return default
+    text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    return text[:REASON_MAX] or default
+
+
+class SessionMachine:
+    """One support session's lifecycle; see the module docstring for the rules."""
+
+    def __init__(self, *, confirm_each: bool = False, policy: PasswordPolicy | None = None) -> None:
+        self._confirm_each = bool(confirm_each)
+        self._policy = policy if policy is not None else PasswordPolicy()
+        self._state = State.STARTING
+        self._session_id: str | None = None
+        self._peer: str | None = None
+        self._attempt = 0
+        self._consent: tuple[str, int] | None = None  # (scope, ledger row id) in force
+        self._rows: list[int] = []  # every consent row of this session, each gets its end time
+        self._chosen: str | None = None  # scope in force when active, within the consent
+        self._accepted = False
+        self._end: tuple[str, int] | None = None
+
+    # --- read-only view ---------------------------------------------------
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def scope(self) -> str | None:
+        """``view`` or ``control`` while active, else None: the only scope input may act under."""
+        return self._chosen if self._state is State.ACTIVE else None
+
+    @property
+    def session_id(self) -> str | None:
+        return self._session_id
+
+    @property
+    def peer(self) -> str | None:
+        return self._peer
+
+    @property
+    def password(self) -> SessionPassword | None:
+        """The current password object (repr-safe); ``.reveal()`` it only for the PAKE."""
+        return self._policy.password
+
+    @property
+    def consent_id(self) -> int | None:
+        return None if self._consent is None else self._consent[1]
+
+    @property
+    def attempt(self) -> int:
+        """Number of the current (or last) viewer connection."""
+        return self._attempt
+
+    @property
+    def confirm_each(self) -> bool:
+        return self._confirm_each
+
+    @property
+    def can_accept_viewer(self) -> bool:
+        """True when a new viewer may start authenticating (one viewer at a time)."""
+        return self._state is State.WAITING
+
+    @property
+    def ended(self) -> tuple[str, int] | None:
+        """(reason, exit code) once ended."""
+        return self._end
+
+    def credentials(self) -> dict[str, str]:
+        """The ``credentials`` reply fields: session ID and password, for the owning launcher only."""
+        password = self._policy.password
+        if self._session_id is None or password is None:
+            raise LifecycleError(f"no credentials in state {self._state.value!r}: "
+                                 + ("the session has ended" if self._state is State.ENDED else "not registered yet"))
+        return {"session": self._session_id, "password": password.reveal()}
+
+    def status(self) -> dict[str, Any]:
+        """The ``status`` reply fields. Never holds the password."""
+        return {
+            "state": self._state.value,
+            "scope": self.scope,
+            "viewer": self._peer if self._state in (State.CONSENT_PENDING, State.ACTIVE) else None,
+            "session": self._session_id,
+            "consent": None if self._consent is None else self._consent[0],
+            "confirm_each": self._confirm_each,
+            "awaiting": self._awaiting(),
+            "failed_attempts": self._policy.failures,
+        }
+
+    def __repr__(self) -> str:
+        return f"SessionMachine(state={self._state.value}, scope={self.scope}, attempt={self._attempt})"
+
+    # --- the one entry point ------------------------------------------------
+    def handle(self, event: Event) -> list[Action]:
+        """Apply one event; returns the actions to execute, in order.
+
+        Raises IllegalTransition (or ConsentRequired) with the machine unchanged.
+        """
+        attempt = getattr(event, "attempt", None)
+        if attempt is not None and (attempt != self._attempt or self._state not in _VIEWER_STATES):
+            log.debug("ignoring %s from earlier connection", type(event).__name__)
+            return []
+        target = _TRANSITIONS[self._state].get(type(event))
+        if target is None:
+            raise IllegalTransition(self._state, event)
+        self._check(event)  # every refusal happens here, before any change
+        before = self._state
+        actions = getattr(self, "_on_" + type(event).__name__)(event, target)
+        if self._state is State.CONSENT_PENDING and self._ready():
+            actions += self._enter_active()
+        if self._state is not before:
+            log.debug("session %s -> %s on %s", before.value, self._state.value, type(event).__name__)
+        return actions
+
+    # --- guards ---------------------------------------------------------------
+    def _check(self, event: Event) -> None:
+        state = self._state
+        if isinstance(event, Registered):
+            if not isinstance(event.session_id, str) or not event.session_id.isascii() \
+                    or not event.session_id.isalnum() or len(event.session_id) > 64:
+                raise IllegalTransition(state, event, "the session ID must be 1 to 64 ASCII letters or digits")
+        elif isinstance(event, ViewerArrived):
+            if not isinstance(event.peer, str) or not event.peer or len(event.peer) > 200:
+                raise IllegalTransition(state, event, "the peer address must be a short non-empty string")
+        elif isinstance(event, ConsentRecorded):
+            if event.scope not in SCOPES:
+                raise IllegalTransition(state, event, "scope must be 'view' or 'control'")
+            if type(event.consent_id) is not int or event.consent_id <= 0:
+                raise IllegalTransition(state, event, "a consent needs the committed ledger row id (a positive int)")
+        elif isinstance(event, ScopeChanged):
+            if event.scope not in SCOPES:
+                raise IllegalTransition(state, event, "scope must be 'view' or 'control'")
+            if self._consent is None:
+                raise ConsentRequired(state, event, "no consent is recorded yet")
+            if not scope_within(event.scope, self._consent[0]):
+                raise ConsentRequired(state, event, f"scope {event.scope!r} needs a consent for it "
+                                                    f"(consented: {self._consent[0]!r})")
+        elif isinstance(event, Accepted):
+            if not self._confirm_each or self._accepted:
+                raise IllegalTransition(state, event, "no connection is waiting for confirmation")
+        elif isinstance(event, Terminate):
+            if event.by not in TERMINATORS:
+                raise IllegalTransition(state, event, f"'by' must be one of {', '.join(TERMINATORS)}")
+
+    # --- per-event handlers: (event, table target) -> actions -------------------
+    def _on_Registered(self, event: Registered, target: State) -> list[Action]:
+        changed = event.session_id != self._session_id
+        self._session_id = event.session_id
+        if target is not self._state:
+            return self._switch(target)  # entering waiting shows the credentials
+        return [ShowCredentials()] if changed else []
+
+    def _on_ViewerArrived(self, event: ViewerArrived, target: State) -> list[Action]:
+        self._attempt += 1
+        self._peer = event.peer
+        self._accepted = False
+        return self._switch(target)
+
+    def _on_AuthFailed(self, event: AuthFailed, target: State) -> list[Action]:
+        actions = self._switch(target, _LEAVE_REASONS[AuthFailed])
+        actions.append(EmitEvent({"event": "auth_failed"}))
+        if self._policy.record_failure():
+            actions += [RotatePassword(), ShowCredentials(), EmitEvent({"event": "password_rotated"})]
+        return actions
+
+    def _on_AuthSucceeded(self, event: AuthSucceeded, target: State) -> list[Action]:
+        actions: list[Action] = [EmitEvent({"event": "viewer", "address": self._peer})]
+        actions += self._switch(target)
+        if not self._ready():
+            actions += [RequestConfirmation(self._attempt, self._consent is None, self._confirm_each,
+                                            peer=self._peer or ""),
+                        EmitEvent({"event": "confirm", "address": self._peer, "consent_needed": self._consent is None,
+                                   "accept_needed": self._confirm_each})]
+        return actions
+
+    def _on_ConsentRecorded(self, event: ConsentRecorded, target: State) -> list[Action]:
+        self._consent = (event.scope, event.consent_id)
+        if event.consent_id not in self._rows:
+            self._rows.append(event.consent_id)
+        return self._change_scope(event.scope)
+
+    def _on_ScopeChanged(self, event: ScopeChanged, target: State) -> list[Action]:
+        return self._change_scope(event.scope)
+
+    def _on_Accepted(self, event: Accepted, target: State) -> list[Action]:
+        self._accepted = True
+        return []
+
+    def _on_Rejected(self, event: Rejected, target: State) -> list[Action]:
+        return self._switch(target, _LEAVE_REASONS[Rejected])
+
+    def _on_ConfirmTimedOut(self, event: ConfirmTimedOut, target: State) -> list[Action]:
+        return self._switch(target, _LEAVE_REASONS[ConfirmTimedOut])
+
+    def _on_ViewerLeft(self, event: ViewerLeft, target: State) -> list[Action]:
+        if self._state is State.ENDED:
+            return []
+        return self._switch(target, _clean_reason(event.reason, "viewer disconnected"), viewer_gone=True)
+
+    def _on_LinkFailed(self, event: LinkFailed, target: State) -> list[Action]:
+        if self._state is State.ENDED:
+            return []
+        reason = _clean_reason(event.reason, "link failed")
+        if target is State.ENDED:
+            return self._end_session(f"link failed: {reason}", cause="link", exit_code=1)
+        return self._switch(target, reason, viewer_gone=True)
+
+    def _on_Terminate(self, event: Terminate, target: State) -> list[Action]:
+        if self._state is State.ENDED:
+            return []
+        reason = _clean_reason(event.reason, f"ended by the {event.by}")
+        code = 4 if event.by == "viewer" or reason == CONSENT_REFUSED else 0
+        return self._end_session(reason, cause=event.by, exit_code=code)
+
+    # --- state changes ----------------------------------------------------------
+    def _change_scope(self, scope: str) -> list[Action]:
+        old, self._chosen = self._chosen, scope
+        if self._state is not State.ACTIVE or old == scope:
+            return []
+        actions: list[Action] = [SetScope(scope)]
+        if scope != "control":
+            actions.append(ReleaseInputs())
+        return actions + [self._state_event()]
+
+    def _ready(self) -> bool:
+        return self._consent is not None and (self._accepted or not self._confirm_each)
+
+    def _awaiting(self) -> list[str]:
+        if self._state is not State.CONSENT_PENDING:
+            return []
+        return ([] if self._consent is not None else ["consent"]) + (
+            ["accept"] if self._confirm_each and not self._accepted else [])
+
+    def _enter_active(self) -> list[Action]:
+        if self._consent is None or self._chosen is None:  # unreachable by _ready(); the invariant, spelled out
+            raise LifecycleError("refusing to stream without a committed consent row")
+        self._state = State.ACTIVE
+        return [SetScope(self._chosen), StartStreaming(self._chosen), self._state_event()]
+
+    def _switch(self, target: State, reason: str = "", viewer_gone: bool = False) -> list[Action]:
+        """Exit actions of the current state, then entry actions of ``target``."""
+        actions: list[Action] = []
+        old = self._state
+        if old is State.ACTIVE and target is not State.ACTIVE:
+            actions += [StopStreaming(), SetScope(None), ReleaseInputs()]
+        if old in _VIEWER_STATES and target not in _VIEWER_STATES:
+            if not viewer_gone:
+                actions.append(DisconnectViewer(reason or "session ended"))
+            if old is not State.AUTHENTICATING:  # only an authenticated viewer was announced
+                actions.append(EmitEvent({"event": "viewer_left", "reason": reason or "session ended"}))
+            self._peer = None
+            self._accepted = False
+        self._state = target
+        if old is State.STARTING and target is State.WAITING:
+            actions.append(ShowCredentials())
+        actions.append(self._state_event())
+        return actions
+
+    def _end_session(self, reason: str, cause: str, exit_code: int) -> list[Action]:
+        actions = self._switch(State.ENDED, reason)
+        actions += [RecordEnd(row) for row in self._rows]
+        actions += [EmitEvent({"event": "ended", "by": "remote" if cause == "viewer" else "local",
+                               "cause": cause, "reason": reason}),
+                    Ended(reason, exit_code)]
+        # Wipe everything that may only live as long as the session (DESIGN §1 point 6).
+        self._policy.wipe()
+        self._session_id = None
+        self._peer = None
+        self._consent = None
+        self._rows = []
+        self._chosen = None
+        self._accepted = False
+        self._end = (reason, exit_code)
+        return actions
+
+    def _state_event(self) -> EmitEvent:
+        return EmitEvent({"event": "state", "state": self._state.value, "scope": self.scope})
