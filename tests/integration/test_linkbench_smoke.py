@@ -1,0 +1,173 @@
+"""The link benchmark, small: its step matcher and report offline, and one real ``--quick`` run.
+
+The real run is the CI-sized benchmark (1 Mbit/s with 50 ms each way, typing
+for 3.5 s, our agent through relay and bridge, and x11vnc): it asserts that
+the benchmark works and produces sane output, never how fast anything is.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.linkbench.measure import Matcher, RunResult, cpu_seconds, psnr  # noqa: E402
+from benchmarks.linkbench import report  # noqa: E402
+
+
+# ---------------------------------------------------------------- the step matcher
+
+
+def _screen(h: int = 40, w: int = 60) -> np.ndarray:
+    img = np.full((h, w, 4), 255, np.uint8)
+    img[..., :3] = 200
+    return img
+
+
+def test_matcher_times_a_change_from_the_step_to_the_update_that_shows_it():
+    base = _screen()
+    m = Matcher((0, 0, 60, 40), base, lossless=True, min_psnr=30)
+    after = base.copy()
+    after[10:14, 20:25, :3] = 0
+    assert m.add_step(0, 1.0, (0, 0, 60, 40), after) == (20, 10, 5, 4)
+    m.check(base, 1.05)            # the viewer still shows the old screen
+    assert m.latencies == [] and len(m.pending) == 1
+    m.check(after, 1.2)
+    assert m.latencies == [pytest.approx(0.2)] and not m.pending
+    assert m.add_step(1, 2.0, (0, 0, 60, 40), after) is None  # nothing changed: no target
+    assert m.steps_unchanged == 1
+
+
+def test_matcher_credits_a_skipped_state_when_a_later_one_is_shown():
+    base = _screen()
+    m = Matcher((0, 0, 60, 40), base, lossless=True, min_psnr=30)
+    first, second = base.copy(), base.copy()
+    first[5:10, 5:30, :3] = 0            # a window at one place...
+    second[5:10, 15:40, :3] = 0          # ...then moved: overlaps the first change
+    m.add_step(0, 1.0, (0, 0, 60, 40), first)
+    m.add_step(1, 1.1, (0, 0, 60, 40), second)
+    m.check(second, 1.4)                 # the viewer jumped straight to the second state
+    assert sorted(m.latencies) == [pytest.approx(0.3), pytest.approx(0.4)]
+
+
+def test_matcher_counts_a_change_never_shown_as_missed():
+    base = _screen()
+    m = Matcher((0, 0, 60, 40), base, lossless=True, min_psnr=30)
+    changed = base.copy()
+    changed[0:3, 0:3, :3] = 7
+    m.add_step(0, 1.0, (0, 0, 60, 40), changed)
+    wrong = changed.copy()
+    wrong[1, 1, :3] = 8                  # almost, but lossless means exact
+    m.check(wrong, 2.0)
+    m.finish()
+    assert m.latencies == [] and m.missed == 1
+
+
+def test_lossy_matching_accepts_jpeg_noise_but_not_the_old_state():
+    rng = np.random.default_rng(0)
+    base = _screen(80, 80)
+    page = base.copy()
+    page[8:72, 8:72, :3] = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    m = Matcher((0, 0, 80, 80), base, lossless=False, min_psnr=30)
+    m.add_step(0, 0.0, (0, 0, 80, 80), page)
+    m.check(base, 0.1)
+    assert not m.latencies
+    noisy = page.copy()
+    noisy[..., :3] = np.clip(page[..., :3].astype(int) + rng.integers(-40, 41, page[..., :3].shape), 0, 255)
+    assert psnr(noisy, page) < 30        # worse than the threshold, yet plainly the new page
+    m.check(noisy, 0.3)
+    assert m.latencies == [pytest.approx(0.3)]
+
+
+def test_cpu_seconds_reads_proc():
+    import os
+
+    assert cpu_seconds(os.getpid()) > 0
+    assert cpu_seconds(None) == 0.0
+
+
+# ---------------------------------------------------------------- the report, offline
+
+
+def _run(server: str, workload: str, *, link: str = "1m", setting: str = "lossless", down: int = 1000,
+         p: float = 0.1, error: str | None = None) -> RunResult:
+    r = RunResult(server, workload, link, setting, 0, error=error, seconds=5.0, bytes_down=down, bytes_up=50,
+                  sync_bytes=9000, updates=20, steps=10, steps_changed=10, latencies=[p] * 10, cpu_server=0.05,
+                  cpu_xvfb=0.1, converged=True, exact_fraction=1.0, psnr=math.inf,
+                  series=[(0.0, 0), (2.5, down // 2), (5.0, down)])
+    return r
+
+
+def test_report_tables_targets_and_plot(tmp_path):
+    results = [
+        _run("rejnet", "typing", down=400, p=0.05), _run("x11vnc", "typing", down=1000, p=0.2),
+        _run("tigervnc", "typing", down=500, p=0.06),
+        _run("rejnet", "paging", down=100_000), _run("x11vnc", "paging", down=200_000),
+        _run("rejnet", "idle", down=50), _run("x11vnc", "idle", down=500), _run("rejnet", "synthetic:typing"),
+        _run("tigervnc", "drag", error="ServerError: boom"),
+    ]
+    results[5].updates = 0
+    results[6].updates = 1
+    results[-2].frame_match = 12
+    text = report.write(results, {"command": "test", "links": "1m", "delay_ms": 50.0, "seconds": 5.0, "repeat": 1},
+                        tmp_path)
+    assert (tmp_path / "report.md").read_text() == text
+    assert "| 1m | lossless | typing | rejnet | 1/1 | 0.4 |" in text
+    assert "PASS 1m lossless typing: rejnet p95 latency vs x11vnc: 0.25x" in text
+    assert "PASS 1m lossless typing: rejnet bytes vs x11vnc: 0.40x" in text
+    assert "FAIL 1m lossless typing: rejnet bytes vs tigervnc: 0.80x" in text
+    assert "FAIL 1m lossless paging: rejnet bytes vs the better peer: 0.50x" in text
+    assert "256k lossless typing: rejnet p95 latency: not measured" in text
+    assert "PASS 1m idle: rejnet sends 10.0 B/s and 0 pixel update(s)" in text and "PASS 1m idle: rejnet agent CPU 1.00%" in text
+    assert "frame match 1/1" in text and "ServerError: boom" in text
+    from PIL import Image
+
+    with Image.open(tmp_path / "plot-1m-lossless.png") as img:
+        assert img.size[0] > 500 and img.size[1] > 500
+        assert len(img.getcolors(1 << 16) or []) > 3  # lines were drawn, not a blank page
+
+
+# ---------------------------------------------------------------- a real run, CI-sized
+
+
+def _need(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (apt-get install xvfb xdotool xterm x11-xserver-utils x11vnc)")
+
+
+@pytest.mark.xvfb
+@pytest.mark.slow
+@pytest.mark.interop
+@pytest.mark.timeout(170)
+def test_quick_benchmark_runs_and_reports(tmp_path):
+    _need("Xvfb", "xdotool", "xterm", "xsetroot", "x11vnc")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.linkbench", "--out", str(out), "--quick"],
+                          cwd=str(ROOT), capture_output=True, text=True, timeout=160)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "[2/2" in proc.stdout  # progress lines
+    data = json.loads((out / "results.json").read_text())
+    runs = {r["server"]: r for r in data["runs"]}
+    assert set(runs) == {"rejnet", "x11vnc"}
+    for server, r in runs.items():
+        assert r["error"] is None, (server, r["error"])
+        assert r["bytes_down"] > 0 and r["sync_bytes"] > 0 and r["bytes_up"] > 0, r
+        assert r["steps_changed"] > 0 and r["latencies"], r
+        assert all(0 <= v < 30 for v in r["latencies"])
+        assert r["exact_fraction"] is not None and 0 <= r["exact_fraction"] <= 1
+        assert r["cpu_server"] is not None and r["cpu_server"] >= 0
+        series = r["series"]
+        assert series[0] == [0.0, 0] and all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(series, series[1:]))
+    text = (out / "report.md").read_text()
+    assert "| 1m | lossless | typing | rejnet |" in text and "| 1m | lossless | typing | x11vnc |" in text
+    assert "### Targets" in text and text in proc.stdout
+    assert (out / "plot-1m-lossless.png").stat().st_size > 1000
