@@ -4,8 +4,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import shutil
-import socket
 import subprocess
 from typing import Iterator
 
@@ -13,6 +11,7 @@ import pytest
 from hypothesis import settings
 
 from agent.workloads.xvfb import start_xvfb, stop_process
+from tests.support.tools import need
 
 # The suite is a gate: the same examples every run, so a red run is a real change. To hunt for new
 # failures, run with HYPOTHESIS_PROFILE=explore (random seeds, ten times the examples).
@@ -22,8 +21,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "gate"))
 
 
 def _start_xvfb(width: int, height: int) -> tuple[subprocess.Popen, str]:
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb); .ci/run installs it")
+    need("Xvfb")
     return start_xvfb(width, height, first=90 + os.getpid() % 500, last=700)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from agent.commands.options import read_password
-from agent.net import AddressError, parse_address, require_loopback
 from agent.errors import UsageError
+from agent.net import AddressError, parse_address, require_loopback
 
 
 def test_port_required_unless_defaulted():

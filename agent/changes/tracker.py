@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from agent._native import rects as _rects
-from agent.changes.detector import Changes, check_screen_size, boxes_to_rects
+from agent.changes.detector import Changes, boxes_to_rects, check_screen_size
 from agent.models import Box, Copy, Rect, box_area, intersect, subtract
 
 __all__ = ["UpdateTracker"]

@@ -9,7 +9,12 @@ import argparse
 import json
 import sys
 
-from agent.consent.ledger import RETENTION_YEARS, ConsentLedger, LedgerError, default_ledger_path
+from agent.consent.ledger import (
+    RETENTION_YEARS,
+    ConsentLedger,
+    LedgerError,
+    default_ledger_path,
+)
 
 
 def _add_common(parser: argparse.ArgumentParser, suppress: bool) -> None:

@@ -12,11 +12,11 @@ import json
 from typing import Any
 
 from agent.consent.ledger import SCOPES
+from agent.consent.terms import CURRENT_VERSION, load_terms, terms_sha256
 from agent.control.client import ControlClient, ControlReplyError
 from agent.control.protocol import EVENT_ENDED, Event, ends_by_other_side
 from agent.errors import SessionEndedError, UsageError
 from agent.relay.protocol import InvalidSessionIdError, format_session_id
-from agent.consent.terms import CURRENT_VERSION, load_terms, terms_sha256
 
 DEFAULT_TIMEOUT = 5.0
 

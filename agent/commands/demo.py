@@ -58,8 +58,8 @@ class _Display:
     @classmethod
     def start(cls) -> "_Display | None":
         """A decorated display, or None when Xvfb is missing or will not start."""
-        from agent.workloads.xvfb import start_xvfb
         from agent.errors import CaptureError
+        from agent.workloads.xvfb import start_xvfb
 
         try:
             proc, name = start_xvfb(*XVFB_SIZE, first=150 + os.getpid() % 300)
@@ -95,11 +95,11 @@ def _say(as_json: bool, text: str, **fields: Any) -> None:
 
 
 async def _demo(seconds: float, out: str, screen: str | None, as_json: bool) -> int:
-    from agent.relay.server import RelayServer
-    from agent.viewer.rfb_client import open_rfb
-    from agent.session.agent import Agent, AgentConfig
     from agent.consent.terms import load_terms
+    from agent.relay.server import RelayServer
+    from agent.session.agent import Agent, AgentConfig
     from agent.viewer.bridge import BridgeConfig, ViewerBridge
+    from agent.viewer.rfb_client import open_rfb
 
     display = None if screen else await asyncio.to_thread(_Display.start)
     if screen is None and display is None:

@@ -80,8 +80,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # python -m agent.commands.relay, as the link benchmark starts it
-    import sys
-
     from agent.commands import relay_main
 
     sys.exit(relay_main())

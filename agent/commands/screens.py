@@ -18,7 +18,9 @@ def add_screen_arguments(parser: argparse.ArgumentParser, what: str = "capture")
 def open_screen(screen: str | None = None, display: str | None = None) -> ScreenSource:
     """A synthetic workload when ``screen`` names one, else the display ``display`` / ``$DISPLAY``."""
     if screen:
-        from agent.workloads import open_synthetic  # Pillow and the painters only for synthetic screens
+        from agent.workloads import (
+            open_synthetic,  # Pillow and the painters only for synthetic screens
+        )
 
         return open_synthetic(screen)
     return open_source(display)

@@ -11,10 +11,10 @@ import signal
 import sys
 
 from agent.commands.options import read_password
-from agent.net import parse_address
 from agent.errors import UsageError
-from agent.session.password import normalize_input
+from agent.net import parse_address
 from agent.relay.protocol import DEFAULT_PORT, parse_session_id
+from agent.session.password import normalize_input
 from agent.viewer.bridge import DEFAULT_LISTEN, BridgeConfig, ViewerBridge
 
 
@@ -106,8 +106,6 @@ async def _main(config: BridgeConfig, exec_cmd: str | None, as_json: bool) -> in
 
 
 if __name__ == "__main__":  # python -m agent.commands.viewer, as the link benchmark starts it
-    import sys
-
     from agent.commands import viewer_main
 
     sys.exit(viewer_main())

@@ -37,8 +37,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Iterator, TextIO
 
-from agent.errors import RejnetError
 from agent.consent.terms import VERSION_MAX, is_version_name
+from agent.errors import RejnetError
 
 SCHEMA_VERSION = 1
 RETENTION_YEARS = 10

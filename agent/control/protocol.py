@@ -36,7 +36,7 @@ from typing import Any, Callable, Union
 
 from agent.consent.ledger import SCOPES
 from agent.consent.terms import VERSION_MAX, is_version_name
-from agent.sansio import NEED_DATA, LocalProtocolError, ProtocolError, RemoteProtocolError
+from agent.sansio import NEED_DATA, LocalProtocolError, NeedData, RemoteProtocolError
 
 MAX_LINE = 65536
 """Largest line accepted, in bytes, without its newline."""
@@ -368,7 +368,7 @@ class ServerConnection:
     def receive_data(self, data: bytes) -> None:
         self._lines.feed(data)
 
-    def next_event(self) -> Request | BadRequest | _Sentinel:
+    def next_event(self) -> Request | BadRequest | NeedData | _Closed:
         line = self._lines.next_line()
         if line is None:
             return NEED_DATA
@@ -406,7 +406,7 @@ class ClientConnection:
     def receive_data(self, data: bytes) -> None:
         self._lines.feed(data)
 
-    def next_event(self) -> Reply | Event | _Sentinel:
+    def next_event(self) -> Reply | Event | NeedData | _Closed:
         if self._broken:
             raise RemoteProtocolError("the connection already failed")
         try:
@@ -415,7 +415,7 @@ class ClientConnection:
             self._broken = True
             raise
 
-    def _next(self) -> Reply | Event | _Sentinel:
+    def _next(self) -> Reply | Event | NeedData | _Closed:
         line = self._lines.next_line()
         if line is None:
             return NEED_DATA

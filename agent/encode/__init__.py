@@ -7,11 +7,11 @@ from agent.encode.base import Encoder, EncoderError, RectInput
 from agent.encode.hextile import HextileEncoder
 from agent.encode.jpeg import TightJPEGEncoder
 from agent.encode.manager import EncodedUpdate, EncodeManager, Kind
-from agent.rfb.pixels import PixelCodec, codec_for, quantize
 from agent.encode.raw import RawEncoder
 from agent.encode.rre import RREEncoder
 from agent.encode.tight import TightEncoder, compact_length
 from agent.encode.zrle import ZRLEEncoder
+from agent.rfb.pixels import PixelCodec, codec_for, quantize
 
 __all__ = [
     "EncodeManager", "EncodedUpdate", "EncoderError", "Encoder", "RectInput", "Kind",

@@ -4,9 +4,9 @@ from __future__ import annotations
 import struct
 
 from agent.encode.base import EncoderError
-from agent.rfb.messages import write_rect_header
-from agent.rfb.constants import ENC_COPYRECT
 from agent.models import Copy
+from agent.rfb.constants import ENC_COPYRECT
+from agent.rfb.messages import write_rect_header
 
 NAME = "CopyRect"
 _SRC = struct.Struct(">HH")

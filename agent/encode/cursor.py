@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.models import CursorShape
 from agent.encode.base import EncoderError
+from agent.models import CursorShape
+from agent.rfb.constants import ENC_CURSOR
 from agent.rfb.messages import write_rect_header
 from agent.rfb.pixels import PixelCodec
-from agent.rfb.constants import ENC_CURSOR
 
 NAME = "Cursor"
 

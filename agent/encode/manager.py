@@ -19,21 +19,26 @@ import numpy as np
 
 from agent._native import analyze as _analyze
 from agent.encode.base import Encoder, EncoderError, RectInput
-from agent.rfb.messages import write_rect_header
 from agent.encode.copyrect import NAME as COPYRECT_NAME
 from agent.encode.copyrect import copyrect_rect
 from agent.encode.cursor import cursor_rect
 from agent.encode.hextile import HextileEncoder
 from agent.encode.jpeg import TightJPEGEncoder
 from agent.encode.lossy import LossyRegion
-from agent.rfb.pixels import codec_for
 from agent.encode.raw import RawEncoder
 from agent.encode.rre import RREEncoder
 from agent.encode.tight import TightEncoder
 from agent.encode.zrle import ZRLEEncoder
+from agent.models import (
+    Copy,
+    CursorShape,
+    Rect,
+    split_rect,
+)
 from agent.rfb import constants as C
+from agent.rfb.messages import write_rect_header
 from agent.rfb.pixelformat import NATIVE, PixelFormat
-from agent.models import MAX_RECT_AREA, MAX_RECT_WIDTH, Copy, CursorShape, Rect, split_rect
+from agent.rfb.pixels import codec_for
 
 # --- tuning -----------------------------------------------------------------
 # Solid-area search (TigerVNC findSolidRect): block size, smallest area worth a

@@ -23,8 +23,8 @@ import numpy as np
 from agent._native import analyze as _analyze
 from agent._native import tight as _tight
 from agent.encode.base import Encoder, EncoderError, RectInput
-from agent.rfb import constants as C
 from agent.models import MAX_RECT_WIDTH
+from agent.rfb import constants as C
 
 # zlib levels per compression level 0..9 for (indexed, mono, full colour),
 # TigerVNC's TightEncoder table (tuned by the VirtualGL project).

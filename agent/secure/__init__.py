@@ -20,9 +20,20 @@ from agent.secure.errors import (
     TruncatedError,
     WrongPasswordError,
 )
-from agent.secure.handshake import AgentHandshake, AuthFailed, Established, ViewerHandshake
+from agent.secure.handshake import (
+    AgentHandshake,
+    AuthFailed,
+    Established,
+    ViewerHandshake,
+)
 from agent.secure.records import NEED_DATA, Ack, Channel, Closed, Data, Ping, Pong, Role
-from agent.secure.stream import ChannelReader, ChannelWriter, SecureStream, accept_agent, connect_viewer
+from agent.secure.stream import (
+    ChannelReader,
+    ChannelWriter,
+    SecureStream,
+    accept_agent,
+    connect_viewer,
+)
 
 __all__ = [
     "NEED_DATA",

@@ -40,6 +40,7 @@ from spake2 import SPAKE2_A, SPAKE2_B
 from spake2.ed25519_basic import NotOnCurve
 from spake2.spake2 import SPAKEError
 
+from agent.sansio import NEED_DATA, NeedData
 from agent.secure.errors import ChannelError, HandshakeError, WrongPasswordError
 from agent.secure.keyschedule import (
     SessionKeys,
@@ -50,7 +51,6 @@ from agent.secure.keyschedule import (
     spake2_identities,
     transcript_hash,
 )
-from agent.sansio import NEED_DATA, NeedData
 from agent.secure.records import Channel, Role
 
 VERSION = 1

@@ -22,7 +22,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Union
 
-from agent.secure._aead import HEADER, LABEL_AGENT_TO_VIEWER, LABEL_VIEWER_TO_AGENT, TAG_SIZE, Opener, Sealer
+from agent.sansio import NEED_DATA, NeedData
+from agent.secure._aead import (
+    HEADER,
+    LABEL_AGENT_TO_VIEWER,
+    LABEL_VIEWER_TO_AGENT,
+    TAG_SIZE,
+    Opener,
+    Sealer,
+)
 from agent.secure.compress import LEVEL as COMPRESSION_LEVEL
 from agent.secure.compress import Deflater, Inflater
 from agent.secure.errors import (
@@ -34,7 +42,6 @@ from agent.secure.errors import (
     TruncatedError,
 )
 from agent.secure.keyschedule import SessionKeys
-from agent.sansio import NEED_DATA, NeedData
 
 HEADER_SIZE = HEADER.size
 MAX_PLAINTEXT = 64 * 1024

@@ -17,12 +17,19 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from agent.changes.tracker import UpdateTracker
 from agent.encode.manager import EncodeManager
+from agent.models import (
+    Copy,
+    CursorShape,
+    Rect,
+    copy_destination,
+    rect_intersect,
+    rect_union,
+)
 from agent.rfb import constants as C
 from agent.rfb import messages as M
 from agent.rfb.server import RFBServer, ServerState
-from agent.changes.tracker import UpdateTracker
-from agent.models import Copy, CursorShape, Rect, copy_destination, rect_intersect, rect_union
 
 LOSSLESS_REFRESH_DELAY = 0.3  # seconds a JPEG-sent area must stay unchanged before its lossless refresh
 

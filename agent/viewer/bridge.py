@@ -15,11 +15,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from agent.net import require_loopback
 from agent.errors import RejnetError, SessionEndedError, UsageError
+from agent.net import close_stream, require_loopback, stop_server
 from agent.secure.errors import ChannelError, TruncatedError
 from agent.secure.stream import SecureStream, connect_viewer
-from agent.net import close_stream, stop_server
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from typing import Any, Optional, Sequence, Tuple, Type, TypeVar
 import numpy as np
 
 from agent.errors import AuthenticationError, SessionEndedError
+from agent.net import close_stream
 from agent.rfb import messages as M
 from agent.rfb.client import DEFAULT_ENCODINGS, RFBClient
-from agent.sansio import NEED_DATA, ProtocolError
 from agent.rfb.pixelformat import PixelFormat
-from agent.net import close_stream
+from agent.sansio import NEED_DATA, ProtocolError
 
 READ_SIZE = 256 * 1024
 MAX_KEPT_EVENTS = 1000  # non-update events kept for inspection (Bell, cut text, cursor, ...)

@@ -12,11 +12,35 @@ from typing import Callable
 
 import numpy as np
 
-from agent.workloads.editor import Editor
-from agent.workloads.paint import Box, blit, fill, intersect, noise_image, palette, rect_box, subtract, translate
+from agent.workloads.apps import (
+    app_frame,
+    render_photo,
+    render_spreadsheet,
+    render_terminal,
+)
 from agent.workloads.document import Reader
-from agent.workloads.apps import app_frame, render_photo, render_spreadsheet, render_terminal
-from agent.workloads.scenes import MUTED, PALETTES, SELECT_BG, TEXT, WHITE, Damage, Scene, Ui
+from agent.workloads.editor import Editor
+from agent.workloads.paint import (
+    Box,
+    blit,
+    fill,
+    intersect,
+    noise_image,
+    palette,
+    rect_box,
+    subtract,
+    translate,
+)
+from agent.workloads.scenes import (
+    MUTED,
+    PALETTES,
+    SELECT_BG,
+    TEXT,
+    WHITE,
+    Damage,
+    Scene,
+    Ui,
+)
 from agent.workloads.text import sentence, wrap
 from agent.workloads.video import Video
 

@@ -13,10 +13,30 @@ from collections import OrderedDict
 import numpy as np
 
 from agent.workloads.paint import (
-    Box, blend_alpha, blit, disc_alpha, fill, intersect, palette, photo_texture, rgb, shift, subtract,
+    Box,
+    blend_alpha,
+    blit,
+    disc_alpha,
+    fill,
+    intersect,
+    palette,
+    photo_texture,
+    rgb,
+    shift,
+    subtract,
 )
 from agent.workloads.scenes import (
-    ACCENT, BORDER, MUTED, PALETTES, PANEL_BG, SELECT_BG, TEXT, WHITE, Damage, Scene, Ui,
+    ACCENT,
+    BORDER,
+    MUTED,
+    PALETTES,
+    PANEL_BG,
+    SELECT_BG,
+    TEXT,
+    WHITE,
+    Damage,
+    Scene,
+    Ui,
 )
 from agent.workloads.text import CODE, HEADINGS, sentence, wrap
 

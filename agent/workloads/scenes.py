@@ -11,7 +11,18 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from agent.workloads.paint import Box, Font, blend_alpha, blit, box_rect, disc_alpha, fill, intersect, rgb, vgradient
+from agent.workloads.paint import (
+    Box,
+    Font,
+    blend_alpha,
+    blit,
+    box_rect,
+    disc_alpha,
+    fill,
+    intersect,
+    rgb,
+    vgradient,
+)
 
 WHITE = rgb(255, 255, 255)
 TEXT = rgb(30, 32, 38)

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agent.capture.base import ScreenSource
-from agent.workloads.paint import pixels
-from agent.workloads.scenes import Damage, Ui
-from agent.workloads.catalogue import WORKLOADS, make_scene
 from agent.errors import UsageError
 from agent.models import Rect
+from agent.workloads.catalogue import WORKLOADS, make_scene
+from agent.workloads.paint import pixels
+from agent.workloads.scenes import Damage, Ui
 
 MAX_SIDE = 8192  # a synthetic screen larger than 8K in either direction is a typo, not a workload
 

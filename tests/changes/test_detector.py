@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.support import reference as ref
 from agent.changes.detector import ChangeDetector, Changes, FrameSizeError, split_rect
 from agent.models import MAX_RECT_AREA, MAX_RECT_WIDTH
+from tests.support import reference as ref
 
 
 def _check(prev: np.ndarray, frame: np.ndarray, changes: Changes) -> None:
@@ -245,7 +245,7 @@ def test_public_names_are_exported_lazily_from_agent():
 
 @pytest.mark.parametrize("workload", ["scrolling", "window-drag"])
 def test_synthetic_moves_are_found_and_only_exposed_pixels_sent(workload):
-    synthetic = pytest.importorskip("agent.workloads.synthetic")
+    from agent.workloads import synthetic
     src = synthetic.SyntheticSource(workload, 960, 540, seed=0)
     det = ChangeDetector(960, 540)
     det.update(src.grab())

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tests.support import reference as ref
 from agent.changes.detector import ChangeDetector, Changes
 from agent.models import MAX_RECT_AREA, MAX_RECT_WIDTH
+from tests.support import reference as ref
 
 EDITS = ("fill", "noise", "scroll", "move", "pixels", "same", "full", "window")
 
@@ -133,7 +133,7 @@ def test_invariant_holds_on_scroll_and_drag_sequences(make, size, tile):
 
 @pytest.mark.parametrize("workload", ["typing", "scrolling", "window-drag", "video", "switch", "mixed"])
 def test_invariant_holds_on_synthetic_workloads(workload):
-    synthetic = pytest.importorskip("agent.workloads.synthetic")
+    from agent.workloads import synthetic
     src = synthetic.SyntheticSource(workload, 800, 600, seed=0)
     det = ChangeDetector(800, 600)
     shown = np.zeros((600, 800, 4), np.uint8)

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support import reference as ref
 from agent.changes.detector import ChangeDetector, Changes
 from agent.changes.tracker import MAX_PENDING_COPIES, UpdateTracker
 from agent.models import MAX_RECT_AREA, MAX_RECT_WIDTH
+from tests.support import reference as ref
 
 
 class Viewer:
@@ -60,7 +60,7 @@ def test_slow_viewer_follows_generated_sequences(make, every):
 @pytest.mark.parametrize("every", [1, 2, 5])
 @pytest.mark.parametrize("workload", ["scrolling", "window-drag"])
 def test_slow_viewer_follows_synthetic_workloads(workload, every):
-    synthetic = pytest.importorskip("agent.workloads.synthetic")
+    from agent.workloads import synthetic
     src = synthetic.SyntheticSource(workload, 640, 480, seed=0)
     simulate([src.grab().copy() for _ in range(16)], every)
 

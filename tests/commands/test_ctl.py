@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from agent.commands import agent_main
+from agent.consent.terms import CURRENT_VERSION, load_terms
 from agent.control.protocol import ControlError
 from agent.control.server import ControlServer
-from agent.consent.terms import CURRENT_VERSION, load_terms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 
 from agent.capture import ScreenSource
-from agent.workloads import SyntheticSource
 from agent.commands.probe import probe
+from agent.workloads import SyntheticSource
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytest.importorskip("agent.changes.detector")
 
 
 def run_probe(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

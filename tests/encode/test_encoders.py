@@ -12,14 +12,37 @@ import numpy as np
 import pytest
 
 from agent.capture.base import CursorShape
-from agent.workloads.synthetic import SyntheticSource
-from agent.rfb.decode import DecodeError, DecoderState, decode_cursor, decode_rect, quantize
-from agent.encode import (EncodeManager, HextileEncoder, RawEncoder, RectInput, RREEncoder, TightEncoder,
-                          TightJPEGEncoder, ZRLEEncoder, codec_for, compact_length)
+from agent.encode import (
+    EncodeManager,
+    HextileEncoder,
+    RawEncoder,
+    RectInput,
+    RREEncoder,
+    TightEncoder,
+    TightJPEGEncoder,
+    ZRLEEncoder,
+    codec_for,
+    compact_length,
+)
 from agent.encode.copyrect import copyrect_rect
 from agent.encode.cursor import cursor_rect
 from agent.rfb import constants as C
-from agent.rfb.pixelformat import BGR233, NATIVE, RGB565_BE, RGB565_LE, RGB888_BE, PixelFormat
+from agent.rfb.decode import (
+    DecodeError,
+    DecoderState,
+    decode_cursor,
+    decode_rect,
+    quantize,
+)
+from agent.rfb.pixelformat import (
+    BGR233,
+    NATIVE,
+    RGB565_BE,
+    RGB565_LE,
+    RGB888_BE,
+    PixelFormat,
+)
+from agent.workloads.synthetic import SyntheticSource
 
 STANDARD = [NATIVE, BGR233, RGB565_LE, RGB565_BE, RGB888_BE]
 WHITE = (255, 255, 255)

@@ -8,10 +8,10 @@ import pytest
 import simplejpeg
 
 from agent.capture.base import CursorShape
-from agent.rfb.decode import DecoderState, decode_rect, quantize
 from agent.encode import EncodedUpdate, EncodeManager, EncoderError
 from agent.models import split_rect
 from agent.rfb import constants as C
+from agent.rfb.decode import DecoderState, decode_rect, quantize
 from agent.rfb.pixelformat import BGR233, NATIVE, RGB565_LE, PixelFormat
 
 

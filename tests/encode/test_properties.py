@@ -19,9 +19,9 @@ from agent._native import hextile as _hextile
 from agent._native import rre as _rre
 from agent._native import tight as _tight
 from agent._native import zrle as _zrle
-from agent.rfb.decode import DecodeError, DecoderState, decode_rect, quantize
 from agent.encode import EncodeManager, codec_for
 from agent.rfb import constants as C
+from agent.rfb.decode import DecodeError, DecoderState, decode_rect, quantize
 from agent.rfb.pixelformat import RGB565_BE, RGB888_BE, PixelFormat
 from tests.support.pixel_formats import STANDARD, formats
 

@@ -8,9 +8,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.inputs import InputBackend, NullInput, ScopeGate
-from agent.session.lifecycle import (SCOPES, Accepted, AuthSucceeded, ConsentRecorded, IllegalTransition, LinkFailed,
-                             Registered, ReleaseInputs, ScopeChanged, SessionMachine, SetScope, State, Terminate,
-                             ViewerArrived, ViewerLeft)
+from agent.session.lifecycle import (
+    SCOPES,
+    Accepted,
+    AuthSucceeded,
+    ConsentRecorded,
+    IllegalTransition,
+    LinkFailed,
+    Registered,
+    ReleaseInputs,
+    ScopeChanged,
+    SessionMachine,
+    SetScope,
+    State,
+    Terminate,
+    ViewerArrived,
+    ViewerLeft,
+)
 from agent.session.password import PasswordPolicy, SessionPassword
 
 

@@ -117,3 +117,10 @@ def test_readme_test_command_is_what_ci_runs():
     assert "ci-test-command" in readme and "ci-test-command" in ci
     first_block = readme.split("```sh", 1)[1].split("```", 1)[0].strip()
     assert "rejnet-agent demo" in first_block and "pip install" in first_block
+    # The command .ci/run extracts (by its own awk line, run here) is the README's second block, verbatim.
+    test_cmd_line = next(line for line in ci.splitlines() if line.startswith("test_cmd=$("))
+    extracted = subprocess.run(["bash", "-c", test_cmd_line + '\nprintf %s "$test_cmd"'], cwd=root,
+                               capture_output=True, text=True, timeout=30, check=True).stdout
+    marked_block = readme.split("<!-- ci-test-command", 1)[1].split("```sh", 1)[1].split("```", 1)[0].strip()
+    assert extracted == marked_block
+    assert extracted.startswith("python3 -m venv .venv && .venv/bin/pip install") and "-m pytest" in extracted

@@ -23,10 +23,10 @@ from typing import Any, Iterator
 import pytest
 
 from agent.consent.ledger import ConsentLedger, LedgerError
+from agent.consent.terms import CURRENT_VERSION, load_terms
 from agent.control.client import AsyncControlClient
 from agent.control.protocol import ControlError
 from agent.control.server import ControlServer
-from agent.consent.terms import CURRENT_VERSION, load_terms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHA = load_terms().sha256

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from agent.capture import MssSource
-from agent.viewer.rfb_client import open_rfb
 from agent.service.capture_loop import HINT_CONFIRM_INTERVAL
 from agent.service.rfb_service import RFBService
+from agent.viewer.rfb_client import open_rfb
 
 pytestmark = pytest.mark.xvfb
 

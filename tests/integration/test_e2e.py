@@ -13,19 +13,17 @@ import time
 
 import numpy as np
 import pytest
-from tests.support.processes import free_port
-from tests.support.processes import Lines, Tap, spawn, stop
+
+from tests.support.processes import Lines, Tap, free_port, spawn, stop
+from tests.support.tools import need, which
 
 pytestmark = [pytest.mark.xvfb, pytest.mark.slow]
 
-VNCDO = shutil.which("vncdo")
+VNCDO = which("vncdo") or "vncdo"
 
 
 def _need_tools() -> None:
-    if VNCDO is None:
-        pytest.skip("vncdotool is not installed (pip install '.[test]')")
-    if shutil.which("xdotool") is None:
-        pytest.skip("xdotool is not installed (apt-get install xdotool)")
+    need("vncdo", "xdotool", "xterm", "xsetroot")
 
 
 def _paint(display: str) -> list[subprocess.Popen]:

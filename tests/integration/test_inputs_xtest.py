@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -14,11 +13,22 @@ from hypothesis import strategies as st
 from Xlib import X
 from Xlib.display import Display
 
-from agent.workloads.xvfb import start_xvfb, stop_process
 from agent.inputs import InputError, open_input_backend
-from agent.inputs.keysyms import (LOCK_MASK, SHIFT_MASK, UNICODE_OFFSET, XK_SHIFT_L, Keymap, convert_case,
-                                  core_keysym, equivalents, from_char, is_character)
+from agent.inputs.keysyms import (
+    LOCK_MASK,
+    SHIFT_MASK,
+    UNICODE_OFFSET,
+    XK_SHIFT_L,
+    Keymap,
+    convert_case,
+    core_keysym,
+    equivalents,
+    from_char,
+    is_character,
+)
 from agent.inputs.xtest import SPARE_POOL_SIZE, XTestInput
+from agent.workloads.xvfb import start_xvfb, stop_process
+from tests.support.tools import need
 
 XK_CONTROL_L = 0xFFE3
 XK_TAB = 0xFF09
@@ -153,8 +163,7 @@ def test_lost_display_raises_input_error_but_release_and_close_do_not() -> None:
 # --- pointer -----------------------------------------------------------------
 
 def _mouse_location(display: str) -> tuple[int, int]:
-    if shutil.which("xdotool") is None:
-        pytest.skip("xdotool is not installed; .ci/run installs it")
+    need("xdotool")
     out = subprocess.run(["xdotool", "getmouselocation", "--shell"], env={**os.environ, "DISPLAY": display},
                          capture_output=True, text=True, timeout=10, check=True).stdout
     fields = dict(line.split("=", 1) for line in out.split())
@@ -287,8 +296,7 @@ def test_function_keys_keep_the_clients_shift(backend: XTestInput, probe: Probe)
 
 @pytest.mark.xvfb
 def test_text_reaches_xterm(xvfb: str, backend: XTestInput, tmp_path: Path) -> None:
-    if shutil.which("xterm") is None:
-        pytest.skip("xterm is not installed; .ci/run installs it")
+    need("xterm")
     id_file, out_file = tmp_path / "windowid", tmp_path / "typed"
     env = {**os.environ, "DISPLAY": xvfb, "LC_ALL": "C.UTF-8"}
     proc = subprocess.Popen(["xterm", "-u8", "-geometry", "60x5+0+0", "-e", "sh", "-c",

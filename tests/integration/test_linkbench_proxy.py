@@ -12,9 +12,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.linkbench.proxy import (  # noqa: E402
-    SEGMENT, Direction, LinkSpec, ShapingProxy, TokenBucket, parse_rate, rate_label,
+    SEGMENT,
+    Direction,
+    LinkSpec,
+    ShapingProxy,
+    TokenBucket,
+    parse_rate,
+    rate_label,
 )
-
 
 # ---------------------------------------------------------------- arithmetic
 

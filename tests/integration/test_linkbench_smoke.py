@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.tools import need
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.linkbench.measure import Matcher, RunResult, cpu_seconds, psnr  # noqa: E402
 from benchmarks.linkbench import report  # noqa: E402
-
+from benchmarks.linkbench.measure import Matcher, RunResult, cpu_seconds, psnr  # noqa: E402
 
 # ---------------------------------------------------------------- the step matcher
 
@@ -138,18 +138,12 @@ def test_report_tables_targets_and_plot(tmp_path):
 # ---------------------------------------------------------------- a real run, CI-sized
 
 
-def _need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (apt-get install xvfb xdotool xterm x11-xserver-utils x11vnc)")
-
-
 @pytest.mark.xvfb
 @pytest.mark.slow
 @pytest.mark.interop
 @pytest.mark.timeout(170)
 def test_quick_benchmark_runs_and_reports(tmp_path):
-    _need("Xvfb", "xdotool", "xterm", "xsetroot", "x11vnc")
+    need("Xvfb", "xdotool", "xterm", "xsetroot", "x11vnc")
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "benchmarks.linkbench", "--out", str(out), "--quick"],
                           cwd=str(ROOT), capture_output=True, text=True, timeout=160)

@@ -3,29 +3,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from agent.workloads.synthetic import SyntheticSource
-from agent.errors import AuthenticationError, CaptureError, UsageError
-from agent.inputs.base import InputBackend
+from agent.errors import AuthenticationError
 from agent.rfb import constants as C
-from agent.viewer.rfb_client import AsyncRFBClient, open_rfb
-from agent.rfb.messages import Bell, ServerCutText
-from agent.rfb.pixelformat import BGR233, NATIVE
-from agent.commands.rfb import parse_loopback_listen
-from agent.inputs.gate import ScopeGate
-from agent.service.rfb_service import RFBService
-from agent.rfb.decode import quantize
-from tests.support.processes import free_port
-from tests.support.processes import stop_for_stderr
+from agent.viewer.rfb_client import open_rfb
+from tests.support.processes import free_port, stop_for_stderr
+from tests.support.tools import need
 
 ROOT = Path(__file__).resolve().parents[2]
 LOSSLESS = [C.ENC_ZRLE, C.ENC_HEXTILE, C.ENC_RAW, C.ENC_COPYRECT, C.ENC_DESKTOP_SIZE]
@@ -137,14 +127,21 @@ def test_command_with_password_file(tmp_path):
 def test_command_password_from_environment():
     running = _Running("--listen", "127.0.0.1:0", "--screen", "synthetic:idle:64x48", env={"REJNET_PASSWORD": "envpw"})
     try:
+        assert "VNC password" in running.line
+
         async def main() -> None:
+            with pytest.raises(AuthenticationError):
+                await open_rfb("127.0.0.1", running.port, password="wrong")
             client = await open_rfb("127.0.0.1", running.port, password="envpw", encodings=[C.ENC_RAW])
-            await client.update(incremental=False)
+            update = await client.update(incremental=False)
+            assert update.rects and client.framebuffer.shape[:2] == (48, 64)
             await client.close()
 
         asyncio.run(main())
     finally:
-        running.stop()
+        code, stderr = running.stop()
+    assert code == 0
+    assert "envpw" not in stderr
 
 
 def test_command_missing_display_exits_5():
@@ -160,8 +157,7 @@ def test_control_needs_a_real_display():
 
 @pytest.mark.xvfb
 def test_control_moves_the_pointer_on_a_real_display(xvfb_factory):
-    if shutil.which("xdotool") is None:
-        pytest.skip("xdotool is not installed")
+    need("xdotool")
     display = xvfb_factory(320, 240)
 
     def pointer_after_viewer_moves_it(*mode: str) -> str:

@@ -6,7 +6,6 @@ pattern it draws never disturb other tests sharing the session display.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,20 +17,14 @@ import pytest
 from PIL import Image
 
 from agent.workloads.xvfb import stop_process
-from tests.support.processes import free_port
-from tests.support.processes import stop_for_stderr
+from tests.support.processes import free_port, stop_for_stderr
+from tests.support.tools import need, which
 
 pytestmark = [pytest.mark.xvfb, pytest.mark.interop]
 
 ROOT = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 480, 320
 PASSWORD = "interop7"
-
-
-def _need(*tools: str) -> None:
-    for tool in tools:
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (.ci/run installs it)")
 
 
 def _grab(display: str) -> np.ndarray:
@@ -77,7 +70,7 @@ _PHOTO_WINDOW = textwrap.dedent("""
 @pytest.fixture
 def desktop(xvfb_factory):
     """A small Xvfb with a patterned root, an xterm full of text and a photo-like window; yields the display."""
-    _need("xsetroot", "xterm")
+    need("xsetroot", "xterm")
     display = xvfb_factory(WIDTH, HEIGHT)
     env = dict(os.environ, DISPLAY=display)
     subprocess.run(["xsetroot", "-mod", "7", "5", "-fg", "#d04020", "-bg", "#2050a0"], env=env, check=True,
@@ -132,7 +125,7 @@ def served(desktop):
 
 
 def _vncdo(port: int, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["vncdo", "-s", f"127.0.0.1::{port}", "-t", "30", "--nocursor", *extra, "capture", str(out)],
+    return subprocess.run([which("vncdo") or "vncdo", "-s", f"127.0.0.1::{port}", "-t", "30", "--nocursor", *extra, "capture", str(out)],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -141,7 +134,7 @@ def _rgb(path: Path) -> np.ndarray:
 
 
 def test_vncdotool_raw_capture_equals_screen(served, tmp_path):
-    _need("vncdo")
+    need("vncdo")
     display, server = served
     out = tmp_path / "raw.png"
     result = _vncdo(server.port, out)
@@ -197,7 +190,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_vncsnapshot_tight_jpeg_capture_close_to_screen(desktop, tmp_path):
-    _need("vncsnapshot")
+    need("vncsnapshot")
     port = _vnc_display_port()
     server = _Served(desktop, "--no-auth", port=port)
     try:
@@ -212,7 +205,7 @@ def test_vncsnapshot_tight_jpeg_capture_close_to_screen(desktop, tmp_path):
 
 
 def test_vnc_auth_with_password_file_and_vncdotool(desktop, tmp_path):
-    _need("vncdo")
+    need("vncdo")
     pw = tmp_path / "pw"
     pw.write_text(PASSWORD + "\n")
     server = _Served(desktop, "--password-file", str(pw))
@@ -240,7 +233,7 @@ def _vncpasswd_file(password: str) -> bytes:
 
 
 def test_vnc_auth_with_vncsnapshot_rfb33(desktop, tmp_path):
-    _need("vncsnapshot")
+    need("vncsnapshot")
     pw = tmp_path / "pw"
     pw.write_text(PASSWORD + "\n")
     vncpasswd = tmp_path / "passwd"
@@ -270,7 +263,7 @@ def _wait_equal(grab_a, grab_b, timeout: float = 20.0) -> int:
 @pytest.mark.parametrize("encoding", ["ZRLE", "Tight"])
 def test_tigervnc_viewer_shows_the_screen_and_follows_changes(served, xvfb_factory, encoding):
     """The TigerVNC viewer (fences, continuous updates, ExtendedDesktopSize) mirrors the screen exactly."""
-    _need("xtigervncviewer", "xsetroot")
+    need("xtigervncviewer", "xsetroot")
     display, server = served
     viewer_display = xvfb_factory(WIDTH, HEIGHT)
     viewer = subprocess.Popen(
@@ -305,13 +298,13 @@ def test_our_client_against_real_servers(desktop, server_name):
     """Our client decodes what x11vnc and TigerVNC's x0vncserver send, in every encoding and two formats."""
     import asyncio
 
-    from agent.rfb.decode import quantize
     from agent.rfb import constants as C
-    from agent.viewer.rfb_client import open_rfb
+    from agent.rfb.decode import quantize
     from agent.rfb.pixelformat import NATIVE, RGB565_LE
+    from agent.viewer.rfb_client import open_rfb
 
     command = _REAL_SERVERS[server_name](desktop, 0)[0]
-    _need(command, "xdotool")
+    need(command, "xdotool")
     subprocess.run(["xdotool", "mousemove", str(WIDTH - 1), str(HEIGHT - 1)], env=dict(os.environ, DISPLAY=desktop),
                    check=True, timeout=10)
     port = free_port()

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support import reference as ref
 from agent._native import rects, scroll, tiles
+from tests.support import reference as ref
 
 SETTINGS = settings(max_examples=100, deadline=None)
 TILES = st.sampled_from([1, 2, 3, 5, 8, 16, 17, 32, 64, 128])

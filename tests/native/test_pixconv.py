@@ -7,8 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent._native import pixconv
+from agent.rfb.pixelformat import (
+    BGR233,
+    NATIVE,
+    RGB565_BE,
+    RGB565_LE,
+    RGB888_BE,
+    PixelFormat,
+)
 from agent.rfb.pixels import PixelCodec, codec_for, quantize
-from agent.rfb.pixelformat import BGR233, NATIVE, RGB565_BE, RGB565_LE, RGB888_BE, PixelFormat
 from tests.support.pixel_formats import formats
 
 

@@ -2,30 +2,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from agent.workloads.synthetic import SyntheticSource
-from agent.errors import AuthenticationError, CaptureError, UsageError
-from agent.inputs.base import InputBackend
+from agent.commands.rfb import parse_loopback_listen
+from agent.errors import CaptureError, UsageError
+from agent.inputs.gate import ScopeGate
 from agent.rfb import constants as C
-from agent.viewer.rfb_client import AsyncRFBClient, open_rfb
+from agent.rfb.decode import quantize
 from agent.rfb.messages import Bell, ServerCutText
 from agent.rfb.pixelformat import BGR233, NATIVE
-from agent.commands.rfb import parse_loopback_listen
-from agent.inputs.gate import ScopeGate
 from agent.service.rfb_service import RFBService
-from agent.rfb.decode import quantize
-from tests.support.processes import free_port
-from tests.support.processes import stop_for_stderr
+from agent.viewer.rfb_client import AsyncRFBClient, open_rfb
+from agent.workloads.synthetic import SyntheticSource
 
 ROOT = Path(__file__).resolve().parents[2]
 LOSSLESS = [C.ENC_ZRLE, C.ENC_HEXTILE, C.ENC_RAW, C.ENC_COPYRECT, C.ENC_DESKTOP_SIZE]

@@ -7,6 +7,7 @@ from typing import Any
 
 from agent.inputs.base import InputBackend
 
+
 class MemoryReader:
     """The reader half of the asyncio streams duck type."""
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from agent.rfb.pixelformat import BGR233, NATIVE, RGB565_BE, RGB565_LE, RGB888_BE, PixelFormat
+from agent.rfb.pixelformat import (
+    BGR233,
+    NATIVE,
+    RGB565_BE,
+    RGB565_LE,
+    RGB888_BE,
+    PixelFormat,
+)
 
 STANDARD = [NATIVE, BGR233, RGB565_LE, RGB565_BE, RGB888_BE]
 

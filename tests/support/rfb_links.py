@@ -11,7 +11,6 @@ from agent.rfb.server import RFBServer
 from agent.sansio import NEED_DATA
 
 
-
 def drain_events(conn: Any) -> list:
     out = []
     while True:

@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.commands.screens import open_screen as open_source
+from agent.errors import UsageError
 from agent.workloads import WORKLOADS, FrameTruth, SyntheticSource
 from agent.workloads.synthetic import union_area
-from agent.errors import UsageError
 
 
 def check_truth(prev: np.ndarray, cur: np.ndarray, truth: FrameTruth) -> None:
