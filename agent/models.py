@@ -1,4 +1,5 @@
-"""The plain values every part of the pipeline passes around, and the one set of geometry helpers.
+"""The plain values every part of the agent passes around: rectangles (with the one set of geometry
+helpers), the cursor shape, and HOST:PORT addresses (one parser for every command).
 
 Tuples rather than classes for geometry: millions are made per second on busy
 screens and they cross into Cython kernels cheaply. Two shapes of rectangle
@@ -8,10 +9,13 @@ end-exclusive) is what clipping and subtraction arithmetic wants.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
+
+from agent.errors import UsageError
 
 Rect = Tuple[int, int, int, int]
 """(x, y, w, h) in framebuffer pixels; w and h are > 0."""
@@ -109,3 +113,29 @@ def split_rect(x: int, y: int, w: int, h: int) -> list[Rect]:
         sh -= sh % SPLIT_TILE
     return [(x + dx, y + dy, min(sw, w - dx), min(sh, h - dy))
             for dy in range(0, h, sh) for dx in range(0, w, sw)]
+
+
+_ADDRESS = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([^:\[\]\s]+)(?::(\d+))?")
+
+
+class AddressError(UsageError):
+    """A HOST:PORT argument could not be understood."""
+
+
+def parse_address(text: str, default_port: int | None = None, *, allow_port_zero: bool = False) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT`` or, with a default port, ``HOST`` -> (host, port).
+
+    Port 0 ("pick a free one") is only meaningful for addresses we listen on.
+    """
+    match = _ADDRESS.fullmatch(text.strip())
+    if match is None:
+        raise AddressError(f"invalid address {text!r}: expected HOST:PORT")
+    host = match.group(1) or match.group(3)
+    port_text = match.group(2) or match.group(4)
+    if port_text is None and default_port is None:
+        raise AddressError(f"invalid address {text!r}: expected HOST:PORT (the port is required)")
+    port = int(port_text) if port_text else default_port
+    assert port is not None
+    if not (0 if allow_port_zero else 1) <= port < 65536:
+        raise AddressError(f"invalid port in {text!r}: expected 1-65535")
+    return host, port

@@ -1,7 +1,8 @@
-"""The edges where we touch the network: addresses, the loopback rule, ending connections for good.
+"""The edges where we touch the network: the loopback rule, ending connections for good.
 
-One parser and one loopback check for every command (relay, agent, viewer,
-rfb), so an address is accepted or refused the same way everywhere.
+One loopback check for every command that serves something unauthenticated
+(rfb, the viewer's plain-RFB port), so an address is refused the same way
+everywhere.
 
 ``StreamWriter.close()`` only schedules the close: the socket is released a
 loop iteration later, or only once buffered bytes drain. A server that returns
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import re
 import socket
 from typing import Any
 
@@ -73,32 +73,6 @@ async def stop_server(server: asyncio.AbstractServer) -> None:
     for _ in range(ACCEPT_TURNS):
         await asyncio.sleep(0)
     server.close()
-
-
-_ADDRESS = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([^:\[\]\s]+)(?::(\d+))?")
-
-
-class AddressError(UsageError):
-    """A HOST:PORT argument could not be understood."""
-
-
-def parse_address(text: str, default_port: int | None = None, *, allow_port_zero: bool = False) -> tuple[str, int]:
-    """``HOST:PORT``, ``[IPv6]:PORT`` or, with a default port, ``HOST`` -> (host, port).
-
-    Port 0 ("pick a free one") is only meaningful for addresses we listen on.
-    """
-    match = _ADDRESS.fullmatch(text.strip())
-    if match is None:
-        raise AddressError(f"invalid address {text!r}: expected HOST:PORT")
-    host = match.group(1) or match.group(3)
-    port_text = match.group(2) or match.group(4)
-    if port_text is None and default_port is None:
-        raise AddressError(f"invalid address {text!r}: expected HOST:PORT (the port is required)")
-    port = int(port_text) if port_text else default_port
-    assert port is not None
-    if not (0 if allow_port_zero else 1) <= port < 65536:
-        raise AddressError(f"invalid port in {text!r}: expected 1-65535")
-    return host, port
 
 
 def require_loopback(host: str, port: int = 0) -> None:

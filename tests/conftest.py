@@ -61,3 +61,37 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
     asyncio.run(asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT))
     return True
+
+
+# ---------------------------------------------------------------- no silent skips in CI
+
+# In CI (.ci/run sets REJNET_NO_SKIPS=1) a skip is a test that did not run, so it fails the run with its
+# reason. Empty on purpose: a reason added here must say why CI cannot run that test.
+ALLOWED_SKIPS_IN_CI: tuple[str, ...] = ()
+
+
+def _skip_is_a_failure(reason: str) -> bool:
+    return bool(os.environ.get("REJNET_NO_SKIPS")) and not any(a in reason for a in ALLOWED_SKIPS_IN_CI)
+
+
+def _reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    return str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and _skip_is_a_failure(_reason(report)):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where every test must run: {_reason(report)}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and _skip_is_a_failure(_reason(report)):
+        report.outcome = "failed"
+        report.longrepr = f"module skipped in CI, where every test must run: {_reason(report)}"

@@ -5,7 +5,8 @@ import pytest
 
 from agent.commands.options import read_password
 from agent.errors import UsageError
-from agent.net import AddressError, parse_address, require_loopback
+from agent.models import AddressError, parse_address
+from agent.net import require_loopback
 
 
 def test_port_required_unless_defaulted():

@@ -19,7 +19,8 @@ from agent.commands.options import read_password
 from agent.commands.screens import add_screen_arguments, open_screen
 from agent.errors import CaptureError, UsageError
 from agent.inputs.base import InputBackend, InputError
-from agent.net import parse_address, require_loopback, stop_server
+from agent.models import parse_address
+from agent.net import require_loopback, stop_server
 from agent.rfb import vncauth
 from agent.service.rfb_service import MAX_FPS, RFBService
 

@@ -12,7 +12,7 @@ import sys
 
 from agent.commands.options import read_password
 from agent.errors import UsageError
-from agent.net import parse_address
+from agent.models import parse_address
 from agent.relay.protocol import DEFAULT_PORT, parse_session_id
 from agent.session.password import normalize_input
 from agent.viewer.bridge import DEFAULT_LISTEN, BridgeConfig, ViewerBridge

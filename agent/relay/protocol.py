@@ -18,8 +18,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from agent.net import AddressError  # noqa: F401  (re-exported: the relay CLI and tests catch it)
-from agent.net import parse_address as _parse_address
+from agent.models import AddressError  # noqa: F401  (re-exported: the relay CLI and tests catch it)
+from agent.models import parse_address as _parse_address
 from agent.errors import RejnetError, UsageError
 from agent.sansio import RemoteProtocolError
 
