@@ -35,3 +35,22 @@ class CaptureError(RejnetError):
     """The display cannot be captured (missing, unreachable, Wayland without X)."""
 
     exit_code = 5
+
+
+class RefusedError(RejnetError):
+    """The agent refused a request and changed nothing; ``code`` says why, for a program.
+
+    ``code`` is a short machine-readable word (``not_allowed``, ``ledger`` ...)
+    and ``message`` one line for a person; neither may hold a secret. The
+    control socket answers any RefusedError with the error reply
+    ``{"code": code, "message": message}``; the CLI prints ``str(exc)``,
+    which is ``"<code>: <message>"``. Subclasses fix their ``code``.
+    """
+
+    code = "refused"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        if code is not None:
+            self.code = code
+        self.message = message
+        super().__init__(f"{self.code}: {message}")

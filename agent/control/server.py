@@ -42,6 +42,7 @@ from agent.control.protocol import (
     encode_event,
     encode_reply,
 )
+from agent.errors import RefusedError
 from agent.net import close_stream, stop_server
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,10 @@ _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 class ControlHandler(Protocol):
     """What the session implements: one coroutine per request.
 
-    Returns the reply's fields (without ``id``/``ok``); raises ControlError to
-    refuse. Any other exception becomes an ``internal`` error reply.
+    Returns the reply's fields (without ``id``/``ok``); raises a RefusedError
+    (agent.errors) or a ControlError to refuse, and either becomes the error
+    reply with its ``code`` and ``message``. Any other exception becomes an
+    ``internal`` error reply.
     """
 
     async def handle(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]: ...
@@ -238,7 +241,7 @@ class ControlServer:
         try:
             fields = await self._handler.handle(request.cmd, dict(request.args))
             return encode_reply(request.id, fields or {})
-        except ControlError as exc:
+        except (RefusedError, ControlError) as exc:
             return encode_error(request.id, exc.code, exc.message)
         except Exception:  # a bug in the handler must not take the agent down
             log.debug("control: handler failed on %r", request.cmd, exc_info=True)

@@ -5,6 +5,8 @@ moves bytes, runs the timers the protocol asks for (PING every second, ACK
 after ~16 KiB or 50 ms of received DATA) and closes the connection on any
 failure. ``SecureStream.as_streams()`` gives duck-typed asyncio streams so RFB
 code written for (reader, writer) runs over the channel unchanged.
+The owner learns of ACKs, RTT samples and the end of the stream from the
+callbacks it gives ``SecureStream.watch()``, so it never has to poll.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from agent.secure.errors import AuthFailedError, ChannelClosedError, ChannelError, HandshakeError, TruncatedError
 from agent.secure.handshake import AgentHandshake, AuthFailed, Established, ViewerHandshake, _Handshake
@@ -125,6 +127,10 @@ class SecureStream:
         self._peer_closed = False
         self._closing = False
         self._discard = False
+        self._ended = self._end_told = False
+        self._on_ack: Callable[[int], None] | None = None
+        self._on_rtt: Callable[[float], None] | None = None
+        self._on_end: Callable[[], None] | None = None
         self._close_task: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -162,6 +168,45 @@ class SecureStream:
     def in_flight(self) -> int:
         """DATA bytes sent that the peer has not acknowledged yet."""
         return self._channel.in_flight
+
+    # -- notifications -------------------------------------------------------------------------
+
+    def watch(self, *, on_ack: Callable[[int], None] | None = None, on_rtt: Callable[[float], None] | None = None,
+              on_end: Callable[[], None] | None = None) -> None:
+        """Register the owner's callbacks, replacing those registered before.
+
+        ``on_ack(acked)``: an ACK arrived; ``acked`` counts the DATA bytes the
+        peer has received so far. ``on_rtt(rtt)``: a PONG gave an RTT sample;
+        ``rtt`` is the smoothed estimate (``.rtt``). Both run in the reader, one
+        call per record. ``on_end()``: the stream ended (the peer's CLOSE, a
+        failure, or our own close; ``peer_closed``, ``close_reason`` and
+        ``error`` tell which), called once (each registered), as its own loop
+        callback, never inside a stream method, even if registered after the
+        end. Nothing arrives before the caller's next ``await``, so watching
+        straight after ``accept_agent`` misses nothing. A callback that raises
+        is logged.
+        """
+        self._on_ack, self._on_rtt, self._on_end = on_ack, on_rtt, on_end
+        self._end_told = False
+        if self._ended:
+            self._loop.call_soon(self._tell_end)
+
+    def _notify(self, callback: Callable[..., None] | None, *args: Any) -> None:
+        if callback is not None:
+            try:
+                callback(*args)
+            except Exception:  # the owner's bug must not take the channel down with it
+                log.exception("a secure stream notification callback failed")
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._loop.call_soon(self._tell_end)
+
+    def _tell_end(self) -> None:
+        if self._on_end is not None and not self._end_told:
+            self._end_told = True
+            self._notify(self._on_end)
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -238,12 +283,14 @@ class SecureStream:
                         got_data = True
                     elif isinstance(event, Ack):
                         self._acked.set()
+                        self._notify(self._on_ack, channel.peer_acked)
                     elif isinstance(event, Ping):
                         if channel.can_send:
                             self._write(channel.send_pong(event.payload))
                     elif isinstance(event, Pong):
                         if event.rtt is not None:
                             self.rtt = event.rtt if self.rtt is None else self.rtt + _RTT_GAIN * (event.rtt - self.rtt)
+                            self._notify(self._on_rtt, self.rtt)
                     elif isinstance(event, Closed):
                         self.close_reason = event.reason
                         self._peer_closed = True
@@ -253,6 +300,7 @@ class SecureStream:
                         self._stop_timers()
                         self._wake()
                         self._writer.close()
+                        self._end()
                         return
                 if got_data:
                     self._rx_ready.set()
@@ -305,6 +353,7 @@ class SecureStream:
         self._stop_timers()
         self._wake()
         self._writer.close()
+        self._end()
         return self._error
 
     def _stop_timers(self) -> None:
@@ -332,6 +381,7 @@ class SecureStream:
             self._wake()
             self._send_close(reason)
             self._close_task = self._loop.create_task(self._finish_close())
+            self._end()
         return self._close_task
 
     async def _finish_close(self) -> None:

@@ -1,7 +1,11 @@
 """One support session: the lifecycle machine (sans-IO), the one-time password, flow control, and ``Agent``.
 
 ``Agent`` (session/agent.py) is the asyncio wiring; every rule about
-consent, scope and wiping lives in the machine (session/lifecycle.py).
+consent, scope and wiping lives in the machine (session/lifecycle.py), fed
+the events and answering the actions of session/events.py. Beside them:
+link.py (how viewers reach us: relay or direct listener), channel.py (the
+connected viewer's stream driving flow control, flow.py), password.py, and
+errors.py (what the session refuses, as RefusedErrors with wire codes).
 """
 from __future__ import annotations
 

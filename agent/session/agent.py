@@ -1,10 +1,14 @@
 """One support session, wired together (asyncio): the library API the CLI is built on.
 
 ``Agent`` owns the screen source, the consent ledger, the control socket, the
-link (relay registration or a direct listener), the RFB service and the
-session state machine (agent.session.lifecycle). It feeds what happens to the machine
-and executes the actions the machine returns; every rule about consent,
-scope and wiping lives in the machine, not here.
+link (agent.session.link: relay registration or a direct listener), the RFB
+service and the session state machine (agent.session.lifecycle). It feeds
+what happens to the machine and executes the actions the machine returns;
+every rule about consent, scope and wiping lives in the machine, not here.
+The connected viewer's channel, with its flow control and link statistics,
+is a ViewerChannel (agent.session.channel). A request the session refuses
+raises a RefusedError from agent.session.errors, with a ``code`` the control
+socket passes on unchanged.
 
 Example (see README "Embedding")::
 
@@ -21,27 +25,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
-from agent.session import lifecycle as lc
-from agent.net import parse_address
-from agent.control.protocol import ControlError
-from agent.errors import RejnetError, UsageError
-from agent.session.flow import FlowController
 from agent.capture.base import ScreenSource
+from agent.errors import RejnetError, UsageError
 from agent.inputs.base import InputBackend, NullInput
 from agent.inputs.gate import ScopeGate
-from agent.net import stop_server
+from agent.session import lifecycle as lc
+from agent.session.channel import LINK_EVENT_INTERVAL, ViewerChannel
+from agent.session.errors import CommandUnknown, ConsentNotRecorded, NoSession, NotAllowed, SessionOver, TermsMismatch
+from agent.session.flow import FlowController
+from agent.session.link import Link
 
 log = logging.getLogger(__name__)
 
 CONFIRM_TIMEOUT = 120.0     # seconds the customer has to accept a connection (--confirm-each)
 HANDSHAKE_TIMEOUT = 30.0
-FLOW_POLL = 0.05            # how often a blocked sender re-checks the window without an ACK
-LINK_EVENT_INTERVAL = 2.0   # seconds between "link" statistics events to control-socket subscribers
 # The viewer sends only small requests and input, and nothing flow-controls on our ACKs of them:
 # acknowledge lazily, so a typing session is not one ACK record down the customer's link per keystroke.
 VIEWER_ACK_DELAY = 1.0
@@ -89,15 +90,14 @@ class Agent:
         self.control: Any = None
         self.service: Any = None
         self._gate: ScopeGate | None = None
-        self._registration: Any = None
-        self._listener: asyncio.base_events.Server | None = None
+        self._link: Link | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._stream: Any = None
+        self._channel: ViewerChannel | None = None  # the authenticated viewer's, while it is connected
         self._stream_task: asyncio.Task[Any] | None = None
         self._confirm_timer: asyncio.TimerHandle | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._done: asyncio.Future[tuple[str, int]] | None = None
-        self.flow: FlowController | None = None
+        self.flow: FlowController | None = None  # the latest viewer's (kept after it left, for status)
         self.stats: dict[str, Any] = {"bytes_sent": 0, "updates": 0, "last_update": None, "viewers": 0}
 
     # ------------------------------------------------------------------ start / stop
@@ -123,7 +123,9 @@ class Agent:
 
                 self.control = ControlServer(self, cfg.control_path)
                 await self.control.start()
-            session_id = await self._open_link()
+            self._link = Link(relay=cfg.relay, listen=cfg.listen, on_viewer=self._viewer_attempt,
+                              can_accept=lambda: self.machine.can_accept_viewer, on_lost=self._link_lost)
+            session_id = await self._link.open()
         except BaseException:
             await self._release()
             raise
@@ -143,33 +145,15 @@ class Agent:
             log.warning("input injection unavailable, the session is view-only: %s", exc)
             return NullInput()
 
-    async def _open_link(self) -> str:
-        cfg = self.config
-        if cfg.relay:
-            from agent.relay.client import AgentRegistration
-
-            from agent.relay.protocol import DEFAULT_PORT
-
-            host, port = parse_address(cfg.relay, DEFAULT_PORT)
-            self._registration = await AgentRegistration.register(host, port)
-            self._spawn(self._ticket_loop(host, port))
-            return self._registration.session_id
-        assert cfg.listen is not None
-        host, port = parse_address(cfg.listen, allow_port_zero=True)
-        try:
-            self._listener = await asyncio.start_server(self._on_direct, host, port)
-        except OSError as exc:
-            raise UsageError(f"cannot listen on {cfg.listen}: {exc.strerror}") from None
-        # Direct mode has no relay to assign an ID: make one locally (it binds the PAKE).
-        return str(secrets.randbelow(900_000_000) + 100_000_000)
-
     @property
     def listen_address(self) -> tuple[str, int] | None:
         """The bound address in direct mode (port 0 picks one)."""
-        if self._listener is None or not self._listener.sockets:
-            return None
-        host, port = self._listener.sockets[0].getsockname()[:2]
-        return host, port
+        return self._link.listen_address if self._link is not None else None
+
+    @property
+    def _stream(self) -> Any:
+        """The authenticated viewer's SecureStream, or None."""
+        return self._channel.stream if self._channel is not None else None
 
     async def wait(self) -> tuple[str, int]:
         """Wait for the end of the session; returns (reason, exit code)."""
@@ -185,17 +169,14 @@ class Agent:
     async def _release(self) -> None:
         if self._confirm_timer is not None:
             self._confirm_timer.cancel()
-        if self._listener is not None:
-            await stop_server(self._listener)  # first, so no new connection starts a task below
+        if self._link is not None:
+            await self._link.close()  # first, so no new connection starts a task below
         await self._drop_viewer("session ended")
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
-        if self._registration is not None:
-            with contextlib.suppress(Exception):
-                await self._registration.close()
         if self.service is not None:
             await self.service.close()
         if self._gate is not None:
@@ -216,11 +197,13 @@ class Agent:
     # ------------------------------------------------------------------ the launcher's API
 
     def credentials(self) -> dict[str, str]:
-        """Session ID and password to show the customer (only for the owner of the session)."""
+        """Session ID and password to show the customer (only for the owner of the session).
+
+        Raises NoSession before the link registered and after the end."""
         try:
             return self.machine.credentials()
         except lc.LifecycleError as exc:
-            raise ControlError("no_session", str(exc)) from None
+            raise NoSession(str(exc)) from None
 
     def status(self) -> dict[str, Any]:
         status = self.machine.status()
@@ -235,22 +218,24 @@ class Agent:
         return status
 
     async def consent(self, scope: str, terms_version: str | None = None, terms_sha256: str | None = None) -> int:
-        """Record the customer's consent durably, then let the session use it. Returns the ledger row id."""
+        """Record the customer's consent durably, then let the session use it. Returns the ledger row id.
+
+        Raises TermsMismatch, SessionOver or ConsentNotRecorded (agent.session.errors); nothing is shared then."""
         from agent.consent.ledger import LedgerError
         from agent.consent.terms import CURRENT_VERSION, is_packaged, load_terms
 
         version = terms_version or CURRENT_VERSION
         digest = terms_sha256 or load_terms(version).sha256
         if not is_packaged(version, digest):
-            raise ControlError("terms_mismatch", "the terms shown are not the terms this agent ships "
-                                                 f"(version {version}); show the packaged text")
+            raise TermsMismatch("the terms shown are not the terms this agent ships "
+                                f"(version {version}); show the packaged text")
         if self.machine.state is lc.State.ENDED:
-            raise ControlError("ended", "the session has ended")
+            raise SessionOver("the session has ended")
         try:
             row = await asyncio.to_thread(self.ledger.record_consent, scope=scope, terms_version=version,
                                           terms_sha256=digest, session_start=self.started_at)
         except LedgerError as exc:
-            raise ControlError("ledger", f"consent not recorded, nothing is shared: {exc}") from None
+            raise ConsentNotRecorded(f"consent not recorded, nothing is shared: {exc}") from None
         self._apply(lc.ConsentRecorded(scope, row))
         return row
 
@@ -287,6 +272,7 @@ class Agent:
 
     # ControlHandler for agent.control.server
     async def handle(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+        """One control-socket request; a refusal is a RefusedError, which the socket answers with its code."""
         try:
             if cmd == "status":
                 return self.status()
@@ -304,36 +290,15 @@ class Agent:
             elif cmd == "terminate":
                 await self.terminate(args.get("reason") or "ended by the customer")
             else:
-                raise ControlError("unknown_command", f"unknown command {cmd!r}")
+                raise CommandUnknown(f"unknown command {cmd!r}")
         except lc.LifecycleError as exc:
-            raise ControlError("not_allowed", str(exc)) from None
+            raise NotAllowed(str(exc)) from None
         return self.machine.status()
 
     # ------------------------------------------------------------------ viewers
 
-    async def _ticket_loop(self, host: str, port: int) -> None:
-        from agent.relay.client import RelayError, open_agent_data
-
-        try:
-            async for ticket in self._registration.tickets():
-                if not self.machine.can_accept_viewer:
-                    log.info("a viewer asked while the session is busy; ignoring its ticket")
-                    continue
-                try:
-                    reader, writer = await open_agent_data(host, port, self._registration.session_id, ticket)
-                except (RelayError, OSError, asyncio.TimeoutError) as exc:
-                    log.warning("could not open the data connection for a viewer: %s", exc)
-                    continue
-                self._spawn(self._viewer_attempt(reader, writer, "relay"))
-        except RelayError as exc:
-            self._apply(lc.LinkFailed(reason=f"relay lost: {exc}"))
-
-    async def _on_direct(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.machine.can_accept_viewer:
-            writer.close()
-            return
-        peer = writer.get_extra_info("peername")
-        await self._viewer_attempt(reader, writer, f"{peer[0]}:{peer[1]}" if peer else "direct")
+    def _link_lost(self, reason: str) -> None:
+        self._apply(lc.LinkFailed(reason=reason))
 
     async def _viewer_attempt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
         from agent.secure.errors import AuthFailedError, ChannelError
@@ -362,82 +327,56 @@ class Agent:
         if self.machine.attempt != attempt or self.machine.state is not lc.State.AUTHENTICATING:
             await stream.close("session is no longer waiting for this viewer")
             return
-        self._stream = stream
-        self.flow = FlowController()
-        self._spawn(self._watch_stream(stream, attempt))
+        # No await from here on: the channel watches the stream before anything can arrive on it.
+        self._channel = ViewerChannel(stream, self.service, report=self._report_link,
+                                      on_end=lambda channel: self._channel_ended(channel, attempt))
+        self.flow = self._channel.flow
         self._publish({"event": "safety_code", "code": stream.safety_code})
         self._apply(lc.AuthSucceeded(attempt=attempt))
 
-    async def _watch_stream(self, stream: Any, attempt: int) -> None:
-        """Notice the viewer leaving while no RFB runs (consent pending), and feed flow control."""
-        from agent.secure.errors import ChannelError
+    def _channel_ended(self, channel: ViewerChannel, attempt: int) -> None:
+        """The stream's end notification: the viewer left (its CLOSE) or the link failed.
 
-        loop = asyncio.get_running_loop()
-        reason = "viewer disconnected"
-        acked = -1
-        next_report = loop.time() + LINK_EVENT_INTERVAL
-        try:
-            while True:
-                await asyncio.sleep(FLOW_POLL)
-                if loop.time() >= next_report:
-                    next_report = loop.time() + LINK_EVENT_INTERVAL
-                    self._publish(self._link_event(stream))
-                if stream.error is not None or stream.peer_closed:
-                    reason = stream.close_reason or (str(stream.error) if stream.error else reason)
-                    break
-                flow = self.flow
-                if flow is not None:
-                    if stream.rtt is not None:
-                        flow.on_rtt(stream.rtt)
-                    now_acked = stream.bytes_sent - stream.in_flight
-                    if now_acked != acked:
-                        acked = now_acked
-                        flow.on_ack(now_acked, loop.time())
-                        if self.service is not None:
-                            for viewer in self.service.viewers:
-                                viewer.updater.manager.quality_cap = flow.quality_cap
-                                viewer.kick()
-        except (ChannelError, asyncio.CancelledError):
-            pass
-        if stream is self._stream:
-            self._stream = None
-            self._apply(lc.ViewerLeft(reason=reason, attempt=attempt))
+        Our own closes are reported by whoever closed (``_run_rfb``, ``_drop_viewer``)."""
+        stream = channel.stream
+        if channel is not self._channel or (stream.error is None and not stream.peer_closed):
+            return
+        self._channel = None
+        reason = stream.close_reason or (str(stream.error) if stream.error else "viewer disconnected")
+        self._apply(lc.ViewerLeft(reason=reason, attempt=attempt))
 
-    def _link_event(self, stream: Any) -> dict[str, Any]:
-        """The ``link`` event subscribers see every few seconds while a viewer is connected."""
-        flow = self.flow
-        bandwidth = flow.bandwidth if flow is not None else None
-        return {"event": "link", "rtt_ms": None if stream.rtt is None else round(1000 * stream.rtt, 1),
-                "bandwidth_kbit": None if bandwidth is None else round(8 * bandwidth / 1000, 1),
-                "window": flow.window if flow is not None else None, "in_flight": stream.in_flight,
-                "bytes_sent": stream.bytes_sent, "bytes_received": stream.bytes_received,
-                "updates": self.stats["updates"]}
+    def _report_link(self, event: dict[str, Any]) -> None:
+        """The ``link`` event subscribers see every LINK_EVENT_INTERVAL seconds while a viewer is connected."""
+        event["updates"] = self.stats["updates"]
+        self._publish(event)
 
     def _may_send(self) -> bool:
-        flow, stream = self.flow, self._stream
-        return flow is None or stream is None or flow.may_send(stream.in_flight)
+        channel = self._channel
+        return channel is None or channel.may_send()
 
-    async def _run_rfb(self, stream: Any) -> None:
+    async def _run_rfb(self, channel: ViewerChannel) -> None:
+        stream = channel.stream
         reader, writer = stream.as_streams()
         try:
             await self.service.serve_connection(reader, writer, security="none", may_send=self._may_send,
                                                 outer_compression=stream.compressing)
         finally:
-            if stream is self._stream:
-                self._stream = None
+            if channel is self._channel:
+                self._channel = None
                 attempt = self.machine.attempt
                 self._apply(lc.ViewerLeft(reason=stream.close_reason or "viewer disconnected", attempt=attempt))
                 await stream.close("viewer disconnected")
 
     async def _drop_viewer(self, reason: str) -> None:
-        stream, task = self._stream, self._stream_task
-        self._stream = None
+        channel, task = self._channel, self._stream_task
+        self._channel = None
         self._stream_task = None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-        if stream is not None:
+        if channel is not None:
+            channel.stop()
             with contextlib.suppress(Exception):
-                await stream.close(reason)
+                await channel.stream.close(reason)
 
     def _on_update(self, viewer: Any, stats: Any) -> None:
         self.stats["bytes_sent"] = getattr(stats, "bytes_sent", self.stats["bytes_sent"])
@@ -468,8 +407,8 @@ class Agent:
             if self._confirm_timer is not None:
                 self._confirm_timer.cancel()
                 self._confirm_timer = None
-            if self._stream is not None and self._stream_task is None:
-                self._stream_task = self._spawn(self._run_rfb(self._stream))
+            if self._channel is not None and self._stream_task is None:
+                self._stream_task = self._spawn(self._run_rfb(self._channel))
         elif isinstance(action, lc.SetScope):
             if self._gate is not None:
                 self._gate.set_scope(action.scope)
@@ -481,7 +420,7 @@ class Agent:
             if self._gate is not None:
                 self._gate.release_all()
         elif isinstance(action, lc.DisconnectViewer):
-            if self._stream is not None:
+            if self._channel is not None:
                 self._spawn(self._drop_viewer(action.reason))
         elif isinstance(action, lc.RecordEnd):
             self._record_end(action.consent_id)
@@ -507,4 +446,4 @@ class Agent:
             queue.put_nowait(event)
 
 
-__all__ = ["Agent", "AgentConfig", "RejnetError"]
+__all__ = ["LINK_EVENT_INTERVAL", "Agent", "AgentConfig", "RejnetError"]

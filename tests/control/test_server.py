@@ -18,6 +18,7 @@ from agent.control.client import AsyncControlClient, ControlReplyError
 from agent.control.paths import ControlSocketError, default_control_path
 from agent.control.protocol import ControlError
 from agent.control.server import ControlServer
+from agent.errors import RefusedError
 
 TIMEOUT = 20  # seconds any one test may take
 
@@ -101,6 +102,37 @@ def test_commands_are_dispatched_and_replies_echo_the_id(sock_path):
                                      ("reject", {})]
         finally:
             await client.close()
+            await server.close()
+    run(main())
+
+
+def test_a_refused_error_gets_the_same_reply_as_a_control_error(sock_path):
+    """The session raises its own RefusedErrors (agent.errors); a launcher cannot tell them apart."""
+
+    class NotNow(RefusedError):
+        code = "bad_state"
+
+    class Refusing:
+        async def handle(self, cmd, args):
+            if cmd == "reject":
+                raise ControlError("bad_state", "no connection is waiting")
+            if cmd == "accept":
+                raise NotNow("no connection is waiting")
+            raise RefusedError("no such thing here", code="not_allowed")
+
+    async def main():
+        server = ControlServer(Refusing(), sock_path)
+        await server.start()
+        reader, writer = await raw(sock_path)
+        try:
+            old = await ask(reader, writer, b'{"id": 1, "cmd": "reject"}\n')
+            new = await ask(reader, writer, b'{"id": 1, "cmd": "accept"}\n')
+            assert new == old == {"id": 1, "ok": False,
+                                  "error": {"code": "bad_state", "message": "no connection is waiting"}}
+            assert await ask(reader, writer, b'{"id": 2, "cmd": "status"}\n') == {
+                "id": 2, "ok": False, "error": {"code": "not_allowed", "message": "no such thing here"}}
+        finally:
+            await close_writer(writer)
             await server.close()
     run(main())
 

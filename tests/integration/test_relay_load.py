@@ -5,12 +5,19 @@ instrumentation counters can be read directly: each connection's largest write
 buffer (exact: a buffer only grows when the relay writes to it), their sum (a
 bound on the relay's total at any instant), and the total sampled while the
 traffic flows.
+
+The stalled viewer's socket gets a small receive buffer before it connects, and
+its agent floods until the relay says it holds back (it stopped reading the
+sender because the viewer's write buffer is full). Otherwise whether the relay
+ever buffers anything for it depends on how much the kernel's socket buffers
+absorb (tcp_rmem may allow tens of MB), and the test could pass or fail by luck.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import socket
 import time
 
 import pytest
@@ -26,6 +33,8 @@ CHUNK = 64 * 1024
 HIGH_WATER = 128 * 1024
 READ_SIZE = 64 * 1024
 TIME_BOUND = 60.0
+HOLD_BACK_BOUND = 30.0  # seconds the flood may take to make the relay hold back the stalled session
+STALLED_RCVBUF = 4096  # the kernel doubles it and keeps a floor; either way a few KiB, not megabytes
 BASE = os.urandom(PAYLOAD)
 
 
@@ -50,17 +59,28 @@ async def _line(reader: asyncio.StreamReader) -> dict:
     return json.loads(await asyncio.wait_for(reader.readline(), 30))
 
 
-async def _open(port: int, hello: dict) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _open(port: int, hello: dict, rcvbuf: int | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if rcvbuf is None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    else:  # SO_RCVBUF before connect: the window the kernel offers is then small from the handshake on
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        except BaseException:
+            sock.close()
+            raise
+        reader, writer = await asyncio.open_connection(sock=sock)
     writer.write(json.dumps(hello).encode() + b"\n")
     return reader, writer
 
 
-async def _paired_session(port: int, gate: asyncio.Semaphore) -> tuple:
+async def _paired_session(port: int, gate: asyncio.Semaphore, viewer_rcvbuf: int | None = None) -> tuple:
     async with gate:
         control = await _open(port, {"v": 1, "role": "agent"})
         session = (await _line(control[0]))["session"]
-        viewer = await _open(port, {"v": 1, "role": "viewer", "session": session})
+        viewer = await _open(port, {"v": 1, "role": "viewer", "session": session}, viewer_rcvbuf)
         assert (await _line(viewer[0]))["status"] == "waiting"
         ticket = (await _line(control[0]))["ticket"]
         agent = await _open(port, {"v": 1, "role": "agent-data", "session": session, "ticket": ticket})
@@ -99,7 +119,8 @@ async def _load() -> dict:
     server = RelayServer("127.0.0.1", 0, max_per_source=4 * SESSIONS, high_water=HIGH_WATER, read_size=READ_SIZE)
     await server.start()
     gate = asyncio.Semaphore(50)
-    sessions = await asyncio.gather(*(_paired_session(server.port, gate) for _ in range(SESSIONS + 1)))
+    sessions = await asyncio.gather(*(_paired_session(server.port, gate) for _ in range(SESSIONS)),
+                                    _paired_session(server.port, gate, viewer_rcvbuf=STALLED_RCVBUF))
     stalled_id, stalled_control, stalled_viewer, stalled_agent = sessions[-1]
     stalled_conn = server._sessions[stalled_id].viewer
     assert stalled_conn is not None
@@ -124,7 +145,18 @@ async def _load() -> dict:
     start = time.monotonic()
     await asyncio.gather(*(_exchange(i, viewer, agent) for i, (_, _, viewer, agent) in enumerate(sessions[:-1])))
     elapsed = time.monotonic() - start
+    # Flood on until the relay holds the stalled session back: the viewer's write buffer passed the
+    # high-water mark, so the relay stopped reading the agent's data connection.
+    sender = stalled_conn.peer
+    assert sender is not None
+    deadline = time.monotonic() + HOLD_BACK_BOUND
+    while "peer-full" not in sender.paused:
+        assert not flooder.done(), f"the flooder stopped: {flooder.exception() if not flooder.cancelled() else 'cancelled'}"
+        assert time.monotonic() < deadline, (f"the relay never held back the stalled session in {HOLD_BACK_BOUND} s "
+                                             f"(its viewer buffer peaked at {stalled_conn.peak_write_buffer} B)")
+        await asyncio.sleep(0.01)
     sampling = False
+    peak_total = max(peak_total, server.buffered_bytes())  # the hold-back may have come after the last sample
     await sampler
     stalled_peak = stalled_conn.peak_write_buffer
     # A write buffer only grows when the relay writes, so each connection's peak is exact, and their sum

@@ -262,3 +262,114 @@ def test_read_all_until_eof() -> None:
         await viewer.close()
 
     run(main())
+
+
+# -- notifications (SecureStream.watch): what the session's flow control runs on, with no polling ----------
+
+
+async def _until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def test_watch_reports_every_ack_with_the_cumulative_count() -> None:
+    async def main() -> None:
+        viewer, agent = await established()
+        acks: list[int] = []
+        agent.watch(on_ack=acks.append)
+        payload = bytes(range(256)) * 1024  # 256 KiB: several ACKs (one per ~16 KiB received)
+        await agent.send(payload)
+        assert await recv_exactly(viewer, len(payload)) == payload
+        await _until(lambda: agent.in_flight == 0)
+        assert len(acks) >= 2
+        assert acks == sorted(acks) and acks[-1] == agent.bytes_sent == len(payload)
+        assert all(0 < acked <= len(payload) for acked in acks)
+        await viewer.close()
+        await agent.close()
+
+    run(main())
+
+
+def test_watch_reports_rtt_samples_from_pongs() -> None:
+    async def main() -> None:
+        viewer, agent = await established(ping_interval=0.05, idle_ping_interval=0.05)
+        samples: list[float] = []
+        agent.watch(on_rtt=samples.append)
+        await _until(lambda: len(samples) >= 2)
+        assert all(0 <= rtt < 1 for rtt in samples)
+        assert samples[-1] == agent.rtt  # the smoothed estimate, as the stream keeps it
+        await viewer.close()
+        await agent.close()
+
+    run(main())
+
+
+def test_on_end_once_when_the_peer_closes() -> None:
+    async def main() -> None:
+        viewer, agent = await established()
+        ends: list[tuple[bool, str | None]] = []
+        agent.watch(on_end=lambda: ends.append((agent.peer_closed, agent.close_reason)))
+        await viewer.close("technician ended the session")
+        await _until(lambda: bool(ends))
+        await agent.close()  # our own close after the end is not a second end
+        await asyncio.sleep(0.05)
+        assert ends == [(True, "technician ended the session")]
+
+    run(main())
+
+
+def test_on_end_once_when_the_connection_is_cut() -> None:
+    async def main() -> None:
+        viewer, agent = await established()
+        ends: list[BaseException | None] = []
+        agent.watch(on_end=lambda: ends.append(agent.error))
+        viewer._writer.transport.abort()  # no CLOSE record: truncation
+        await _until(lambda: bool(ends))
+        assert isinstance(ends[0], TruncatedError) and not agent.peer_closed
+        await asyncio.sleep(0.05)
+        assert len(ends) == 1
+        await asyncio.gather(viewer.close(), agent.close())
+
+    run(main())
+
+
+def test_on_end_for_our_own_close_runs_outside_the_close_call() -> None:
+    async def main() -> None:
+        viewer, agent = await established()
+        ends: list[str] = []
+        agent.watch(on_end=lambda: ends.append("end"))
+        closing = asyncio.ensure_future(agent.close("customer ended"))
+        assert ends == []  # never inside a stream method
+        await closing
+        assert ends == ["end"] and agent.error is None
+        late: list[str] = []
+        agent.watch(on_end=lambda: late.append("late"))  # registered after the end: still told, once
+        await asyncio.sleep(0.05)
+        assert late == ["late"] and ends == ["end"]
+        await viewer.close()
+
+    run(main())
+
+
+def test_a_failing_callback_is_logged_and_the_channel_carries_on(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(_: int) -> None:
+        raise RuntimeError("owner bug")
+
+    async def main() -> None:
+        viewer, agent = await established()
+        agent.watch(on_ack=broken)
+        payload = b"x" * (64 * 1024)
+        for _ in range(3):
+            await agent.send(payload)
+            assert await recv_exactly(viewer, len(payload)) == payload
+        await _until(lambda: agent.in_flight == 0)
+        assert agent.error is None
+        await viewer.send(b"still here")
+        assert await agent.recv() == b"still here"
+        await viewer.close()
+        await agent.close()
+
+    run(main())
+    assert "notification callback failed" in caplog.text

@@ -12,11 +12,12 @@ import pytest
 
 from agent.workloads import SyntheticSource
 from agent.consent.ledger import ConsentLedger
-from agent.errors import SessionEndedError
+from agent.errors import RefusedError, SessionEndedError
 from agent.relay.server import RelayServer
 from agent.viewer.rfb_client import open_rfb
 from agent.secure.errors import WrongPasswordError
 from agent.session.agent import Agent, AgentConfig
+from agent.session.errors import ConsentNotRecorded
 from agent.viewer.bridge import BridgeConfig, ViewerBridge
 
 SIZE = (320, 200)
@@ -182,12 +183,11 @@ async def test_terminate_wipes_the_session_and_records_the_end(tmp_path, caplog)
 
 
 async def test_ledger_failure_means_no_consent_and_no_stream(tmp_path):
-    from agent.control.protocol import ControlError
-
     async with chain(tmp_path) as (agent, relay):
         agent.ledger.close()  # the ledger cannot be written any more
-        with pytest.raises(ControlError) as info:
+        with pytest.raises(ConsentNotRecorded) as info:  # the session's own error, a RefusedError
             await agent.consent("view")
+        assert isinstance(info.value, RefusedError)
         assert info.value.code == "ledger"
         assert agent.status()["consent"] is None
 
@@ -238,3 +238,112 @@ async def test_subscribers_get_link_statistics(tmp_path):
         collector.cancel()
         await client.close()
         await bridge.close()
+
+
+async def test_acks_drive_the_services_link_quality_with_no_polling_task(tmp_path):
+    async with chain(tmp_path) as (agent, relay):
+        await agent.consent("view")
+        calls: list[tuple[str, object]] = []
+        service = agent.service
+        real_set, real_kick = service.set_link_quality, service.kick_all
+
+        def set_link_quality(cap):
+            calls.append(("set_link_quality", cap))
+            real_set(cap)
+
+        def kick_all():
+            calls.append(("kick_all", None))
+            real_kick()
+
+        service.set_link_quality, service.kick_all = set_link_quality, kick_all
+        bridge = await _bridge(agent, relay)
+        try:
+            client = await open_rfb(*bridge.address, timeout=10)
+            await client.update(incremental=False, timeout=10)
+            assert calls[0] == ("set_link_quality", None)  # a new viewer starts at its own quality choice
+            stream = agent._stream
+            await _until(lambda: stream.in_flight == 0)  # the viewer acknowledged the frame
+            assert len(calls) > 1  # ... and each ACK reached the service through the narrow interface
+            assert agent.flow is not None and agent.flow._acked == stream.bytes_sent
+            # the session runs the RFB connection and nothing else: no task polls the stream
+            assert agent._tasks == {agent._stream_task}
+            assert not [t for t in asyncio.all_tasks() if "watch" in t.get_coro().__qualname__]
+            await client.close()
+        finally:
+            await bridge.close()
+
+
+async def test_a_viewer_leaving_before_consent_is_noticed_from_the_end_of_its_stream(tmp_path):
+    async with chain(tmp_path) as (agent, relay):
+        seen: list[dict] = []
+
+        async def collect():
+            async for event in agent.events():
+                seen.append(event)
+
+        collector = asyncio.create_task(collect())
+        bridge = await _bridge(agent, relay)
+        await _until(lambda: agent.status()["state"] == "consent_pending")
+        assert agent._stream_task is None  # no RFB runs that could notice it
+        await bridge.close("technician changed their mind")
+        await _until(lambda: agent.status()["state"] == "waiting")
+        await _until(lambda: any(e.get("event") == "viewer_left" for e in seen))
+        [left] = [e for e in seen if e.get("event") == "viewer_left"]
+        assert left["reason"] == "technician changed their mind"
+        assert agent._stream is None
+        collector.cancel()
+
+
+async def test_refusals_reach_the_control_socket_with_the_same_codes_and_messages(tmp_path):
+    from agent.consent.terms import CURRENT_VERSION
+    from agent.control.client import AsyncControlClient
+
+    async with chain(tmp_path) as (agent, relay):
+        client = await AsyncControlClient.open(str(tmp_path / "control.sock"))
+        try:
+            async def error(cmd, **args):
+                reply = await client.request(cmd, check=False, **args)
+                assert reply["ok"] is False, reply
+                return reply["error"]
+
+            assert await error("accept") == {"code": "not_allowed", "message": "Accepted is not allowed in state 'waiting'"}
+            assert await error("set_scope", scope="control") == {
+                "code": "not_allowed", "message": "ScopeChanged is not allowed in state 'waiting': no consent is recorded yet"}
+            assert await error("consent", scope="view", terms_version=CURRENT_VERSION, terms_sha256="0" * 64) == {
+                "code": "terms_mismatch",
+                "message": f"the terms shown are not the terms this agent ships (version {CURRENT_VERSION}); "
+                           "show the packaged text"}
+            agent.ledger.close()
+            failed = await error("consent", scope="view", terms_version=CURRENT_VERSION,
+                                 terms_sha256=load_terms_digest(CURRENT_VERSION))
+            assert failed["code"] == "ledger"
+            assert failed["message"].startswith("consent not recorded, nothing is shared: ")
+            await agent.terminate("done")
+            assert await error("credentials") == {
+                "code": "no_session", "message": "no credentials in state 'ended': the session has ended"}
+            assert await error("consent", scope="view", terms_version=CURRENT_VERSION,
+                               terms_sha256=load_terms_digest(CURRENT_VERSION)) == {
+                "code": "ended", "message": "the session has ended"}
+        finally:
+            await client.close()
+
+
+def load_terms_digest(version: str) -> str:
+    from agent.consent.terms import load_terms
+
+    return load_terms(version).sha256
+
+
+def test_the_session_speaks_to_the_service_and_the_control_socket_only_through_narrow_interfaces():
+    import ast
+    from pathlib import Path
+
+    import agent.session
+
+    for path in Path(agent.session.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        assert "agent.control.protocol" not in imported, path.name  # refusals are RefusedErrors
+        attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+        assert not attributes & {"updater", "manager"}, path.name  # the service's internals
