@@ -54,3 +54,18 @@ class RefusedError(RejnetError):
             self.code = code
         self.message = message
         super().__init__(f"{self.code}: {message}")
+
+
+MAX_SHOWN = 500  # characters of remote-written text shown to a person; the rest is cut with an ellipsis
+
+
+def printable(text: object, limit: int = MAX_SHOWN) -> str:
+    """``text`` made safe to show in a terminal or a window: control characters out, length bounded.
+
+    Anything a remote party wrote (a relay's error reason, the agent's CLOSE
+    reason, an exception message quoting them) goes through here before a
+    person sees it, so an ESC sequence (a screen clear, an OSC 52 clipboard
+    write) or a bidi override cannot act on the technician's terminal.
+    """
+    cleaned = "".join(ch if ch.isprintable() else ("\ufffd" if ch not in "\t\n\r" else " ") for ch in str(text))
+    return cleaned if len(cleaned) <= limit else cleaned[:limit - 1] + "…"

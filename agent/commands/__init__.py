@@ -1,4 +1,4 @@
-"""Console entry points: rejnet-agent, rejnet-viewer, rejnet-relay (DESIGN §7), one module per command.
+"""Console entry points: rejnet-agent, rejnet-viewer, rejnet-relay, rejnet-help (DESIGN §7), one module per command.
 
 Every command is a module here with the same two functions,
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only
@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from agent.errors import RejnetError
+from agent.errors import RejnetError, printable
 
 # name -> (module, one-line help)
 AGENT_COMMANDS: dict[str, tuple[str, str]] = {
@@ -33,9 +33,25 @@ _EPILOG = "commands:\n" + "\n".join(
 
 
 def _setup_logging(verbose: int) -> None:
+    from agent.session.password import RedactingFilter
+
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
+    for handler in logging.getLogger().handlers:  # a filter on a handler sees every logger's records
+        handler.addFilter(RedactingFilter())
+
+
+def _no_core_dumps() -> None:
+    """A crash must not write the process's memory (session password, channel keys) to a core file."""
+    try:
+        import resource
+    except ImportError:  # Windows has no core files to limit
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError):  # pragma: no cover - a hard limit we may not lower is already 0
+        pass
 
 
 def _run(module_name: str, prog: str, description: str, argv: Sequence[str], epilog: str | None = None) -> int:
@@ -54,10 +70,11 @@ def _run(module_name: str, prog: str, description: str, argv: Sequence[str], epi
 
 
 def _guarded(main: Callable[[], int]) -> int:
+    _no_core_dumps()
     try:
         return main()
     except RejnetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)  # it may quote the relay or the agent
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -66,7 +83,7 @@ def _guarded(main: Callable[[], int]) -> int:
         print("error: timed out waiting for the other side; check the address and try again", file=sys.stderr)
         return 1
     except ConnectionError as exc:
-        print(f"error: connection failed: {exc.strerror or exc}", file=sys.stderr)
+        print(f"error: connection failed: {printable(exc.strerror or exc)}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # stdout closed by a pager or a launcher that went away
@@ -100,6 +117,13 @@ def relay_main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     return _guarded(lambda: _run("agent.commands.relay", "rejnet-relay", "Pair agents and viewers by session ID and forward "
                                  "their encrypted bytes.", argv))
+
+
+def help_main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return _guarded(lambda: _run("agent.launcher.cli", "rejnet-help", "The customer's window (Pomoc zdalna): service "
+                                 "terms and consent, the session ID and password to read out, and the in-session bar "
+                                 "with Zakończ sesję. Starts the agent in the background and ends it on close.", argv))
 
 
 def _exit(code: int) -> None:

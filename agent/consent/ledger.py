@@ -31,6 +31,7 @@ import math
 import os
 import re
 import sqlite3
+import stat
 import threading
 import time
 import urllib.parse
@@ -114,6 +115,37 @@ def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
                          allow_nan=False)
     return hashlib.sha256(b"rejnet-consent-v1\n" + prev_hash.encode("ascii") + b"\n"
                           + content.encode("utf-8")).hexdigest()
+
+
+def _private_dir(directory: str) -> None:
+    """The ledger's directory is ours and closed to others: tightened to 0700 if it is ours, refused if not."""
+    st = os.lstat(directory)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise LedgerError(f"the consent ledger's directory {directory} is a symlink or not a directory")
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        raise LedgerError(f"the consent ledger's directory {directory} belongs to another user (uid {st.st_uid})")
+    if st.st_mode & 0o077:
+        os.chmod(directory, 0o700)
+
+
+def _private_files(path: str) -> None:
+    """The ledger and its -wal and -shm files are 0600: created so, and tightened if an older run left them wider.
+
+    SQLite gives -wal and -shm the database file's permissions, so creating the
+    database 0600 before SQLite opens it covers the files it makes later.
+    """
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise LedgerError(f"cannot create consent ledger {path}: {exc.strerror}") from None
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            if stat.S_IMODE(os.lstat(name).st_mode) & 0o077:
+                os.chmod(name, 0o600)
+        except (FileNotFoundError, PermissionError):  # gone, or immutable: SQLite says what is wrong next
+            pass
 
 
 def default_ledger_path() -> str:
@@ -211,7 +243,8 @@ class ConsentLedger:
             raise LedgerError(f"cannot create consent ledger {self.path}: {directory} is not a directory") from None
         except OSError as exc:
             raise LedgerError(f"cannot create the directory of consent ledger {self.path}: {exc.strerror}") from None
-        created = not os.path.exists(self.path)
+        _private_dir(directory)
+        _private_files(self.path)
         self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
@@ -226,8 +259,7 @@ class ConsentLedger:
             self._check_format()
             # a write that changes nothing: SQLite opens an unwritable file read-only and says so only here
             self._db.execute("UPDATE head SET last_id = last_id WHERE 0")
-        if created:
-            os.chmod(self.path, 0o600)
+        _private_files(self.path)  # the -wal and -shm files SQLite has made by now
 
     def _tables(self) -> set[str]:
         assert self._db is not None

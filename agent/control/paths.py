@@ -29,11 +29,19 @@ class ControlSocketError(RejnetError):
 
 
 def default_control_path() -> str:
-    """``$XDG_RUNTIME_DIR/rejnet-agent/control.sock``, else ``/tmp/rejnet-agent-<uid>/control.sock``."""
+    """``$XDG_RUNTIME_DIR/rejnet-agent/control.sock``, else ``$XDG_STATE_HOME/rejnet-agent/control.sock``
+    (``~/.local/state`` by default).
+
+    Never a fixed name under /tmp: another local user could create it first
+    and keep the agent from starting.
+    """
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
     if os.path.isabs(runtime):  # the XDG spec says to ignore a relative value
         return os.path.join(runtime, APP_DIR, SOCKET_NAME)
-    return os.path.join("/tmp", f"{APP_DIR}-{os.geteuid()}", SOCKET_NAME)
+    state = os.environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(state):
+        state = os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, APP_DIR, SOCKET_NAME)
 
 
 def check_private_dir(directory: str) -> None:
@@ -58,12 +66,15 @@ def check_private_dir(directory: str) -> None:
             f"group or others (chmod 700 {directory})")
 
 
-def ensure_private_dir(directory: str) -> None:
+def ensure_private_dir(directory: str, *, create_parents: bool = False) -> None:
     """Create ``directory`` (mode 0700) if it is missing, then check it as check_private_dir does.
 
-    Only the last component is created: a missing parent is an error, so a
-    typo in ``--control`` does not grow a tree of directories.
+    Only the last component is created unless ``create_parents`` (the default
+    path under the user's own home): a missing parent of a ``--control`` path
+    is an error, so a typo does not grow a tree of directories.
     """
+    if create_parents:
+        os.makedirs(os.path.dirname(directory), mode=0o700, exist_ok=True)
     try:
         os.mkdir(directory, 0o700)
     except FileExistsError:

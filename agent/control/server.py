@@ -98,6 +98,7 @@ class ControlServer:
             raise ValueError("subscriber_queue must be at least 1")
         self._handler = handler
         self._path = check_socket_path(path if path is not None else default_control_path())
+        self._default_path = path is None
         self._max_line = max_line
         self._queue_size = subscriber_queue
         self._allowed_uid = os.geteuid() if allowed_uid is None else allowed_uid
@@ -115,7 +116,7 @@ class ControlServer:
         """Create the socket; raises ControlSocketError if that is not safe or another agent runs."""
         if self._server is not None:
             raise RuntimeError("ControlServer already started")
-        ensure_private_dir(os.path.dirname(self._path))
+        ensure_private_dir(os.path.dirname(self._path), create_parents=self._default_path)
         self._lock_fd = self._take_lock()
         try:
             self._remove_stale()

@@ -495,6 +495,10 @@ def test_default_control_path(monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
     assert default_control_path() == "/run/user/1000/rejnet-agent/control.sock"
     monkeypatch.setenv("XDG_RUNTIME_DIR", "relative/dir")
-    assert default_control_path() == f"/tmp/rejnet-agent-{os.geteuid()}/control.sock"
+    monkeypatch.setenv("HOME", "/home/ala")
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    assert default_control_path() == "/home/ala/.local/state/rejnet-agent/control.sock"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
-    assert default_control_path() == f"/tmp/rejnet-agent-{os.geteuid()}/control.sock"
+    monkeypatch.setenv("XDG_STATE_HOME", "/home/ala/state")
+    assert default_control_path() == "/home/ala/state/rejnet-agent/control.sock"
+    assert not default_control_path().startswith("/tmp/")  # nobody else can pre-create it
