@@ -6,7 +6,7 @@ import struct
 from agent.encode.base import EncoderError
 from agent.models import Copy
 from agent.rfb.constants import ENC_COPYRECT
-from agent.rfb.messages import write_rect_header
+from agent.rfb.server_messages import write_rect_header
 
 NAME = "CopyRect"
 _SRC = struct.Struct(">HH")

@@ -6,7 +6,7 @@ import numpy as np
 from agent.encode.base import EncoderError
 from agent.models import CursorShape
 from agent.rfb.constants import ENC_CURSOR
-from agent.rfb.messages import write_rect_header
+from agent.rfb.server_messages import write_rect_header
 from agent.rfb.pixels import PixelCodec
 
 NAME = "Cursor"

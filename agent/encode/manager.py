@@ -36,7 +36,7 @@ from agent.models import (
     split_rect,
 )
 from agent.rfb import constants as C
-from agent.rfb.messages import write_rect_header
+from agent.rfb.server_messages import write_rect_header
 from agent.rfb.pixelformat import NATIVE, PixelFormat
 from agent.rfb.pixels import codec_for
 

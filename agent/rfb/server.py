@@ -7,15 +7,20 @@ byte we must send goes into one outgoing buffer that the owner drains with
 Fence responses, EndOfContinuousUpdates) are written automatically; what to
 send in framebuffer updates is the caller's business (agent.service.updater).
 
-States and what moves them (the table ``_READERS`` picks the reader per state)::
+The machine is data, as in h11's ``_state.py``: ``TRANSITIONS`` maps (role,
+state, event) to the next state (see agent.rfb.transitions), ``READERS`` says
+which reader parses the client's bytes in each state, and ``_HANDLERS`` which
+method applies what it read. The connection only looks them up: every state
+change goes through ``_move``, which swaps the reader with the state::
 
-    AWAIT_VERSION --ProtocolVersion--> AWAIT_SECURITY (3.7, 3.8)
-                                     | AWAIT_VNC_RESPONSE (3.3 + VNC auth)
-                                     | AWAIT_CLIENT_INIT (3.3 + None)
-    AWAIT_SECURITY --type--> AWAIT_VNC_RESPONSE | AWAIT_CLIENT_INIT
-    AWAIT_VNC_RESPONSE --good--> AWAIT_CLIENT_INIT ; --bad--> CLOSED (AuthenticationFailed)
-    AWAIT_CLIENT_INIT --ClientInit--> NORMAL (ServerInit written)
-    any --EOF--> CLOSED ; any --garbage--> ERROR (RemoteProtocolError raised)
+    AWAIT_VERSION --client ProtocolVersion--> AWAIT_SECURITY
+    AWAIT_SECURITY --SecurityType None--> AWAIT_CLIENT_INIT ; --SecurityType VNC--> AWAIT_VNC_RESPONSE
+        (the client picks in 3.7 and 3.8; in 3.3 we decide, at once, and the client only follows)
+    AWAIT_VNC_RESPONSE --our AuthenticationSucceeded--> AWAIT_CLIENT_INIT
+                       --our AuthenticationFailed--> CLOSED
+    AWAIT_CLIENT_INIT --client ClientInit--> NORMAL (ServerInit written)
+    NORMAL --client messages, and ours (send_*)--> NORMAL
+    any --EOF (ConnectionClosed)--> CLOSED ; any --garbage--> ERROR (RemoteProtocolError raised)
 
 The delay before answering a wrong password is applied by the asyncio owner
 when it sees ``AuthenticationFailed`` (sans-IO code has no clock).
@@ -23,19 +28,22 @@ when it sees ``AuthenticationFailed`` (sans-IO code has no clock).
 from __future__ import annotations
 
 import enum
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
+from agent.rfb import client_messages as CM
 from agent.rfb import constants as C
+from agent.rfb import handshake as H
 from agent.rfb import messages as M
+from agent.rfb import server_messages as SM
 from agent.rfb import vncauth
-from agent.sansio import NEED_DATA, LocalProtocolError, ProtocolError, ReceiveBuffer, RemoteProtocolError
 from agent.rfb.pixelformat import NATIVE, PixelFormat, PixelFormatError
+from agent.rfb.transitions import EventKey, Role, next_state
+from agent.rfb.wire import Reader, write_fence
+from agent.sansio import NEED_DATA, LocalProtocolError, ProtocolError, ReceiveBuffer, RemoteProtocolError
 
 SERVER_VERSION = (3, 8)
 MAX_INCOMPLETE = M.MAX_CUT_TEXT + 64  # the largest message we accept, plus its header
 MAX_DIMENSION = 65535
-
-
 
 
 class ServerState(enum.Enum):
@@ -65,57 +73,46 @@ def negotiate_version(major: int, minor: int) -> Tuple[int, int]:
     return (3, 3)
 
 
-_Reader = M.Reader
+# ---------------------------------------------------------------- the state machine
 
-_CLIENT_MESSAGE_READERS: dict[int, _Reader] = {
-    C.MSG_SET_PIXEL_FORMAT: M.read_set_pixel_format,
-    C.MSG_SET_ENCODINGS: M.read_set_encodings,
-    C.MSG_FRAMEBUFFER_UPDATE_REQUEST: M.read_update_request,
-    C.MSG_KEY_EVENT: M.read_key_event,
-    C.MSG_POINTER_EVENT: M.read_pointer_event,
-    C.MSG_CLIENT_CUT_TEXT: M.read_client_cut_text,
-    C.MSG_ENABLE_CONTINUOUS_UPDATES: M.read_enable_continuous_updates,
-    C.MSG_CLIENT_FENCE: M.read_fence,
-    C.MSG_SET_DESKTOP_SIZE: M.read_set_desktop_size,
+S = ServerState
+CLIENT, SERVER = Role.CLIENT, Role.SERVER
+_LIVE = [state for state in S if state not in (S.CLOSED, S.ERROR)]
+# What the client may send once the handshake is over (read_client_message returns these).
+CLIENT_MESSAGES = (M.SetPixelFormat, M.SetEncodings, M.FramebufferUpdateRequest, M.KeyEvent, M.PointerEvent,
+                   M.ClientCutText, M.EnableContinuousUpdates, M.Fence, M.SetDesktopSize)
+# What our owner may send then, by the method it calls.
+SENDS = {"send_update": M.FramebufferUpdate, "send_bell": M.Bell, "send_server_cut_text": M.ServerCutText,
+         "send_fence": M.Fence, "send_end_of_continuous_updates": M.EndOfContinuousUpdates}
+
+TRANSITIONS: dict[Tuple[Role, ServerState, EventKey], ServerState] = {
+    (CLIENT, S.AWAIT_VERSION, M.ProtocolVersion): S.AWAIT_SECURITY,
+    (CLIENT, S.AWAIT_SECURITY, (M.SecurityType, C.SEC_NONE)): S.AWAIT_CLIENT_INIT,
+    (CLIENT, S.AWAIT_SECURITY, (M.SecurityType, C.SEC_VNC_AUTH)): S.AWAIT_VNC_RESPONSE,
+    (SERVER, S.AWAIT_SECURITY, (M.SecurityType, C.SEC_NONE)): S.AWAIT_CLIENT_INIT,  # 3.3
+    (SERVER, S.AWAIT_SECURITY, (M.SecurityType, C.SEC_VNC_AUTH)): S.AWAIT_VNC_RESPONSE,  # 3.3
+    (SERVER, S.AWAIT_VNC_RESPONSE, M.AuthenticationSucceeded): S.AWAIT_CLIENT_INIT,
+    (SERVER, S.AWAIT_VNC_RESPONSE, M.AuthenticationFailed): S.CLOSED,
+    (CLIENT, S.AWAIT_CLIENT_INIT, M.ClientInit): S.NORMAL,
+    **{(CLIENT, S.NORMAL, message): S.NORMAL for message in CLIENT_MESSAGES},
+    **{(SERVER, S.NORMAL, message): S.NORMAL for message in SENDS.values()},
+    **{(CLIENT, state, M.ConnectionClosed): S.CLOSED for state in _LIVE},
 }
 
-
-def read_client_message(view: memoryview) -> Optional[Tuple[object, int]]:
-    """One client-to-server message of the NORMAL phase."""
-    if not len(view):
-        return None
-    reader = _CLIENT_MESSAGE_READERS.get(view[0])
-    if reader is None:
-        raise RemoteProtocolError(f"unknown client message type {view[0]}")
-    return reader(view)
-
-
-def _read_u8(view: memoryview) -> Optional[Tuple[int, int]]:
-    return (view[0], 1) if len(view) else None
-
-
-def _read_vnc_response(view: memoryview) -> Optional[Tuple[bytes, int]]:
-    n = vncauth.CHALLENGE_SIZE
-    return (bytes(view[:n]), n) if len(view) >= n else None
-
-
-_READERS: dict[ServerState, _Reader] = {
-    ServerState.AWAIT_VERSION: M.read_version,
-    ServerState.AWAIT_SECURITY: _read_u8,
-    ServerState.AWAIT_VNC_RESPONSE: _read_vnc_response,
-    ServerState.AWAIT_CLIENT_INIT: M.read_client_init,
-    ServerState.NORMAL: read_client_message,
+# Which reader parses the client's bytes in which state (none once CLOSED or in ERROR).
+READERS: dict[ServerState, Reader] = {
+    S.AWAIT_VERSION: H.read_version,
+    S.AWAIT_SECURITY: H.read_security_type,
+    S.AWAIT_VNC_RESPONSE: H.read_vnc_response,
+    S.AWAIT_CLIENT_INIT: H.read_client_init,
+    S.NORMAL: CM.read_client_message,
 }
+del S
 
-# What the owner may call in which state (a lookup miss is a LocalProtocolError).
-_SEND_STATES = {
-    "send_update": {ServerState.NORMAL},
-    "send_bell": {ServerState.NORMAL},
-    "send_server_cut_text": {ServerState.NORMAL},
-    "send_fence": {ServerState.NORMAL},
-    "send_end_of_continuous_updates": {ServerState.NORMAL},
-}
 
+def transition(role: Role, state: ServerState, event: EventKey, action: Optional[str] = None) -> ServerState:
+    """The server's state after ``role``'s ``event`` in ``state``, or the protocol error for a miss."""
+    return next_state(TRANSITIONS, SERVER, role, state, event, action)
 
 
 class RFBServer:
@@ -136,13 +133,14 @@ class RFBServer:
         self.__password = password  # name-mangled; never in repr or errors
         self._challenge = challenge
         self.state = ServerState.AWAIT_VERSION
+        self._reader: Optional[Reader] = READERS[self.state]
         self.version: Optional[Tuple[int, int]] = None
         self.pixel_format: PixelFormat = NATIVE
         self.encodings: Tuple[int, ...] = ()
         self.shared = False
         self._encoding_set: frozenset[int] = frozenset()
         self._buf = ReceiveBuffer()
-        self._out = bytearray(M.write_version(*SERVER_VERSION))
+        self._out = bytearray(H.write_version(*SERVER_VERSION))
         self._eof = False
         self._close_reason = ""
 
@@ -176,22 +174,22 @@ class RFBServer:
             raise LocalProtocolError("server connection is in ERROR")
         try:
             while True:
-                if self.state is ServerState.CLOSED:
+                if self._reader is None:  # CLOSED
                     return M.ConnectionClosed(self._close_reason)
                 with self._buf.view() as view:
-                    got = _READERS[self.state](view)
+                    got = self._reader(view)
                 if got is None:
                     return self._need_data()
-                raw, consumed = got
+                event, consumed = got
                 self._buf.consume(consumed)
-                event = self._handle(raw)
-                if event is not None:
-                    return event
+                answer = _HANDLERS[self.state](self, event)
+                if answer is not None:
+                    return answer
         except ProtocolError:
-            self.state = ServerState.ERROR
+            self._error()
             raise
         except (ValueError, OverflowError) as exc:  # struct/decoding surprises from a peer's bytes
-            self.state = ServerState.ERROR
+            self._error()
             raise RemoteProtocolError(f"malformed message: {exc}") from None
 
     def _need_data(self) -> object:
@@ -202,78 +200,74 @@ class RFBServer:
                 raise RemoteProtocolError(
                     f"connection closed in the middle of a message ({len(self._buf)} bytes pending, "
                     f"state {self.state.value})")
-            self._close("client closed the connection")
+            self._move(CLIENT, M.ConnectionClosed)
+            self._close_reason = "client closed the connection"
             return M.ConnectionClosed(self._close_reason)
         return NEED_DATA
 
-    def _close(self, reason: str) -> None:
-        self.state = ServerState.CLOSED
-        self._close_reason = reason
+    def _move(self, role: Role, event: EventKey, action: Optional[str] = None) -> None:
+        """Apply one transition from the table (a miss raises); a new state brings its reader."""
+        target = transition(role, self.state, event, action)
+        if target is not self.state:
+            self.state = target
+            self._reader = READERS.get(target)
+
+    def _error(self) -> None:
+        self.state = ServerState.ERROR
+        self._reader = None
 
     # ---------------------------------------------------------------- handshake
 
-    def _handle(self, raw: object) -> object:
-        """Apply one parsed input; returns an event for the owner, or None to keep parsing."""
-        state = self.state
-        if state is ServerState.AWAIT_VERSION:
-            return self._on_version(raw)  # type: ignore[arg-type]
-        if state is ServerState.AWAIT_SECURITY:
-            return self._on_security_type(raw)  # type: ignore[arg-type]
-        if state is ServerState.AWAIT_VNC_RESPONSE:
-            return self._on_vnc_response(raw)  # type: ignore[arg-type]
-        if state is ServerState.AWAIT_CLIENT_INIT:
-            assert isinstance(raw, M.ClientInit)
-            self.shared = raw.shared
-            self._out += M.write_server_init(self.width, self.height, NATIVE, self.name)
-            self.state = ServerState.NORMAL
-            return raw
-        return self._on_message(raw)
-
-    def _on_version(self, version: Tuple[int, int]) -> None:
+    def _on_version(self, version: M.ProtocolVersion) -> None:
         self.version = negotiate_version(*version)
-        if self.version == (3, 3):
-            self._out += M.write_security_type_33(self._security)
-            self._start_security(self._security)
+        self._move(CLIENT, M.ProtocolVersion)
+        if self.version == (3, 3):  # the server decides the security type
+            self._move(SERVER, (M.SecurityType, self._security))
+            self._out += H.write_security_type_33(self._security)
+            self._start_security()
         else:
-            self._out += M.write_security_types([self._security])
-            self.state = ServerState.AWAIT_SECURITY
-        return None
+            self._out += H.write_security_types([self._security])
 
-    def _start_security(self, sec_type: int) -> None:
-        if sec_type == C.SEC_VNC_AUTH:
+    def _on_security_type(self, chosen: M.SecurityType) -> None:
+        if chosen.sec_type != self._security:
+            reason = f"security type {chosen.sec_type} was not offered"
+            self._out += H.write_security_result(False, reason if self.version == (3, 8) else None)
+            raise RemoteProtocolError(reason)
+        self._move(CLIENT, (M.SecurityType, chosen.sec_type))
+        self._start_security()
+
+    def _start_security(self) -> None:
+        if self._security == C.SEC_VNC_AUTH:
             if self._challenge is None:
                 self._challenge = vncauth.make_challenge()
             self._out += self._challenge
-            self.state = ServerState.AWAIT_VNC_RESPONSE
-        else:
-            if self.version == (3, 8):  # 3.3 and 3.7 send no SecurityResult for None
-                self._out += M.write_security_result(True)
-            self.state = ServerState.AWAIT_CLIENT_INIT
+        elif self.version == (3, 8):  # 3.3 and 3.7 send no SecurityResult for None
+            self._out += H.write_security_result(True)
 
-    def _on_security_type(self, sec_type: int) -> None:
-        if sec_type != self._security:
-            reason = f"security type {sec_type} was not offered"
-            self._out += M.write_security_result(False, reason if self.version == (3, 8) else None)
-            raise RemoteProtocolError(reason)
-        self._start_security(sec_type)
-        return None
-
-    def _on_vnc_response(self, response: bytes) -> Optional[object]:
+    def _on_vnc_response(self, answer: M.VncAuthResponse) -> Optional[object]:
         assert self._challenge is not None and self.__password is not None
-        ok = vncauth.check_response(self.__password, self._challenge, response)
+        ok = vncauth.check_response(self.__password, self._challenge, answer.response)
         self._challenge = None  # one response per challenge
         if ok:
-            self._out += M.write_security_result(True)
-            self.state = ServerState.AWAIT_CLIENT_INIT
+            self._move(SERVER, M.AuthenticationSucceeded)
+            self._out += H.write_security_result(True)
             return None
         reason = "authentication failed: wrong password"
-        self._out += M.write_security_result(False, reason if self.version == (3, 8) else None)
-        self._close(reason)
+        self._move(SERVER, M.AuthenticationFailed)
+        self._close_reason = reason
+        self._out += H.write_security_result(False, reason if self.version == (3, 8) else None)
         return M.AuthenticationFailed(reason)
+
+    def _on_client_init(self, init: M.ClientInit) -> object:
+        self._move(CLIENT, M.ClientInit)
+        self.shared = init.shared
+        self._out += H.write_server_init(self.width, self.height, NATIVE, self.name)
+        return init
 
     # ---------------------------------------------------------------- normal phase
 
     def _on_message(self, msg: object) -> object:
+        self._move(CLIENT, type(msg))
         if isinstance(msg, M.SetPixelFormat):
             try:
                 msg.pixel_format.validate()
@@ -285,10 +279,10 @@ class RFBServer:
         elif isinstance(msg, M.Fence):
             if msg.is_request:
                 answer = M.fence_response(msg)
-                self._out += M.write_fence(C.MSG_SERVER_FENCE, answer.flags, answer.payload)
+                self._out += write_fence(C.MSG_SERVER_FENCE, answer.flags, answer.payload)
         elif isinstance(msg, M.EnableContinuousUpdates):
             if not msg.enable:
-                self._out += M.write_end_of_continuous_updates()
+                self._out += SM.write_end_of_continuous_updates()
         return msg
 
     def _on_set_encodings(self, msg: M.SetEncodings) -> None:
@@ -298,9 +292,9 @@ class RFBServer:
         self._encoding_set = frozenset(msg.encodings)
         # Announce our support the way TigerVNC does: our own Fence, then EndOfContinuousUpdates.
         if first_fence and C.ENC_FENCE in self._encoding_set:
-            self._out += M.write_fence(C.MSG_SERVER_FENCE, M.FENCE_REQUEST, b"\0")
+            self._out += write_fence(C.MSG_SERVER_FENCE, M.FENCE_REQUEST, b"\0")
         if first_cu and C.ENC_CONTINUOUS_UPDATES in self._encoding_set:
-            self._out += M.write_end_of_continuous_updates()
+            self._out += SM.write_end_of_continuous_updates()
 
     def supports(self, encoding: int) -> bool:
         """Whether the client listed ``encoding`` in its last SetEncodings."""
@@ -308,9 +302,8 @@ class RFBServer:
 
     # ---------------------------------------------------------------- output
 
-    def _require(self, action: str) -> None:
-        if self.state not in _SEND_STATES[action]:
-            raise LocalProtocolError(f"server cannot {action} in state {self.state.value}")
+    def _send(self, action: str) -> None:
+        self._move(SERVER, SENDS[action], action)
 
     def send_update(self, rects: Sequence[bytes]) -> int:
         """Write one FramebufferUpdate of complete rectangles; returns the bytes written.
@@ -318,43 +311,43 @@ class RFBServer:
         Up to 65534 rectangles go with their count; more use LastRect when the
         client offered it, else several consecutive updates.
         """
-        self._require("send_update")
+        self._send("send_update")
         start = len(self._out)
         if len(rects) < M.LAST_RECT_COUNT:
-            self._out += M.write_update_header(len(rects))
+            self._out += SM.write_update_header(len(rects))
             self._out += b"".join(rects)
         elif self.supports(C.ENC_LAST_RECT):
-            self._out += M.write_update_header(M.LAST_RECT_COUNT)
+            self._out += SM.write_update_header(M.LAST_RECT_COUNT)
             self._out += b"".join(rects)
-            self._out += M.write_last_rect()
+            self._out += SM.write_last_rect()
         else:
             step = M.LAST_RECT_COUNT - 1
             for i in range(0, len(rects), step):
                 chunk = rects[i:i + step]
-                self._out += M.write_update_header(len(chunk))
+                self._out += SM.write_update_header(len(chunk))
                 self._out += b"".join(chunk)
         return len(self._out) - start
 
     def send_bell(self) -> None:
-        self._require("send_bell")
-        self._out += M.write_bell()
+        self._send("send_bell")
+        self._out += SM.write_bell()
 
     def send_server_cut_text(self, text: str) -> None:
-        self._require("send_server_cut_text")
+        self._send("send_server_cut_text")
         raw = text.encode("latin-1", errors="replace")
         if len(raw) > M.MAX_CUT_TEXT:
             raise LocalProtocolError(f"cut text of {len(raw)} bytes exceeds {M.MAX_CUT_TEXT}")
-        self._out += M.write_server_cut_text(text)
+        self._out += SM.write_server_cut_text(text)
 
     def send_fence(self, flags: int, payload: bytes = b"") -> None:
-        self._require("send_fence")
+        self._send("send_fence")
         if not self.supports(C.ENC_FENCE):
             raise LocalProtocolError("the client did not offer the Fence pseudo-encoding")
-        self._out += M.write_fence(C.MSG_SERVER_FENCE, flags, payload)
+        self._out += write_fence(C.MSG_SERVER_FENCE, flags, payload)
 
     def send_end_of_continuous_updates(self) -> None:
-        self._require("send_end_of_continuous_updates")
-        self._out += M.write_end_of_continuous_updates()
+        self._send("send_end_of_continuous_updates")
+        self._out += SM.write_end_of_continuous_updates()
 
     def set_size(self, width: int, height: int) -> None:
         """Record a new framebuffer size (the updater sends DesktopSize; this only tracks it)."""
@@ -362,3 +355,13 @@ class RFBServer:
             raise LocalProtocolError(f"framebuffer size {width}x{height} is out of range")
         self.width = width
         self.height = height
+
+
+# Which method applies what the state's reader returned.
+_HANDLERS: dict[ServerState, Callable[[RFBServer, object], object]] = {
+    ServerState.AWAIT_VERSION: RFBServer._on_version,  # type: ignore[dict-item]
+    ServerState.AWAIT_SECURITY: RFBServer._on_security_type,  # type: ignore[dict-item]
+    ServerState.AWAIT_VNC_RESPONSE: RFBServer._on_vnc_response,  # type: ignore[dict-item]
+    ServerState.AWAIT_CLIENT_INIT: RFBServer._on_client_init,  # type: ignore[dict-item]
+    ServerState.NORMAL: RFBServer._on_message,
+}

@@ -29,6 +29,7 @@ from agent.models import (
 )
 from agent.rfb import constants as C
 from agent.rfb import messages as M
+from agent.rfb import server_messages as SM
 from agent.rfb.server import RFBServer, ServerState
 
 LOSSLESS_REFRESH_DELAY = 0.3  # seconds a JPEG-sent area must stay unchanged before its lossless refresh
@@ -265,7 +266,7 @@ class ViewerUpdater:
         out = []
         if self._pending_resize_reply is not None:
             reason, status = self._pending_resize_reply
-            out.append(M.write_extended_desktop_size_rect(*self.size, reason=reason, status=status))
+            out.append(SM.write_extended_desktop_size_rect(*self.size, reason=reason, status=status))
             self._pending_resize_reply = None
         if self._cursor_pending and self._cursor is not None and self.server.supports(C.ENC_CURSOR):
             out.append(self.manager.encode_cursor(self._cursor))
@@ -275,9 +276,9 @@ class ViewerUpdater:
     def _resize_job(self) -> Optional[UpdateJob]:
         width, height = self.size
         if self.server.supports(C.ENC_EXTENDED_DESKTOP_SIZE):
-            rect = M.write_extended_desktop_size_rect(width, height)
+            rect = SM.write_extended_desktop_size_rect(width, height)
         elif self.server.supports(C.ENC_DESKTOP_SIZE):
-            rect = M.write_desktop_size_rect(width, height)
+            rect = SM.write_desktop_size_rect(width, height)
         else:
             self.close_reason = (f"the screen size changed to {width}x{height} and the viewer "
                                  f"does not support the DesktopSize pseudo-encoding")

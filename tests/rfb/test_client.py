@@ -8,9 +8,13 @@ from typing import Any, Optional
 import numpy as np
 import pytest
 
+from agent.rfb import client_messages as CM
 from agent.rfb import constants as C
+from agent.rfb import handshake as H
 from agent.rfb import messages as M
+from agent.rfb import server_messages as SM
 from agent.rfb import vncauth
+from agent.rfb import wire as W
 from agent.rfb.client import ClientState, RFBClient
 from agent.sansio import LocalProtocolError, RemoteProtocolError
 from agent.rfb.pixelformat import BGR233, NATIVE, RGB565_LE
@@ -21,11 +25,11 @@ from tests.support.rfb_links import connected_pair, drain_events, psnr, pump  # 
 
 def native_raw_rect(x: int, y: int, pixels: np.ndarray) -> bytes:
     h, w = pixels.shape[:2]
-    return M.write_rect_header(x, y, w, h, C.ENC_RAW) + np.ascontiguousarray(pixels).tobytes()
+    return SM.write_rect_header(x, y, w, h, C.ENC_RAW) + np.ascontiguousarray(pixels).tobytes()
 
 
 def scripted_server_init(width: int = 4, height: int = 2, name: str = "scr") -> bytes:
-    return M.write_server_init(width, height, NATIVE, name)
+    return H.write_server_init(width, height, NATIVE, name)
 
 
 # ---------------------------------------------------------------- handshakes
@@ -84,7 +88,7 @@ def test_scripted_33_vnc_auth_bytes():
     assert client.data_to_send() == b"RFB 003.003\n" + bytes.fromhex("b866924125c8eebb9debc1db61c538e2")
     client.receive_data(b"\x00\x00\x00\x00" + scripted_server_init())
     assert isinstance(client.next_event(), M.ServerInit)
-    assert client.data_to_send() == b"\x01" + M.write_set_pixel_format(RGB565_LE) + M.write_set_encodings([0])
+    assert client.data_to_send() == b"\x01" + CM.write_set_pixel_format(RGB565_LE) + CM.write_set_encodings([0])
     assert client.pixel_format == RGB565_LE
 
 
@@ -101,7 +105,7 @@ def test_client_answers_lower_version_of_newer_server():
 
 def test_server_refusal_reason_is_reported():
     client = RFBClient()
-    client.receive_data(b"RFB 003.008\n" + M.write_security_failure("too many connections"))
+    client.receive_data(b"RFB 003.008\n" + H.write_security_failure("too many connections"))
     event = client.next_event()
     assert isinstance(event, M.ConnectionClosed) and "too many connections" in event.reason
 
@@ -130,7 +134,7 @@ def test_password_not_in_repr():
 def test_raw_update_decoded_three_ways():
     server, client, _, _ = connected_pair(4, 2, encodings=[C.ENC_RAW])
     pixels = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    msg = M.write_update_header(1) + native_raw_rect(1, 0, pixels)
+    msg = SM.write_update_header(1) + native_raw_rect(1, 0, pixels)
     expected = pixels.copy()
     expected[..., 3] = 255
     for chunk in (None, 1):
@@ -152,26 +156,26 @@ def test_raw_update_decoded_three_ways():
 def test_copyrect_update():
     _, client, _, _ = connected_pair(4, 2, encodings=[C.ENC_COPYRECT, C.ENC_RAW])
     pixels = np.full((1, 1, 4), 200, np.uint8)
-    client.receive_data(M.write_update_header(2) + native_raw_rect(0, 0, pixels)
-                        + M.write_rect_header(3, 1, 1, 1, C.ENC_COPYRECT) + struct.pack(">HH", 0, 0))
+    client.receive_data(SM.write_update_header(2) + native_raw_rect(0, 0, pixels)
+                        + SM.write_rect_header(3, 1, 1, 1, C.ENC_COPYRECT) + struct.pack(">HH", 0, 0))
     assert isinstance(client.next_event(), M.FramebufferUpdate)
     assert (client.framebuffer[1, 3, :3] == 200).all()
 
 
 def test_empty_update_and_server_messages():
     _, client, _, _ = connected_pair(encodings=[C.ENC_RAW, C.ENC_FENCE])
-    client.receive_data(M.write_update_header(0) + M.write_bell() + M.write_server_cut_text("clip")
-                        + M.write_end_of_continuous_updates()
-                        + M.write_fence(C.MSG_SERVER_FENCE, M.FENCE_REQUEST | M.FENCE_BLOCK_AFTER, b"p"))
+    client.receive_data(SM.write_update_header(0) + SM.write_bell() + SM.write_server_cut_text("clip")
+                        + SM.write_end_of_continuous_updates()
+                        + W.write_fence(C.MSG_SERVER_FENCE, M.FENCE_REQUEST | M.FENCE_BLOCK_AFTER, b"p"))
     assert drain_events(client) == [M.FramebufferUpdate([], 4), M.Bell(), M.ServerCutText("clip"),
                                     M.EndOfContinuousUpdates(), M.Fence(0x80000002, b"p")]
-    assert client.data_to_send() == M.write_fence(C.MSG_CLIENT_FENCE, M.FENCE_BLOCK_AFTER, b"p")
+    assert client.data_to_send() == W.write_fence(C.MSG_CLIENT_FENCE, M.FENCE_BLOCK_AFTER, b"p")
 
 
 def test_desktop_size_resizes_framebuffer():
     _, client, _, _ = connected_pair(64, 48, encodings=[C.ENC_RAW, C.ENC_DESKTOP_SIZE])
     client.framebuffer[0, 0, :3] = 7
-    client.receive_data(M.write_update_header(1) + M.write_desktop_size_rect(80, 20))
+    client.receive_data(SM.write_update_header(1) + SM.write_desktop_size_rect(80, 20))
     assert drain_events(client) == [M.DesktopResized(80, 20), M.FramebufferUpdate([(0, 0, 80, 20, -223)], 16)]
     assert client.framebuffer.shape == (20, 80, 4) and (client.width, client.height) == (80, 20)
     assert (client.framebuffer[0, 0, :3] == 7).all() and (client.framebuffer[..., 3] == 255).all()
@@ -179,11 +183,11 @@ def test_desktop_size_resizes_framebuffer():
 
 def test_extended_desktop_size_and_refusal():
     _, client, _, _ = connected_pair(64, 48, encodings=[C.ENC_RAW, C.ENC_EXTENDED_DESKTOP_SIZE])
-    client.receive_data(M.write_update_header(1) + M.write_extended_desktop_size_rect(100, 50))
+    client.receive_data(SM.write_update_header(1) + SM.write_extended_desktop_size_rect(100, 50))
     events = drain_events(client)
     assert events[0] == M.DesktopResized(100, 50, 0, 0, (M.Screen(0, 0, 0, 100, 50, 0),))
     assert client.framebuffer.shape == (50, 100, 4)
-    client.receive_data(M.write_update_header(1) + M.write_extended_desktop_size_rect(
+    client.receive_data(SM.write_update_header(1) + SM.write_extended_desktop_size_rect(
         100, 50, reason=M.EDS_REASON_CLIENT, status=M.EDS_STATUS_PROHIBITED))
     assert drain_events(client)[0].status == M.EDS_STATUS_PROHIBITED
 
@@ -191,8 +195,8 @@ def test_extended_desktop_size_and_refusal():
 def test_last_rect_ends_update():
     _, client, _, _ = connected_pair(4, 2, encodings=[C.ENC_RAW, C.ENC_LAST_RECT])
     pixels = np.zeros((1, 1, 4), np.uint8)
-    client.receive_data(M.write_update_header(M.LAST_RECT_COUNT) + native_raw_rect(0, 0, pixels)
-                        + native_raw_rect(1, 1, pixels) + M.write_last_rect() + M.write_bell())
+    client.receive_data(SM.write_update_header(M.LAST_RECT_COUNT) + native_raw_rect(0, 0, pixels)
+                        + native_raw_rect(1, 1, pixels) + SM.write_last_rect() + SM.write_bell())
     update = client.next_event()
     assert isinstance(update, M.FramebufferUpdate) and len(update.rects) == 2
     assert client.next_event() == M.Bell()
@@ -202,7 +206,7 @@ def test_cursor_pseudo_encoding():
     _, client, _, _ = connected_pair(4, 2, encodings=[C.ENC_RAW, C.ENC_CURSOR])
     pixels = np.array([[[10, 20, 30, 0], [40, 50, 60, 0]], [[70, 80, 90, 0], [1, 2, 3, 0]]], np.uint8)
     mask = bytes([0b10000000, 0b11000000])
-    client.receive_data(M.write_update_header(1) + M.write_rect_header(1, 0, 2, 2, C.ENC_CURSOR)
+    client.receive_data(SM.write_update_header(1) + SM.write_rect_header(1, 0, 2, 2, C.ENC_CURSOR)
                         + pixels.tobytes() + mask)
     cursor = client.next_event()
     assert isinstance(cursor, M.CursorChanged) and (cursor.hot_x, cursor.hot_y) == (1, 0)
@@ -214,12 +218,12 @@ def test_cursor_pseudo_encoding():
 
 def test_rect_outside_framebuffer_or_not_offered():
     _, client, _, _ = connected_pair(4, 2, encodings=[C.ENC_RAW])
-    client.receive_data(M.write_update_header(1) + M.write_rect_header(3, 0, 2, 1, C.ENC_RAW))
+    client.receive_data(SM.write_update_header(1) + SM.write_rect_header(3, 0, 2, 1, C.ENC_RAW))
     with pytest.raises(RemoteProtocolError, match="outside"):
         client.next_event()
     assert client.state is ClientState.ERROR
     _, client, _, _ = connected_pair(4, 2, encodings=[C.ENC_RAW])
-    client.receive_data(M.write_update_header(1) + M.write_rect_header(0, 0, 1, 1, C.ENC_ZRLE))
+    client.receive_data(SM.write_update_header(1) + SM.write_rect_header(0, 0, 1, 1, C.ENC_ZRLE))
     with pytest.raises(RemoteProtocolError, match="did not offer"):
         client.next_event()
 
@@ -230,7 +234,7 @@ def test_unknown_server_message_and_eof_mid_update():
     with pytest.raises(RemoteProtocolError, match="unknown server message type 9"):
         client.next_event()
     _, client, _, _ = connected_pair(encodings=[C.ENC_RAW])
-    client.receive_data(M.write_update_header(2))
+    client.receive_data(SM.write_update_header(2))
     assert client.next_event() is NEED_DATA
     client.receive_data(b"")
     with pytest.raises(RemoteProtocolError, match="middle"):
@@ -250,11 +254,11 @@ def test_client_message_bytes():
     client.send_fence(M.FENCE_REQUEST, b"f")
     client.set_pixel_format(BGR233)
     client.set_desktop_size(80, 60)
-    expected = (M.write_update_request(False, 0, 0, 64, 48) + M.write_update_request(True, 1, 2, 3, 4)
-                + M.write_key_event(True, 0xFF0D) + M.write_pointer_event(1, 5, 6) + M.write_client_cut_text("x")
-                + M.write_enable_continuous_updates(True, 0, 0, 64, 48)
-                + M.write_fence(C.MSG_CLIENT_FENCE, M.FENCE_REQUEST, b"f") + M.write_set_pixel_format(BGR233)
-                + M.write_set_desktop_size(80, 60, [M.Screen(0, 0, 0, 80, 60, 0)]))
+    expected = (CM.write_update_request(False, 0, 0, 64, 48) + CM.write_update_request(True, 1, 2, 3, 4)
+                + CM.write_key_event(True, 0xFF0D) + CM.write_pointer_event(1, 5, 6) + CM.write_client_cut_text("x")
+                + CM.write_enable_continuous_updates(True, 0, 0, 64, 48)
+                + W.write_fence(C.MSG_CLIENT_FENCE, M.FENCE_REQUEST, b"f") + CM.write_set_pixel_format(BGR233)
+                + CM.write_set_desktop_size(80, 60, [M.Screen(0, 0, 0, 80, 60, 0)]))
     data = client.data_to_send()
     assert data == expected
     server.receive_data(data)
@@ -282,10 +286,10 @@ def test_vnc_response_is_des_of_challenge():
 
 def test_absurd_framebuffer_size_refused_not_allocated():
     client = RFBClient()
-    client.receive_data(b"RFB 003.008\n\x01\x01\x00\x00\x00\x00" + M.write_server_init(65535, 65535, NATIVE, "x"))
+    client.receive_data(b"RFB 003.008\n\x01\x01\x00\x00\x00\x00" + H.write_server_init(65535, 65535, NATIVE, "x"))
     with pytest.raises(RemoteProtocolError, match="exceeds our limit"):
         drain_events(client)
     _, client, _, _ = connected_pair(encodings=[C.ENC_RAW, C.ENC_DESKTOP_SIZE])
-    client.receive_data(M.write_update_header(1) + M.write_desktop_size_rect(60000, 60000))
+    client.receive_data(SM.write_update_header(1) + SM.write_desktop_size_rect(60000, 60000))
     with pytest.raises(RemoteProtocolError, match="exceeds our limit"):
         drain_events(client)

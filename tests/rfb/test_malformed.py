@@ -11,8 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.rfb import client_messages as CM
 from agent.rfb import constants as C
+from agent.rfb import handshake as H
 from agent.rfb import messages as M
+from agent.rfb import server_messages as SM
 from agent.sansio import RemoteProtocolError
 from agent.rfb.pixelformat import NATIVE as NATIVE_PF
 from agent.rfb.pixelformat import PixelFormat
@@ -82,10 +85,10 @@ def test_server_vnc_auth_phase_fuzz(data):
     (b"\x07", "unknown client message type 7"),
     (b"\x02\x00\xff\xff", "SetEncodings lists 65535 encodings"),
     (b"\x06\x00\x00\x00\x7f\xff\xff\xff", "ClientCutText of 2147483647 bytes exceeds"),
-    (M.write_set_pixel_format(PixelFormat(8, 8, False, False, 0, 0, 0, 0, 0, 0)), "colour-map"),
-    (M.write_set_pixel_format(PixelFormat(24, 24, False, True, 255, 255, 255, 16, 8, 0)), "bits-per-pixel"),
-    (M.write_set_pixel_format(PixelFormat(16, 16, False, True, 31, 63, 31, 8, 5, 0)), "overlaps"),
-    (M.write_set_pixel_format(PixelFormat(16, 16, False, True, 30, 63, 31, 11, 5, 0)), "2^n - 1"),
+    (CM.write_set_pixel_format(PixelFormat(8, 8, False, False, 0, 0, 0, 0, 0, 0)), "colour-map"),
+    (CM.write_set_pixel_format(PixelFormat(24, 24, False, True, 255, 255, 255, 16, 8, 0)), "bits-per-pixel"),
+    (CM.write_set_pixel_format(PixelFormat(16, 16, False, True, 31, 63, 31, 8, 5, 0)), "overlaps"),
+    (CM.write_set_pixel_format(PixelFormat(16, 16, False, True, 30, 63, 31, 11, 5, 0)), "2^n - 1"),
     (b"\xf8\x00\x00\x00\x00\x00\x00\x00\xff", "fence payload of 255 bytes"),
 ])
 def test_malformed_messages_give_clear_reasons(data, reason):
@@ -97,7 +100,7 @@ def test_malformed_messages_give_clear_reasons(data, reason):
 
 def test_truncated_message_then_eof():
     server = normal_server()
-    server.receive_data(M.write_set_encodings([0, 1, 2])[:-3])
+    server.receive_data(CM.write_set_encodings([0, 1, 2])[:-3])
     assert server.next_event() is NEED_DATA
     server.receive_data(b"")
     with pytest.raises(RemoteProtocolError, match="middle of a message"):
@@ -124,7 +127,7 @@ def test_claimed_length_does_not_allocate():
 
 def test_requests_outside_the_screen_are_plain_events():
     server = normal_server()
-    server.receive_data(M.write_update_request(True, 60000, 60000, 65535, 65535))
+    server.receive_data(CM.write_update_request(True, 60000, 60000, 65535, 65535))
     event = server.next_event()
     assert isinstance(event, M.FramebufferUpdateRequest) and event.clipped(320, 240) is None
 
@@ -133,12 +136,12 @@ def test_requests_outside_the_screen_are_plain_events():
 
 BAD_INPUTS = {
     "unknown-type": (b"\x07\x00\x00\x00", "unknown client message type 7"),
-    "truncated-then-eof": (M.write_set_encodings([0, 1, 2])[:-2], "middle of a message"),
+    "truncated-then-eof": (CM.write_set_encodings([0, 1, 2])[:-2], "middle of a message"),
     "huge-cut-text": (b"\x06\x00\x00\x00\x7f\xff\xff\xff", "ClientCutText of 2147483647 bytes"),
     "huge-set-encodings": (b"\x02\x00\xff\xff", "SetEncodings lists 65535"),
-    "invalid-pixel-format": (M.write_set_pixel_format(PixelFormat(24, 24, False, True, 255, 255, 255, 16, 8, 0)),
+    "invalid-pixel-format": (CM.write_set_pixel_format(PixelFormat(24, 24, False, True, 255, 255, 255, 16, 8, 0)),
                              "bits-per-pixel"),
-    "colour-map": (M.write_set_pixel_format(PixelFormat(8, 8, False, False, 0, 0, 0, 0, 0, 0)), "colour-map"),
+    "colour-map": (CM.write_set_pixel_format(PixelFormat(8, 8, False, False, 0, 0, 0, 0, 0, 0)), "colour-map"),
     "bad-fence": (b"\xf8\x00\x00\x00\x80\x00\x00\x00\xc8", "fence payload"),
 }
 
@@ -244,7 +247,7 @@ def test_client_parser_only_events_or_remote_protocol_error(body, msg_type):
 
     client = RFBClient(encodings=[C.ENC_RAW, C.ENC_COPYRECT, C.ENC_RRE, C.ENC_HEXTILE, C.ENC_ZRLE, C.ENC_TIGHT,
                                   C.ENC_CURSOR, C.ENC_DESKTOP_SIZE, C.ENC_EXTENDED_DESKTOP_SIZE, C.ENC_LAST_RECT])
-    client.receive_data(b"RFB 003.008\n\x01\x01\x00\x00\x00\x00" + M.write_server_init(32, 16, NATIVE_PF, "f"))
+    client.receive_data(b"RFB 003.008\n\x01\x01\x00\x00\x00\x00" + H.write_server_init(32, 16, NATIVE_PF, "f"))
     drain(client)
     try:
         client.receive_data(bytes([msg_type]) + body)
@@ -268,10 +271,10 @@ def test_client_rectangle_fuzz_only_events_or_remote_protocol_error(enc, x, y, w
     client = RFBClient(pixel_format=fmt, encodings=[C.ENC_RAW, C.ENC_COPYRECT, C.ENC_RRE, C.ENC_HEXTILE,
                                                     C.ENC_ZRLE, C.ENC_TIGHT, C.ENC_CURSOR,
                                                     C.ENC_EXTENDED_DESKTOP_SIZE])
-    client.receive_data(b"RFB 003.008\n\x01\x01\x00\x00\x00\x00" + M.write_server_init(32, 16, NATIVE_PF, "f"))
+    client.receive_data(b"RFB 003.008\n\x01\x01\x00\x00\x00\x00" + H.write_server_init(32, 16, NATIVE_PF, "f"))
     drain(client)
     try:
-        client.receive_data(M.write_update_header(1) + M.write_rect_header(x, y, w, h, enc) + payload)
+        client.receive_data(SM.write_update_header(1) + SM.write_rect_header(x, y, w, h, enc) + payload)
         drain(client)
         client.receive_data(b"")
         drain(client)
@@ -297,7 +300,7 @@ def test_viewer_dying_mid_update_does_not_disturb_others(caplog):
         await good.update(incremental=False)
         for _ in range(3):
             reader, writer = await _raw_viewer(port)
-            writer.write(M.write_set_encodings([C.ENC_RAW]) + M.write_update_request(False, 0, 0, 640, 480))
+            writer.write(CM.write_set_encodings([C.ENC_RAW]) + CM.write_update_request(False, 0, 0, 640, 480))
             await writer.drain()
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -5,15 +5,19 @@ import struct
 
 import pytest
 
+from agent.rfb import client_messages as CM
 from agent.rfb import constants as C
+from agent.rfb import handshake as H
 from agent.rfb import messages as M
+from agent.rfb import server_messages as SM
 from agent.rfb import vncauth
+from agent.rfb import wire as W
 from agent.sansio import LocalProtocolError, RemoteProtocolError
 from agent.rfb.pixelformat import BGR233, NATIVE, PixelFormat
 from agent.rfb.server import NEED_DATA, RFBServer, ServerState, negotiate_version
 
 CHALLENGE = bytes(range(100, 116))
-SERVER_INIT = M.write_server_init(640, 480, NATIVE, "test")
+SERVER_INIT = H.write_server_init(640, 480, NATIVE, "test")
 
 
 def events(server: RFBServer) -> list:
@@ -82,7 +86,7 @@ def test_handshake_33_none_server_decides():
 def test_handshake_vnc_auth_good(version, wire):
     server = RFBServer(640, 480, "test", security="vnc", password="s3cret", challenge=CHALLENGE)
     server.data_to_send()
-    feed(server, M.write_version(*version))
+    feed(server, H.write_version(*version))
     if version == (3, 3):  # the server decided; the challenge follows at once
         assert server.data_to_send() == wire + CHALLENGE
     else:
@@ -113,7 +117,7 @@ def test_handshake_vnc_auth_wrong_38_gives_reason():
 def test_handshake_vnc_auth_wrong_before_38_has_no_reason(version):
     server = RFBServer(640, 480, "test", security="vnc", password="s3cret", challenge=CHALLENGE)
     server.data_to_send()
-    feed(server, M.write_version(*version) + (b"\x02" if version == (3, 7) else b""))
+    feed(server, H.write_version(*version) + (b"\x02" if version == (3, 7) else b""))
     server.data_to_send()
     got = feed(server, bytes(16))
     assert isinstance(got[0], M.AuthenticationFailed)
@@ -177,51 +181,51 @@ def test_constructor_validation():
 
 def test_set_pixel_format_validated():
     server = normal_server()
-    assert feed(server, M.write_set_pixel_format(BGR233)) == [M.SetPixelFormat(BGR233)]
+    assert feed(server, CM.write_set_pixel_format(BGR233)) == [M.SetPixelFormat(BGR233)]
     assert server.pixel_format == BGR233
     colour_map = PixelFormat(8, 8, False, False, 0, 0, 0, 0, 0, 0)
     with pytest.raises(RemoteProtocolError, match="colour-map"):
-        feed(server, M.write_set_pixel_format(colour_map))
+        feed(server, CM.write_set_pixel_format(colour_map))
 
 
 def test_set_encodings_announces_fence_then_end_of_cu_once():
     server = normal_server()
     encs = [C.ENC_TIGHT, C.ENC_FENCE, C.ENC_CONTINUOUS_UPDATES]
-    assert feed(server, M.write_set_encodings(encs)) == [M.SetEncodings(tuple(encs))]
+    assert feed(server, CM.write_set_encodings(encs)) == [M.SetEncodings(tuple(encs))]
     assert server.data_to_send() == b"\xf8\x00\x00\x00\x80\x00\x00\x00\x01\x00" + b"\x96"
     assert server.supports(C.ENC_FENCE) and not server.supports(C.ENC_ZRLE)
-    feed(server, M.write_set_encodings(encs))
+    feed(server, CM.write_set_encodings(encs))
     assert server.data_to_send() == b""  # only the first time
 
 
 def test_set_encodings_without_fence_or_cu_writes_nothing():
     server = normal_server()
-    feed(server, M.write_set_encodings([C.ENC_RAW, C.ENC_CURSOR]))
+    feed(server, CM.write_set_encodings([C.ENC_RAW, C.ENC_CURSOR]))
     assert server.data_to_send() == b""
 
 
 def test_fence_request_answered_and_response_passed_on():
     server = normal_server()
-    req = M.write_fence(C.MSG_CLIENT_FENCE, M.FENCE_REQUEST | M.FENCE_BLOCK_BEFORE | M.FENCE_SYNC_NEXT, b"id42")
+    req = W.write_fence(C.MSG_CLIENT_FENCE, M.FENCE_REQUEST | M.FENCE_BLOCK_BEFORE | M.FENCE_SYNC_NEXT, b"id42")
     assert feed(server, req) == [M.Fence(0x80000005, b"id42")]
-    assert server.data_to_send() == M.write_fence(C.MSG_SERVER_FENCE, M.FENCE_BLOCK_BEFORE | M.FENCE_SYNC_NEXT, b"id42")
+    assert server.data_to_send() == W.write_fence(C.MSG_SERVER_FENCE, M.FENCE_BLOCK_BEFORE | M.FENCE_SYNC_NEXT, b"id42")
     # a response to our own fence is an event, not answered again
-    assert feed(server, M.write_fence(C.MSG_CLIENT_FENCE, 0, b"\0")) == [M.Fence(0, b"\0")]
+    assert feed(server, W.write_fence(C.MSG_CLIENT_FENCE, 0, b"\0")) == [M.Fence(0, b"\0")]
     assert server.data_to_send() == b""
 
 
 def test_disable_continuous_updates_sends_end_of_cu():
     server = normal_server()
-    feed(server, M.write_enable_continuous_updates(True, 0, 0, 640, 480))
+    feed(server, CM.write_enable_continuous_updates(True, 0, 0, 640, 480))
     assert server.data_to_send() == b""
-    got = feed(server, M.write_enable_continuous_updates(False, 0, 0, 640, 480))
+    got = feed(server, CM.write_enable_continuous_updates(False, 0, 0, 640, 480))
     assert got == [M.EnableContinuousUpdates(False, 0, 0, 640, 480)]
     assert server.data_to_send() == b"\x96"
 
 
 def test_input_events_in_order_three_ways():
-    stream = (M.write_key_event(True, 0x61) + M.write_pointer_event(1, 10, 20) + M.write_client_cut_text("x")
-              + M.write_update_request(False, 0, 0, 640, 480) + M.write_key_event(False, 0x61))
+    stream = (CM.write_key_event(True, 0x61) + CM.write_pointer_event(1, 10, 20) + CM.write_client_cut_text("x")
+              + CM.write_update_request(False, 0, 0, 640, 480) + CM.write_key_event(False, 0x61))
     expected = [M.KeyEvent(True, 0x61), M.PointerEvent(1, 10, 20), M.ClientCutText("x"),
                 M.FramebufferUpdateRequest(False, 0, 0, 640, 480), M.KeyEvent(False, 0x61)]
     assert feed(normal_server(), stream) == expected
@@ -233,7 +237,7 @@ def test_input_events_in_order_three_ways():
 
 def test_send_update_header_and_bell_and_cut_text():
     server = normal_server()
-    rect = M.write_rect_header(0, 0, 1, 1, C.ENC_RAW) + b"\x01\x02\x03\x00"
+    rect = SM.write_rect_header(0, 0, 1, 1, C.ENC_RAW) + b"\x01\x02\x03\x00"
     n = server.send_update([rect, rect])
     assert server.data_to_send() == b"\x00\x00\x00\x02" + rect + rect and n == 4 + 2 * len(rect)
     server.send_bell()
@@ -244,16 +248,16 @@ def test_send_update_header_and_bell_and_cut_text():
 
 
 def test_many_rects_use_last_rect_when_offered():
-    rect = M.write_rect_header(0, 0, 0, 0, C.ENC_RAW)
+    rect = SM.write_rect_header(0, 0, 0, 0, C.ENC_RAW)
     server = normal_server()
-    feed(server, M.write_set_encodings([C.ENC_RAW, C.ENC_LAST_RECT]))
+    feed(server, CM.write_set_encodings([C.ENC_RAW, C.ENC_LAST_RECT]))
     server.send_update([rect] * 70000)
     out = server.data_to_send()
-    assert out[:4] == b"\x00\x00\xff\xff" and out.endswith(M.write_last_rect()) and len(out) == 4 + 70001 * 12
+    assert out[:4] == b"\x00\x00\xff\xff" and out.endswith(SM.write_last_rect()) and len(out) == 4 + 70001 * 12
 
 
 def test_many_rects_split_without_last_rect():
-    rect = M.write_rect_header(0, 0, 0, 0, C.ENC_RAW)
+    rect = SM.write_rect_header(0, 0, 0, 0, C.ENC_RAW)
     server = normal_server()
     server.send_update([rect] * 70000)
     out = server.data_to_send()
@@ -288,5 +292,5 @@ def test_eof_clean_and_mid_message():
 
 def test_set_desktop_size_is_an_event():
     server = normal_server()
-    msg = M.write_set_desktop_size(800, 600, [M.Screen(0, 0, 0, 800, 600, 0)])
+    msg = CM.write_set_desktop_size(800, 600, [M.Screen(0, 0, 0, 800, 600, 0)])
     assert feed(server, msg) == [M.SetDesktopSize(800, 600, (M.Screen(0, 0, 0, 800, 600, 0),))]
