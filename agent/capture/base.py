@@ -20,6 +20,9 @@ class ScreenSource(ABC):
     #: Short human description ("mss :0 1920x1080", "synthetic:typing 1280x720 seed=0").
     description: str = ""
 
+    #: Which capture backend this is ("x11", "gnome"; "" for synthetic screens): probe and status show it.
+    backend: str = ""
+
     #: True when every grab() returns a new array the source never writes again, so a caller may
     #: keep it as is. False: the source may reuse the buffer; copy what you keep.
     fresh_frames: bool = False

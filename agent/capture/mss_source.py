@@ -164,6 +164,7 @@ class MssSource(ScreenSource):
     """The real screen (all monitors, as one framebuffer) captured with mss."""
 
     def __init__(self, display: str | None = None) -> None:
+        self.backend = "x11" if sys.platform.startswith(("linux", "freebsd", "openbsd")) else f"mss-{sys.platform}"
         self.display = (display or os.environ.get("DISPLAY")) if sys.platform.startswith("linux") else None
         # On X, mss copies every image (XShm segment or XGetImage reply) into a new bytearray
         # (tests/test_capture_mss.py checks it): the agent keeps that frame without another 8 MB copy.

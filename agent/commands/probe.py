@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from agent.capture.base import ScreenSource
-from agent.commands.screens import add_screen_arguments, open_screen
+from agent.commands.screens import add_backend_argument, add_screen_arguments, open_screen
 from agent.errors import UsageError
 
 MAX_SECONDS = 3600.0
@@ -131,10 +131,17 @@ def probe(source: ScreenSource, seconds: float = 3.0, tile: int = 64,
 
 
 def _open(args: argparse.Namespace) -> ScreenSource:
-    if args.screen or args.display or os.environ.get("DISPLAY"):
-        return open_screen(args.screen, args.display)
-    if os.environ.get("WAYLAND_DISPLAY"):
-        why = "this Wayland session has no X display"
+    from agent.capture.backends import is_wayland
+
+    if args.screen or args.display or args.backend or os.environ.get("DISPLAY"):
+        return open_screen(args.screen, args.display, args.backend, with_input=False)
+    if is_wayland(os.environ):
+        from agent.capture.backends import mutter_on_bus
+
+        found = mutter_on_bus()
+        if found is True:
+            return open_screen(None, None, "gnome", with_input=False)
+        why = f"this Wayland session has no X display and no GNOME screen-cast API ({found or 'not GNOME'})"
     else:
         why = "no X display (DISPLAY is not set)"
     print(f"{why}: probing the synthetic 'mixed' workload instead", file=sys.stderr)
@@ -143,9 +150,9 @@ def _open(args: argparse.Namespace) -> ScreenSource:
 
 def _source_line(source: ScreenSource, tile: int, seconds: float) -> dict:
     width, height = source.size
-    out = {"type": "source", "description": source.description, "width": width, "height": height,
-           "tile": tile, "seconds": seconds}
-    for name in ("capture_path", "fallback_reason"):
+    out = {"type": "source", "backend": source.backend or "synthetic", "description": source.description,
+           "width": width, "height": height, "tile": tile, "seconds": seconds}
+    for name in ("capture_path", "fallback_reason", "cursor_mode", "cursor_reason"):
         if hasattr(source, name):
             out[name] = getattr(source, name)
     return out
@@ -177,6 +184,7 @@ def _text_summary(s: dict) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_screen_arguments(parser)
+    add_backend_argument(parser)
     parser.add_argument("--seconds", type=float, default=3.0, help="how long to capture (default 3)")
     parser.add_argument("--tile", type=int, default=64, help="change-detection tile size, 16..128 (default 64)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
@@ -197,7 +205,10 @@ def run(args: argparse.Namespace) -> int:
             emit(head)
             emit(probe(source, args.seconds, args.tile, emit))
         else:
-            print(f"probing {head['description']} for {args.seconds:g} s (tile {args.tile})")
+            print(f"probing {head['description']} for {args.seconds:g} s (tile {args.tile}, "
+                  f"backend {head['backend']})")
+            if head.get("cursor_reason"):
+                print(f"  cursor: {head['cursor_mode']} ({head['cursor_reason']})")
             if head.get("fallback_reason"):
                 print(f"  capture fell back to {head['capture_path']}: {head['fallback_reason']}")
             _text_summary(probe(source, args.seconds, args.tile, _text_interval))

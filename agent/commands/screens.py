@@ -1,9 +1,9 @@
-"""``--display`` / ``--screen``: what a command captures, the real display or a synthetic workload."""
+"""``--display`` / ``--screen`` / ``--backend``: what a command captures, the real display or a synthetic workload."""
 from __future__ import annotations
 
 import argparse
 
-from agent.capture import open_source
+from agent.capture import BACKENDS, open_source
 from agent.capture.base import ScreenSource
 
 
@@ -15,12 +15,19 @@ def add_screen_arguments(parser: argparse.ArgumentParser, what: str = "capture")
                             "idle, switch, mixed)")
 
 
-def open_screen(screen: str | None = None, display: str | None = None) -> ScreenSource:
-    """A synthetic workload when ``screen`` names one, else the display ``display`` / ``$DISPLAY``."""
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, metavar="|".join(BACKENDS),
+                        help="capture and input through X11 or GNOME's Mutter API (default: GNOME on a GNOME "
+                             "Wayland session, else X11 where DISPLAY is set)")
+
+
+def open_screen(screen: str | None = None, display: str | None = None, backend: str | None = None, *,
+                with_input: bool = True) -> ScreenSource:
+    """A synthetic workload when ``screen`` names one, else the desktop (agent.capture.open_source)."""
     if screen:
         from agent.workloads import (
             open_synthetic,  # Pillow and the painters only for synthetic screens
         )
 
         return open_synthetic(screen)
-    return open_source(display)
+    return open_source(display, backend, with_input=with_input)

@@ -29,6 +29,9 @@ class InputBackend(ABC):
     def pointer(self, x: int, y: int, button_mask: int) -> None:
         """Move to (x, y) and set buttons 1..8 from the RFB mask (bit 0 = button 1; 4..7 wheel)."""
 
+    def prepare(self) -> None:
+        """Input is about to be allowed (the scope became ``control``): set up what the first event needs."""
+
     @abstractmethod
     def release_all(self) -> None:
         """Release every key and button this backend pressed: no stuck modifiers."""

@@ -4,7 +4,8 @@ DESIGN §5: "input is dropped unless the scope is control". The session layer
 hands every ``lifecycle.SetScope`` action to ``ScopeGate.set_scope``; when the
 scope leaves ``control`` the gate releases every key and button the backend
 holds, so the technician cannot leave a modifier stuck on the customer's
-desktop. Key and pointer events that arrive in any other scope are counted
+desktop; when it enters ``control`` the gate lets the backend ``prepare()``
+(GNOME creates its virtual keyboard then, not on the technician's first key). Key and pointer events that arrive in any other scope are counted
 and dropped, releases included (release_all already let go of everything).
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from agent.inputs.base import InputBackend
+from agent.inputs.base import InputBackend, InputError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ class ScopeGate(InputBackend):
         self._scope = scope
         self._closed = False
         self.dropped = 0  # events refused because the scope was not control
+        if scope == CONTROL:
+            self._prepare()
 
     @property
     def scope(self) -> Optional[str]:
@@ -48,6 +51,14 @@ class ScopeGate(InputBackend):
         if was_control and scope != CONTROL and not self._closed:
             log.debug("scope left control: releasing all input")
             self._backend.release_all()
+        elif scope == CONTROL and not was_control and not self._closed:
+            self._prepare()
+
+    def _prepare(self) -> None:
+        try:
+            self._backend.prepare()
+        except InputError as exc:  # the first event will say so again, to the one who sent it
+            log.warning("input backend not ready: %s", exc)
 
     def key(self, keysym: int, down: bool) -> None:
         if self.allows_input:
