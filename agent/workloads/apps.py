@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.workloads.paint import Box, blit, fill, noise_image, palette, rgb
+from agent.models import Box
+from agent.workloads.paint import blit, fill, noise_image, palette, rgb
 from agent.workloads.scenes import MUTED, PALETTES, PANEL_BG, TEXT, WHITE, Ui
 
 

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from agent.models import Box, intersect, rect_box, subtract
 from agent.workloads.apps import (
     app_frame,
     render_photo,
@@ -20,17 +21,7 @@ from agent.workloads.apps import (
 )
 from agent.workloads.document import Reader
 from agent.workloads.editor import Editor
-from agent.workloads.paint import (
-    Box,
-    blit,
-    fill,
-    intersect,
-    noise_image,
-    palette,
-    rect_box,
-    subtract,
-    translate,
-)
+from agent.workloads.paint import blit, fill, noise_image, palette, translate
 from agent.workloads.scenes import (
     MUTED,
     PALETTES,

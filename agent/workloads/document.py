@@ -12,18 +12,16 @@ from collections import OrderedDict
 
 import numpy as np
 
+from agent.models import Box, intersect, subtract
 from agent.workloads.paint import (
-    Box,
     blend_alpha,
     blit,
     disc_alpha,
     fill,
-    intersect,
     palette,
     photo_texture,
     rgb,
     shift,
-    subtract,
 )
 from agent.workloads.scenes import (
     ACCENT,

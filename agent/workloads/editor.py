@@ -11,7 +11,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from agent.workloads.paint import Box, blit, fill, intersect, shift, subtract, translate
+from agent.models import Box, intersect, subtract
+from agent.workloads.paint import blit, fill, shift, translate
 from agent.workloads.scenes import MUTED, PANEL_BG, TEXT, WHITE, Damage, Scene, Ui
 from agent.workloads.text import CODE, highlight
 

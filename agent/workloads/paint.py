@@ -17,8 +17,7 @@ from collections import OrderedDict
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-Box = tuple[int, int, int, int]
-"""(x0, y0, x1, y1), end-exclusive: the form clipping arithmetic wants."""
+from agent.models import Box, intersect
 
 if sys.byteorder != "little":  # pragma: no cover - no big-endian CI
     raise ImportError("the synthetic workloads pack BGRA as little-endian uint32")
@@ -35,40 +34,6 @@ def rgb(r: int, g: int, b: int) -> int:
 def pixels(frame: np.ndarray) -> np.ndarray:
     """The (H, W) uint32 view of a C-contiguous (H, W, 4) uint8 frame."""
     return frame.view(np.uint32)[..., 0]
-
-
-def rect_box(x: int, y: int, w: int, h: int) -> Box:
-    return (x, y, x + w, y + h)
-
-
-def box_rect(box: Box) -> tuple[int, int, int, int]:
-    return (box[0], box[1], box[2] - box[0], box[3] - box[1])
-
-
-def intersect(a: Box, b: Box) -> Box | None:
-    """The common part of two boxes, or None when they do not overlap."""
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    if x0 >= x1 or y0 >= y1:
-        return None
-    return (x0, y0, x1, y1)
-
-
-def subtract(a: Box, b: Box | None) -> list[Box]:
-    """``a`` minus ``b`` as up to four disjoint boxes (bands above, below, left, right)."""
-    inner = intersect(a, b) if b is not None else None
-    if inner is None:
-        return [a] if a[0] < a[2] and a[1] < a[3] else []
-    out = []
-    if a[1] < inner[1]:
-        out.append((a[0], a[1], a[2], inner[1]))
-    if inner[3] < a[3]:
-        out.append((a[0], inner[3], a[2], a[3]))
-    if a[0] < inner[0]:
-        out.append((a[0], inner[1], inner[0], inner[3]))
-    if inner[2] < a[2]:
-        out.append((inner[2], inner[1], a[2], inner[3]))
-    return out
 
 
 def fill(px: np.ndarray, box: Box, color: int, clip: Box) -> None:

@@ -11,15 +11,13 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from agent.models import Box, box_rect, intersect
 from agent.workloads.paint import (
-    Box,
     Font,
     blend_alpha,
     blit,
-    box_rect,
     disc_alpha,
     fill,
-    intersect,
     rgb,
     vgradient,
 )

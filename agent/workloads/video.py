@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from agent.models import Box, intersect, subtract
 from agent.workloads.paint import (
-    Box,
     blend_over,
     blit,
     disc_alpha,
     fill,
-    intersect,
     palette,
     photo_texture,
     rgb,
-    subtract,
     value_noise,
 )
 from agent.workloads.scenes import PALETTES, Damage, Scene, Ui

@@ -43,8 +43,8 @@ from agent.rfb.pixelformat import (
     PixelFormat,
 )
 from agent.workloads.synthetic import SyntheticSource
+from tests.support.pixel_formats import STANDARD
 
-STANDARD = [NATIVE, BGR233, RGB565_LE, RGB565_BE, RGB888_BE]
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
 
