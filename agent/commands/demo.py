@@ -1,7 +1,9 @@
 """``rejnet-agent demo``: the whole chain on loopback, with nothing to set up.
 
-A relay, an agent (on an Xvfb display when Xvfb is installed, else on the
-``mixed`` synthetic workload), the customer's consent given the way a launcher
+A relay, an agent (on an Xvfb display when Xvfb is installed; with
+``--wayland``, or when Xvfb is missing and the GNOME packages are there, on a
+headless GNOME Wayland session through Mutter's API; else on the ``mixed``
+synthetic workload), the customer's consent given the way a launcher
 gives it, a viewer bridge, and our own RFB client playing the technician. It
 prints the session ID, password and safety code, a live status line, and at
 the end writes what the technician saw (PNG) and a summary (JSON).
@@ -36,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to write technician.png and summary.json (default %(default)s)")
     parser.add_argument("--screen", metavar="synthetic:WORKLOAD",
                         help="share a synthetic workload instead of a fresh Xvfb display")
+    parser.add_argument("--wayland", action="store_true",
+                        help="share a fresh headless GNOME Wayland session (mutter, PipeWire) through the GNOME "
+                             "backend instead of an Xvfb display")
     parser.add_argument("--json", action="store_true", help="print status and summary as JSON lines")
 
 
@@ -44,8 +49,12 @@ def run(args: argparse.Namespace) -> int:
         from agent.errors import UsageError
 
         raise UsageError("--seconds must be positive")
+    if args.wayland and args.screen:
+        from agent.errors import UsageError
+
+        raise UsageError("--wayland shares a GNOME session: it cannot be combined with --screen")
     os.makedirs(args.out, exist_ok=True)
-    return asyncio.run(_demo(args.seconds, args.out, args.screen, args.json))
+    return asyncio.run(_demo(args.seconds, args.out, args.screen, args.json, args.wayland))
 
 
 @dataclass
@@ -87,6 +96,53 @@ class _Display:
             stop_process(proc, 3)
 
 
+@dataclass
+class _Gnome:
+    """A headless GNOME Wayland session with a foot terminal running ``top`` on it.
+
+    The agent runs in this process, so this process joins the session: its
+    session bus and runtime directory (PipeWire) become the headless one's.
+    """
+
+    session: Any
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"gnome {self.session.width}x{self.session.height}"
+
+    @classmethod
+    def start(cls, required: bool) -> "_Gnome | None":
+        """The session, or None when it cannot run here (``required``: a CaptureError saying why)."""
+        from agent.capture.gi_support import load_gst
+        from agent.capture.gnome_headless import HeadlessGnome
+        from agent.errors import CaptureError
+
+        try:
+            load_gst()
+            session = HeadlessGnome(*XVFB_SIZE).start()
+        except CaptureError:
+            if required:
+                raise
+            return None
+        os.environ.pop("DISPLAY", None)
+        os.environ.update({k: session.env[k] for k in ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR",
+                                                       "WAYLAND_DISPLAY", "XDG_SESSION_TYPE")})
+        gnome = cls(session)
+        if shutil.which("foot"):
+            gnome.procs.append(subprocess.Popen(["foot", "--", "top", "-d", "1"], env=session.env,
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            time.sleep(1.0)
+        return gnome
+
+    def stop(self) -> None:
+        from agent.workloads.xvfb import stop_process
+
+        for proc in reversed(self.procs):
+            stop_process(proc, 3)
+        self.session.stop()
+
+
 def _say(as_json: bool, text: str, **fields: Any) -> None:
     if as_json:
         print(json.dumps({"event": "demo", "message": text, **fields}), flush=True)
@@ -94,15 +150,26 @@ def _say(as_json: bool, text: str, **fields: Any) -> None:
         print(text, flush=True)
 
 
-async def _demo(seconds: float, out: str, screen: str | None, as_json: bool) -> int:
+async def _demo(seconds: float, out: str, screen: str | None, as_json: bool, wayland: bool = False) -> int:
     from agent.consent.terms import load_terms
     from agent.relay.server import RelayServer
     from agent.session.agent import Agent, AgentConfig
     from agent.viewer.bridge import BridgeConfig, ViewerBridge
     from agent.viewer.rfb_client import open_rfb
 
-    display = None if screen else await asyncio.to_thread(_Display.start)
-    if screen is None and display is None:
+    display: Any = None
+    backend = None
+    if wayland:
+        display = await asyncio.to_thread(_Gnome.start, True)
+    elif not screen:
+        display = await asyncio.to_thread(_Display.start)
+        if display is None:  # no Xvfb: a headless GNOME session, when its packages are there
+            display = await asyncio.to_thread(_Gnome.start, False)
+    if isinstance(display, _Gnome):
+        backend = "gnome"
+        _say(as_json, f"Sharing a fresh headless GNOME Wayland session ({XVFB_SIZE[0]}x{XVFB_SIZE[1]}, mutter "
+                      "ScreenCast + PipeWire) running top in a foot terminal")
+    elif screen is None and display is None:
         screen = "synthetic:mixed:1280x720"
         _say(as_json, "Xvfb is not installed: sharing the 'mixed' synthetic workload instead of a real display")
     elif display is not None:
@@ -112,7 +179,8 @@ async def _demo(seconds: float, out: str, screen: str | None, as_json: bool) -> 
     await relay.start()
     relay_host, relay_port = relay.address
     _say(as_json, f"Relay listening on {relay_host}:{relay_port}")
-    agent = Agent(AgentConfig(relay=f"{relay_host}:{relay_port}", display=display.name if display else None,
+    agent = Agent(AgentConfig(relay=f"{relay_host}:{relay_port}", backend=backend,
+                              display=display.name if display is not None and backend is None else None,
                               source=open_screen(screen) if screen else None, control_path=os.path.join(workdir, "control.sock"),
                               consent_db=os.path.join(out, "consent.db")))
     client = bridge = None
@@ -144,7 +212,8 @@ async def _demo(seconds: float, out: str, screen: str | None, as_json: bool) -> 
         summary = await _watch(client, agent, seconds, as_json)
         png = os.path.join(out, "technician.png")
         _save_png(client.framebuffer, png)
-        summary.update(png=png, screen=screen or f"xvfb {display.name if display else ''}",
+        summary.update(png=png, capture_backend=agent.status().get("capture_backend"),
+                       screen=screen or (display.name if backend else f"xvfb {display.name if display else ''}"),
                        width=client.width, height=client.height, safety_code=bridge.safety_code)
         await agent.terminate("demo finished")
         try:
@@ -170,7 +239,7 @@ async def _demo(seconds: float, out: str, screen: str | None, as_json: bool) -> 
         print(json.dumps({"event": "summary", **summary}), flush=True)
     else:
         print("\nSummary")
-        for key in ("updates", "updates_per_s", "link_bytes_sent", "link_kbit_per_s", "bytes_received", "kbit_per_s",
+        for key in ("capture_backend", "updates", "updates_per_s", "link_bytes_sent", "link_kbit_per_s", "bytes_received", "kbit_per_s",
                     "channel_rtt_ms",
                     "request_to_update_ms_p50", "request_to_update_ms_p95", "png", "viewer_end"):
             print(f"  {key:<26} {summary.get(key)}")

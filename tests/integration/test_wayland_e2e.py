@@ -196,3 +196,28 @@ def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_demo_wayland_shows_the_whole_chain_on_a_headless_gnome_session(tmp_path):
+    """``rejnet-agent demo --wayland`` starts its own headless GNOME session and shares it end to end."""
+    from PIL import Image
+
+    import os
+
+    from tests.support.gnome_session import ROOT, need_gnome
+
+    need_gnome()
+    (agent_bin,) = need("rejnet-agent")
+    need("foot")
+    out_dir = tmp_path / "demo"
+    result = subprocess.run([agent_bin, "demo", "--wayland", "--seconds", "3", "--json", "--out", str(out_dir)],
+                            capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=str(ROOT))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    summary = next(line for line in lines if line.get("event") == "summary")
+    assert summary["capture_backend"] == "gnome" and summary["screen"].startswith("gnome ")
+    assert summary["updates"] >= 1 and summary["viewer_end"] != "viewer did not notice the end within 5 s"
+    shown = np.array(Image.open(summary["png"]).convert("RGB"))
+    assert shown.shape == (800, 1280, 3)
+    assert len(np.unique(shown.reshape(-1, 3), axis=0)) > 20, "the technician saw a blank screen"
