@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from agent.commands.screens import add_backend_argument, add_screen_arguments, open_screen
+from agent.commands.screens import add_screen_arguments, open_screen
 from agent.session import lifecycle as lc
 
 
@@ -19,7 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     link.add_argument("--listen", metavar="HOST:PORT",
                       help="accept a viewer directly on this address (LAN), with the same encrypted channel")
     add_screen_arguments(parser, what="share")
-    add_backend_argument(parser)
     parser.add_argument("--control", metavar="PATH", help="control socket path "
                         "(default: $XDG_RUNTIME_DIR/rejnet-agent/control.sock)")
     parser.add_argument("--consent-db", metavar="PATH", help="consent ledger (default: ~/.local/share/rejnet-agent/consent.db)")
@@ -31,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="record the customer's consent to the packaged service terms at start "
                              "(what a launcher does with 'ctl consent'); without it, nothing is shared until consent")
     parser.add_argument("--fps", type=float, default=30.0, help="highest capture rate (default %(default)s)")
+    parser.add_argument("--keep-waiting", action="store_true",
+                        help="after the technician leaves, wait for a new one (new password, fresh consent) "
+                             "instead of ending the session")
+    parser.add_argument("--resume-timeout", type=float, default=120.0, metavar="S",
+                        help="how long a technician whose connection was cut may take to resume (default %(default)s)")
     parser.add_argument("--no-compression", dest="compress", action="store_false",
                         help="send the screen without the channel's long-window compression: less CPU on this "
                              "PC, several times the bytes on text (default: compress)")
@@ -42,14 +46,11 @@ def run(args: argparse.Namespace) -> int:
     from agent.session.agent import AgentConfig
 
     relay = args.relay or (None if args.listen else os.environ.get("REJNET_RELAY"))
-    if args.backend and args.screen:
-        from agent.errors import UsageError
-
-        raise UsageError("--backend chooses how the real desktop is shared: it cannot be combined with --screen")
-    config = AgentConfig(relay=relay, listen=args.listen, display=args.display, backend=args.backend,
+    config = AgentConfig(relay=relay, listen=args.listen, display=args.display,
                          source=open_screen(args.screen) if args.screen else None,
                          control_path=args.control, consent_db=args.consent_db, confirm_each=args.confirm_each,
                          confirm_timeout=args.confirm_timeout, fps=args.fps,
+                         keep_waiting=args.keep_waiting, resume_timeout=args.resume_timeout,
                          compress=args.compress)
     return asyncio.run(_main(config, args.json, args.consent))
 
@@ -89,7 +90,8 @@ async def _main(config, as_json: bool, consent: str | None = None) -> int:
         async for event in agent.events():
             if as_json:
                 print(json.dumps(event), flush=True)
-            elif event.get("event") in ("viewer", "viewer_left", "password_rotated", "confirm", "safety_code"):
+            elif event.get("event") in ("viewer", "viewer_left", "password_rotated", "confirm", "safety_code",
+                                        "reconnecting", "resumed"):
                 print(_describe(event), flush=True)
 
     printing = asyncio.create_task(printer())
@@ -113,7 +115,13 @@ def _describe(event: dict) -> str:
     if kind == "viewer_left":
         return f"Technician disconnected ({event.get('reason')})"
     if kind == "password_rotated":
+        if event.get("reason") == "used":
+            return "The password was used and no longer works: a new one was issued (see 'rejnet-agent ctl credentials')"
         return "Too many wrong passwords: a new password was issued (see 'rejnet-agent ctl credentials')"
+    if kind == "reconnecting":
+        return "The technician's connection was cut: reconnecting (input is off meanwhile)"
+    if kind == "resumed":
+        return "The technician's connection is back"
     if kind == "confirm":
         return "A technician is waiting: give consent / accept with 'rejnet-agent ctl consent --scope view' / 'ctl accept'"
     return str(event)

@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exec", dest="exec_cmd", metavar="CMD",
                         help="start a VNC viewer once ready, e.g. 'vncviewer {host}::{port}'; the session ends when it exits")
     parser.add_argument("--json", action="store_true", help="print events as JSON lines on stdout")
+    parser.add_argument("--resume-timeout", metavar="S", type=float, default=120.0,
+                        help="how long to keep resuming a cut connection before the session ends (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
     listen = parse_address(args.listen, allow_port_zero=True)
     # people read the password in groups and may type capitals or dashes
     password = normalize_input(read_password(args.password_file))
-    config = BridgeConfig(session_id=session_id, password=password, relay=relay, direct=direct, listen=listen)
+    if args.resume_timeout <= 0:
+        raise UsageError("--resume-timeout must be positive")
+    config = BridgeConfig(session_id=session_id, password=password, relay=relay, direct=direct, listen=listen,
+                          resume_timeout=args.resume_timeout)
     return asyncio.run(_main(config, args.exec_cmd, args.json))
 
 
@@ -62,6 +67,10 @@ def _printer(as_json: bool):
         elif kind == "local_viewer":
             state = "connected" if event["connected"] else "disconnected"
             print(f"Local viewer {state}", flush=True)
+        elif kind == "reconnecting":
+            print("reconnecting: the connection to the customer was lost; resuming", file=sys.stderr, flush=True)
+        elif kind == "resumed":
+            print("reconnected", file=sys.stderr, flush=True)
     return emit
 
 

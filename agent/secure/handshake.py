@@ -65,9 +65,26 @@ class Kind(enum.IntEnum):
     HELLO = 1
     CONFIRM = 2
     FAILED = 3
+    RESUME = 4   # agent.secure.resume: resume id (16) | X25519 public key (32) | inner bytes received (8)
+    RESUMED = 5  # agent.secure.resume: X25519 public key (32) | inner bytes received (8) | agent's MAC (32)
 
 
-_BODY_SIZE = {Kind.HELLO: _SPAKE2_MESSAGE_SIZE + _X25519_SIZE, Kind.CONFIRM: _MAC_SIZE, Kind.FAILED: 0}
+_RESUME_ID_SIZE = 16
+_BODY_SIZE = {Kind.HELLO: _SPAKE2_MESSAGE_SIZE + _X25519_SIZE, Kind.CONFIRM: _MAC_SIZE, Kind.FAILED: 0,
+              Kind.RESUME: _RESUME_ID_SIZE + _X25519_SIZE + 8, Kind.RESUMED: _X25519_SIZE + 8 + _MAC_SIZE}
+
+
+def peek_kind(data: bytes) -> Kind | None:
+    """The kind of the first handshake message in ``data`` (at least 4 bytes), None if it is no known kind."""
+    if len(data) < _PREFIX.size:
+        raise ValueError("need the 4-byte message prefix")
+    _, version, kind = _PREFIX.unpack_from(data)
+    if version != VERSION:
+        return None
+    try:
+        return Kind(kind)
+    except ValueError:
+        return None
 
 
 class State(enum.Enum):

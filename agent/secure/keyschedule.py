@@ -25,6 +25,8 @@ LABEL_CONFIRM_VIEWER = b"rejnet/v1:confirm:viewer"
 LABEL_CONFIRM_AGENT = b"rejnet/v1:confirm:agent"
 LABEL_SAFETY_CODE = b"rejnet/v1:safety-code"
 LABEL_RATCHET = b"rejnet/v1:ratchet"
+LABEL_RESUME = b"rejnet/v1:resume"          # the resumption secret of a channel (agent.secure.resume)
+LABEL_RESUME_ID = b"rejnet/v1:resume-id"    # its public handle, sent in the clear in RESUME
 
 KEY_SIZE = 32  # AES-256 and HMAC-SHA256 keys
 MAC_SIZE = 32
@@ -81,6 +83,7 @@ class SessionKeys:
     confirm_agent: bytes
     safety_code: str
     transcript: bytes
+    resumption: bytes = b""  # secret a cut connection resumes with (never the password)
 
     def __repr__(self) -> str:
         return "SessionKeys(<secret>)"
@@ -98,7 +101,13 @@ def derive_session_keys(spake2_key: bytes, x25519_shared: bytes, transcript: byt
         confirm_agent=derive(ikm, LABEL_CONFIRM_AGENT, salt=transcript),
         safety_code=f"{code:0{SAFETY_CODE_DIGITS}d}",
         transcript=transcript,
+        resumption=derive(ikm, LABEL_RESUME, salt=transcript),
     )
+
+
+def resume_id(resumption_secret: bytes) -> bytes:
+    """The public 16-byte handle of a resumption secret: names it without revealing it."""
+    return derive(resumption_secret, LABEL_RESUME_ID, length=16)
 
 
 def confirmation_mac(key: bytes, transcript: bytes) -> bytes:

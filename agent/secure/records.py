@@ -138,6 +138,7 @@ class Channel:
         self._open = self._opener.open
         self.role = role
         self.safety_code = keys.safety_code
+        self.resumption_secret = keys.resumption  # for agent.secure.resume; never logged (not in repr)
         self._clock = clock
         self._buf: bytes | bytearray = b""
         self._pos = 0

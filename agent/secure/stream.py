@@ -1,12 +1,9 @@
 """asyncio adapter of the secure channel: the handshake and the record layer over a (reader, writer) pair.
 
-All protocol decisions live in ``handshake`` and ``records``; this module only
-moves bytes, runs the timers the protocol asks for (PING every second, ACK
-after ~16 KiB or 50 ms of received DATA) and closes the connection on any
-failure. ``SecureStream.as_streams()`` gives duck-typed asyncio streams so RFB
-code written for (reader, writer) runs over the channel unchanged.
-The owner learns of ACKs, RTT samples and the end of the stream from the
-callbacks it gives ``SecureStream.watch()``, so it never has to poll.
+All protocol decisions live in ``handshake`` and ``records``; this module only moves bytes, runs the
+timers the protocol asks for (PING every second, ACK after ~16 KiB or 50 ms of received DATA) and
+closes the connection on any failure. ``as_streams()`` gives duck-typed asyncio streams for RFB code;
+the owner learns of ACKs, RTT samples and the end from the callbacks it gives ``watch()``.
 """
 from __future__ import annotations
 
@@ -50,7 +47,7 @@ async def connect_viewer(reader: asyncio.StreamReader, writer: asyncio.StreamWri
 
 async def accept_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session_id: str,
                        password: str, *, timeout: float = 30, failure_delay: float = FAILURE_DELAY,
-                       **options: Any) -> SecureStream:
+                       first: bytes = b"", **options: Any) -> SecureStream:
     """Agent side: check the viewer knows the session password and return the open channel.
 
     Raises AuthFailedError for a wrong password (the caller counts those and
@@ -58,6 +55,8 @@ async def accept_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     anything else; the connection is closed on every failure.
     """
     handshake = AgentHandshake(session_id, password)
+    if first:  # the prefix the caller read to tell a HELLO from a RESUME
+        handshake.receive_data(first)
     outcome = await _handshake(handshake, reader, writer, timeout, failure_delay=failure_delay)
     if isinstance(outcome, AuthFailed):
         raise AuthFailedError("a viewer tried a wrong session password")
@@ -115,6 +114,7 @@ class SecureStream:
         self._recv_limit = recv_buffer_limit
         self._close_linger = close_linger
         self.safety_code: str = channel.safety_code
+        self.resumption_secret: bytes = channel.resumption_secret
         self.close_reason: str | None = None
         self.rtt: float | None = None
         self._rx: deque[bytes] = deque()
@@ -175,16 +175,11 @@ class SecureStream:
               on_end: Callable[[], None] | None = None) -> None:
         """Register the owner's callbacks, replacing those registered before.
 
-        ``on_ack(acked)``: an ACK arrived; ``acked`` counts the DATA bytes the
-        peer has received so far. ``on_rtt(rtt)``: a PONG gave an RTT sample;
-        ``rtt`` is the smoothed estimate (``.rtt``). Both run in the reader, one
-        call per record. ``on_end()``: the stream ended (the peer's CLOSE, a
-        failure, or our own close; ``peer_closed``, ``close_reason`` and
-        ``error`` tell which), called once (each registered), as its own loop
-        callback, never inside a stream method, even if registered after the
-        end. Nothing arrives before the caller's next ``await``, so watching
-        straight after ``accept_agent`` misses nothing. A callback that raises
-        is logged.
+        ``on_ack(acked)``: an ACK arrived (DATA bytes the peer has received so far); ``on_rtt(rtt)``: a
+        PONG updated the smoothed RTT. Both run in the reader. ``on_end()``: the stream ended (the
+        peer's CLOSE, a failure, or our own close: see ``peer_closed``, ``close_reason``, ``error``),
+        called once as its own loop callback, even if registered after the end. Nothing arrives before
+        the caller's next ``await``, so watching straight after ``accept_agent`` misses nothing.
         """
         self._on_ack, self._on_rtt, self._on_end = on_ack, on_rtt, on_end
         self._end_told = False
@@ -395,6 +390,11 @@ class SecureStream:
             self._ping_task.cancel()
             await asyncio.gather(self._reader_task, self._ping_task, return_exceptions=True)
             await close_stream(self._writer)
+
+    def abort(self, reason: str = "the connection was replaced") -> None:
+        """Drop the connection at once without a CLOSE (the peer sees a cut it may resume from)."""
+        self._fail(TruncatedError(reason))
+        self._writer.transport.abort()
 
     async def close(self, reason: str = "bye") -> None:
         """Send the authenticated CLOSE with ``reason`` and close the connection."""

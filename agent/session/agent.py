@@ -38,10 +38,12 @@ from agent.session.channel import LINK_EVENT_INTERVAL, ViewerChannel
 from agent.session.errors import CommandUnknown, ConsentNotRecorded, NoSession, NotAllowed, SessionOver, TermsMismatch
 from agent.session.flow import FlowController
 from agent.session.link import Link
+from agent.session.resuming import ResumingViewer
 
 log = logging.getLogger(__name__)
 
 CONFIRM_TIMEOUT = 120.0     # seconds the customer has to accept a connection (--confirm-each)
+RESUME_TIMEOUT = 120.0      # seconds a cut viewer has to resume before the session gives it up
 HANDSHAKE_TIMEOUT = 30.0
 # The viewer sends only small requests and input, and nothing flow-controls on our ACKs of them:
 # acknowledge lazily, so a typing session is not one ACK record down the customer's link per keystroke.
@@ -55,7 +57,6 @@ class AgentConfig:
     relay: str | None = None                 # HOST:PORT of rejnet-relay
     listen: str | None = None                # HOST:PORT for direct LAN connections instead of a relay
     display: str | None = None               # X display (default $DISPLAY)
-    backend: str | None = None               # capture/input backend: "x11" | "gnome" (default: chosen by the session type)
     # A screen the embedder opened (e.g. agent.workloads.SyntheticSource) instead of the display; the agent
     # closes it. With a source and no input_backend the session is view-only: we know no desktop to drive.
     source: ScreenSource | None = field(default=None, repr=False)
@@ -69,6 +70,9 @@ class AgentConfig:
     name: str = "rejnet"
     input_backend: InputBackend | None = field(default=None, repr=False)  # None: XTest on a real display
     auth_failure_delay: float = 1.0
+    resume_timeout: float = RESUME_TIMEOUT   # how long a cut viewer may take to resume (then the session ends)
+    keep_waiting: bool = False               # after the technician leaves: wait for a new one (new password,
+                                             # fresh consent) instead of ending; the launcher chooses
 
     def __post_init__(self) -> None:
         if self.relay and self.listen:
@@ -77,14 +81,14 @@ class AgentConfig:
             raise UsageError("no relay: pass --relay HOST:PORT, set REJNET_RELAY, or --listen HOST:PORT")
 
 
-class Agent:
+class Agent(ResumingViewer):
     """A remote-support session on this machine; see the module docstring."""
 
     def __init__(self, config: AgentConfig, *,
                  on_credentials: Callable[[str, str], None] | None = None) -> None:
         self.config = config
         self._on_credentials = on_credentials
-        self.machine = lc.SessionMachine(confirm_each=config.confirm_each)
+        self.machine = lc.SessionMachine(confirm_each=config.confirm_each, keep_waiting=config.keep_waiting)
         self.started_at = time.time()
         self.source: Any = None
         self.ledger: Any = None
@@ -93,9 +97,12 @@ class Agent:
         self._gate: ScopeGate | None = None
         self._link: Link | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._channel: ViewerChannel | None = None  # the authenticated viewer's, while it is connected
+        self._channel: ViewerChannel | None = None  # flow control of the authenticated viewer's channel
+        self._session: Any = None  # its SessionChannel (agent.secure.session_channel): one per viewer, resumable
+        self._rfb: Any = None      # the RFB stream inside it (the newest local VNC connection on the bridge)
         self._stream_task: asyncio.Task[Any] | None = None
         self._confirm_timer: asyncio.TimerHandle | None = None
+        self._resume_timer: asyncio.TimerHandle | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._done: asyncio.Future[tuple[str, int]] | None = None
         self.flow: FlowController | None = None  # the latest viewer's (kept after it left, for status)
@@ -113,7 +120,7 @@ class Agent:
         self._done = asyncio.get_running_loop().create_future()
         self.ledger = await asyncio.to_thread(ConsentLedger, cfg.consent_db or default_ledger_path())
         try:
-            self.source = cfg.source if cfg.source is not None else await asyncio.to_thread(open_source, cfg.display, cfg.backend)
+            self.source = cfg.source if cfg.source is not None else await asyncio.to_thread(open_source, cfg.display)
             self._gate = ScopeGate(self._open_input())
             self.service = RFBService(self.source, input_backend=self._gate, fps=cfg.fps,
                                       name=cfg.name)
@@ -125,7 +132,8 @@ class Agent:
                 self.control = ControlServer(self, cfg.control_path)
                 await self.control.start()
             self._link = Link(relay=cfg.relay, listen=cfg.listen, on_viewer=self._viewer_attempt,
-                              can_accept=lambda: self.machine.can_accept_viewer, on_lost=self._link_lost)
+                              can_accept=lambda: self.machine.can_accept_viewer or self.machine.resumable,
+                              on_lost=self._link_lost)
             session_id = await self._link.open()
         except BaseException:
             await self._release()
@@ -141,7 +149,7 @@ class Agent:
         from agent.inputs import InputError, open_input_backend
 
         try:
-            return open_input_backend(cfg.display, cfg.backend, self.source)
+            return open_input_backend(cfg.display)
         except InputError as exc:
             log.warning("input injection unavailable, the session is view-only: %s", exc)
             return NullInput()
@@ -153,8 +161,8 @@ class Agent:
 
     @property
     def _stream(self) -> Any:
-        """The authenticated viewer's SecureStream, or None."""
-        return self._channel.stream if self._channel is not None else None
+        """The authenticated viewer's SessionChannel, or None."""
+        return self._session
 
     async def wait(self) -> tuple[str, int]:
         """Wait for the end of the session; returns (reason, exit code)."""
@@ -170,6 +178,8 @@ class Agent:
     async def _release(self) -> None:
         if self._confirm_timer is not None:
             self._confirm_timer.cancel()
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
         if self._link is not None:
             await self._link.close()  # first, so no new connection starts a task below
         await self._drop_viewer("session ended")
@@ -213,8 +223,7 @@ class Agent:
         # for this viewer (compressed, headers and tags included in neither)
         status.update(bytes_sent=self.stats["bytes_sent"], updates=self.stats["updates"],
                       link_bytes_sent=stream.bytes_sent if stream is not None else None,
-                      safety_code=stream.safety_code if stream is not None else None,
-                      capture_backend=getattr(self.source, "backend", None) or None)
+                      safety_code=stream.safety_code if stream is not None else None)
         if self.flow is not None:
             status.update(rtt=self.flow.rtt, bandwidth=self.flow.bandwidth)
         return status
@@ -303,11 +312,23 @@ class Agent:
         self._apply(lc.LinkFailed(reason=reason))
 
     async def _viewer_attempt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+        from agent.net import close_stream
         from agent.secure.errors import AuthFailedError, ChannelError
+        from agent.secure.handshake import Kind, peek_kind
+        from agent.secure.session_channel import SessionChannel
+        from agent.secure.session_channel import peek_first_message
         from agent.secure.stream import accept_agent
 
+        try:
+            first = await peek_first_message(reader, HANDSHAKE_TIMEOUT)
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError):
+            await close_stream(writer)
+            return
+        if peek_kind(first) is Kind.RESUME:
+            await self._resume_attempt(reader, writer, first)
+            return
         if not self.machine.can_accept_viewer:
-            writer.close()
+            await close_stream(writer)
             return
         self._apply(lc.ViewerArrived(peer))
         attempt = self.machine.attempt
@@ -319,7 +340,7 @@ class Agent:
         try:
             stream = await accept_agent(reader, writer, session_id, password.reveal(), timeout=HANDSHAKE_TIMEOUT,
                                         failure_delay=self.config.auth_failure_delay, ack_delay=VIEWER_ACK_DELAY,
-                                        compress=self.config.compress)
+                                        compress=self.config.compress, first=first)
         except AuthFailedError:
             self._apply(lc.AuthFailed(attempt=attempt))
             return
@@ -330,22 +351,13 @@ class Agent:
             await stream.close("session is no longer waiting for this viewer")
             return
         # No await from here on: the channel watches the stream before anything can arrive on it.
-        self._channel = ViewerChannel(stream, self.service, report=self._report_link,
-                                      on_end=lambda channel: self._channel_ended(channel, attempt))
+        session = SessionChannel(stream, "agent", on_message=self._session_message, on_open=self._stream_opened,
+                                 on_transport_end=lambda cut: self._transport_ended(session, attempt, cut))
+        self._session = session
+        self._channel = ViewerChannel(session, self.service, report=self._report_link, on_end=lambda channel: None)
         self.flow = self._channel.flow
         self._publish({"event": "safety_code", "code": stream.safety_code})
         self._apply(lc.AuthSucceeded(attempt=attempt))
-
-    def _channel_ended(self, channel: ViewerChannel, attempt: int) -> None:
-        """The stream's end notification: the viewer left (its CLOSE) or the link failed.
-
-        Our own closes are reported by whoever closed (``_run_rfb``, ``_drop_viewer``)."""
-        stream = channel.stream
-        if channel is not self._channel or (stream.error is None and not stream.peer_closed):
-            return
-        self._channel = None
-        reason = stream.close_reason or (str(stream.error) if stream.error else "viewer disconnected")
-        self._apply(lc.ViewerLeft(reason=reason, attempt=attempt))
 
     def _report_link(self, event: dict[str, Any]) -> None:
         """The ``link`` event subscribers see every LINK_EVENT_INTERVAL seconds while a viewer is connected."""
@@ -353,32 +365,37 @@ class Agent:
         self._publish(event)
 
     def _may_send(self) -> bool:
-        channel = self._channel
+        channel, session = self._channel, self._session
+        if session is not None and not session.connected:
+            return False  # cut: nothing new until the resume (what was sent is replayed then)
         return channel is None or channel.may_send()
 
-    async def _run_rfb(self, channel: ViewerChannel) -> None:
-        stream = channel.stream
+    async def _run_rfb(self, stream: Any) -> None:
         reader, writer = stream.as_streams()
         try:
             await self.service.serve_connection(reader, writer, security="none", may_send=self._may_send,
                                                 outer_compression=stream.compressing)
         finally:
-            if channel is self._channel:
-                self._channel = None
-                attempt = self.machine.attempt
-                self._apply(lc.ViewerLeft(reason=stream.close_reason or "viewer disconnected", attempt=attempt))
-                await stream.close("viewer disconnected")
+            if stream is self._rfb:
+                self._rfb = None
+                if self._stream_task is asyncio.current_task():
+                    self._stream_task = None
+            stream.close("the RFB stream ended")
 
     async def _drop_viewer(self, reason: str) -> None:
-        channel, task = self._channel, self._stream_task
-        self._channel = None
+        channel, session, task, rfb = self._channel, self._session, self._stream_task, self._rfb
+        self._channel = self._session = self._rfb = None
         self._stream_task = None
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
+            self._resume_timer = None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
         if channel is not None:
             channel.stop()
+        if session is not None:
             with contextlib.suppress(Exception):
-                await channel.stream.close(reason)
+                await session.close(reason)
 
     def _on_update(self, viewer: Any, stats: Any) -> None:
         self.stats["bytes_sent"] = getattr(stats, "bytes_sent", self.stats["bytes_sent"])
@@ -409,8 +426,8 @@ class Agent:
             if self._confirm_timer is not None:
                 self._confirm_timer.cancel()
                 self._confirm_timer = None
-            if self._channel is not None and self._stream_task is None:
-                self._stream_task = self._spawn(self._run_rfb(self._channel))
+            if self._rfb is not None and self._stream_task is None:
+                self._stream_task = self._spawn(self._run_rfb(self._rfb))
         elif isinstance(action, lc.SetScope):
             if self._gate is not None:
                 self._gate.set_scope(action.scope)
@@ -421,8 +438,13 @@ class Agent:
         elif isinstance(action, lc.ReleaseInputs):
             if self._gate is not None:
                 self._gate.release_all()
+        elif isinstance(action, lc.AwaitResume):
+            if self._resume_timer is not None:
+                self._resume_timer.cancel()
+            self._resume_timer = asyncio.get_running_loop().call_later(
+                self.config.resume_timeout, self._resume_expired, action.attempt)
         elif isinstance(action, lc.DisconnectViewer):
-            if self._channel is not None:
+            if self._session is not None:
                 self._spawn(self._drop_viewer(action.reason))
         elif isinstance(action, lc.RecordEnd):
             self._record_end(action.consent_id)
@@ -442,6 +464,10 @@ class Agent:
             log.error("could not record the session end in the consent ledger: %s", exc)
 
     def _publish(self, event: dict[str, Any]) -> None:
+        session = self._session
+        if session is not None and event.get("event") == "state" and not session.closed:
+            # the technician's side of the session stream: state and scope only, never the launcher's details
+            session.send_message({"type": "state", "state": event.get("state"), "scope": event.get("scope")})
         if self.control is not None:
             self.control.publish(event)
         for queue in list(self._subscribers):

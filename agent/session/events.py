@@ -94,6 +94,29 @@ class LinkFailed:
 
 
 @dataclass(frozen=True)
+class PathLost:
+    """The authenticated viewer's connection was cut without its CLOSE: wait for a resume."""
+    SOURCE: ClassVar[str] = "link"
+    reason: str = "connection lost"
+    attempt: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class PathResumed:
+    """The same viewer resumed the channel over a new connection (resumption secret, not the password)."""
+    SOURCE: ClassVar[str] = "viewer"
+    attempt: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ResumeGaveUp:
+    """No resume within the bounded time after a cut: the viewer is gone."""
+    SOURCE: ClassVar[str] = "timeout"
+    reason: str = "the technician's connection was lost and did not come back"
+    attempt: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class Terminate:
     """End the session for good; ``by`` is launcher, viewer, signal or timeout."""
     SOURCE: ClassVar[str] = "any"
@@ -102,7 +125,7 @@ class Terminate:
 
 
 Event = Union[Registered, ViewerArrived, AuthFailed, AuthSucceeded, ConsentRecorded, Accepted, Rejected,
-              ConfirmTimedOut, ScopeChanged, ViewerLeft, LinkFailed, Terminate]
+              ConfirmTimedOut, ScopeChanged, ViewerLeft, LinkFailed, PathLost, PathResumed, ResumeGaveUp, Terminate]
 
 
 # --- actions (outputs, executed by the session layer in order) ----------------
@@ -149,6 +172,12 @@ class ReleaseInputs:
 
 
 @dataclass(frozen=True)
+class AwaitResume:
+    """Arm the give-up timer (feeding ResumeGaveUp(attempt)) and let a resume in."""
+    attempt: int
+
+
+@dataclass(frozen=True)
 class DisconnectViewer:
     """Close the viewer's connection (authenticated CLOSE with this reason where possible)."""
     reason: str
@@ -178,4 +207,4 @@ class Ended:
 
 
 Action = Union[ShowCredentials, RotatePassword, RequestConfirmation, StartStreaming, SetScope, StopStreaming,
-               ReleaseInputs, DisconnectViewer, RecordEnd, EmitEvent, Ended]
+               ReleaseInputs, AwaitResume, DisconnectViewer, RecordEnd, EmitEvent, Ended]

@@ -13,18 +13,14 @@ the state and the event, raised before anything changes.
 
     starting --Registered--> waiting --ViewerArrived--> authenticating
        authenticating --AuthFailed--> waiting   (3rd failure: RotatePassword)
-       authenticating --AuthSucceeded--> consent_pending
+       authenticating --AuthSucceeded--> consent_pending   (the password is rotated: it works once)
        consent_pending --(consent row [+ Accepted if confirm_each])--> active (view | control)
-       consent_pending --Rejected | ConfirmTimedOut--> waiting
-       authenticating | consent_pending | active --ViewerLeft | LinkFailed--> waiting
+       consent_pending --Rejected | ConfirmTimedOut--> waiting   (consent cleared: the next needs a fresh one)
+       consent_pending | active --PathLost--> reconnecting --PathResumed--> the state it left
+       authenticated --ViewerLeft | ResumeGaveUp--> ended (keep_waiting: waiting, consent cleared)
        any --Terminate--> ended;  starting | waiting --LinkFailed--> ended
 
-Who triggers what: ``Registered`` the relay link; ``ViewerArrived``,
-``AuthFailed``, ``AuthSucceeded``, ``ViewerLeft`` the viewer (through the
-secure channel); ``ConsentRecorded``, ``Accepted``, ``Rejected``,
-``ScopeChanged`` the launcher (control socket); ``LinkFailed`` a link failure;
-``ConfirmTimedOut`` a timer; ``Terminate`` the launcher, the viewer, SIGTERM
-or a timer (its ``by`` field). Each event class names it in ``SOURCE``.
+Each event class names who triggers it in ``SOURCE`` (relay, viewer, launcher, link, timeout).
 
 Rules the machine holds whatever it is fed:
 * ``active`` is only entered with a consent ledger row id, which the session
@@ -51,31 +47,10 @@ from typing import Any, Literal
 
 from agent.errors import RejnetError
 from agent.session.events import (
-    Accepted,
-    Action,
-    AuthFailed,
-    AuthSucceeded,
-    ConfirmTimedOut,
-    ConsentRecorded,
-    DisconnectViewer,
-    EmitEvent,
-    Ended,
-    Event,
-    LinkFailed,
-    RecordEnd,
-    Registered,
-    Rejected,
-    ReleaseInputs,
-    RequestConfirmation,
-    RotatePassword,
-    ScopeChanged,
-    SetScope,
-    ShowCredentials,
-    StartStreaming,
-    StopStreaming,
-    Terminate,
-    ViewerArrived,
-    ViewerLeft,
+    Accepted, Action, AwaitResume, AuthFailed, AuthSucceeded, ConfirmTimedOut, ConsentRecorded, DisconnectViewer,
+    EmitEvent, Ended, Event, LinkFailed, PathLost, PathResumed, RecordEnd, Registered, Rejected, ReleaseInputs,
+    RequestConfirmation, ResumeGaveUp, RotatePassword, ScopeChanged, SetScope, ShowCredentials, StartStreaming,
+    StopStreaming, Terminate, ViewerArrived, ViewerLeft,
 )
 from agent.session.password import PasswordPolicy, SessionPassword
 
@@ -86,6 +61,7 @@ __all__ = [
     # events (agent.session.events)
     "Event", "Registered", "ViewerArrived", "AuthFailed", "AuthSucceeded", "ConsentRecorded", "Accepted",
     "Rejected", "ConfirmTimedOut", "ScopeChanged", "ViewerLeft", "LinkFailed", "Terminate",
+    "PathLost", "PathResumed", "ResumeGaveUp", "AwaitResume",
     # actions (agent.session.events)
     "Action", "ShowCredentials", "RotatePassword", "RequestConfirmation", "StartStreaming", "SetScope",
     "StopStreaming", "ReleaseInputs", "DisconnectViewer", "RecordEnd", "EmitEvent", "Ended",
@@ -106,10 +82,12 @@ class State(enum.Enum):
     AUTHENTICATING = "authenticating"
     CONSENT_PENDING = "consent_pending"
     ACTIVE = "active"
+    RECONNECTING = "reconnecting"  # the authenticated viewer's path was cut; waiting for its resume
     ENDED = "ended"
 
 
-_VIEWER_STATES = frozenset({State.AUTHENTICATING, State.CONSENT_PENDING, State.ACTIVE})
+_VIEWER_STATES = frozenset({State.AUTHENTICATING, State.CONSENT_PENDING, State.ACTIVE, State.RECONNECTING})
+_AUTHENTICATED = frozenset({State.CONSENT_PENDING, State.ACTIVE, State.RECONNECTING})
 
 
 # --- errors ------------------------------------------------------------------
@@ -152,11 +130,16 @@ _TRANSITIONS: dict[State, dict[type, State]] = {
     S.CONSENT_PENDING: {Registered: S.CONSENT_PENDING, ConsentRecorded: S.CONSENT_PENDING,
                         ScopeChanged: S.CONSENT_PENDING, Accepted: S.CONSENT_PENDING, Rejected: S.WAITING,
                         ConfirmTimedOut: S.WAITING, ViewerLeft: S.WAITING, LinkFailed: S.WAITING,
-                        Terminate: S.ENDED},
+                        PathLost: S.RECONNECTING, Terminate: S.ENDED},
     S.ACTIVE: {Registered: S.ACTIVE, ConsentRecorded: S.ACTIVE, ScopeChanged: S.ACTIVE,
-               ViewerLeft: S.WAITING, LinkFailed: S.WAITING, Terminate: S.ENDED},
+               ViewerLeft: S.WAITING, LinkFailed: S.WAITING, PathLost: S.RECONNECTING, Terminate: S.ENDED},
+    S.RECONNECTING: {Registered: S.RECONNECTING, ConsentRecorded: S.RECONNECTING, ScopeChanged: S.RECONNECTING,
+                     Accepted: S.RECONNECTING, Rejected: S.WAITING, ConfirmTimedOut: S.WAITING,
+                     PathLost: S.RECONNECTING, PathResumed: S.ACTIVE, ResumeGaveUp: S.WAITING,
+                     ViewerLeft: S.WAITING, LinkFailed: S.RECONNECTING, Terminate: S.ENDED},
     # Terminal: late "it is over" news is absorbed, anything else is an error.
-    S.ENDED: {Terminate: S.ENDED, ViewerLeft: S.ENDED, LinkFailed: S.ENDED},
+    S.ENDED: {Terminate: S.ENDED, ViewerLeft: S.ENDED, LinkFailed: S.ENDED, PathLost: S.ENDED,
+              ResumeGaveUp: S.ENDED},
 }
 del S
 
@@ -183,7 +166,10 @@ def _clean_reason(text: object, default: str) -> str:
 class SessionMachine:
     """One support session's lifecycle; see the module docstring for the rules."""
 
-    def __init__(self, *, confirm_each: bool = False, policy: PasswordPolicy | None = None) -> None:
+    def __init__(self, *, confirm_each: bool = False, policy: PasswordPolicy | None = None,
+                 keep_waiting: bool = False) -> None:
+        self._keep_waiting = bool(keep_waiting)
+        self._cut_from: State | None = None  # the state a cut interrupted (RECONNECTING)
         self._confirm_each = bool(confirm_each)
         self._policy = policy if policy is not None else PasswordPolicy()
         self._state = State.STARTING
@@ -231,6 +217,11 @@ class SessionMachine:
     @property
     def confirm_each(self) -> bool:
         return self._confirm_each
+
+    @property
+    def resumable(self) -> bool:
+        """True while an authenticated viewer's channel exists: a RESUME may be answered."""
+        return self._state in _AUTHENTICATED
 
     @property
     def can_accept_viewer(self) -> bool:
@@ -342,6 +333,8 @@ class SessionMachine:
     def _on_AuthSucceeded(self, event: AuthSucceeded, target: State) -> list[Action]:
         actions: list[Action] = [EmitEvent({"event": "viewer", "address": self._peer})]
         actions += self._switch(target)
+        self._policy.rotate()  # the password works once: this viewer resumes with the channel's secret
+        actions += [RotatePassword(), ShowCredentials(), EmitEvent({"event": "password_rotated", "reason": "used"})]
         if not self._ready():
             actions += [RequestConfirmation(self._attempt, self._consent is None, self._confirm_each,
                                             peer=self._peer or ""),
@@ -363,15 +356,16 @@ class SessionMachine:
         return []
 
     def _on_Rejected(self, event: Rejected, target: State) -> list[Action]:
-        return self._switch(target, _LEAVE_REASONS[Rejected])
+        return self._back_to_waiting(_LEAVE_REASONS[Rejected])
 
     def _on_ConfirmTimedOut(self, event: ConfirmTimedOut, target: State) -> list[Action]:
-        return self._switch(target, _LEAVE_REASONS[ConfirmTimedOut])
+        return self._back_to_waiting(_LEAVE_REASONS[ConfirmTimedOut])
 
     def _on_ViewerLeft(self, event: ViewerLeft, target: State) -> list[Action]:
         if self._state is State.ENDED:
             return []
-        return self._switch(target, _clean_reason(event.reason, "viewer disconnected"), viewer_gone=True)
+        return self._viewer_gone(_clean_reason(event.reason, "viewer disconnected"), cause="viewer",
+                                 viewer_gone=True)
 
     def _on_LinkFailed(self, event: LinkFailed, target: State) -> list[Action]:
         if self._state is State.ENDED:
@@ -379,7 +373,56 @@ class SessionMachine:
         reason = _clean_reason(event.reason, "link failed")
         if target is State.ENDED:
             return self._end_session(f"link failed: {reason}", cause="link", exit_code=1)
-        return self._switch(target, reason, viewer_gone=True)
+        if self._state is State.RECONNECTING:
+            return []  # the resume (or its timer) decides
+        return self._viewer_gone(reason, cause="link", viewer_gone=True)
+
+    def _on_PathLost(self, event: PathLost, target: State) -> list[Action]:
+        if self._state in (State.ENDED, State.RECONNECTING):
+            return []
+        self._cut_from = self._state
+        actions: list[Action] = []
+        if self._state is State.ACTIVE:
+            actions += [SetScope(None), ReleaseInputs()]  # nothing is injected while the path is down
+        self._state = State.RECONNECTING
+        actions += [AwaitResume(self._attempt),
+                    EmitEvent({"event": "reconnecting", "reason": _clean_reason(event.reason, "connection lost")}),
+                    self._state_event()]
+        return actions
+
+    def _on_PathResumed(self, event: PathResumed, target: State) -> list[Action]:
+        back = self._cut_from or State.CONSENT_PENDING
+        self._cut_from = None
+        self._state = back
+        actions: list[Action] = [EmitEvent({"event": "resumed"})]
+        if back is State.ACTIVE and self._chosen is not None:
+            actions.append(SetScope(self._chosen))
+        actions.append(self._state_event())
+        return actions
+
+    def _on_ResumeGaveUp(self, event: ResumeGaveUp, target: State) -> list[Action]:
+        if self._state is State.ENDED:
+            return []
+        return self._viewer_gone(_clean_reason(event.reason, "connection lost"), cause="link", viewer_gone=False)
+
+    def _viewer_gone(self, reason: str, *, cause: str, viewer_gone: bool) -> list[Action]:
+        """Gone for good: after authentication the session ends, or (keep_waiting) waits anew."""
+        if self._state not in _AUTHENTICATED:
+            return self._switch(State.WAITING, reason, viewer_gone=viewer_gone)
+        if not self._keep_waiting:
+            return self._end_session(reason, cause="viewer" if cause == "viewer" else "link",
+                                     exit_code=4 if cause == "viewer" else 1)
+        return self._back_to_waiting(reason, viewer_gone=viewer_gone)
+
+    def _back_to_waiting(self, reason: str, *, viewer_gone: bool = False) -> list[Action]:
+        """Its consent ends with the authenticated viewer: the next one needs a fresh one."""
+        actions = self._switch(State.WAITING, reason, viewer_gone=viewer_gone)
+        actions += [RecordEnd(row) for row in self._rows]
+        self._rows = []
+        self._consent = None
+        self._chosen = None
+        self._cut_from = None
+        return actions
 
     def _on_Terminate(self, event: Terminate, target: State) -> list[Action]:
         if self._state is State.ENDED:
@@ -419,10 +462,13 @@ class SessionMachine:
         old = self._state
         if old is State.ACTIVE and target is not State.ACTIVE:
             actions += [StopStreaming(), SetScope(None), ReleaseInputs()]
+        elif old is State.RECONNECTING and target is not State.RECONNECTING:
+            actions += [StopStreaming()]
         if old in _VIEWER_STATES and target not in _VIEWER_STATES:
             if not viewer_gone:
                 actions.append(DisconnectViewer(reason or "session ended"))
             if old is not State.AUTHENTICATING:  # only an authenticated viewer was announced
+                self._cut_from = None
                 actions.append(EmitEvent({"event": "viewer_left", "reason": reason or "session ended"}))
             self._peer = None
             self._accepted = False

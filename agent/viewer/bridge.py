@@ -1,11 +1,20 @@
-"""Viewer bridge: one authenticated channel to the agent, plain RFB on loopback.
+"""Viewer bridge: one authenticated channel for the whole session, plain RFB on loopback.
 
-The channel is opened (and the password checked) before any local viewer
-connects, so a wrong password fails fast with exit code 3 and the safety code
-can be read out while the technician starts a VNC viewer. Each local VNC
-connection is one inner RFB session; when it ends, the next local connection
-gets a fresh channel (a new PAKE with the same session password), because an
-RFB stream cannot be restarted inside one channel.
+The channel is opened once, with the password, before any local viewer
+connects (a wrong password fails fast with exit code 3, and the safety code
+can be read out while the technician starts a VNC viewer). It stays open
+until the session ends, whatever local VNC clients come and go:
+
+- each local VNC connection opens a new RFB stream inside the channel
+  (agent.secure.mux); no new PAKE. A second local connection while one is
+  attached *takes over*: the older one is closed. The bridge is loopback-only,
+  so both are the technician's own; the newest window wins, and a viewer that
+  hangs or is half-closed can never lock the technician out.
+- the session's end (the agent's authenticated CLOSE, with its reason) is
+  seen at once, attached or not, and ends the bridge.
+- a cut connection (no CLOSE) is resumed on a new connection with the
+  channel's resumption secret (agent.secure.resume), with backoff, for at
+  most ``resume_timeout`` seconds; local viewers stay connected meanwhile.
 """
 from __future__ import annotations
 
@@ -13,21 +22,33 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from agent.errors import RejnetError, SessionEndedError, UsageError
 from agent.net import close_stream, require_loopback, stop_server
-from agent.secure.errors import ChannelError, TruncatedError
+from agent.secure.errors import ChannelError
+from agent.secure.session_channel import MuxStream, SessionChannel, connect_resume
 from agent.secure.stream import SecureStream, connect_viewer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = ("127.0.0.1", 5901)
-PENDING_LIMIT = 1 << 20  # inner bytes buffered while no local viewer is attached
 LOCAL_READ = 64 * 1024
 BRIDGE_PING_INTERVAL = 10.0
-BUSY_RETRIES = 10           # reconnecting right after a local viewer left: the relay may still
-BUSY_RETRY_DELAY = 0.3      # be tearing down our previous pairing
+BUSY_RETRIES = 10           # the relay may still be tearing down a pairing when we (re)connect
+BUSY_RETRY_DELAY = 0.3
+RESUME_TIMEOUT = 120.0      # seconds to get a cut channel back before the session is given up
+RESUME_BACKOFF = (0.1, 2.0)  # first and longest pause between resume attempts
+
+_REFUSALS = {
+    "consent_refused": "the customer refused the connection",
+    "confirmation timed out": "the customer did not confirm the connection in time",
+}
+
+
+def _ended_text(reason: str | None) -> str:
+    reason = reason or "no reason given"
+    return "the customer's agent ended the session: " + _REFUSALS.get(reason, reason)
 
 
 @dataclass
@@ -40,6 +61,7 @@ class BridgeConfig:
     direct: tuple[str, int] | None = None
     listen: tuple[str, int] = DEFAULT_LISTEN
     timeout: float = 30.0
+    resume_timeout: float = RESUME_TIMEOUT
 
     def __post_init__(self) -> None:
         if (self.relay is None) == (self.direct is None):
@@ -48,34 +70,44 @@ class BridgeConfig:
 
 
 class ViewerBridge:
-    """Serves one customer session as plain RFB on a loopback port."""
+    """Serves one customer session as plain RFB on a loopback port; see the module docstring."""
 
     def __init__(self, config: BridgeConfig, *, on_event: Callable[[dict], None] | None = None) -> None:
         self.config = config
         self._on_event = on_event or (lambda event: None)
-        self._stream: SecureStream | None = None
-        self._pump: asyncio.Task[None] | None = None
-        self._pending = bytearray()
-        self._local: asyncio.StreamWriter | None = None
-        self._local_gone = asyncio.Event()
+        self._session: SessionChannel | None = None
         self._server: asyncio.base_events.Server | None = None
         self._ended: asyncio.Future[BaseException | None] | None = None
+        self._local: tuple[asyncio.StreamWriter, MuxStream] | None = None
+        self._reconnect: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.safety_code: str | None = None
         self.address: tuple[str, int] | None = None
         self.bytes_from_agent = 0
         self.bytes_to_agent = 0
         self.connections = 0
+        self.pairings = 0   # connections to the agent: 1 plus one per resume
+        self.resumes = 0
 
     async def start(self) -> None:
         """Authenticate (raises WrongPasswordError on a wrong password), then listen locally."""
         self._ended = asyncio.get_running_loop().create_future()
-        await self._open_channel()
-        self._server = await asyncio.start_server(self._serve_local, *self.config.listen)
+        cfg = self.config
+        reader, writer = await self._connect()
+        # The agent measures RTT for its flow control; the bridge's own PINGs only need to keep the
+        # channel alive, and each costs a PONG on the customer's (slow) uplink.
+        stream = await connect_viewer(reader, writer, cfg.session_id, cfg.password, timeout=cfg.timeout,
+                                      ping_interval=BRIDGE_PING_INTERVAL)
+        self._session = SessionChannel(stream, "viewer", on_message=self._message,
+                                       on_transport_end=self._transport_ended)
+        self.safety_code = stream.safety_code
+        self._on_event({"event": "authenticated", "safety_code": stream.safety_code})
+        self._server = await asyncio.start_server(self._serve_local, *cfg.listen)
         sock = self._server.sockets[0].getsockname()
         self.address = (sock[0], sock[1])
         self._on_event({"event": "listening", "host": sock[0], "port": sock[1]})
 
-    async def _open_channel(self) -> None:
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         cfg = self.config
         if cfg.relay is not None:
             from agent.relay.client import open_viewer
@@ -83,111 +115,133 @@ class ViewerBridge:
 
             for attempt in range(BUSY_RETRIES + 1):
                 try:
-                    reader, writer = await open_viewer(cfg.relay[0], cfg.relay[1], cfg.session_id,
-                                                       timeout=cfg.timeout)
+                    pair = await open_viewer(cfg.relay[0], cfg.relay[1], cfg.session_id, timeout=cfg.timeout)
                     break
                 except SessionBusyError:
-                    # our previous channel may still be closing at the relay
                     if attempt == BUSY_RETRIES:
                         raise
                     await asyncio.sleep(BUSY_RETRY_DELAY)
         else:
             assert cfg.direct is not None
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(*cfg.direct), cfg.timeout)
+                pair = await asyncio.wait_for(asyncio.open_connection(*cfg.direct), cfg.timeout)
             except (OSError, asyncio.TimeoutError) as exc:
                 raise ChannelError(f"cannot reach the agent at {cfg.direct[0]}:{cfg.direct[1]}: {exc}") from None
-        # The agent measures RTT for its flow control; the bridge's own PINGs only need to keep the
-        # channel alive, and each costs a PONG on the customer's (slow) uplink.
-        stream = await connect_viewer(reader, writer, cfg.session_id, cfg.password, timeout=cfg.timeout,
-                                      ping_interval=BRIDGE_PING_INTERVAL)
-        self._stream = stream
-        self._pending.clear()
-        self.safety_code = stream.safety_code
-        self._pump = asyncio.create_task(self._pump_from_agent(stream))
-        self._on_event({"event": "authenticated", "safety_code": stream.safety_code})
+        self.pairings += 1
+        return pair
 
-    async def _pump_from_agent(self, stream: SecureStream) -> None:
-        """Agent -> local viewer; buffers while no local viewer is attached."""
-        try:
-            while True:
-                data = await stream.recv()
-                if not data:
-                    self._finish(SessionEndedError(f"the customer's agent ended the session: {stream.close_reason or 'no reason given'}"))
+    # -- the session channel ---------------------------------------------------------------------
+
+    def _message(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "state":
+            self._on_event({"event": "state", "state": str(message.get("state"))[:32],
+                            "scope": message.get("scope") if message.get("scope") in ("view", "control") else None})
+
+    def _transport_ended(self, cut: bool) -> None:
+        session = self._session
+        if session is None or (self._ended is not None and self._ended.done()):
+            return
+        if not cut:
+            if session.peer_closed:
+                self._finish(SessionEndedError(_ended_text(session.close_reason)))
+            elif session.error is not None:
+                self._finish(session.error)
+            return
+        if self._reconnect is None or self._reconnect.done():
+            self._on_event({"event": "reconnecting", "reason": str(session.error or "connection lost")})
+            self._reconnect = asyncio.get_running_loop().create_task(self._resume(session))
+
+    async def _resume(self, session: SessionChannel) -> None:
+        from agent.secure.resume import ResumeRefusedError
+
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.resume_timeout
+        delay = RESUME_BACKOFF[0]
+        while not session.closed:
+            try:
+                reader, writer = await asyncio.wait_for(self._connect(), max(0.1, deadline - loop.time()))
+                stream, peer_received = await connect_resume(
+                    reader, writer, cfg.session_id, session.resumption_secret, session.inner_received,
+                    timeout=min(cfg.timeout, max(0.1, deadline - loop.time())), ping_interval=BRIDGE_PING_INTERVAL)
+                session.resume(stream, peer_received)
+            except ResumeRefusedError:
+                session.fail("the customer's agent no longer has this session")
+                self._finish(SessionEndedError("the customer's agent ended the session while the connection was down"))
+                return
+            except (RejnetError, OSError, asyncio.TimeoutError) as exc:
+                if loop.time() + delay >= deadline:
+                    reason = (f"the connection to the customer's agent was lost and did not come back "
+                              f"within {cfg.resume_timeout:g} s")
+                    session.fail(reason)
+                    self._finish(SessionEndedError(reason))
                     return
-                self.bytes_from_agent += len(data)
-                local = self._local
-                if local is None:
-                    if len(self._pending) + len(data) > PENDING_LIMIT:
-                        self._finish(ChannelError("the agent sent too much before a local viewer connected"))
-                        return
-                    self._pending += data
-                    continue
-                local.write(data)
-                with contextlib.suppress(ConnectionError):
-                    await local.drain()
-        except TruncatedError:
-            self._finish(SessionEndedError("the connection to the customer's agent was cut"))
-        except ChannelError as exc:
-            self._finish(exc)
-        except asyncio.CancelledError:
-            raise
+                log.info("resume attempt failed: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESUME_BACKOFF[1])
+                continue
+            self.resumes += 1
+            self._on_event({"event": "resumed"})
+            return
 
     def _finish(self, exc: BaseException | None) -> None:
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(exc)
-        if self._local is not None:
-            self._local.close()
+        local, self._local = self._local, None
+        if local is not None:
+            local[0].close()
+
+    # -- local VNC viewers -----------------------------------------------------------------------
 
     async def _serve_local(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._local is not None or (self._ended is not None and self._ended.done()):
+        session = self._session
+        if session is None or session.closed or (self._ended is not None and self._ended.done()):
             await close_stream(writer)
             return
-        self._local = writer
+        old, self._local = self._local, None
+        if old is not None:  # take over: the newest local viewer wins
+            old[1].close("replaced by a new local viewer")
+            old[0].close()
+        rfb = session.open_stream("rfb")
+        self._local = (writer, rfb)
         self.connections += 1
         peer = writer.get_extra_info("peername")
         self._on_event({"event": "local_viewer", "connected": True, "peer": str(peer)})
+        down = asyncio.ensure_future(self._agent_to_local(rfb, writer))
         try:
-            if self._stream is None:
-                try:
-                    await self._open_channel()
-                except (RejnetError, OSError, asyncio.TimeoutError) as exc:
-                    # e.g. the password was rotated or the session ended meanwhile: nothing left to serve
-                    self._finish(exc if isinstance(exc, RejnetError) else ChannelError(f"cannot reconnect: {exc}"))
-                    return
-            stream = self._stream
-            assert stream is not None
-            if self._pending:
-                writer.write(bytes(self._pending))
-                self._pending.clear()
-                await writer.drain()
             while True:
                 data = await reader.read(LOCAL_READ)
-                if not data:
+                if not data or rfb.closed:
                     break
                 self.bytes_to_agent += len(data)
-                await stream.send(data)
-        except (ConnectionError, ChannelError) as exc:
-            if isinstance(exc, ChannelError) and self._ended is not None:
-                self._finish(exc)
+                await rfb.send(data)
+        except (ConnectionError, OSError) as exc:
             log.info("local viewer connection ended: %s", exc)
         finally:
-            self._local = None
-            writer.close()
+            if self._local is not None and self._local[1] is rfb:
+                self._local = None
+            rfb.close("the local viewer disconnected")
+            down.cancel()
+            with contextlib.suppress(BaseException):
+                await down
             self._on_event({"event": "local_viewer", "connected": False, "peer": str(peer)})
-            await self._drop_channel("the technician's viewer disconnected")
-            await close_stream(writer)
-
-    async def _drop_channel(self, reason: str) -> None:
-        stream, pump = self._stream, self._pump
-        self._stream = self._pump = None
-        if pump is not None:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump
-        if stream is not None:
             with contextlib.suppress(Exception):
-                await stream.close(reason)
+                await close_stream(writer)
+
+    async def _agent_to_local(self, rfb: MuxStream, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await rfb.recv()
+                if not data:
+                    break
+                self.bytes_from_agent += len(data)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        writer.close()
+
+    # -- the end ---------------------------------------------------------------------------------
 
     async def wait(self) -> None:
         """Return when the session ends; raise SessionEndedError/ChannelError if the agent ended it."""
@@ -200,10 +254,23 @@ class ViewerBridge:
         """End the bridge normally (technician closed it)."""
         self._finish(None)
 
-    async def close(self, reason: str = "the technician closed the session") -> None:
-        if self._server is not None:
-            await stop_server(self._server)
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-        await self._drop_channel(reason)
+    async def close(self, reason: str = "the technician ended the session") -> None:
+        """End the session for both sides (the authenticated CLOSE) and stop serving."""
         self._finish(None)
+        reconnect, self._reconnect = self._reconnect, None
+        if reconnect is not None and not reconnect.done():
+            reconnect.cancel()
+            with contextlib.suppress(BaseException):
+                await reconnect
+        session = self._session
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.close(reason)
+        if self._server is not None:
+            server, self._server = self._server, None
+            await stop_server(server)
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+
+
+__all__ = ["BridgeConfig", "DEFAULT_LISTEN", "SecureStream", "ViewerBridge"]

@@ -181,7 +181,7 @@ def test_pointer_lands_only_in_control_scope(chain_factory, xvfb):
 
 
 def test_wrong_password_exits_3_and_rotates_after_three(chain_factory):
-    chain = chain_factory()
+    chain = chain_factory(agent_args=("--keep-waiting",))
     right = chain.password()
     wrong = "zzzzzz" if right != "zzzzzz" else "yyyyyy"
     for attempt in range(2):
@@ -193,10 +193,10 @@ def test_wrong_password_exits_3_and_rotates_after_three(chain_factory):
     out.wait_json(lambda o: o.get("event") == "authenticated")
     stop(proc)
     chain.agent_out.wait_json(lambda o: o.get("event") == "state" and o.get("state") == "waiting")
+    chain.agent_out.wait_json(lambda o: o.get("event") == "password_rotated")  # used once: replaced
+    assert chain.password() != right
     proc, out, _ = chain.viewer(wrong)
     assert proc.wait(30) == 3
-    chain.agent_out.wait_json(lambda o: o.get("event") == "password_rotated")
-    assert chain.password() != right
     for line in chain.agent_out.seen + chain.agent_out.stderr:
         assert right not in line, "the password appeared in the agent's output"
 
@@ -233,15 +233,17 @@ def test_tap_between_agent_and_relay_sees_no_plaintext(chain_factory, xvfb, tmp_
 
 
 def test_terminate_ends_viewer_with_4_and_killed_viewer_returns_agent_to_waiting(chain_factory):
-    chain = chain_factory()
+    chain = chain_factory(agent_args=("--keep-waiting", "--resume-timeout", "2"))
     viewer, out, port = chain.viewer(chain.password())
     out.wait_json(lambda o: o.get("event") == "authenticated")
     viewer.send_signal(signal.SIGKILL)
     viewer.wait(10)
+    chain.agent_out.wait_json(lambda o: o.get("event") == "reconnecting", timeout=15)
     chain.agent_out.wait_json(lambda o: o.get("event") == "state" and o.get("state") == "waiting", timeout=15)
 
     viewer, out, port = chain.viewer(chain.password())
     out.wait_json(lambda o: o.get("event") == "authenticated")
+    chain.ctl("consent", "--scope", "view")  # a new technician needs the customer's fresh consent
     chain.agent_out.wait_json(lambda o: o.get("event") == "state" and o.get("state") == "active", timeout=15)
     chain.ctl("terminate", "--reason", "customer is done")
     started = time.monotonic()

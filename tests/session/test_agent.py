@@ -116,7 +116,7 @@ async def test_reject_with_confirm_each_ends_viewer_as_refused(tmp_path):
         bridge = await _bridge(agent, relay)
         await _until(lambda: agent.status()["awaiting"] == ["accept"])
         await agent.reject()
-        with pytest.raises(SessionEndedError, match="consent_refused"):
+        with pytest.raises(SessionEndedError, match="refused the connection"):
             await asyncio.wait_for(bridge.wait(), 10)
         await bridge.close()
         await _until(lambda: agent.status()["state"] == "waiting")
@@ -274,7 +274,7 @@ async def test_acks_drive_the_services_link_quality_with_no_polling_task(tmp_pat
 
 
 async def test_a_viewer_leaving_before_consent_is_noticed_from_the_end_of_its_stream(tmp_path):
-    async with chain(tmp_path) as (agent, relay):
+    async with chain(tmp_path, keep_waiting=True) as (agent, relay):
         seen: list[dict] = []
 
         async def collect():

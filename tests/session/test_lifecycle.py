@@ -13,7 +13,7 @@ from agent.session.lifecycle import (_TRANSITIONS, SCOPES, TERMINATORS, Accepted
                              LifecycleError, LinkFailed, RecordEnd, Registered, Rejected, ReleaseInputs,
                              RequestConfirmation, RotatePassword, ScopeChanged, SessionMachine, SetScope,
                              ShowCredentials, StartStreaming, State, StopStreaming, Terminate, ViewerArrived,
-                             ViewerLeft)
+                             ViewerLeft, PathLost, PathResumed, ResumeGaveUp, AwaitResume)
 from agent.session.password import PasswordPolicy, SessionPassword
 
 PEER = "198.51.100.7:40001"
@@ -25,8 +25,9 @@ def _counter() -> Callable[[], SessionPassword]:
     return lambda: SessionPassword(f"pw{next(n):04d}")
 
 
-def _machine(confirm_each: bool = False) -> SessionMachine:
-    return SessionMachine(confirm_each=confirm_each, policy=PasswordPolicy(generate=_counter()))
+def _machine(confirm_each: bool = False, keep_waiting: bool = False) -> SessionMachine:
+    return SessionMachine(confirm_each=confirm_each, policy=PasswordPolicy(generate=_counter()),
+                          keep_waiting=keep_waiting)
 
 
 def _feed(machine: SessionMachine, *events: Any) -> list[Any]:
@@ -81,11 +82,20 @@ def test_confirm_each_needs_accept_and_a_consent_row() -> None:
     with pytest.raises(IllegalTransition, match="no connection is waiting"):
         m.handle(Accepted())
     assert StartStreaming("control") in _feed(m, ConsentRecorded("control", 1))
-    # The next connection must be accepted again, though consent stays recorded.
-    _feed(m, ViewerLeft(), ViewerArrived(PEER), AuthSucceeded())
-    assert m.state is State.CONSENT_PENDING and m.status()["awaiting"] == ["accept"]
-    _feed(m, Accepted())
+    # The session ends with the technician (the launcher did not ask to keep waiting).
+    _feed(m, ViewerLeft())
+    assert m.state is State.ENDED
+
+
+def test_keep_waiting_needs_a_fresh_consent_and_accept_for_the_next_viewer() -> None:
+    m = _machine(confirm_each=True, keep_waiting=True)
+    _feed(m, Registered(SID), ViewerArrived(PEER), AuthSucceeded(), Accepted(), ConsentRecorded("control", 1))
     assert m.state is State.ACTIVE
+    actions = _feed(m, ViewerLeft())
+    assert RecordEnd(1) in actions and m.state is State.WAITING
+    _feed(m, ViewerArrived(PEER), AuthSucceeded())
+    assert m.state is State.CONSENT_PENDING and m.status()["awaiting"] == ["consent", "accept"]
+    assert m.status()["consent"] is None and m.scope is None
 
 
 @pytest.mark.parametrize("answer", [Rejected(), ConfirmTimedOut(), ConfirmTimedOut(attempt=1)])
@@ -160,19 +170,42 @@ def test_three_failures_rotate_the_password() -> None:
     assert m.state is State.WAITING and m.status()["failed_attempts"] == 0
 
 
-def test_viewer_leaving_returns_to_waiting_and_reconnects() -> None:
-    m = _machine()
-    _feed(m, Registered(SID), ConsentRecorded("control", 1), ViewerArrived(PEER), AuthSucceeded())
+def test_viewer_leaving_with_keep_waiting_needs_new_password_and_fresh_consent() -> None:
+    m = _machine(keep_waiting=True)
+    _feed(m, Registered(SID), ConsentRecorded("control", 1))
+    first = m.credentials()["password"]
+    actions = _feed(m, ViewerArrived(PEER), AuthSucceeded())
+    assert "password_rotated" in _kinds(actions) and m.credentials()["password"] != first  # it works once
     actions = _feed(m, LinkFailed("connection reset"))
     assert actions[:3] == [StopStreaming(), SetScope(None), ReleaseInputs()]
     assert not any(isinstance(a, DisconnectViewer) for a in actions)  # it is already gone
+    assert RecordEnd(1) in actions
     assert m.state is State.WAITING and m.peer is None and m.session_id == SID
     _feed(m, ViewerArrived("203.0.113.9:5000"), AuthSucceeded())
-    assert m.state is State.ACTIVE and m.peer == "203.0.113.9:5000" and m.attempt == 2
+    assert m.state is State.CONSENT_PENDING and m.scope is None and m.attempt == 2  # never the old scope
+
+
+def test_a_cut_releases_input_and_a_resume_restores_the_same_scope() -> None:
+    m = _machine()
+    _feed(m, Registered(SID), ConsentRecorded("control", 1), ViewerArrived(PEER), AuthSucceeded())
+    actions = _feed(m, PathLost("reset"))
+    assert actions[:3] == [SetScope(None), ReleaseInputs(), AwaitResume(1)]
+    assert "reconnecting" in _kinds(actions) and not any(isinstance(a, StopStreaming) for a in actions)
+    assert m.state is State.RECONNECTING and m.scope is None and m.resumable
+    actions = _feed(m, PathResumed(attempt=1))
+    assert SetScope("control") in actions and not any(isinstance(a, RecordEnd) for a in actions)
+    assert m.state is State.ACTIVE and m.scope == "control" and m.consent_id == 1
+
+
+def test_no_resume_in_time_ends_the_session() -> None:
+    m = _machine()
+    _feed(m, Registered(SID), ConsentRecorded("view", 1), ViewerArrived(PEER), AuthSucceeded(), PathLost())
+    actions = _feed(m, ResumeGaveUp("gone", attempt=1))
+    assert RecordEnd(1) in actions and isinstance(actions[-1], Ended) and m.state is State.ENDED
 
 
 def test_events_from_an_earlier_connection_are_ignored() -> None:
-    m = _machine(confirm_each=True)
+    m = _machine(confirm_each=True, keep_waiting=True)
     _feed(m, Registered(SID), ConsentRecorded("view", 1), ViewerArrived(PEER), AuthSucceeded(), ViewerLeft(attempt=1))
     _feed(m, ViewerArrived(PEER), AuthSucceeded())
     before = _snapshot(m)
@@ -344,6 +377,8 @@ def machine_in() -> Iterator[Callable[[State], SessionMachine]]:
         State.AUTHENTICATING: [Registered(SID), ViewerArrived(PEER)],
         State.CONSENT_PENDING: [Registered(SID), ViewerArrived(PEER), AuthSucceeded()],
         State.ACTIVE: [Registered(SID), ConsentRecorded("view", 1), ViewerArrived(PEER), AuthSucceeded()],
+        State.RECONNECTING: [Registered(SID), ConsentRecorded("view", 1), ViewerArrived(PEER), AuthSucceeded(),
+                             PathLost()],
         State.ENDED: [Terminate("launcher")],
     }
 

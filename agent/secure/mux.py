@@ -1,0 +1,224 @@
+"""Sans-IO stream multiplexing inside one secure channel (DESIGN §4.2, point 5).
+
+One authenticated channel lives for the whole session; inside its inner byte
+stream (the plaintext of DATA/ZDATA records, in order) ride several streams,
+each a sequence of frames::
+
+    kind:u8 | stream:u16 | len:u32 | payload (len bytes, at most MAX_FRAME)
+
+Frame kinds:
+
+- OPEN  (1): the viewer opens ``stream`` (ids strictly increasing from 1);
+  payload = the stream's kind in ASCII (``rfb``; ``chat``, ``clipboard`` and
+  ``files`` are reserved for later). The agent refuses a kind it does not know
+  with a CLOSE of that stream.
+- DATA  (2): stream bytes. Stream 0, the *session stream*, is open from the
+  start on both ends and carries one JSON object per DATA frame (at most
+  MAX_MESSAGE bytes): session events both ways (``{"type": "state", ...}``,
+  ``{"type": "end", "reason": ...}``, ``{"type": "link", "state": ...}``).
+  A receiver ignores a session message whose ``type`` it does not know, so
+  later versions can add chat, clipboard and file-transfer control there.
+- CLOSE (3): the sender ends ``stream``; payload = a UTF-8 reason (at most
+  MAX_REASON bytes). The session stream is never closed: the session's end is
+  the channel's authenticated CLOSE record.
+
+Frames are parsed from the inner byte stream, not from record boundaries
+(ZDATA chunks need not align with them). Every length is bounded before a
+byte of the payload is buffered; an unknown frame kind, a stream id that
+was never opened or that goes backwards, or an oversized frame is a
+ProtocolViolationError and the channel fails closed.
+
+Flow control stays where it was: the channel's ACKs count DATA bytes, and
+only one RFB stream is open at a time, so the window the agent keeps for the
+channel is the RFB stream's window (the session stream's few bytes ride along).
+
+The multiplexer also counts the inner bytes it has sent and received
+(``sent_total``, ``received_total``): a resumed channel (agent.secure.resume)
+tells the peer where to restart from.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Union
+
+from agent.sansio import NEED_DATA, NeedData
+from agent.secure.errors import ProtocolViolationError
+
+_HEADER = struct.Struct(">BHI")
+HEADER_SIZE = _HEADER.size
+MAX_FRAME = 256 * 1024       # payload bytes in one frame; bigger writes are split
+MAX_MESSAGE = 16 * 1024      # one session-stream JSON message
+MAX_REASON = 1024
+MAX_STREAM_ID = 0xFFFF
+SESSION_STREAM = 0
+STREAM_KINDS = frozenset({"rfb"})  # chat, clipboard and files will join
+
+
+class FrameKind(enum.IntEnum):
+    OPEN = 1
+    DATA = 2
+    CLOSE = 3
+
+
+class Role(enum.Enum):
+    VIEWER = "viewer"  # opens streams
+    AGENT = "agent"
+
+
+@dataclass(slots=True)
+class StreamOpened:
+    stream: int
+    kind: str
+
+
+@dataclass(slots=True)
+class StreamData:
+    stream: int
+    data: bytes
+
+
+@dataclass(slots=True)
+class StreamClosed:
+    stream: int
+    reason: str
+
+
+@dataclass(slots=True)
+class SessionMessage:
+    """One JSON object from the peer's session stream (a dict, its ``type`` a string)."""
+
+    message: dict[str, Any]
+
+
+MuxEvent = Union[StreamOpened, StreamData, StreamClosed, SessionMessage, NeedData]
+
+
+def _frame(kind: int, stream: int, payload: bytes | memoryview = b"") -> bytes:
+    return _HEADER.pack(kind, stream, len(payload)) + payload
+
+
+class Mux:
+    """Frames out, events in, for one end of the channel; see the module docstring."""
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+        self._buf = bytearray()
+        self._open: set[int] = {SESSION_STREAM}
+        self._last_opened = 0  # highest stream id opened (by the viewer) so far
+        self.sent_total = 0
+        self.received_total = 0
+
+    def __repr__(self) -> str:
+        return f"Mux(role={self.role.value}, open={sorted(self._open)})"
+
+    def is_open(self, stream: int) -> bool:
+        return stream in self._open
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def _count(self, data: bytes) -> bytes:
+        self.sent_total += len(data)
+        return data
+
+    def open_stream(self, kind: str) -> tuple[int, bytes]:
+        """Viewer: open a new stream of ``kind``; returns (stream id, bytes to send)."""
+        if self.role is not Role.VIEWER:
+            raise ValueError("only the viewer opens streams")
+        if kind not in STREAM_KINDS:
+            raise ValueError(f"unknown stream kind {kind!r}")
+        if self._last_opened >= MAX_STREAM_ID:
+            raise ProtocolViolationError("no stream ids left in this channel")
+        self._last_opened += 1
+        self._open.add(self._last_opened)
+        return self._last_opened, self._count(_frame(FrameKind.OPEN, self._last_opened, kind.encode("ascii")))
+
+    def send(self, stream: int, data: bytes | bytearray | memoryview) -> bytes:
+        """DATA frames carrying ``data`` on an open stream (b"" if the stream is closed)."""
+        if stream not in self._open or not data:
+            return b""
+        size = len(data)
+        if size <= MAX_FRAME:
+            return self._count(_HEADER.pack(FrameKind.DATA, stream, size) + data)
+        view = memoryview(data).cast("B")
+        return self._count(b"".join(_frame(FrameKind.DATA, stream, view[off:off + MAX_FRAME])
+                                    for off in range(0, size, MAX_FRAME)))
+
+    def send_message(self, message: dict[str, Any]) -> bytes:
+        """One session-stream message (a JSON object with a string ``type``)."""
+        body = json.dumps(message, separators=(",", ":")).encode("utf-8")
+        if len(body) > MAX_MESSAGE:
+            raise ValueError("a session message is larger than MAX_MESSAGE")
+        return self._count(_frame(FrameKind.DATA, SESSION_STREAM, body))
+
+    def close_stream(self, stream: int, reason: str = "closed") -> bytes:
+        """CLOSE for ``stream`` (b"" if it is not open); the session stream cannot be closed."""
+        if stream == SESSION_STREAM or stream not in self._open:
+            return b""
+        self._open.discard(stream)
+        encoded = reason.encode("utf-8")[:MAX_REASON].decode("utf-8", "ignore").encode("utf-8")
+        return self._count(_frame(FrameKind.CLOSE, stream, encoded))
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        self.received_total += len(data)
+        self._buf += data
+
+    def next_event(self) -> MuxEvent:
+        while True:
+            buf = self._buf
+            if len(buf) < HEADER_SIZE:
+                return NEED_DATA
+            kind, stream, length = _HEADER.unpack_from(buf)
+            limit = MAX_MESSAGE if (kind == FrameKind.DATA and stream == SESSION_STREAM) else \
+                MAX_REASON if kind == FrameKind.CLOSE else 64 if kind == FrameKind.OPEN else MAX_FRAME
+            if kind not in (FrameKind.OPEN, FrameKind.DATA, FrameKind.CLOSE):
+                raise ProtocolViolationError(f"the peer sent a stream frame of unknown kind {kind}")
+            if length > limit:
+                raise ProtocolViolationError(f"the peer sent a stream frame of {length} bytes, more than {limit}")
+            end = HEADER_SIZE + length
+            if len(buf) < end:
+                return NEED_DATA
+            payload = bytes(buf[HEADER_SIZE:end])
+            del buf[:end]
+            event = self._event(kind, stream, payload)
+            if event is not None:
+                return event
+
+    def _event(self, kind: int, stream: int, payload: bytes) -> MuxEvent | None:
+        if kind == FrameKind.OPEN:
+            if self.role is not Role.AGENT:
+                raise ProtocolViolationError("the agent may not open streams")
+            if stream <= self._last_opened:
+                raise ProtocolViolationError("the peer reused a stream id or opened stream 0")
+            try:
+                stream_kind = payload.decode("ascii")
+            except UnicodeDecodeError:
+                raise ProtocolViolationError("a stream kind is not ASCII") from None
+            self._last_opened = stream
+            self._open.add(stream)
+            return StreamOpened(stream, stream_kind)
+        if stream > self._last_opened and stream != SESSION_STREAM:
+            raise ProtocolViolationError(f"the peer used stream {stream}, which was never opened")
+        if kind == FrameKind.DATA:
+            if stream == SESSION_STREAM:
+                try:
+                    message = json.loads(payload)
+                except ValueError:
+                    raise ProtocolViolationError("a session message is not JSON") from None
+                if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+                    raise ProtocolViolationError("a session message is not an object with a string type")
+                return SessionMessage(message)
+            if stream not in self._open or not payload:
+                return None  # late bytes of a stream we already closed
+            return StreamData(stream, payload)
+        # CLOSE
+        if stream == SESSION_STREAM:
+            raise ProtocolViolationError("the peer tried to close the session stream")
+        if stream not in self._open:
+            return None  # both ends closed it at once
+        self._open.discard(stream)
+        return StreamClosed(stream, payload.decode("utf-8", "replace"))

@@ -1,0 +1,480 @@
+"""asyncio: one session's channel, multiplexed (agent.secure.mux) and resumable over a new connection.
+
+``SessionChannel`` outlives the TCP connection it currently runs on (its
+*transport*, a SecureStream). Everything it sends is framed by the Mux and
+kept in a replay log until the peer's channel ACKs cover it; when the
+transport dies without an authenticated CLOSE (a cut, a reset, a relay
+restart), the owner reconnects, runs the resume handshake
+(agent.secure.resume) and calls ``resume(new_transport, peer_received)``:
+the log is replayed from the inner byte the peer says it has, so every
+stream continues byte for byte (RFB included) as if the cut never happened.
+
+The owner hears of the end of a transport through ``on_transport_end(cut)``:
+``cut`` True means resumable (no CLOSE arrived), False an authenticated end
+(``close_reason``). Session messages arrive at ``on_message(dict)``; a stream
+the peer opens at ``on_open(MuxStream)`` (agent side).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any, Callable
+
+from agent.net import close_stream
+from agent.secure.errors import AuthFailedError, ChannelClosedError, ChannelError, HandshakeError, ProtocolViolationError
+from agent.secure.mux import (
+    NEED_DATA,
+    SESSION_STREAM,
+    Mux,
+    Role,
+    SessionMessage,
+    StreamClosed,
+    StreamData,
+    StreamOpened,
+)
+from agent.secure.stream import _HANDSHAKE_READ_SIZE, ChannelReader, SecureStream
+
+log = logging.getLogger(__name__)
+
+REPLAY_LIMIT = 64 * 1024 * 1024  # unacknowledged inner bytes kept for a resume; more fails the session
+STREAM_BUFFER = 1024 * 1024      # bytes one stream may hold unread before the channel stops reading
+_UNSENT = float("inf")
+
+
+class MuxStream:
+    """One stream inside a SessionChannel: ``recv``/``send`` and asyncio-style ``as_streams``."""
+
+    def __init__(self, owner: SessionChannel, stream_id: int, kind: str) -> None:
+        self._owner = owner
+        self.id = stream_id
+        self.kind = kind
+        self._rx: deque[bytes] = deque()
+        self._rx_size = 0
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self.closed = False           # no more bytes will arrive
+        self.close_reason: str | None = None
+        self._sent_close = False
+
+    def __repr__(self) -> str:
+        return f"MuxStream(id={self.id}, kind={self.kind}, closed={self.closed})"
+
+    @property
+    def compressing(self) -> bool:
+        return self._owner.compressing
+
+    def _feed(self, data: bytes) -> None:
+        self._rx.append(data)
+        self._rx_size += len(data)
+        self._ready.set()
+        if self._rx_size >= STREAM_BUFFER:
+            self._room.clear()
+
+    def _end(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = reason
+        self._ready.set()
+        self._room.set()
+
+    async def recv(self) -> bytes:
+        """The next bytes of this stream; b"" once it (or the channel) ended."""
+        while not self._rx:
+            if self.closed:
+                return b""
+            self._ready.clear()
+            await self._ready.wait()
+        chunk = self._rx.popleft()
+        self._rx_size -= len(chunk)
+        if self._rx_size < STREAM_BUFFER:
+            self._room.set()
+        return chunk
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._sent_close and not self.closed:
+            self._owner._send_frames(self._owner._mux.send(self.id, data))
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        self.write(data)
+        await self._owner.drain()
+
+    def close(self, reason: str = "closed") -> None:
+        """Send this stream's CLOSE (once); the channel stays."""
+        if not self._sent_close:
+            self._sent_close = True
+            self._owner._send_frames(self._owner._mux.close_stream(self.id, reason))
+        self._owner._streams.pop(self.id, None)
+        self._end(reason)
+
+    def as_streams(self) -> tuple[ChannelReader, MuxWriter]:
+        return ChannelReader(self), MuxWriter(self)  # type: ignore[arg-type]
+
+
+class MuxWriter:
+    """``write``/``drain``/``close`` over a MuxStream, like asyncio.StreamWriter."""
+
+    def __init__(self, stream: MuxStream) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._stream.write(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.write(b"".join(data))
+
+    async def drain(self) -> None:
+        if self._stream.closed or self._stream._sent_close:
+            raise ConnectionResetError("the stream was closed")
+        await self._stream._owner.drain()
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._stream.close("bye")
+
+    async def wait_closed(self) -> None:
+        self._stream.close("bye")
+
+    def is_closing(self) -> bool:
+        return self._stream.closed or self._stream._sent_close
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+class SessionChannel:
+    """See the module docstring. ``role`` is "viewer" or "agent"."""
+
+    def __init__(self, transport: Any, role: str, *, on_message: Callable[[dict[str, Any]], None],
+                 on_open: Callable[[MuxStream], None] | None = None,
+                 on_transport_end: Callable[[bool], None] | None = None) -> None:
+        self._mux = Mux(Role(role))
+        self.role = role
+        self._on_message = on_message
+        self._on_open = on_open
+        self._on_transport_end = on_transport_end
+        self._streams: dict[int, MuxStream] = {}
+        self._log: deque[tuple[int, float, bytes]] = deque()  # (inner end, channel bytes_sent end, frames)
+        self._log_size = 0
+        self._acked_base = 0  # channel bytes of earlier transports, so acked totals never go backwards
+        self.safety_code: str = transport.safety_code
+        self.resumption_secret: bytes = transport.resumption_secret
+        self.close_reason: str | None = None
+        self.peer_closed = False  # the peer's authenticated CLOSE ended the session
+        self.error: ChannelError | None = None
+        self.closed = False  # for good: authenticated CLOSE either way, or a failure we cannot resume from
+        self._watch: dict[str, Any] = {}
+        self._transport: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._attach(transport)
+
+    def __repr__(self) -> str:
+        return f"SessionChannel(role={self.role}, connected={self.connected}, streams={sorted(self._streams)})"
+
+    # -- the transport -----------------------------------------------------------------------
+
+    @property
+    def transport(self) -> Any:
+        return self._transport
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None
+
+    @property
+    def compressing(self) -> bool:
+        return bool(self._transport is not None and self._transport.compressing)
+
+    @property
+    def in_flight(self) -> int:
+        return self._transport.in_flight if self._transport is not None else 0
+
+    @property
+    def rtt(self) -> float | None:
+        return self._transport.rtt if self._transport is not None else None
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._acked_base + (self._transport.bytes_sent if self._transport is not None else 0)
+
+    @property
+    def bytes_received(self) -> int:
+        return self._mux.received_total
+
+    @property
+    def inner_received(self) -> int:
+        """Inner bytes received so far: what the peer resends from after a resume."""
+        return self._mux.received_total
+
+    def watch(self, *, on_ack: Callable[[int], None] | None = None,
+              on_rtt: Callable[[float], None] | None = None, on_end: Callable[[], None] | None = None) -> None:
+        """Flow-control notifications of whichever transport is current (acked totals are monotonic).
+
+        ``on_end`` is accepted for SecureStream compatibility and unused: ends go to on_transport_end."""
+        self._watch = {"on_ack": on_ack, "on_rtt": on_rtt}
+
+    def _attach(self, transport: Any) -> None:
+        self._transport = transport
+        transport.watch(on_ack=lambda acked, t=transport: self._acked(t, acked),
+                        on_rtt=lambda rtt: self._call("on_rtt", rtt),
+                        on_end=lambda t=transport: self._ended(t))
+        self._reader = asyncio.get_running_loop().create_task(self._read_loop(transport))
+
+    def _call(self, name: str, *args: Any) -> None:
+        callback = self._watch.get(name)
+        if callback is not None:
+            callback(*args)
+
+    def _acked(self, transport: Any, acked: int) -> None:
+        log_ = self._log
+        while log_ and log_[0][1] <= acked:
+            self._log_size -= len(log_.popleft()[2])
+        if transport is self._transport:
+            self._call("on_ack", self._acked_base + acked)
+
+    def _ended(self, transport: Any) -> None:
+        if transport is not self._transport:
+            return
+        self._transport = None
+        self._acked_base += transport.bytes_sent
+        self._stop_reader()
+        if transport.peer_closed and not self.closed:
+            self.peer_closed = True
+        if transport.peer_closed or self.closed:
+            self.closed = True
+            if self.close_reason is None:
+                self.close_reason = transport.close_reason
+            self._end_streams(self.close_reason or "the session ended")
+            cut = False
+        else:
+            self.error = transport.error
+            cut = not isinstance(transport.error, ProtocolViolationError)
+            if not cut:
+                self.closed = True
+                self._end_streams("the channel failed")
+        if self._on_transport_end is not None:
+            self._on_transport_end(cut)
+
+    def _stop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+
+    def detach(self) -> None:
+        """Stop using the current connection now (a resume is replacing it): nothing more is read from it,
+        so ``inner_received`` is final for the resume handshake."""
+        transport, self._transport = self._transport, None
+        self._stop_reader()
+        if transport is not None:
+            self._acked_base += transport.bytes_sent
+            transport.abort()
+
+    def resume(self, transport: Any, peer_received: int) -> None:
+        """Continue on ``transport`` (a resumed SecureStream): replay what ``peer_received`` lacks.
+
+        Raises ChannelError if the peer asks for bytes no longer kept (it claims less than it ACKed)."""
+        if self.closed:
+            raise ChannelClosedError("the session channel is closed")
+        if self._transport is not None:  # the old one is dead anyway: the peer moved on
+            self.detach()
+        start = self._log[0][0] - len(self._log[0][2]) if self._log else self._mux.sent_total
+        if not start <= peer_received <= self._mux.sent_total:
+            raise ProtocolViolationError("the peer asked to resume from a point this end no longer has")
+        self.resumption_secret = transport.resumption_secret
+        self.error = None
+        entries = list(self._log)
+        self._log.clear()
+        self._log_size = 0
+        self._attach(transport)
+        for end, _, frames in entries:
+            begin = end - len(frames)
+            if end <= peer_received:
+                continue
+            piece = frames[max(0, peer_received - begin):]
+            self._log_entry(end, piece)
+
+    def _log_entry(self, end: int, frames: bytes) -> None:
+        transport = self._transport
+        mark: float = _UNSENT
+        if transport is not None:
+            with contextlib.suppress(ChannelError):
+                transport._send_nowait(frames)
+                mark = transport.bytes_sent
+        self._log.append((end, mark, frames))
+        self._log_size += len(frames)
+
+    def _send_frames(self, frames: bytes) -> None:
+        if not frames or self.closed:
+            return
+        if self._log_size + len(frames) > REPLAY_LIMIT:
+            self.fail("the peer stopped acknowledging; too much data is waiting")
+            return
+        self._log_entry(self._mux.sent_total, frames)
+
+    async def drain(self) -> None:
+        transport = self._transport
+        if self.closed:
+            raise ConnectionResetError("the session channel is closed")
+        if transport is not None:
+            with contextlib.suppress(ChannelError):
+                await transport._drain()
+
+    # -- streams and messages ------------------------------------------------------------------
+
+    def send_message(self, message: dict[str, Any]) -> None:
+        """One session-stream message to the peer (kept for a resume like everything else)."""
+        self._send_frames(self._mux.send_message(message))
+
+    def open_stream(self, kind: str) -> MuxStream:
+        stream_id, frames = self._mux.open_stream(kind)
+        stream = MuxStream(self, stream_id, kind)
+        self._streams[stream_id] = stream
+        self._send_frames(frames)
+        return stream
+
+    def refuse_stream(self, stream_id: int, reason: str) -> None:
+        self._send_frames(self._mux.close_stream(stream_id, reason))
+
+    async def _read_loop(self, transport: Any) -> None:
+        mux = self._mux
+        try:
+            while True:
+                data = await transport.recv()
+                if not data:
+                    return
+                mux.receive_data(data)
+                while True:
+                    event = mux.next_event()
+                    if event is NEED_DATA:
+                        break
+                    if isinstance(event, StreamData):
+                        stream = self._streams.get(event.stream)
+                        if stream is not None:
+                            stream._feed(event.data)
+                            if not stream._room.is_set():
+                                await stream._room.wait()
+                    elif isinstance(event, SessionMessage):
+                        self._on_message(event.message)
+                    elif isinstance(event, StreamOpened):
+                        stream = MuxStream(self, event.stream, event.kind)
+                        if self._on_open is None:
+                            self.refuse_stream(event.stream, "streams are not accepted here")
+                            continue
+                        self._streams[event.stream] = stream
+                        self._on_open(stream)
+                    elif isinstance(event, StreamClosed):
+                        stream = self._streams.pop(event.stream, None)
+                        if stream is not None:
+                            stream._end(event.reason)
+        except ChannelError as exc:
+            if transport is self._transport:
+                transport._fail(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("session channel reader failed")
+            if transport is self._transport:
+                transport._fail(ProtocolViolationError(f"internal error: {type(exc).__name__}"))
+
+    def _end_streams(self, reason: str) -> None:
+        for stream in list(self._streams.values()):
+            stream._end(reason)
+        self._streams.clear()
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def fail(self, reason: str) -> None:
+        """End for good without a resume (e.g. the resume window ran out)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self._end_streams(reason)
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.abort()
+
+    async def close(self, reason: str = "bye") -> None:
+        """The authenticated CLOSE on the current transport: the session is over for both ends."""
+        already = self.closed
+        self.closed = True
+        if self.close_reason is None:
+            self.close_reason = reason
+        self._end_streams(reason)
+        transport = self._transport
+        if transport is not None and not already:
+            with contextlib.suppress(Exception):
+                await transport.close(reason)
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.done() and reader is not asyncio.current_task():
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+
+
+# -- the resume handshake over a connection (agent.secure.resume) --------------------------------------
+
+async def peek_first_message(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    """Agent side: the first 4 bytes the viewer sent (the message prefix), to tell a PAKE HELLO from a RESUME."""
+    return await asyncio.wait_for(reader.readexactly(4), timeout)
+
+
+async def connect_resume(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session_id: str,
+                         secret: bytes, received: int, *, timeout: float = 30,
+                         **options: Any) -> tuple[SecureStream, int]:
+    """Viewer side of agent.secure.resume: (the new stream, inner bytes the agent had received).
+
+    Raises ResumeRefusedError (the session is gone), ChannelError or asyncio.TimeoutError."""
+    from agent.secure.resume import ViewerResume
+
+    outcome = await _run_resume(ViewerResume(session_id, secret, received), reader, writer, timeout, b"")
+    return SecureStream(reader, writer, outcome.channel, **options), outcome.peer_received
+
+
+async def accept_resume(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session_id: str,
+                        secret: bytes, received: Callable[[], int], first: bytes, *, timeout: float = 30,
+                        **options: Any) -> tuple[SecureStream, int]:
+    """Agent side of agent.secure.resume; ``first`` = bytes already read. Raises AuthFailedError if refused."""
+    from agent.secure.resume import AgentResume
+
+    outcome = await _run_resume(AgentResume(session_id, secret, received), reader, writer, timeout, first)
+    return SecureStream(reader, writer, outcome.channel, **options), outcome.peer_received
+
+
+async def _run_resume(machine: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      timeout: float, first: bytes) -> Any:
+    from agent.secure.resume import Refused
+
+    if first:
+        machine.receive_data(first)
+
+    async def run() -> Any:
+        while True:
+            event = machine.next_event()
+            out = machine.data_to_send()
+            if out:
+                writer.write(out)
+                await writer.drain()
+            if event is not NEED_DATA:
+                return event
+            machine.receive_data(await reader.read(_HANDSHAKE_READ_SIZE))
+
+    try:
+        try:
+            outcome = await asyncio.wait_for(run(), timeout)
+        except (ConnectionError, OSError) as exc:
+            if isinstance(exc, TimeoutError):
+                raise
+            raise HandshakeError(f"the connection was lost during the resume handshake ({type(exc).__name__})") \
+                from None
+    except BaseException:
+        await close_stream(writer)
+        raise
+    if isinstance(outcome, Refused):
+        await close_stream(writer)
+        raise AuthFailedError("a resume for an unknown session was refused")
+    return outcome
