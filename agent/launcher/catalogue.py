@@ -65,11 +65,13 @@ TEXTS: dict[str, dict[str, str]] = {
     "terms.summary": {
         "pl": "W skrócie: Asystent widzi tylko to, na co pozwolisz, a Ty widzisz wszystko, co robi. Połączenie "
               "jest szyfrowane (AES-256). Twoją zgodę przechowujemy 10 lat; identyfikator i hasło sesji oraz "
-              "adres IP i MAC komputera – tylko do końca sesji. Sesję możesz zakończyć w każdej chwili.",
+              "adres IP i MAC komputera – tylko do końca sesji. Sesję możesz zakończyć w każdej chwili. "
+              "Klawisz „Pomoc zdalna”, o którym mówią warunki, to w tym oknie przycisk „{button}”.",
         "en": "In short: the assistant sees only what you allow, and you see everything they do. The "
               "connection is encrypted (AES-256). We keep your consent for 10 years; the session ID and "
               "password and this computer's IP and MAC address only until the session ends. You can end the "
-              "session at any time. The binding terms below are in Polish.",
+              "session at any time. The binding terms below are in Polish; the “Pomoc zdalna” key they "
+              "mention is the “{button}” button in this window.",
     },
     "terms.label": {
         "pl": "Warunki &usługi (wersja {version})",
@@ -209,6 +211,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Someone entered a wrong password three times, so for your safety we made a new one. "
               "Read the new password to the assistant.",
     },
+    "notice.password_used": {
+        "pl": "Poprzednie hasło zostało już użyte. Jeśli Asystent ma połączyć się ponownie, podaj mu nowe hasło.",
+        "en": "The previous password has been used. If the assistant is to connect again, read them the new one.",
+    },
+    "notice.consent_again": {
+        "pl": "Asystent rozłączył się. Jeśli ma połączyć się ponownie, potrzebna jest Twoja nowa zgoda.",
+        "en": "The assistant disconnected. If they are to connect again, your consent is needed again.",
+    },
     "notice.viewer_left": {
         "pl": "Asystent rozłączył się. Jeśli pomoc nie jest już potrzebna, zakończ sesję.",
         "en": "The assistant disconnected. If you need no more help, end the session.",
@@ -240,8 +250,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "The RejNET assistant is controlling your computer",
     },
     "session.safety_code": {
-        "pl": "Kod bezpieczeństwa: {code}",
-        "en": "Safety code: {code}",
+        "pl": "Kod bezpieczeństwa: {code} (Asystent widzi ten sam)",
+        "en": "Safety code: {code} (the assistant sees the same)",
+    },
+    "session.reconnecting": {
+        "pl": "Połączenie z Asystentem zostało przerwane – łączymy ponownie…",
+        "en": "The connection to the assistant was cut – reconnecting…",
     },
     "session.view_only_switch": {
         "pl": "&Tylko podgląd",
@@ -264,6 +278,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "ended.by_assistant": {
         "pl": "Asystent zakończył sesję.",
         "en": "The assistant ended the session.",
+    },
+    "ended.connection_lost": {
+        "pl": "Połączenie z Asystentem zostało przerwane.",
+        "en": "The connection to the assistant was lost.",
     },
     "ended.other": {
         "pl": "Sesja dobiegła końca.",

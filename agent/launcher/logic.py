@@ -90,9 +90,10 @@ class Launcher:
         self.started_at: float | None = None
         self.consent_queued = False        # pressed before the agent was ready: sent once it is
         self.consenting = False
-        self.consent: dict[str, Any] | None = None  # {"time", "version", "scope"} once recorded
+        self.consent: dict[str, Any] | None = None  # the consent in force: {"time", "version", "scope", "last_scope"}
+        self.consent_log: list[dict[str, Any]] = []  # every consent given in this window, for the "after" page
         self.scope_now: str | None = None  # the scope in force while active (from the agent)
-        self.last_scope: str | None = None # the scope last in force, for the "after" page
+        self.viewer_seen = False           # an authenticated technician was (or is) connected
         self.agent_state: str | None = None
         self.session_id: str | None = None
         self.password: str | None = None
@@ -166,7 +167,9 @@ class Launcher:
                 self.notice = ("notice.consent_failed", {})
                 return []
             scope = reply.get("scope") if reply.get("scope") in SCOPES else self.scope_choice
-            self.consent = {"time": self._wallclock(), "version": self.terms.version, "scope": scope}
+            self.consent = {"time": self._wallclock(), "version": self.terms.version, "scope": scope,
+                            "last_scope": scope}
+            self.consent_log.append(self.consent)
             self.notice = None
             if self.page is Page.TERMS:
                 self.page = Page.SESSION if self.agent_state == "active" else Page.WAITING
@@ -187,8 +190,22 @@ class Launcher:
         if isinstance(code, str) and code:
             self.safety_code = code
         if status.get("state") == "consent_pending" and "consent" in (status.get("awaiting") or []):
-            self._viewer_waiting()
+            self._consent_needed()
+        if status.get("state") == "waiting" and "consent" in status and status["consent"] is None:
+            if self.consent is not None:
+                # this agent ties a consent to one technician: the next one needs a fresh consent
+                self._consent_needed(notice="notice.consent_again")
         return self._on_state(status.get("state"), status.get("scope"))
+
+    def _consent_needed(self, notice: str = "notice.viewer_waiting") -> None:
+        """The agent holds no consent now: back to the terms, whatever page was up."""
+        self.consent = None
+        self.prompt_deadline = None
+        if self.page in (Page.WAITING, Page.SESSION):
+            self.page = Page.TERMS
+            self.notice = (notice, {})
+        elif self.page is Page.TERMS and not self.consenting:
+            self.notice = (notice, {})
 
     def on_event(self, event: dict[str, Any]) -> list[Effect]:
         """One event of the subscription (DESIGN §4.4); unknown events are ignored."""
@@ -203,7 +220,10 @@ class Launcher:
         elif name == "viewer_left":
             return self._on_viewer_left(str(event.get("reason") or ""))
         elif name == "password_rotated":
-            self.notice = ("notice.password_rotated", {})
+            # "used": the password opened a channel and works no more; else three wrong guesses
+            used = event.get("reason") == "used"
+            if not used or self.page is Page.WAITING:
+                self.notice = ("notice.password_used" if used else "notice.password_rotated", {})
             return [Send("credentials")]
         elif name == "ended":
             return self._on_ended(event)
@@ -212,10 +232,16 @@ class Launcher:
     def _on_state(self, state: Any, scope: Any) -> list[Effect]:
         if not isinstance(state, str):
             return []
-        self.agent_state = state
-        if state == "active":
+        before, self.agent_state = self.agent_state, state
+        if state in ("consent_pending", "active", "reconnecting"):
+            self.viewer_seen = True
+        if state == "reconnecting":
+            self.scope_now = None  # the agent injects nothing while the technician's path is down
+        elif state == "active":
             if scope in SCOPES:
-                self.scope_now = self.last_scope = scope
+                self.scope_now = scope
+                if self.consent is not None:
+                    self.consent["last_scope"] = scope
             self.prompt_deadline = None
             self.accept_wanted = False
             if self.page in (Page.TERMS, Page.WAITING):
@@ -229,15 +255,13 @@ class Launcher:
                 self.notice = None
             if self.page is Page.SESSION:
                 self.page = Page.WAITING
+            if before not in (None, "waiting", "starting") and self.consent is not None:
+                return [Send("status")]  # is our consent still in force for the next technician?
         return []
-
-    def _viewer_waiting(self) -> None:
-        if self.page is Page.TERMS:
-            self.notice = ("notice.viewer_waiting", {})
 
     def _on_confirm(self, event: dict[str, Any]) -> list[Effect]:
         if event.get("consent_needed"):
-            self._viewer_waiting()
+            self._consent_needed()
         if event.get("accept_needed"):
             self.accept_wanted = True
             return self._open_prompt()
@@ -269,10 +293,12 @@ class Launcher:
         if self.page in (Page.ENDED, Page.FAILED):
             return []
         cause = event.get("cause")
-        if cause == "link":
-            self._fail("link_lost", str(event.get("reason") or ""))
+        if cause == "link" and not self.viewer_seen:
+            self._fail("link_lost", str(event.get("reason") or ""))  # the relay: worth a retry
             return []
-        if event.get("by") == "remote" or cause == "viewer":
+        if cause == "link":
+            self.ended_by = "link"  # the technician's connection, cut for good
+        elif event.get("by") == "remote" or cause == "viewer":
             self.ended_by = "assistant"
         elif cause == "launcher" or self.ending:
             self.ended_by = "customer"
@@ -347,6 +373,8 @@ class Launcher:
         if self.page is not Page.SESSION or self.ending:
             return []
         consented = self.consent["scope"] if self.consent else self.scope_now
+        if self.agent_state != "active":
+            return []
         if self.scope_now == "control":
             return [Send("set_scope", {"scope": "view"})]
         if self.scope_now == "view" and consented == "control":

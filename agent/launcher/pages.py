@@ -42,7 +42,8 @@ def _terms(launcher: Any) -> View:
         for scope in SCOPES)
     return View(
         page=Page.TERMS, title=t.text("title.terms"), heading=t.text("terms.heading"),
-        intro=t.text("terms.intro", button=t.text("action.consent")), summary=t.text("terms.summary"),
+        intro=t.text("terms.intro", button=t.text("action.consent")),
+        summary=t.text("terms.summary", button=t.text("action.consent")),
         terms_label=label, terms_underline=underline, terms_text=launcher.terms.text,
         statement=t.text("consent.statement"), question=t.text("scope.question"), choices=choices,
         notice=t.text("notice.consenting") if launcher.consent_queued else _notice(launcher),
@@ -81,13 +82,14 @@ def _waiting(launcher: Any) -> View:
 def _session(launcher: Any) -> View:
     t = launcher.t
     controlling = launcher.scope_now == "control"
+    reconnecting = launcher.agent_state == "reconnecting"
     consented = launcher.consent["scope"] if launcher.consent else launcher.scope_now
     label, underline = t.label("session.view_only_switch")
     switch = Choice("toggle_view_only", label, underline, selected=not controlling,
-                    enabled=consented == "control" and not launcher.ending)
+                    enabled=consented == "control" and not launcher.ending and not reconnecting)
+    status = "session.reconnecting" if reconnecting else "session.controlling" if controlling else "session.watching"
     return View(
-        page=Page.SESSION, title=t.text("title.session"),
-        status=t.text("session.controlling" if controlling else "session.watching"),
+        page=Page.SESSION, title=t.text("title.session"), status=t.text(status),
         safety_code=t.text("session.safety_code", code=launcher.safety_code or "–"),
         view_only=switch, notice=_notice(launcher),
         controls=(_control(launcher, "end_session", "action.end_session", enabled=not launcher.ending,
@@ -96,19 +98,19 @@ def _session(launcher: Any) -> View:
 
 def _ended(launcher: Any) -> View:
     t = launcher.t
-    reason = {"customer": "ended.by_customer", "assistant": "ended.by_assistant"}.get(
-        launcher.ended_by or "", "ended.other")
-    consent = launcher.consent
+    reason = {"customer": "ended.by_customer", "assistant": "ended.by_assistant",
+              "link": "ended.connection_lost"}.get(launcher.ended_by or "", "ended.other")
     kept: list[str] = []
-    if consent is None:
+    if not launcher.consent_log:
         kept.append(t.text("ended.kept_nothing"))
     else:
+        kept.append(t.text("ended.kept_consent"))
+    for consent in launcher.consent_log:
         when = time.strftime(t.raw("format.datetime"), time.localtime(consent["time"]))
-        kept += [t.text("ended.kept_consent"), t.text("ended.kept_time", time=when),
-                 t.text("ended.kept_version", version=consent["version"]),
+        kept += [t.text("ended.kept_time", time=when), t.text("ended.kept_version", version=consent["version"]),
                  t.text("ended.kept_scope", scope=_scope_name(launcher, consent["scope"]))]
-        if launcher.last_scope and launcher.last_scope != consent["scope"]:
-            kept.append(t.text("ended.kept_scope_changed", scope=_scope_name(launcher, launcher.last_scope)))
+        if consent["last_scope"] != consent["scope"]:
+            kept.append(t.text("ended.kept_scope_changed", scope=_scope_name(launcher, consent["last_scope"])))
     return View(
         page=Page.ENDED, title=t.text("title.ended"), heading=t.text("ended.heading"), intro=t.text(reason),
         kept_heading=t.text("ended.kept_heading"), kept=tuple(kept),

@@ -83,7 +83,9 @@ def apply_styles(root: tk.Misc, f: dict[str, tkfont.Font]) -> None:
                   darkcolor=[("focus", C["focus_fill"] if plain else C[active])])
     for name in ("TRadiobutton", "TCheckbutton"):
         style.configure(name, background=C["background"], foreground=C["text"], padding=(4, 4),
-                        indicatorbackground=C["background"], indicatorforeground=C["text"])
+                        indicatorbackground=C["background"], indicatorforeground=C["text"],
+                        indicatorsize=f["body"].metrics("linespace") * 3 // 4, upperbordercolor=C["text"],
+                        lowerbordercolor=C["text"])
         style.map(name, background=[("focus", C["focus_fill"]), ("active", C["focus_fill"])],
                   foreground=[("disabled", C["disabled_text"])])
     style.configure("Bar.TFrame", background=C["bar"])
@@ -91,7 +93,7 @@ def apply_styles(root: tk.Misc, f: dict[str, tkfont.Font]) -> None:
     style.configure("BarCode.TLabel", background=C["bar"], foreground=C["bar_code"], font=f["bar"])
     style.configure("Bar.TCheckbutton", background=C["bar"], foreground=C["bar_text"], font=f["body"],
                     indicatorbackground=C["background"], indicatorforeground=C["text"],
-                    focuscolor=C["bar_code"])
+                    indicatorsize=f["body"].metrics("linespace") * 3 // 4, focuscolor=C["bar_code"])
     style.map("Bar.TCheckbutton", background=[("focus", C["focus_fill"]), ("active", C["focus_fill"])],
               foreground=[("focus", C["text"]), ("active", C["text"]), ("disabled", C["bar_disabled"])],
               focuscolor=[("focus", C["focus"])])

@@ -75,6 +75,7 @@ class Window:
 
     def _zoom(self, step: int) -> None:
         self._fonts.zoom(step)
+        apply_styles(self.root, self._fonts.fonts)  # sizes in pixels (check boxes) follow the text
         self._shape = None  # wrap lengths follow the font: rebuild the page
         self._last_view = None
         self.render()

@@ -139,6 +139,14 @@ class Desk:
             time.sleep(0.1)
         raise AssertionError(f"no window titled {title!r} within {timeout}s; windows: {self.titles()}")
 
+    def page(self) -> tuple[str, str] | None:
+        """(page, window id) of the launcher's window now, from its title."""
+        pages = {self.t.text(f"title.{page}"): page for page in ("terms", "waiting", "session", "ended", "failed")}
+        for wid, name in self.titles().items():
+            if name in pages:
+                return pages[name], wid
+        return None
+
     def press(self, window: str, key: str) -> None:
         """Alt+<the mnemonic of catalogue ``key``> (or a plain xdotool key name), with the window focused."""
         letter = self.t.mnemonic(key) if "." in key else None
@@ -427,9 +435,16 @@ def test_confirm_each_rejects_when_the_customer_does_not_answer(desk):
     assert 2.0 < took < 10.0, f"rejected after {took:.1f}s, not after the launcher's 3 s"
     assert desk.ctl("status")["state"] == "waiting"
 
+    # An agent may tie the password and the consent to one technician (DESIGN §4.2 point 5): the
+    # window then asks for consent again, and the next technician needs the password shown now.
+    page, window = _wait(lambda: (p := desk.page()) and p[0] in ("waiting", "terms") and p, 10, "no page")
+    if page == "terms":
+        desk.press(window, "action.consent")
+        window = desk.window("waiting")
+    password = desk.copied(window, "action.copy_password")
+    assert password == desk.ctl("credentials")["password"]
     viewer, out, port = desk.viewer(password)
     out.wait_json(lambda o: o.get("event") == "authenticated", timeout=30)
-    window = desk.window("waiting")
     _wait(lambda: desk.ctl("status")["awaiting"] == ["accept"], 10, "no connection waits for the answer")
     desk.press(window, "action.allow")
     desk.window("session")
