@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exec", dest="exec_cmd", metavar="CMD",
                         help="start a VNC viewer once ready, e.g. 'vncviewer {host}::{port}'; the session ends when it exits")
     parser.add_argument("--json", action="store_true", help="print events as JSON lines on stdout")
+    parser.add_argument("--web", nargs="?", const="127.0.0.1:0", metavar="127.0.0.1:PORT",
+                        help="also serve the technician's console in the browser (loopback only; default a free port)")
+    parser.add_argument("--no-browser", action="store_true", help="with --web: only print the console's URL")
     parser.add_argument("--resume-timeout", metavar="S", type=float, default=120.0,
                         help="how long to keep resuming a cut connection before the session ends (default %(default)s)")
 
@@ -51,7 +54,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--resume-timeout must be positive")
     config = BridgeConfig(session_id=session_id, password=password, relay=relay, direct=direct, listen=listen,
                           resume_timeout=args.resume_timeout)
-    return asyncio.run(_main(config, args.exec_cmd, args.json))
+    web = _web_config(args, session_id)
+    return asyncio.run(_main(config, args.exec_cmd, args.json, web, not args.no_browser))
+
+
+def _web_config(args: argparse.Namespace, session_id: str):
+    if args.web is None:
+        if args.no_browser:
+            raise UsageError("--no-browser goes with --web")
+        return None
+    from agent.viewer.web import ConsoleConfig
+
+    return ConsoleConfig(session_id=session_id, listen=parse_address(args.web, allow_port_zero=True))
 
 
 def _printer(as_json: bool):
@@ -74,10 +88,27 @@ def _printer(as_json: bool):
     return emit
 
 
-async def _main(config: BridgeConfig, exec_cmd: str | None, as_json: bool) -> int:
+async def _main(config: BridgeConfig, exec_cmd: str | None, as_json: bool, web=None, open_browser: bool = True) -> int:
     emit = _printer(as_json)
+    console = None
+    if web is not None:
+        from agent.viewer.web import WebConsole
+
+        console = WebConsole(web)
+        printer = emit
+
+        def emit(event: dict) -> None:
+            printer(event)
+            console.on_event(event)
     bridge = ViewerBridge(config, on_event=emit)
     await bridge.start()
+    if console is not None:
+        try:
+            await console.start(bridge)
+        except BaseException:
+            await bridge.close()
+            raise
+        _announce_console(console, as_json, open_browser)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -102,6 +133,8 @@ async def _main(config: BridgeConfig, exec_cmd: str | None, as_json: bool) -> in
     try:
         await bridge.wait()
     finally:
+        if console is not None:
+            await console.close()  # the page shows "ended" with the reason before the server stops
         if watcher is not None:
             watcher.cancel()
         if child is not None and child.returncode is None:
@@ -112,6 +145,20 @@ async def _main(config: BridgeConfig, exec_cmd: str | None, as_json: bool) -> in
     else:
         print("Session closed", file=sys.stderr)
     return 0
+
+
+def _announce_console(console, as_json: bool, open_browser: bool) -> None:
+    """Print the console's URL (it holds the token: stdout only, never a log) and open the browser."""
+    if as_json:
+        print(json.dumps({"event": "web", "url": console.url}), flush=True)
+    else:
+        print(f"Technician's console: {console.url}", flush=True)
+    if open_browser:
+        import webbrowser
+
+        # the browser gets a 0600 file that forwards to the URL: the token stays out of `ps`
+        if not webbrowser.open(console.redirect_file().as_uri()):
+            print("No browser could be started; open the address above", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":  # python -m agent.commands.viewer, as the link benchmark starts it
