@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from agent.commands.screens import add_screen_arguments, open_screen
+from agent.commands.screens import add_backend_argument, add_screen_arguments, open_screen
 from agent.session import lifecycle as lc
 
 
@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     link.add_argument("--listen", metavar="HOST:PORT",
                       help="accept a viewer directly on this address (LAN), with the same encrypted channel")
     add_screen_arguments(parser, what="share")
+    add_backend_argument(parser)
     parser.add_argument("--control", metavar="PATH", help="control socket path "
                         "(default: $XDG_RUNTIME_DIR/rejnet-agent/control.sock)")
     parser.add_argument("--consent-db", metavar="PATH", help="consent ledger (default: ~/.local/share/rejnet-agent/consent.db)")
@@ -46,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from agent.session.agent import AgentConfig
 
     relay = args.relay or (None if args.listen else os.environ.get("REJNET_RELAY"))
-    config = AgentConfig(relay=relay, listen=args.listen, display=args.display,
+    if args.backend and args.screen:
+        from agent.errors import UsageError
+
+        raise UsageError("--backend chooses how the real desktop is shared: it cannot be combined with --screen")
+    config = AgentConfig(relay=relay, listen=args.listen, display=args.display, backend=args.backend,
                          source=open_screen(args.screen) if args.screen else None,
                          control_path=args.control, consent_db=args.consent_db, confirm_each=args.confirm_each,
                          confirm_timeout=args.confirm_timeout, fps=args.fps,

@@ -57,6 +57,7 @@ class AgentConfig:
     relay: str | None = None                 # HOST:PORT of rejnet-relay
     listen: str | None = None                # HOST:PORT for direct LAN connections instead of a relay
     display: str | None = None               # X display (default $DISPLAY)
+    backend: str | None = None               # capture/input backend: "x11" | "gnome" (default: chosen by the session type)
     # A screen the embedder opened (e.g. agent.workloads.SyntheticSource) instead of the display; the agent
     # closes it. With a source and no input_backend the session is view-only: we know no desktop to drive.
     source: ScreenSource | None = field(default=None, repr=False)
@@ -120,7 +121,7 @@ class Agent(ResumingViewer):
         self._done = asyncio.get_running_loop().create_future()
         self.ledger = await asyncio.to_thread(ConsentLedger, cfg.consent_db or default_ledger_path())
         try:
-            self.source = cfg.source if cfg.source is not None else await asyncio.to_thread(open_source, cfg.display)
+            self.source = cfg.source if cfg.source is not None else await asyncio.to_thread(open_source, cfg.display, cfg.backend)
             self._gate = ScopeGate(self._open_input())
             self.service = RFBService(self.source, input_backend=self._gate, fps=cfg.fps,
                                       name=cfg.name)
@@ -149,7 +150,7 @@ class Agent(ResumingViewer):
         from agent.inputs import InputError, open_input_backend
 
         try:
-            return open_input_backend(cfg.display)
+            return open_input_backend(cfg.display, cfg.backend, self.source)
         except InputError as exc:
             log.warning("input injection unavailable, the session is view-only: %s", exc)
             return NullInput()
@@ -223,7 +224,8 @@ class Agent(ResumingViewer):
         # for this viewer (compressed, headers and tags included in neither)
         status.update(bytes_sent=self.stats["bytes_sent"], updates=self.stats["updates"],
                       link_bytes_sent=stream.bytes_sent if stream is not None else None,
-                      safety_code=stream.safety_code if stream is not None else None)
+                      safety_code=stream.safety_code if stream is not None else None,
+                      capture_backend=getattr(self.source, "backend", None) or None)
         if self.flow is not None:
             status.update(rtt=self.flow.rtt, bandwidth=self.flow.bandwidth)
         return status

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from benchmarks.linkbench.proxy import TCP_IP_OVERHEAD, LinkSpec, parse_rate
 
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--netem-check", action="store_true",
                    help="first compare the proxy with tc netem in a network namespace (root only)")
     p.add_argument("--keep", action="store_true", help="keep the per-run work directories (logs) under --out")
+    p.add_argument("--desktop", choices=("x11", "gnome"), default="x11",
+                   help="x11: an Xvfb display (default); gnome: a headless GNOME Wayland session shared through "
+                        "the agent's GNOME backend (rejnet only; typing and idle)")
     return p
 
 
@@ -60,6 +63,11 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     quick = QUICK if args.quick else {}
     defaults = dict(links=DEFAULT_LINKS, workloads=DEFAULT_WORKLOADS, servers=DEFAULT_SERVERS,
                     settings=DEFAULT_SETTINGS, repeat=3, seconds=12.0)
+    if args.desktop == "gnome":
+        from benchmarks.linkbench.gnome import WORKLOADS as GNOME_WORKLOADS
+
+        defaults.update(workloads=",".join(GNOME_WORKLOADS), servers="rejnet")
+        quick = {k: v for k, v in quick.items() if k not in ("workloads", "servers")}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, quick.get(key, value))
@@ -76,6 +84,13 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         build_parser().error(str(exc))
     args.server_list = _csv(args.servers)
     args.setting_list = _csv(args.settings)
+    if args.desktop == "gnome":
+        from benchmarks.linkbench.gnome import WORKLOADS as GNOME_WORKLOADS
+
+        other = [w for w in args.workload_list if w not in GNOME_WORKLOADS]
+        if other or args.server_list != ["rejnet"]:
+            build_parser().error(f"--desktop gnome runs the workloads {', '.join(GNOME_WORKLOADS)} on the rejnet "
+                                 "server only (x11vnc and TigerVNC cannot capture a Wayland desktop)")
     bad = [s for s in args.server_list if s not in SERVERS] + [s for s in args.setting_list if s not in SETTINGS]
     if bad:
         build_parser().error(f"unknown server or setting: {', '.join(bad)} "
@@ -101,6 +116,11 @@ def preflight(args: argparse.Namespace) -> tuple[list[str], list[str]]:
             servers.append(name)
     workloads = []
     real_missing = missing_tools()
+    if args.desktop == "gnome":
+        from benchmarks.linkbench.gnome import unavailable
+
+        why = unavailable()
+        real_missing = [why] if why else []
     if "typing" in args.workload_list and editor() != "vim":
         print("typing: vim is not installed (apt-get install vim): typing into the terminal itself instead",
               flush=True)
@@ -122,9 +142,16 @@ async def run_matrix(args: argparse.Namespace, servers: list[str], workloads: li
     from benchmarks.linkbench.workloads import SCREEN, make_workload
 
     needs_x = any(make_workload(w).kind == "x" for w in workloads)
-    display = Display(*SCREEN)
-    grabber: Optional[Grabber] = None
-    if needs_x:
+    display: Any = Display(*SCREEN)
+    grabber: Any = None
+    if needs_x and args.desktop == "gnome":
+        from benchmarks.linkbench.gnome import GnomeDisplay, GnomeGrabber
+
+        display = GnomeDisplay(*SCREEN)
+        display.start()
+        grabber = GnomeGrabber()
+        print(f"headless GNOME (mutter {SCREEN[0]}x{SCREEN[1]}, Wayland) shared through the GNOME backend", flush=True)
+    elif needs_x:
         display.start()
         grabber = Grabber(display.name)
         print(f"Xvfb {display.name} {SCREEN[0]}x{SCREEN[1]}x24", flush=True)
@@ -190,7 +217,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     meta = {"links": args.links, "delay_ms": args.delay, "jitter_ms": args.jitter, "seconds": args.seconds,
             "repeat": args.repeat, "servers": servers, "workloads": workloads, "settings": args.setting_list,
-            "psnr": args.psnr, "command": "python -m benchmarks.linkbench " + " ".join(argv or sys.argv[1:]),
+            "psnr": args.psnr, "desktop": args.desktop, "command": "python -m benchmarks.linkbench " + " ".join(argv or sys.argv[1:]),
             "typing_editor": editor()}
     (out / "results.json").write_text(json.dumps({"meta": meta, "runs": [r.to_json() for r in results]}, indent=1))
     text = report.write(results, meta, out)

@@ -87,7 +87,8 @@ async def measure_run(server: Any, workload: Any, setting: Setting, link: Any, l
 
     result = RunResult(server.name, workload.name, link_name, setting.name, repeat)
     real = workload.kind == "x"
-    x = XSession(display.name, workdir) if real else None
+    gnome = real and getattr(display, "name", None) == "gnome"  # the same workload on a GNOME Wayland desktop
+    x: Any = None
     viewer: Optional[Viewer] = None
     full: Region = (0, 0, *SCREEN)
     lag = LoopLag()
@@ -103,9 +104,16 @@ async def measure_run(server: Any, workload: Any, setting: Setting, link: Any, l
             pointer_mask(fb, POINTER_PARK), truth, setting.lossless, min_psnr)
 
     try:
+        if gnome:
+            from benchmarks.linkbench.gnome import WaylandSession
+
+            x = await asyncio.to_thread(WaylandSession, display, workdir, SCREEN)
+            await x.prepare(POINTER_PARK)
+        elif real:
+            x = XSession(display.name, workdir)
+            await prepare_display(display.name)
         if real:
             assert grabber is not None and x is not None
-            await prepare_display(display.name)
             await workload.setup(x, grabber.grab)
         phase("setup")
         t_server = time.monotonic()

@@ -188,7 +188,7 @@ class _Peer(Server):
         return self.proxy.forward
 
     async def start(self, *, display: Optional[str], screen: Optional[str], link: LinkSpec, workdir: Path) -> None:
-        if display is None:
+        if display is None or display == "gnome":
             raise ServerError(f"{self.name} serves a real X display only")
         self.workdir = workdir
         port = free_port()
@@ -268,7 +268,12 @@ class Rejnet(Server):
         assert self.proxy.address is not None
 
         control = run_dir / "control.sock"
-        source = ["--screen", screen] if screen else ["--display", str(display)]
+        if screen:
+            source = ["--screen", screen]
+        elif display == "gnome":  # benchmarks.linkbench.gnome: this process joined the GNOME session
+            source = ["--backend", "gnome"]
+        else:
+            source = ["--display", str(display)]
         agent_log = workdir / "agent.log"
         agent = self._spawn([py, "-m", "agent", "--relay", "127.0.0.1:%d" % self.proxy.address[1], *source,
                              "--consent", "view", "--json", "--control", str(control),

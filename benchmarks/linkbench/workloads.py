@@ -139,6 +139,22 @@ class XSession:
         wid = out.split()[0]
         return wid, await self.geometry(wid)
 
+    # what a workload does on a desktop; benchmarks.linkbench.gnome.WaylandSession does the same on GNOME
+    async def terminal(self, title: str, geometry: str, command: list[str], grab: Grab) -> tuple[str, Region]:
+        return await self.xterm(title, geometry, command)
+
+    async def focus(self, wid: str) -> None:
+        await self.xdotool("windowfocus", "--sync", wid)
+
+    async def type_char(self, ch: str) -> None:
+        if ch == "\n":
+            await self.xdotool("key", "Return")
+        else:
+            await self.xdotool("type", "--delay", "0", "--", ch)
+
+    async def key(self, name: str) -> None:
+        await self.xdotool("key", "--clearmodifiers", name)
+
     async def geometry(self, wid: str) -> Region:
         fields = dict(line.split("=", 1) for line in (await self.xdotool("getwindowgeometry", "--shell", wid)).split()
                       if "=" in line)
@@ -220,20 +236,16 @@ class Typing(Workload):
             command = ["vim", "-u", "NONE", "-i", "NONE", "-n", "-N", "-c", "set nowrap", str(path)]
         else:  # the terminal's own echo: what 'cat > /dev/null' shows is what was typed
             command = ["sh", "-c", f"cat {path}; exec cat > /dev/null"]
-        wid, self.region = await x.xterm("linkbench-typing", "90x26+220+140", command)
-        await x.xdotool("windowfocus", "--sync", wid)
+        wid, self.region = await x.terminal("linkbench-typing", "90x26+220+140", command, grab)
+        await x.focus(wid)
         await wait_stable(grab, self.region)
         if self.editor == "vim":
             for key in ("G", "o"):  # a new line at the end, in insert mode: not part of the measurement
-                await x.xdotool("key", "--clearmodifiers", key)
+                await x.key(key)
             await wait_stable(grab, self.region)
 
     async def step(self, i: int) -> StepResult:
-        ch = self.text[i % len(self.text)]
-        if ch == "\n":
-            await self.x.xdotool("key", "Return")
-        else:
-            await self.x.xdotool("type", "--delay", "0", "--", ch)
+        await self.x.type_char(self.text[i % len(self.text)])
         return StepResult(self.region, False)
 
 
@@ -346,8 +358,8 @@ class Idle(Workload):
     async def setup(self, x: XSession, grab: Grab) -> None:
         path = x.workdir / "listing.txt"
         path.write_text(long_file_text(lines=30, seed=9))
-        _, self.region = await x.xterm("linkbench-idle", "100x32+300+200",
-                                       ["sh", "-c", f"cut -c1-99 {path}; exec sleep 100000"])
+        _, self.region = await x.terminal("linkbench-idle", "100x32+300+200",
+                                          ["sh", "-c", f"cut -c1-99 {path}; exec sleep 100000"], grab)
         await wait_stable(grab, self.region)
 
     def steps(self, seconds: float) -> int:
