@@ -48,7 +48,8 @@ class Desk:
         self.runtime = tempfile.mkdtemp(prefix="rh")
         os.chmod(self.runtime, 0o700)
         self.env = {"DISPLAY": display, "HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": self.runtime,
-                    "XDG_CONFIG_HOME": str(tmp_path / "config"), "LANG": LOCALE[lang], "LC_ALL": "",
+                    "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data"),
+                    "LANG": LOCALE[lang], "LC_ALL": "",
                     "LC_MESSAGES": ""}
         (tmp_path / "home").mkdir(exist_ok=True)
         self.relay_port = free_port()
@@ -287,6 +288,16 @@ def test_credentials_on_screen_equal_ctl_credentials(started):
     assert desk.copied(window, "action.copy_password") == expected["password"]
     status = desk.ctl("status")
     assert status["state"] == "waiting" and status["consent"] == "view"
+    # the button recorded the consent to the packaged terms: version and digest of the text shown
+    from agent.consent.terms import load_terms
+
+    terms = load_terms()
+    ledger = subprocess.run([sys.executable, "-m", "agent", "consent-log", "export"], capture_output=True,
+                            text=True, timeout=30, env=dict(os.environ, **desk.env))
+    assert ledger.returncode == 0, ledger.stderr
+    rows = [json.loads(line) for line in ledger.stdout.splitlines() if line.strip()]
+    assert any(terms.version in json.dumps(row) and terms.sha256 in json.dumps(row) and "view" in json.dumps(row)
+               for row in rows), rows
 
 
 def test_no_rfb_byte_before_the_consent_button(started):
@@ -450,3 +461,47 @@ def test_confirm_each_rejects_when_the_customer_does_not_answer(desk):
     desk.window("session")
     assert desk.ctl("status")["state"] == "active"
     assert viewer.poll() is None
+
+
+def test_an_agent_that_dies_is_said_plainly_and_retry_starts_a_new_one(started):
+    desk = started
+    desk.consent("view")
+    agents = _wait(desk.agent_pids, 10, "no agent process")
+    for pid in agents:
+        os.kill(pid, signal.SIGKILL)
+    window = desk.window("failed")
+    desk.press(window, "action.retry")
+    desk.window("terms")
+    fresh = _wait(desk.agent_pids, 20, "no new agent")
+    assert not set(fresh) & set(agents)
+    assert desk.consent("view")
+
+
+def test_keyboard_only_tab_and_enter(started):
+    """No mouse and no mnemonics: Tab moves through the controls in reading order, Enter presses."""
+    desk = started
+    window = desk.window("terms")
+    desk.x("xdotool", "windowfocus", "--sync", window)
+    for key in ("Tab", "Tab", "Tab"):  # terms text -> view only -> view and control -> the consent button
+        desk.x("xdotool", "key", key)
+    desk.x("xdotool", "key", "Return")
+    desk.window("waiting")
+    assert desk.ctl("status")["consent"] == "view", "Tab moves the focus, it does not change the choice"
+
+
+def test_ctrl_plus_enlarges_the_text(started):
+    desk = started
+    window = desk.consent("view")
+
+    def size() -> tuple[int, int]:
+        shell = dict(line.split("=") for line in desk.x("xdotool", "getwindowgeometry", "--shell",
+                                                          window).stdout.split())
+        return int(shell["WIDTH"]), int(shell["HEIGHT"])
+
+    before = size()
+    desk.x("xdotool", "windowfocus", "--sync", window)
+    for _ in range(3):
+        desk.x("xdotool", "key", "ctrl+plus")
+    after = _wait(lambda: (s := size())[0] > before[0] * 1.15 and s, 10, f"the window did not grow from {before}")
+    desk.x("xdotool", "key", "ctrl+0")
+    _wait(lambda: size() == before, 10, f"Ctrl+0 did not bring back {before} from {after}")
