@@ -52,6 +52,7 @@ HEADER_SIZE = _HEADER.size
 MAX_FRAME = 256 * 1024       # payload bytes in one frame; bigger writes are split
 MAX_MESSAGE = 16 * 1024      # one session-stream JSON message
 MAX_REASON = 1024
+MAX_KIND = 64             # an OPEN's stream kind name
 MAX_STREAM_ID = 0xFFFF
 SESSION_STREAM = 0
 STREAM_KINDS = frozenset({"rfb"})  # chat, clipboard and files will join
@@ -110,6 +111,7 @@ class Mux:
         self._last_opened = 0  # highest stream id opened (by the viewer) so far
         self.sent_total = 0
         self.received_total = 0
+        self._error: ProtocolViolationError | None = None  # after a violation every call raises it again
 
     def __repr__(self) -> str:
         return f"Mux(role={self.role.value}, open={sorted(self._open)})"
@@ -164,19 +166,32 @@ class Mux:
     # -- receiving -------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        if self._error is not None:
+            raise self._error
         self.received_total += len(data)
         self._buf += data
 
     def next_event(self) -> MuxEvent:
+        """The next event, NEED_DATA, or ProtocolViolationError (then this end is in error for good)."""
+        if self._error is not None:
+            raise self._error
+        try:
+            return self._next_event()
+        except ProtocolViolationError as exc:
+            self._error = exc
+            self._buf.clear()
+            raise
+
+    def _next_event(self) -> MuxEvent:
         while True:
             buf = self._buf
             if len(buf) < HEADER_SIZE:
                 return NEED_DATA
             kind, stream, length = _HEADER.unpack_from(buf)
-            limit = MAX_MESSAGE if (kind == FrameKind.DATA and stream == SESSION_STREAM) else \
-                MAX_REASON if kind == FrameKind.CLOSE else 64 if kind == FrameKind.OPEN else MAX_FRAME
             if kind not in (FrameKind.OPEN, FrameKind.DATA, FrameKind.CLOSE):
                 raise ProtocolViolationError(f"the peer sent a stream frame of unknown kind {kind}")
+            limit = MAX_MESSAGE if (kind == FrameKind.DATA and stream == SESSION_STREAM) else \
+                MAX_REASON if kind == FrameKind.CLOSE else MAX_KIND if kind == FrameKind.OPEN else MAX_FRAME
             if length > limit:
                 raise ProtocolViolationError(f"the peer sent a stream frame of {length} bytes, more than {limit}")
             end = HEADER_SIZE + length

@@ -1,0 +1,269 @@
+"""The resumable session channel (agent.secure.session_channel): after a cut, the replay from the peer's
+received count is byte-exact, over fake transports and over real TCP with the resume handshake; the
+unacknowledged bytes kept for a replay are bounded (64 MiB) and going over fails the session closed."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable, TypeVar
+
+import pytest
+
+from agent.secure.errors import ChannelError, ProtocolViolationError, TruncatedError
+from agent.secure.mux import Mux, Role, StreamData
+from agent.secure.session_channel import REPLAY_LIMIT, SessionChannel, accept_resume, connect_resume
+from agent.sansio import NEED_DATA
+from tests.secure.test_stream import SESSION, established, tcp_pair
+
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T], timeout: float = 30) -> T:
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+class FakeTransport:
+    """What SessionChannel needs of a SecureStream: records what it is given, ends when told."""
+
+    def __init__(self, secret: bytes = b"r" * 32) -> None:
+        self.safety_code = "1234"
+        self.resumption_secret = secret
+        self.compressing = False
+        self.in_flight = 0
+        self.rtt = None
+        self.sent = bytearray()
+        self.peer_closed = False
+        self.close_reason: str | None = None
+        self.error: ChannelError | None = None
+        self.aborted = False
+        self._rx: asyncio.Queue[bytes] = asyncio.Queue()
+        self._callbacks: dict[str, Any] = {}
+
+    @property
+    def bytes_sent(self) -> int:
+        return len(self.sent)
+
+    def watch(self, *, on_ack: Any = None, on_rtt: Any = None, on_end: Any = None) -> None:
+        self._callbacks = {"ack": on_ack, "end": on_end}
+
+    def _send_nowait(self, data: bytes) -> None:
+        self.sent += data
+
+    async def _drain(self) -> None:
+        return None
+
+    async def recv(self) -> bytes:
+        return await self._rx.get()
+
+    def ack(self, count: int) -> None:
+        self._callbacks["ack"](count)
+
+    def cut(self) -> None:
+        self.error = TruncatedError("the connection was cut")
+        self._rx.put_nowait(b"")
+        self._callbacks["end"]()
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def _fail(self, exc: ChannelError) -> None:
+        self.error = exc
+
+
+def parse(wire: bytes, opened: int = 1) -> list[object]:
+    """The viewer's view of agent-sent frames (stream ``opened`` already open on the viewer)."""
+    viewer = Mux(Role.VIEWER)
+    for _ in range(opened):
+        viewer.open_stream("rfb")
+    viewer.receive_data(wire)
+    events = []
+    while (event := viewer.next_event()) is not NEED_DATA:
+        events.append(event)
+    return events
+
+
+async def agent_channel() -> tuple[SessionChannel, FakeTransport, list[bool], Any]:
+    """An agent-side channel with one RFB stream the viewer opened."""
+    transport = FakeTransport()
+    ends: list[bool] = []
+    opened: list[Any] = []
+    channel = SessionChannel(transport, "agent", on_message=lambda m: None, on_open=opened.append,
+                             on_transport_end=ends.append)
+    viewer = Mux(Role.VIEWER)
+    _, frames = viewer.open_stream("rfb")
+    transport._rx.put_nowait(frames)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(opened) == 1
+    return channel, transport, ends, opened[0]
+
+
+@pytest.mark.parametrize("peer_received_at", ["start", "inside-first", "boundary", "inside-last", "all"])
+def test_replay_after_a_cut_is_byte_exact_from_the_peers_count(peer_received_at: str) -> None:
+    async def main() -> None:
+        channel, old, ends, stream = await agent_channel()
+        pieces = [bytes([i]) * (1000 + 37 * i) for i in range(5)]
+        for piece in pieces:
+            stream.write(piece)
+        channel.send_message({"type": "state", "state": "active"})
+        wire = bytes(old.sent)
+        assert channel._mux.sent_total == len(wire)
+        acked = len(pieces[0]) + 7  # the first frame (header 7) acked: dropped from the log
+        old.ack(acked)
+        received = {"start": acked, "inside-first": acked + 100, "boundary": acked + len(pieces[1]) + 7,
+                    "inside-last": len(wire) - 3, "all": len(wire)}[peer_received_at]
+        old.cut()
+        await asyncio.sleep(0)
+        assert ends == [True] and not channel.connected and not channel.closed
+        # the session goes on while cut: more frames are logged, sent on nothing
+        stream.write(b"during the cut")
+        new = FakeTransport(secret=b"n" * 32)
+        channel.resume(new, received)
+        assert channel.connected and channel.resumption_secret == b"n" * 32
+        assert channel.bytes_sent >= len(old.sent)  # acked totals never go backwards
+        # what the viewer had (wire[:received]) + the replay == every frame ever sent, byte for byte
+        stream_bytes_after = bytes(new.sent)
+        whole = wire[:received] + stream_bytes_after
+        events = parse(whole)
+        datas = b"".join(e.data for e in events if isinstance(e, StreamData))
+        assert datas == b"".join(pieces) + b"during the cut"
+        assert stream_bytes_after == (wire + _frame_of(b"during the cut"))[received:]
+        await channel.close()
+
+    run(main())
+
+
+def _frame_of(data: bytes, stream: int = 1) -> bytes:
+    import struct
+
+    return struct.pack(">BHI", 2, stream, len(data)) + data
+
+
+def test_a_resume_from_before_the_acked_point_or_past_the_end_is_refused() -> None:
+    async def main() -> None:
+        channel, old, _, stream = await agent_channel()
+        stream.write(b"a" * 100)
+        stream.write(b"b" * 100)
+        old.ack(107)
+        old.cut()
+        await asyncio.sleep(0)
+        with pytest.raises(ProtocolViolationError):
+            channel.resume(FakeTransport(), 106)  # those bytes were acked and dropped
+        with pytest.raises(ProtocolViolationError):
+            channel.resume(FakeTransport(), 215)  # more than was ever sent
+        channel.resume(FakeTransport(), 214)
+        await channel.close()
+
+    run(main())
+
+
+def test_the_replay_log_is_bounded_and_going_over_fails_the_session_closed() -> None:
+    async def main() -> None:
+        channel, old, _, stream = await agent_channel()
+        chunk = b"\0" * (1024 * 1024)
+        for _ in range(REPLAY_LIMIT // len(chunk) - 1):
+            stream.write(chunk)
+        assert not channel.closed
+        assert channel._log_size <= REPLAY_LIMIT
+        stream.write(chunk)  # past 64 MiB unacknowledged
+        assert channel.closed and "acknowledging" in channel.close_reason
+        assert stream.closed and old.aborted
+        assert channel._log_size <= REPLAY_LIMIT
+        with pytest.raises(ConnectionResetError):
+            await channel.drain()
+
+    run(main())
+
+
+def test_acks_keep_the_log_small_for_a_long_session() -> None:
+    async def main() -> None:
+        channel, old, _, stream = await agent_channel()
+        chunk = b"\1" * (1024 * 1024)
+        for _ in range(3 * REPLAY_LIMIT // len(chunk)):
+            stream.write(chunk)
+            old.ack(old.bytes_sent)
+        assert not channel.closed and channel._log_size == 0
+        await channel.close()
+
+    run(main())
+
+
+def test_an_authenticated_close_is_not_a_cut() -> None:
+    async def main() -> None:
+        channel, old, ends, _ = await agent_channel()
+        old.peer_closed, old.close_reason = True, "the technician ended the session"
+        old.cut()
+        await asyncio.sleep(0)
+        assert ends == [False] and channel.closed and channel.peer_closed
+        with pytest.raises(ChannelError):
+            channel.resume(FakeTransport(), 0)
+
+    run(main())
+
+
+def test_a_resume_over_tcp_replays_every_stream_byte_exactly() -> None:
+    """Real SecureStreams: the agent streams while the path is cut; the resume handshake (never the
+    password) continues the channel and the viewer's stream reads every byte once, in order."""
+    async def main() -> None:
+        viewer_tr, agent_tr = await established()
+        agent_streams: asyncio.Queue[Any] = asyncio.Queue()
+        cuts: list[tuple[str, bool]] = []
+        agent = SessionChannel(agent_tr, "agent", on_message=lambda m: None, on_open=agent_streams.put_nowait,
+                               on_transport_end=lambda cut: cuts.append(("agent", cut)))
+        viewer = SessionChannel(viewer_tr, "viewer", on_message=lambda m: None,
+                                on_transport_end=lambda cut: cuts.append(("viewer", cut)))
+        v_stream = viewer.open_stream("rfb")
+        a_stream = await asyncio.wait_for(agent_streams.get(), 5)
+        sent = bytearray()
+        got = bytearray()
+
+        async def reader() -> None:
+            while chunk := await v_stream.recv():
+                got.extend(chunk)
+
+        reading = asyncio.create_task(reader())
+        for i in range(200):
+            piece = bytes([i % 256]) * (3000 + i)
+            sent += piece
+            a_stream.write(piece)
+            if i == 100:
+                agent_tr._writer.transport.abort()  # the path is cut mid-stream, unacked bytes in flight
+        await asyncio.sleep(0.2)
+        assert ("agent", True) in cuts and ("viewer", True) in cuts
+        assert not agent.closed and not viewer.closed
+        (cr, cw), (sr, sw) = await tcp_pair()
+        agent_secret, viewer_secret = agent.resumption_secret, viewer.resumption_secret
+        assert agent_secret == viewer_secret
+        (new_v, agent_had), (new_a, viewer_had) = await asyncio.gather(
+            connect_resume(cr, cw, SESSION, viewer_secret, viewer.inner_received, timeout=10),
+            accept_resume(sr, sw, SESSION, agent_secret, lambda: agent.inner_received, b"", timeout=10))
+        assert viewer_had == viewer.inner_received and agent_had == agent.inner_received
+        viewer.resume(new_v, agent_had)
+        agent.resume(new_a, viewer_had)
+        assert agent.resumption_secret == viewer.resumption_secret != agent_secret
+        a_stream.write(b"after the resume")
+        sent += b"after the resume"
+        for _ in range(200):
+            if len(got) >= len(sent):
+                break
+            await asyncio.sleep(0.05)
+        assert bytes(got) == bytes(sent)
+        await agent.close("bye")
+        await asyncio.wait_for(reading, 5)
+        await viewer.close()
+
+    run(main())
+
+
+def test_a_resume_with_a_stale_secret_is_refused_over_tcp() -> None:
+    from agent.secure.errors import AuthFailedError
+    from agent.secure.resume import ResumeRefusedError
+
+    async def main() -> None:
+        (cr, cw), (sr, sw) = await tcp_pair()
+        results = await asyncio.gather(
+            connect_resume(cr, cw, SESSION, b"old" * 11, 0, timeout=10),
+            accept_resume(sr, sw, SESSION, b"new" * 11, lambda: 0, b"", timeout=10), return_exceptions=True)
+        assert isinstance(results[0], ResumeRefusedError)
+        assert isinstance(results[1], AuthFailedError)
+
+    run(main())
