@@ -119,8 +119,9 @@ class AgentRegistration:
     async def tickets(self) -> AsyncIterator[str]:
         """Yield a ticket each time a viewer arrives; re-register with the token if the connection drops.
 
-        Raises RelayError if the relay refuses (e.g. the ID expired) or stays
-        unreachable for the whole re-registration window.
+        A relay that shuts down is treated like a dropped connection (it may be restarting; a restarted
+        relay adopts this ID and token). Raises RelayError if the relay refuses (e.g. the ID expired) or
+        stays unreachable for the whole re-registration window.
         """
         while not self._closed:
             try:
@@ -133,6 +134,10 @@ class AgentRegistration:
                 continue
             if isinstance(reply, p.ViewerArrived):
                 yield reply.ticket
+            elif isinstance(reply, p.ErrorReply) and reply.reason == p.SHUTTING_DOWN:
+                # A relay restart (a deploy): the new one adopts this ID and token (agent.relay.server).
+                log.info("the relay is shutting down; re-registering")
+                await self._reregister()
             elif isinstance(reply, p.ErrorReply):
                 await close_stream(self._writer)
                 raise p.error_for(reply.reason)  # the agent side never puts the whole ID in a message

@@ -27,6 +27,7 @@ VERSION = 1
 MAX_LINE = 1024
 DEFAULT_PORT = 7400
 _MAX_SECRET = 128  # characters of a token or ticket we accept
+MIN_TOKEN_LENGTH = 43  # characters of a token new_secret() makes (256 bits); a restarted relay adopts no weaker one
 
 # Reasons the relay sends in {"status":"error","reason":...}; clients match on them.
 NO_SUCH_SESSION = "no such session"

@@ -16,6 +16,18 @@ Timeouts, chosen here:
 - a paired connection with no byte either way for ``idle_timeout`` (10 min) is closed
   (the channel's own PINGs, one a second, keep a live session well clear of it);
 - an agent that lost its control connection keeps its ID for ``reregister_window`` (60 s).
+
+A restarted relay knows no sessions, but its agents come back within their
+re-registration window with an ID and token it never issued. Within
+``adopt_window`` seconds of the relay's start (default: the re-registration
+window, the longest an agent keeps trying), such an agent is *adopted*: it
+keeps its ID and token, so a technician's viewer can resume the session
+through the new relay. A stranger cannot take over a live ID with this: only
+an ID the relay does not know is adopted (a known one still needs its token,
+compared in constant time), only while the window is open, only with a token
+of full strength, and at most ``adopt_per_source`` times per source address in
+the window; and whatever answers on an adopted ID, the viewer's resume proves
+the channel's keys end to end, so a squatter gets nothing but a refusal.
 """
 from __future__ import annotations
 
@@ -37,6 +49,7 @@ class RelayStats:
     sessions: int = 0
     paired: int = 0
     bytes_forwarded: int = 0
+    adopted: int = 0            # agents that came back with an ID this relay never issued (after a restart)
     peak_write_buffer: int = 0  # largest write buffer any single connection reached, in bytes
 
 
@@ -60,7 +73,8 @@ class RelayServer:
     def __init__(self, host: str = "0.0.0.0", port: int = p.DEFAULT_PORT, *, hello_timeout: float = 10.0,
                  ticket_timeout: float = 15.0, keepalive_interval: float = 20.0, reregister_window: float = 60.0,
                  idle_timeout: float = 600.0, max_per_source: int = 32, high_water: int = 256 * 1024,
-                 read_size: int = 64 * 1024, early_data_limit: int = 64 * 1024) -> None:
+                 read_size: int = 64 * 1024, early_data_limit: int = 64 * 1024,
+                 adopt_window: float | None = None, adopt_per_source: int = 16) -> None:
         self.host = host
         self.port = port
         self.hello_timeout = hello_timeout
@@ -72,6 +86,10 @@ class RelayServer:
         self.high_water = high_water
         self.read_size = read_size
         self.early_data_limit = early_data_limit
+        self.adopt_window = reregister_window if adopt_window is None else adopt_window
+        self.adopt_per_source = adopt_per_source
+        self._adoptions: Counter[str] = Counter()  # per source, while the adopt window is open
+        self._adopt_until = 0.0
         self.stats = RelayStats()
         self._sessions: dict[str, _Session] = {}
         self._conns: set[Connection] = set()
@@ -85,6 +103,7 @@ class RelayServer:
         self._loop = asyncio.get_running_loop()
         self._server = await self._loop.create_server(lambda: Connection(self), self.host, self.port, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._adopt_until = self._loop.time() + self.adopt_window
         relay_event("listening", host=self.host, port=self.port)
 
     async def serve_forever(self) -> None:
@@ -164,6 +183,12 @@ class RelayServer:
             self._sessions[session_id] = session
             self.stats.sessions = len(self._sessions)
             relay_event("registered", session=p.short_session_id(session_id))
+        elif hello.session not in self._sessions and self._may_adopt(conn, hello):
+            session = _Session(hello.session, hello.token or "")
+            self._sessions[session.id] = session
+            self.stats.sessions = len(self._sessions)
+            self.stats.adopted += 1
+            relay_event("adopted", session=p.short_session_id(session.id))
         else:
             found = self._sessions.get(hello.session)
             if found is None or found.expired:
@@ -189,6 +214,16 @@ class RelayServer:
         conn.start_keepalive()
         if session.ticket is not None and not session.ticket_sent:
             self._notify_agent(session)
+
+    def _may_adopt(self, conn: Connection, hello: p.AgentHello) -> bool:
+        """May this agent keep an ID (free here) and token it got from the relay before a restart?"""
+        if self.loop.time() > self._adopt_until or len(hello.token or "") < p.MIN_TOKEN_LENGTH:
+            return False
+        if self._adoptions[conn.source] >= self.adopt_per_source:
+            relay_event("adopt-refused", reason="rate")
+            return False
+        self._adoptions[conn.source] += 1
+        return True
 
     def _on_viewer(self, conn: Connection, hello: p.ViewerHello, trailing: bytes) -> None:
         session = self._sessions.get(hello.session)

@@ -303,15 +303,117 @@ def test_agent_registration_gives_up_when_the_relay_is_gone() -> None:
     run(main())
 
 
-def test_agent_registration_reports_a_relay_shutdown() -> None:
+def test_agent_registration_reports_a_relay_shutdown_it_cannot_get_back_from() -> None:
     async def main() -> None:
         server = await relay()
-        registration = await AgentRegistration.register("127.0.0.1", server.port)
+        registration = await AgentRegistration.register("127.0.0.1", server.port, reregister_window=0.5)
         await server.close()
-        with pytest.raises(RelayError, match="relay shutting down"):
+        with pytest.raises(RelayError, match="could not re-register within 0.5 s"):
             async for _ in registration.tickets():
                 pass
         await registration.close()
+
+    run(main())
+
+
+# -- a relay restart: the new relay adopts the IDs and tokens of the agents that come back --------------
+
+
+def test_an_agent_keeps_its_id_through_a_relay_restart_on_the_same_port() -> None:
+    async def main() -> None:
+        server = await relay()
+        port = server.port
+        registration = await AgentRegistration.register("127.0.0.1", port)
+        session = registration.session_id
+        tickets = registration.tickets()
+        next_ticket = asyncio.ensure_future(tickets.__anext__())
+        await server.close()                          # the relay goes down (a deploy) ...
+        await asyncio.sleep(0.3)
+        server = await relay_on(port)                 # ... and comes back knowing nothing
+        for _ in range(100):
+            if server.session_count():
+                break
+            await asyncio.sleep(0.05)
+        assert server.stats.adopted == 1 and server.session_count() == 1
+        viewer_task = asyncio.create_task(open_viewer("127.0.0.1", port, session, timeout=10))
+        ticket = await asyncio.wait_for(next_ticket, 10)
+        reader, writer = await open_agent_data("127.0.0.1", port, session, ticket)
+        vr, vw = await viewer_task
+        writer.write(b"same session")
+        await writer.drain()
+        assert await asyncio.wait_for(vr.readexactly(12), 5) == b"same session"
+        assert server.stats.paired == 1
+        await close_all(writer, vw)
+        await tickets.aclose()
+        await registration.close()
+        await server.close()
+
+    run(main())
+
+
+async def relay_on(port: int, **options: Any) -> RelayServer:
+    server = RelayServer("127.0.0.1", port, **options)
+    await server.start()
+    return server
+
+
+def _stranger_token() -> str:
+    return p.new_secret()
+
+
+def test_a_restarted_relay_adopts_only_free_ids() -> None:
+    async def main() -> None:
+        server = await relay()
+        control, session, token = await register(server)
+        # a live ID is never adopted: the stranger's token is checked against the holder's
+        stranger = await connect(server, {"v": 1, "role": "agent", "session": session, "token": _stranger_token()})
+        assert await error_then_close(stranger[0]) == "bad token"
+        # the holder keeps it, and a viewer still reaches the holder
+        viewer = await connect(server, {"v": 1, "role": "viewer", "session": session})
+        assert await line(viewer[0]) == {"status": "waiting"}
+        assert (await line(control[0]))["event"] == "viewer"
+        # an ID taken by adoption is live too: a second claim with another token is refused
+        free = "987654321" if session != "987654321" else "987654322"
+        first = await connect(server, {"v": 1, "role": "agent", "session": free, "token": _stranger_token()})
+        assert (await line(first[0]))["status"] == "registered"
+        second = await connect(server, {"v": 1, "role": "agent", "session": free, "token": _stranger_token()})
+        assert await error_then_close(second[0]) == "bad token"
+        assert server.stats.adopted == 1
+        await close_all(control[1], stranger[1], viewer[1], first[1], second[1])
+        await server.close()
+
+    run(main())
+
+
+def test_adoption_needs_a_full_strength_token_and_an_open_window() -> None:
+    async def main() -> None:
+        server = await relay(adopt_window=0.3)
+        weak = await connect(server, {"v": 1, "role": "agent", "session": "123456789", "token": "short"})
+        assert await error_then_close(weak[0]) == "no such session"
+        await asyncio.sleep(0.5)
+        late = await connect(server, {"v": 1, "role": "agent", "session": "123456789", "token": _stranger_token()})
+        assert await error_then_close(late[0]) == "no such session"
+        assert server.stats.adopted == 0 and server.session_count() == 0
+        await close_all(weak[1], late[1])
+        await server.close()
+
+    run(main())
+
+
+def test_adoptions_are_rate_limited_per_source() -> None:
+    async def main() -> None:
+        server = await relay(adopt_per_source=3)
+        conns = []
+        for i in range(3):
+            conn = await connect(server, {"v": 1, "role": "agent", "session": f"11111111{i}",
+                                          "token": _stranger_token()})
+            assert (await line(conn[0]))["status"] == "registered"
+            conns.append(conn)
+        over = await connect(server, {"v": 1, "role": "agent", "session": "111111119", "token": _stranger_token()})
+        assert await error_then_close(over[0]) == "no such session"
+        assert server.stats.adopted == 3
+        await close_all(*(c[1] for c in conns), over[1])
+        await server.close()
 
     run(main())
 
