@@ -21,13 +21,10 @@ The same Mutter session carries the technician's input (agent.inputs.gnome),
 which needs the stream: ``session`` is shared with the input backend, and
 this source owns it (closing the source ends both).
 
-Other compositors and sandboxed apps: the route is the xdg-desktop-portal
-(org.freedesktop.portal.RemoteDesktop + ScreenCast, persist_mode 2 and a
-restore token), which yields exactly what this class consumes: a PipeWire
-node, plus a PipeWire socket from OpenPipeWireRemote (``pipewire_pipeline``
-takes it as ``fd``), and the same Notify* input calls on the portal session.
-It is not built: the portal's consent dialog needs a person (or a stored
-restore token from a first, interactive grant) and cannot be driven here.
+Other compositors and sandboxed apps: the xdg-desktop-portal yields exactly
+what this class consumes (a PipeWire node, a PipeWire socket, the same
+Notify* input calls); the session it needs is the DesktopSession protocol
+(agent.capture.desktop_session), passed as ``session``. Only Mutter's is built.
 """
 from __future__ import annotations
 
@@ -36,6 +33,7 @@ import logging
 import numpy as np
 
 from agent.capture.base import ScreenSource
+from agent.capture.desktop_session import DesktopSession
 from agent.errors import CaptureError
 from agent.models import CursorShape
 
@@ -48,13 +46,15 @@ class GnomeSource(ScreenSource):
     backend = "gnome"
     fresh_frames = True
 
-    def __init__(self, *, connector: str = "", with_input: bool = True) -> None:
+    def __init__(self, *, connector: str = "", with_input: bool = True, session: DesktopSession | None = None) -> None:
+        """Open Mutter's session for the monitor (``connector``, "" = primary), or use a started ``session``."""
         from agent.capture.mutter import CURSOR_EMBEDDED, CURSOR_EMBEDDED_REASON, CURSOR_MODE_NAMES, MutterSession
         from agent.capture.pipewire_frames import AppSinkFrames, pipewire_pipeline
 
         self._closed = False
         self._frames: AppSinkFrames | None = None
-        self.session = MutterSession(remote_desktop=with_input, connector=connector, cursor_mode=CURSOR_EMBEDDED)
+        self.session: DesktopSession = session if session is not None else MutterSession(
+            remote_desktop=with_input, connector=connector, cursor_mode=CURSOR_EMBEDDED)
         try:
             self._frames = AppSinkFrames(pipewire_pipeline(self.session.node_id or 0, self.session.pipewire_fd))
         except BaseException:
@@ -71,6 +71,11 @@ class GnomeSource(ScreenSource):
         return self._frames.fallback_reason if self._frames is not None else None
 
     @property
+    def frames_received(self) -> int:
+        """Frames the compositor sent so far (it sends one only when the monitor was redrawn)."""
+        return self._frames.frames if self._frames is not None else 0
+
+    @property
     def node_id(self) -> int | None:
         return self.session.node_id
 
@@ -79,9 +84,7 @@ class GnomeSource(ScreenSource):
         return self._size
 
     def _describe(self) -> None:
-        api = self.session.api
-        self.description = (f"gnome mutter ScreenCast v{api.screen_cast_version} node {self.session.node_id} "
-                            f"{self._size[0]}x{self._size[1]} via PipeWire")
+        self.description = f"{self.session.describe()} {self._size[0]}x{self._size[1]} via PipeWire"
 
     def grab(self) -> np.ndarray:
         if self._closed or self._frames is None:

@@ -200,6 +200,9 @@ class MutterSession:
         self.closed_reason = f"{interface} {path} was closed by GNOME"
 
     # ------------------------------------------------------------------ while running
+    def describe(self) -> str:
+        return f"gnome mutter ScreenCast v{self.api.screen_cast_version} node {self.node_id}"
+
     @property
     def geometry(self) -> tuple[int, int, int, int] | None:
         """The recorded monitor's (x, y, width, height), from the stream's Parameters."""

@@ -93,6 +93,7 @@ def probe(source: ScreenSource, seconds: float = 3.0, tile: int = 64,
     total, window = _Window(), _Window()
     resizes = 0
     frames = 0
+    received_before = getattr(source, "frames_received", 0) or 0
     start = time.perf_counter()
     mark = start
     while True:
@@ -127,6 +128,9 @@ def probe(source: ScreenSource, seconds: float = 3.0, tile: int = 64,
         if now - start >= seconds and frames >= 2:
             break
     summary = {"type": "summary", **_figures(total, time.perf_counter() - start), "resizes": resizes}
+    received = getattr(source, "frames_received", None)
+    if received is not None:  # a stream source (GNOME): grabs of an unchanged screen return the last frame
+        summary["stream_frames"] = received - received_before
     return summary
 
 
@@ -178,6 +182,9 @@ def _text_summary(s: dict) -> None:
     print(f"  copied area (copies / screen) {_pct(s['copied_ratio'])}")
     if "truth_changed_ratio" in s:
         print(f"  synthetic truth: changed {_pct(s['truth_changed_ratio'])}, moved {_pct(s['truth_moved_ratio'])}")
+    if "stream_frames" in s:
+        print(f"  frames the compositor sent     {s['stream_frames']} (only when the screen changed; other grabs "
+              "returned the last frame, zero-copy)")
     if s["resizes"]:
         print(f"  screen size changed {s['resizes']} time(s)")
 
@@ -208,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"probing {head['description']} for {args.seconds:g} s (tile {args.tile}, "
                   f"backend {head['backend']})")
             if head.get("cursor_reason"):
-                print(f"  cursor: {head['cursor_mode']} ({head['cursor_reason']})")
+                print(f"  cursor: {head['cursor_reason']}")
             if head.get("fallback_reason"):
                 print(f"  capture fell back to {head['capture_path']}: {head['fallback_reason']}")
             _text_summary(probe(source, args.seconds, args.tile, _text_interval))

@@ -109,6 +109,7 @@ def test_probe_reports_the_gnome_backend(gnome_session, client):
     assert head["cursor_mode"] == "embedded" and head["capture_path"].startswith("PipeWire")
     summary = json.loads(out.splitlines()[-1])
     assert summary["type"] == "summary" and summary["frames"] >= 2
+    assert 0 <= summary["stream_frames"] < summary["frames"]  # an idle screen: grabs, but few new frames
 
 
 def _one_line_exit_5(argv: list[str], env: dict[str, str]) -> str:
