@@ -51,8 +51,12 @@ def choose_backend(forced: str | None, display: str | None, env: Mapping[str, st
         if found is True:
             return GNOME
         if x_display:
-            why = found if isinstance(found, str) else f"the session bus has no {SCREEN_CAST_NAME} (not GNOME)"
-            log.info("Wayland session, %s: capturing X display %s through XWayland", why, x_display)
+            if isinstance(found, str):  # GNOME may well be there: XWayland shows only the X11 windows
+                log.warning("Wayland session, but %s: capturing X display %s through XWayland, which shows X11 "
+                            "windows only", found, x_display)
+            else:
+                log.info("Wayland session without %s (not GNOME): capturing X display %s through XWayland",
+                         SCREEN_CAST_NAME, x_display)
             return X11
         if isinstance(found, str):
             raise CaptureError(f"this is a Wayland session without X, and {found}")
