@@ -46,6 +46,11 @@ class RFBConnection:
         """Ask this connection's sender to try an update now (new frame, request, link has room)."""
         self._kick.set()
 
+    def refresh(self) -> None:
+        """Send the whole screen with the next update (e.g. after the channel under it was resumed)."""
+        self.updater.tracker.mark_all()
+        self._kick.set()
+
     def __repr__(self) -> str:
         return f"<RFBConnection {self.peer} {self.server.width}x{self.server.height}>"
 

@@ -114,6 +114,12 @@ class RFBService:
         for viewer in self._viewers:
             viewer.kick()
 
+    def refresh_all(self) -> None:
+        """Every client gets one full frame with its next update (a resumed session: mosh's model, the
+        current state rather than what was missed) and may send it now."""
+        for viewer in self._viewers:
+            viewer.refresh()
+
     async def serve_connection(self, reader: Any, writer: Any, *, security: str = "none",
                                may_send: Optional[Callable[[], bool]] = None, outer_compression: bool = False) -> None:
         """Serve one client until it leaves or misbehaves; never raises for the client's faults.

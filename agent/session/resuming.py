@@ -12,6 +12,7 @@ one (the newest local VNC connection wins; see README "Session channel").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -44,6 +45,12 @@ class ResumingViewer:
 
         session, attempt, session_id = self._session, self.machine.attempt, self.machine.session_id
         if session is None or session_id is None or not self.machine.resumable:
+            # No session to resume (it ended, or gave up waiting): say so, so the viewer ends at once
+            # instead of retrying for its whole resume window. FAILED carries nothing secret.
+            from agent.secure.handshake import Kind, encode_message
+
+            with contextlib.suppress(ConnectionError, OSError):
+                writer.write(encode_message(Kind.FAILED, b""))
             await close_stream(writer)
             return
 
@@ -80,7 +87,7 @@ class ResumingViewer:
             self._resume_timer = None
         if self.machine.state is lc.State.RECONNECTING:
             self._apply(lc.PathResumed(attempt=attempt))
-        self.service.kick_all()
+        self.service.refresh_all()  # the issue: after a resume the RFB stream resends a full frame
 
     def _transport_ended(self, session: Any, attempt: int, cut: bool) -> None:
         """The viewer's connection ended: a cut (wait for its resume) or its authenticated CLOSE."""
