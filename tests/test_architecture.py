@@ -13,8 +13,6 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "agent"
 MAX_TOP_LEVEL_MODULES = 6
@@ -54,14 +52,33 @@ def _folder(module: str) -> str | None:
     return parts[1] if len(parts) > 1 else None
 
 
-def test_import_linter_contracts_hold(capsys):
-    from importlinter.cli import lint_imports
+def _in_a_fresh_interpreter(check: str) -> None:
+    """Run ``check`` of this module in a new Python: CPython 3.11's ast.parse can fail with "AST constructor
+    recursion depth mismatch" once any test in the process caught a RecursionError (deeply nested JSON)."""
+    result = subprocess.run([sys.executable, "-c", f"import tests.test_architecture as t; t.{check}()"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
-    code = lint_imports(config_filename=str(ROOT / ".importlinter"))
-    assert code == 0, capsys.readouterr().out
+
+def test_import_linter_contracts_hold():
+    _in_a_fresh_interpreter("check_import_linter_contracts")
 
 
 def test_no_import_cycle_between_folders():
+    _in_a_fresh_interpreter("check_no_import_cycle_between_folders")
+
+
+def test_rfb_imports_neither_asyncio_nor_socket():
+    _in_a_fresh_interpreter("check_rfb_imports_neither_asyncio_nor_socket")
+
+
+def check_import_linter_contracts() -> None:
+    from importlinter.cli import lint_imports
+
+    assert lint_imports(config_filename=str(ROOT / ".importlinter"), no_cache=True) == 0
+
+
+def check_no_import_cycle_between_folders() -> None:
     modules = _modules()
     graph: dict[str, set[str]] = defaultdict(set)
     for module, path in modules.items():
@@ -80,7 +97,7 @@ def test_no_import_cycle_between_folders():
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
                 cycle = stack[stack.index(nxt):] + [nxt]
-                pytest.fail("import cycle between folders: " + " -> ".join(cycle))
+                raise AssertionError("import cycle between folders: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt)
         stack.pop()
@@ -91,7 +108,7 @@ def test_no_import_cycle_between_folders():
             visit(node)
 
 
-def test_rfb_imports_neither_asyncio_nor_socket():
+def check_rfb_imports_neither_asyncio_nor_socket() -> None:
     for module, path in _modules().items():
         if module.startswith("agent.rfb"):
             tree = ast.parse(path.read_text(encoding="utf-8"))
