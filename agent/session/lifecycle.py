@@ -327,7 +327,7 @@ class SessionMachine:
         actions = self._switch(target, _LEAVE_REASONS[AuthFailed])
         actions.append(EmitEvent({"event": "auth_failed"}))
         if self._policy.record_failure():
-            actions += [RotatePassword(), ShowCredentials(), EmitEvent({"event": "password_rotated"})]
+            actions += [RotatePassword(), ShowCredentials(), EmitEvent({"event": "password_rotated", "reason": "failures"})]
         return actions
 
     def _on_AuthSucceeded(self, event: AuthSucceeded, target: State) -> list[Action]:
