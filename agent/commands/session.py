@@ -72,12 +72,11 @@ async def _main(config, as_json: bool, consent: str | None = None) -> int:
     agent = Agent(config, on_credentials=show)
     await agent.start()
     if consent:
-        from agent.control.protocol import ControlError
-        from agent.errors import RejnetError
+        from agent.errors import RefusedError, RejnetError
 
         try:
             await agent.consent(consent)
-        except ControlError as exc:
+        except RefusedError as exc:
             await agent.close()
             raise RejnetError(str(exc)) from None
     loop = asyncio.get_running_loop()
