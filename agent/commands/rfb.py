@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             from agent.inputs import open_input_backend
 
             try:
-                input_backend = open_input_backend(args.display)
+                input_backend = open_input_backend(args.display, source=source)  # XTest, or GNOME RemoteDesktop
             except InputError as exc:
                 raise CaptureError(f"cannot inject input: {exc}") from None
         return asyncio.run(_serve(source, host, port, password, args.fps, input_backend))
