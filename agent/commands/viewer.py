@@ -68,6 +68,9 @@ def _web_config(args: argparse.Namespace, session_id: str):
     return ConsoleConfig(session_id=session_id, listen=parse_address(args.web, allow_port_zero=True))
 
 
+STOP_GRACE = 2.0  # seconds a handshake under way may take to finish after Ctrl+C or SIGTERM
+
+
 def _printer(as_json: bool):
     def emit(event: dict) -> None:
         if as_json:
@@ -101,7 +104,14 @@ async def _main(config: BridgeConfig, exec_cmd: str | None, as_json: bool, web=N
             printer(event)
             console.on_event(event)
     bridge = ViewerBridge(config, on_event=emit)
-    await bridge.start()
+    loop = asyncio.get_running_loop()
+    # Signals are caught before authenticating: one that lands between the handshake and the first local
+    # client must still end the session for both sides (the authenticated CLOSE), not look like a cut link.
+    stop_requested = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop_requested.set)
+    await _start_unless_stopped(bridge, stop_requested)
     if console is not None:
         try:
             await console.start(bridge)
@@ -109,10 +119,8 @@ async def _main(config: BridgeConfig, exec_cmd: str | None, as_json: bool, web=N
             await bridge.close()
             raise
         _announce_console(console, as_json, open_browser)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, bridge.stop)
+    stopper = asyncio.ensure_future(stop_requested.wait())
+    stopper.add_done_callback(lambda _: bridge.stop())
     child = None
     watcher = None
     if exec_cmd:
@@ -133,6 +141,7 @@ async def _main(config: BridgeConfig, exec_cmd: str | None, as_json: bool, web=N
     try:
         await bridge.wait()
     finally:
+        stopper.cancel()
         if console is not None:
             await console.close()  # the page shows "ended" with the reason before the server stops
         if watcher is not None:
@@ -145,6 +154,25 @@ async def _main(config: BridgeConfig, exec_cmd: str | None, as_json: bool, web=N
     else:
         print("Session closed", file=sys.stderr)
     return 0
+
+
+async def _start_unless_stopped(bridge: ViewerBridge, stop_requested: asyncio.Event) -> None:
+    """Authenticate; a signal meanwhile lets a nearly finished handshake complete (so the end is sent
+    authenticated), but does not wait out a slow connect."""
+    start = asyncio.ensure_future(bridge.start())
+    stopped = asyncio.ensure_future(stop_requested.wait())
+    try:
+        await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not start.done():
+            await asyncio.wait({start}, timeout=STOP_GRACE)
+        if not start.done():
+            start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await start
+            raise KeyboardInterrupt
+        start.result()
+    finally:
+        stopped.cancel()
 
 
 def _announce_console(console, as_json: bool, open_browser: bool) -> None:

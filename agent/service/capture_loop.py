@@ -49,6 +49,7 @@ class CaptureLoop:
         self._detector_size = (0, 0)
         self._wake = asyncio.Event()
         self._input_seen = False  # input usually changes the screen: poll at full rate again
+        self._force = False  # grab_now(): the next grab ignores the damage hint
         self._task: Optional[asyncio.Task[None]] = None
         self._closing = False
 
@@ -63,6 +64,12 @@ class CaptureLoop:
 
     def wake(self) -> None:
         """Look at the screen now (a viewer arrived, or asked)."""
+        self._wake.set()
+
+    def grab_now(self) -> None:
+        """Grab at once, whatever the damage hint says: a client arrived after the loop had been idle, so
+        the last frame may be stale and only a fresh grab tells what the screen shows now."""
+        self._force = True
         self._wake.set()
 
     def note_input(self) -> None:
@@ -145,7 +152,9 @@ class CaptureLoop:
                 started = loop.time()
                 self._wake.clear()  # wake-ups during the grab count for the next wait
                 input_seen, self._input_seen = self._input_seen, False
-                force = input_seen or self.frame is None or started - last_grab >= HINT_CONFIRM_INTERVAL
+                forced, self._force = self._force, False
+                force = (forced or input_seen or self.frame is None
+                         or started - last_grab >= HINT_CONFIRM_INTERVAL)
                 grabbed = await asyncio.to_thread(self._grab, force)
                 if grabbed is None:  # the damage hint says idle: sleep until X reports drawing
                     self.frames_skipped += 1

@@ -153,11 +153,16 @@ class RFBService:
             viewer = RFBConnection(peer, server, ViewerUpdater(server, may_send=may_send, manager=manager),
                                    reader, writer)
             viewer.updater.on_update = lambda stats, v=viewer: self._notify(v, stats)
-            if self._capture.frame is not None:
+            # The loop captures only while someone watches: the last frame is current only if others do.
+            watched = bool(self._viewers)
+            if watched and self._capture.frame is not None:
                 viewer.updater.on_frame(self._capture.frame, None)
                 viewer.updater.on_cursor(self._capture.cursor)
             self._viewers.add(viewer)
-            self._capture.wake()
+            if watched:
+                self._capture.wake()
+            else:
+                self._capture.grab_now()  # the new client's first update is what the screen shows now
             log.info("viewer %s connected (RFB %d.%d)", peer, *server.version)
             await viewer.run(self._dispatch)
         except RemoteProtocolError as exc:

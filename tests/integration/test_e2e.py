@@ -192,11 +192,13 @@ def test_wrong_password_exits_3_and_rotates_after_three(chain_factory):
     proc, out, port = chain.viewer(right)
     out.wait_json(lambda o: o.get("event") == "authenticated")
     stop(proc)
-    chain.agent_out.wait_json(lambda o: o.get("event") == "state" and o.get("state") == "waiting")
+    # Lines are read in order, and the wrong attempts above left "waiting" lines of their own: wait for the
+    # rotation on use first, then for the waiting state that follows the technician's leaving.
     chain.agent_out.wait_json(lambda o: o.get("event") == "password_rotated")  # used once: replaced
+    chain.agent_out.wait_json(lambda o: o.get("event") == "state" and o.get("state") == "waiting")
     assert chain.password() != right
     proc, out, _ = chain.viewer(wrong)
-    assert proc.wait(30) == 3
+    assert proc.wait(30) == 3, "".join(out.stderr)
     for line in chain.agent_out.seen + chain.agent_out.stderr:
         assert right not in line, "the password appeared in the agent's output"
 

@@ -637,12 +637,9 @@ def test_a_relay_restart_on_the_same_port_resumes_with_the_exact_screen(resume_c
         probe.close()
 
 
-
-@pytest.mark.xfail(strict=True, reason="agent/service/rfb_service.py serve_connection seeds a new client with the "
-                   "capture loop's last frame, which is stale when no client was attached (the loop does not "
-                   "capture then): the first full update shows the screen as it was when the last client left")
 def test_a_new_local_client_after_an_unattended_change_gets_the_current_screen_first(resume_chain, xvfb, tmp_path):
-    """Not a resume bug, found by the cut test: vncdotool's capture takes the first full update it gets."""
+    """Found by the cut test: the capture loop sleeps while nobody watches, so a new client's first update
+    must come from a fresh grab, not the frame kept from before (vncdotool's capture takes the first one)."""
     make, _ = resume_chain
     chain = make()
     _, _, _, port = _started(chain)

@@ -241,3 +241,37 @@ def test_other_addresses_refused(value):
 
 # ---------------------------------------------------------------- the command
 
+
+
+class _Wall(SyntheticSource):
+    """A screen that shows one solid colour, changed by the test while nobody is watching."""
+
+    def __init__(self) -> None:
+        super().__init__("idle", 64, 48)
+        self.colour = 10
+
+    def grab(self) -> np.ndarray:
+        return np.full((48, 64, 4), self.colour, np.uint8)
+
+    def damaged(self) -> bool:  # a damage hint that says "nothing drawn": only a forced grab looks
+        return False
+
+
+def test_a_client_arriving_after_an_idle_spell_first_sees_the_screen_as_it_is_now():
+    async def main() -> None:
+        source = _Wall()
+        service = RFBService(source, fps=60)
+        await service.start()
+        for colour in (10, 200):
+            source.colour = colour  # changed while no client was attached: the loop was asleep
+            (sr, sw), (cr, cw) = memory_pipe()
+            task = asyncio.ensure_future(service.serve_connection(sr, sw))
+            client = await AsyncRFBClient.handshake(cr, cw, encodings=[C.ENC_RAW])
+            await client.update(incremental=False)
+            assert (client.framebuffer[..., :3] == colour).all(), colour
+            await client.close()
+            await asyncio.wait_for(task, 5)
+            await wait_until(lambda: not service.viewers)
+        await service.close()
+
+    asyncio.run(main())
