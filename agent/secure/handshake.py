@@ -16,7 +16,10 @@ attempt, counted by the agent.
 Wire: every message is ``len:u16 | version:u8 | kind:u8 | body``, at most
 MAX_MESSAGE bytes, with a fixed body size per kind::
 
-    HELLO    spake2 message (33 bytes, side byte included) | X25519 public key (32)
+    HELLO    spake2 message (33 bytes, side byte included) | X25519 public key (32) [| options:u8]
+             options (optional, in the transcript like the rest): bit 0 = this end offers ZDATA
+             compression; both ends must offer it or neither may send a ZDATA record. A HELLO
+             without the byte offers nothing (as from a peer that predates the option).
     CONFIRM  HMAC-SHA256 over the transcript hash (32)
     FAILED   (empty) the agent rejected the viewer's confirmation
 
@@ -59,6 +62,8 @@ _SPAKE2_MESSAGE_SIZE = 33
 _X25519_SIZE = 32
 _MAC_SIZE = 32
 MAX_MESSAGE = 128
+OPTION_COMPRESS = 0x01  # HELLO option bit: ZDATA records are welcome (and may be sent) on this channel
+_OPTIONS_SIZE = 1       # the optional HELLO options byte
 
 
 class Kind(enum.IntEnum):
@@ -114,9 +119,13 @@ class AuthFailed:
 HandshakeEvent = Union[Established, AuthFailed, NeedData]
 
 
+def _body_size_ok(kind: Kind, size: int) -> bool:
+    return size == _BODY_SIZE[kind] or (kind is Kind.HELLO and size == _BODY_SIZE[kind] + _OPTIONS_SIZE)
+
+
 def encode_message(kind: Kind, body: bytes) -> bytes:
     """One framed handshake message."""
-    if len(body) != _BODY_SIZE[kind]:
+    if not _body_size_ok(kind, len(body)):
         raise ValueError(f"a {kind.name} body is {_BODY_SIZE[kind]} bytes")
     return _PREFIX.pack(2 + len(body), VERSION, kind) + body
 
@@ -125,9 +134,10 @@ class _Handshake:
     role: Role
 
     def __init__(self, session_id: str, password: str, *, entropy: Callable[[int], bytes] = os.urandom,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        """``entropy`` is a test hook for known-answer vectors: it supplies the X25519 private key
-        (first 32 bytes drawn) and then SPAKE2's randomness. Leave it alone in real use."""
+                 clock: Callable[[], float] = time.monotonic, compression: bool = False) -> None:
+        """``compression``: offer ZDATA (the HELLO options byte); the channel gets it only if the peer
+        offers it too. ``entropy`` is a test hook for known-answer vectors: it supplies the X25519
+        private key (first 32 bytes drawn) and then SPAKE2's randomness. Leave it alone in real use."""
         self._session_id = canonical_session_id(session_id)
         self._clock = clock
         id_viewer, id_agent = spake2_identities(self._session_id)
@@ -135,8 +145,10 @@ class _Handshake:
         self._x25519: nacl.public.PrivateKey | None = nacl.public.PrivateKey(entropy(32))
         self._spake: SPAKE2_A | SPAKE2_B | None = spake_class(
             password.encode("utf-8"), idA=id_viewer, idB=id_agent, entropy_f=entropy)
-        hello = self._spake.start()
-        self._hello = encode_message(Kind.HELLO, hello + bytes(self._x25519.public_key))
+        hello = self._spake.start() + bytes(self._x25519.public_key)
+        self._offer_compression = bool(compression)
+        self._compression_agreed = False
+        self._hello = encode_message(Kind.HELLO, hello + (bytes([OPTION_COMPRESS]) if compression else b""))
         self._out = bytearray(self._hello)
         self._buf = bytearray()
         self._eof = False
@@ -214,7 +226,7 @@ class _Handshake:
             kind = Kind(kind_value)
         except ValueError:
             raise self._broken(f"the peer sent an unknown handshake message kind {kind_value}") from None
-        if length != 2 + _BODY_SIZE[kind]:
+        if not _body_size_ok(kind, length - 2):
             raise self._broken(f"the peer sent a {kind.name} message of the wrong size")
         end = 2 + length
         if len(buf) < end:
@@ -242,7 +254,9 @@ class _Handshake:
     def _derive(self, peer_hello_body: bytes, peer_hello: bytes) -> SessionKeys:
         assert self._spake is not None and self._x25519 is not None
         spake_message = peer_hello_body[:_SPAKE2_MESSAGE_SIZE]
-        peer_public = peer_hello_body[_SPAKE2_MESSAGE_SIZE:]
+        peer_public = peer_hello_body[_SPAKE2_MESSAGE_SIZE:_SPAKE2_MESSAGE_SIZE + _X25519_SIZE]
+        options = peer_hello_body[_SPAKE2_MESSAGE_SIZE + _X25519_SIZE:]  # unknown bits: ignored, not refused
+        self._compression_agreed = self._offer_compression and bool(options and options[0] & OPTION_COMPRESS)
         try:
             spake_key = self._spake.finish(spake_message)
         except (SPAKEError, NotOnCurve, ValueError):  # what spake2 raises for a bad group element
@@ -264,7 +278,7 @@ class _Handshake:
     def _establish(self, keys: SessionKeys) -> Established:
         self._state = State.ESTABLISHED
         self._keys = None
-        channel = Channel(self.role, keys, clock=self._clock)
+        channel = Channel(self.role, keys, clock=self._clock, compression=self._compression_agreed)
         if self._buf:
             channel.receive_data(bytes(self._buf))
         if self._eof:

@@ -59,7 +59,7 @@ class RecordType(enum.IntEnum):
     PING = 3
     PONG = 4
     CLOSE = 5
-    ZDATA = 6  # inner bytes, compressed (agent.secure.compress); the receiver always accepts them
+    ZDATA = 6  # inner bytes, compressed (agent.secure.compress); accepted only if the handshake agreed to it
 
 
 _DATA = int(RecordType.DATA)  # a plain int for the hot path
@@ -126,7 +126,9 @@ class Channel:
     """
 
     def __init__(self, role: Role, keys: SessionKeys, *, clock: Callable[[], float] = time.monotonic,
-                 _counters: tuple[int, int] = (0, 0)) -> None:
+                 compression: bool = False, _counters: tuple[int, int] = (0, 0)) -> None:
+        # compression: both ends agreed to ZDATA in the handshake (HELLO option); without it a ZDATA
+        # record fails the channel, so no peer can make this end inflate anything it did not ask for.
         # _counters = (send, receive) start counters: a test hook for the ratchet and exhaustion limits.
         if role is Role.VIEWER:
             self._sealer = Sealer(keys.viewer_to_agent, LABEL_VIEWER_TO_AGENT, _counter=_counters[0])
@@ -157,6 +159,7 @@ class Channel:
         self._pings: OrderedDict[bytes, float] = OrderedDict()
         self._deflater: Deflater | None = None
         self._inflater: Inflater | None = None
+        self._compression_agreed = bool(compression)
 
     def __repr__(self) -> str:
         return (f"Channel(role={self.role.value}, sent={self._bytes_sent}, received={self._bytes_received}, "
@@ -219,12 +222,26 @@ class Channel:
     def compressing(self) -> bool:
         return self._deflater is not None
 
+    @property
+    def compression_agreed(self) -> bool:
+        """Both ends agreed to ZDATA in the handshake: only then may either send it."""
+        return self._compression_agreed
+
+    def restrict_compression(self, allowed: bool) -> None:
+        """Withdraw the agreement (never grant it): a resumed channel keeps the session's original terms."""
+        if not allowed:
+            self._compression_agreed = False
+            self._deflater = None
+
     def enable_compression(self, level: int = COMPRESSION_LEVEL) -> None:
         """From now on send_data() sends ZDATA: inner bytes through one long-window zstd stream.
 
-        The byte counters (and so ACKs and bytes in flight) count record payloads, the compressed
-        size: what the link carries.
+        Only if the handshake agreed to compression (``compression_agreed``); raises ChannelError
+        otherwise, since the peer would fail the channel on the first ZDATA. The byte counters (and
+        so ACKs and bytes in flight) count record payloads, the compressed size: what the link carries.
         """
+        if not self._compression_agreed:
+            raise ChannelError("compression was not agreed in the handshake; this channel sends DATA only")
         if self._deflater is None:
             self._deflater = Deflater(level, max_piece=MAX_PLAINTEXT)
 
@@ -373,6 +390,9 @@ class Channel:
             return Data(plaintext)
         try:
             if rtype == _ZDATA and plaintext:
+                if not self._compression_agreed:
+                    raise ProtocolViolationError("the peer sent a compressed (ZDATA) record, but compression "
+                                                 "was not agreed in the handshake")
                 self._bytes_received += len(plaintext)
                 if self._inflater is None:
                     self._inflater = Inflater()

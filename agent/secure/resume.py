@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import nacl.bindings
 import nacl.exceptions
@@ -77,7 +77,10 @@ def _shared(private: nacl.public.PrivateKey, public: bytes) -> bytes:
 class _Resume:
     role: Role
 
-    def __init__(self, session_id: str, secret: bytes, *, entropy: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(self, session_id: str, secret: bytes, *, entropy: Callable[[int], bytes] = os.urandom,
+                 compression: bool = False) -> None:
+        # compression: what the session's first handshake agreed (ZDATA or not); a resume keeps it.
+        self._compression = bool(compression)
         self._session_id = session_id
         self._secret = secret
         self._x25519 = nacl.public.PrivateKey(entropy(32))
@@ -153,7 +156,7 @@ class ViewerResume(_Resume):
 
     role = Role.VIEWER
 
-    def __init__(self, session_id: str, secret: bytes, received: int, **kw: Callable[[int], bytes]) -> None:
+    def __init__(self, session_id: str, secret: bytes, received: int, **kw: Any) -> None:
         super().__init__(session_id, secret, **kw)
         body = resume_id(secret) + bytes(self._x25519.public_key) + min(received, _MAX_COUNT).to_bytes(8, "big")
         self._resume = encode_message(Kind.RESUME, body)
@@ -173,7 +176,7 @@ class ViewerResume(_Resume):
             raise self._error
         self._out += encode_message(Kind.CONFIRM, confirmation_mac(keys.confirm_viewer, transcript))
         self._secret = b""
-        return Resumed(Channel(Role.VIEWER, keys), int.from_bytes(count, "big"))
+        return Resumed(Channel(Role.VIEWER, keys, compression=self._compression), int.from_bytes(count, "big"))
 
 
 class AgentResume(_Resume):
@@ -183,7 +186,7 @@ class AgentResume(_Resume):
     role = Role.AGENT
 
     def __init__(self, session_id: str, secret: bytes, received: Callable[[], int],
-                 **kw: Callable[[int], bytes]) -> None:
+                 **kw: Any) -> None:
         super().__init__(session_id, secret, **kw)
         self._received = received
         self._resume: bytes | None = None
@@ -213,7 +216,7 @@ class AgentResume(_Resume):
         if not mac_matches(confirmation_mac(keys.confirm_viewer, self._transcript_hash), body):
             return Refused()
         self._secret = b""
-        return Resumed(Channel(Role.AGENT, keys), self._viewer_received)
+        return Resumed(Channel(Role.AGENT, keys, compression=self._compression), self._viewer_received)
 
 
 __all__ = ["AgentResume", "Refused", "ResumeRefusedError", "Resumed", "ViewerResume"]

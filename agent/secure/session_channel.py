@@ -163,6 +163,8 @@ class SessionChannel:
         self._acked_base = 0  # channel bytes of earlier transports, so acked totals never go backwards
         self.safety_code: str = transport.safety_code
         self.resumption_secret: bytes = transport.resumption_secret
+        # ZDATA as the session's first handshake agreed; every resumed connection keeps exactly that
+        self.compression_agreed: bool = bool(getattr(transport, "compression_agreed", False))
         self.close_reason: str | None = None
         self.peer_closed = False  # the peer's authenticated CLOSE ended the session
         self.error: ChannelError | None = None
@@ -285,6 +287,8 @@ class SessionChannel:
         if not start <= peer_received <= self._mux.sent_total:
             raise ProtocolViolationError("the peer asked to resume from a point this end no longer has")
         self.resumption_secret = transport.resumption_secret
+        if hasattr(transport, "restrict_compression"):  # before its reader opens a record
+            transport.restrict_compression(self.compression_agreed)
         self.error = None
         entries = list(self._log)
         self._log.clear()
@@ -424,24 +428,29 @@ async def peek_first_message(reader: asyncio.StreamReader, timeout: float) -> by
 
 
 async def connect_resume(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session_id: str,
-                         secret: bytes, received: int, *, timeout: float = 30,
+                         secret: bytes, received: int, *, timeout: float = 30, compression: bool = True,
                          **options: Any) -> tuple[SecureStream, int]:
     """Viewer side of agent.secure.resume: (the new stream, inner bytes the agent had received).
 
+    ``compression``: at most what the first handshake agreed (SessionChannel.resume narrows it to that).
     Raises ResumeRefusedError (the session is gone), ChannelError or asyncio.TimeoutError."""
     from agent.secure.resume import ViewerResume
 
-    outcome = await _run_resume(ViewerResume(session_id, secret, received), reader, writer, timeout, b"")
+    machine = ViewerResume(session_id, secret, received, compression=compression)
+    outcome = await _run_resume(machine, reader, writer, timeout, b"")
     return SecureStream(reader, writer, outcome.channel, **options), outcome.peer_received
 
 
 async def accept_resume(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session_id: str,
                         secret: bytes, received: Callable[[], int], first: bytes, *, timeout: float = 30,
-                        **options: Any) -> tuple[SecureStream, int]:
-    """Agent side of agent.secure.resume; ``first`` = bytes already read. Raises AuthFailedError if refused."""
+                        compression: bool = False, **options: Any) -> tuple[SecureStream, int]:
+    """Agent side of agent.secure.resume; ``first`` = bytes already read. Raises AuthFailedError if refused.
+
+    ``compression``: what the session's first handshake agreed (SessionChannel.compression_agreed)."""
     from agent.secure.resume import AgentResume
 
-    outcome = await _run_resume(AgentResume(session_id, secret, received), reader, writer, timeout, first)
+    machine = AgentResume(session_id, secret, received, compression=compression)
+    outcome = await _run_resume(machine, reader, writer, timeout, first)
     return SecureStream(reader, writer, outcome.channel, **options), outcome.peer_received
 
 

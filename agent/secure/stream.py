@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from agent.secure.errors import AuthFailedError, ChannelClosedError, ChannelError, HandshakeError, TruncatedError
 from agent.secure.handshake import AgentHandshake, AuthFailed, Established, ViewerHandshake, _Handshake
+from agent.secure.streamio import ChannelReader, ChannelWriter  # re-exported: their home was here
 from agent.secure.records import HEADER_SIZE, MAX_RECORD_LENGTH, NEED_DATA, Ack, Channel, Closed, Data, Ping, Pong
 from agent.net import close_stream
 
@@ -25,6 +26,10 @@ IDLE_PING_INTERVAL = 10.0  # keepalive PINGs when no DATA moved in either direct
 ACK_BYTES = 16 * 1024
 ACK_DELAY = 0.05
 RECV_BUFFER_LIMIT = 1024 * 1024  # authenticated plaintext waiting for recv() before we stop reading the socket
+# That limit is checked before every record, not only before every socket read: a read of 64 KiB can
+# hold ~1,200 ZDATA records of ~53 bytes that each inflate to 1 MiB. So the inner bytes held for
+# recv() stay below RECV_BUFFER_LIMIT + compress.MAX_INFLATED (one record past the limit), whatever
+# the peer packs into a read; the rest waits, still compressed, until the consumer drains.
 CLOSE_LINGER = 2.0  # after our CLOSE, how long to wait for the peer's before closing the socket
 FAILURE_DELAY = 1.0  # a wrong password is answered after this pause
 _READ_SIZE = MAX_RECORD_LENGTH + HEADER_SIZE  # one whole record; larger reads cost big allocations, not speed
@@ -33,13 +38,15 @@ _RTT_GAIN = 0.125  # smoothing of RTT samples, as TCP's SRTT
 
 
 async def connect_viewer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session_id: str,
-                         password: str, *, timeout: float = 30, **options: Any) -> SecureStream:
+                         password: str, *, timeout: float = 30, compression: bool = True,
+                         **options: Any) -> SecureStream:
     """Viewer side: authenticate with the session password and return the open channel.
 
+    ``compression``: offer ZDATA in the HELLO (the agent compresses only if it offers it too).
     Raises WrongPasswordError, ChannelError or asyncio.TimeoutError; on any of
     them the connection has been closed. ``options`` go to SecureStream.
     """
-    handshake = ViewerHandshake(session_id, password)
+    handshake = ViewerHandshake(session_id, password, compression=compression)
     outcome = await _handshake(handshake, reader, writer, timeout, failure_delay=0.0)
     assert isinstance(outcome, Established)
     return SecureStream(reader, writer, outcome.channel, **options)
@@ -50,11 +57,11 @@ async def accept_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
                        first: bytes = b"", **options: Any) -> SecureStream:
     """Agent side: check the viewer knows the session password and return the open channel.
 
-    Raises AuthFailedError for a wrong password (the caller counts those and
-    rotates the password after three), ChannelError or asyncio.TimeoutError for
-    anything else; the connection is closed on every failure.
+    Raises AuthFailedError for a wrong password, ChannelError or asyncio.TimeoutError for
+    anything else; the connection is closed on every failure. The
+    ``compress`` option (ZDATA) is offered in the HELLO and used only if the viewer offers it too.
     """
-    handshake = AgentHandshake(session_id, password)
+    handshake = AgentHandshake(session_id, password, compression=bool(options.get("compress")))
     if first:  # the prefix the caller read to tell a HELLO from a RESUME
         handshake.receive_data(first)
     outcome = await _handshake(handshake, reader, writer, timeout, failure_delay=failure_delay)
@@ -102,7 +109,7 @@ class SecureStream:
                  ping_interval: float = PING_INTERVAL, idle_ping_interval: float = IDLE_PING_INTERVAL, ack_bytes: int = ACK_BYTES, ack_delay: float = ACK_DELAY,
                  recv_buffer_limit: int = RECV_BUFFER_LIMIT, close_linger: float = CLOSE_LINGER,
                  compress: bool = False) -> None:
-        if compress:
+        if compress and channel.compression_agreed:
             channel.enable_compression()
         self._reader = reader
         self._writer = writer
@@ -149,6 +156,15 @@ class SecureStream:
     def compressing(self) -> bool:
         """Whether what we send goes through the long-window compressor (ZDATA records)."""
         return self._channel.compressing
+
+    @property
+    def compression_agreed(self) -> bool:
+        """Both ends agreed to ZDATA in the handshake."""
+        return self._channel.compression_agreed
+
+    def restrict_compression(self, allowed: bool) -> None:
+        """Withdraw ZDATA on this connection (a resume keeps the session's first agreement)."""
+        self._channel.restrict_compression(allowed)
 
     @property
     def bytes_received(self) -> int:
@@ -258,9 +274,6 @@ class SecureStream:
         channel = self._channel
         try:
             while True:
-                if self._rx_size >= self._recv_limit and not self._discard:
-                    self._rx_room.clear()
-                    await self._rx_room.wait()
                 try:
                     chunk = await self._reader.read(_READ_SIZE)
                 except (ConnectionError, OSError):
@@ -268,6 +281,16 @@ class SecureStream:
                 channel.receive_data(chunk)
                 got_data = False
                 while True:
+                    if self._rx_size >= self._recv_limit and not self._discard:
+                        # The budget is spent: open no further record (a ZDATA one may inflate to
+                        # 1 MiB) until recv() makes room; what is left stays compressed in the channel.
+                        if got_data:
+                            got_data = False
+                            self._rx_ready.set()
+                            self._schedule_ack()
+                        self._rx_room.clear()
+                        await self._rx_room.wait()
+                        continue
                     event = channel.next_event()
                     if event is NEED_DATA:
                         break
@@ -405,95 +428,3 @@ class SecureStream:
     def as_streams(self) -> tuple[ChannelReader, ChannelWriter]:
         """(reader, writer) objects with the asyncio stream methods RFB code uses."""
         return ChannelReader(self), ChannelWriter(self)
-
-
-class ChannelReader:
-    """``read``/``readexactly``/``at_eof`` over a SecureStream, like asyncio.StreamReader."""
-
-    def __init__(self, stream: SecureStream) -> None:
-        self._stream = stream
-        self._chunk = b""
-        self._offset = 0
-        self._eof = False
-
-    async def _fill(self) -> bool:
-        if self._offset < len(self._chunk):
-            return True
-        if self._eof:
-            return False
-        chunk = await self._stream.recv()
-        if not chunk:
-            self._eof = True
-            return False
-        self._chunk, self._offset = chunk, 0
-        return True
-
-    def _take(self, n: int) -> bytes:
-        start = self._offset
-        if start == 0 and n >= len(self._chunk):
-            self._offset = len(self._chunk)
-            return self._chunk
-        end = min(len(self._chunk), start + n)
-        self._offset = end
-        return self._chunk[start:end]
-
-    async def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (all until EOF if n < 0); b"" at EOF."""
-        if n == 0:
-            return b""
-        if n > 0:
-            return self._take(n) if await self._fill() else b""
-        parts = []
-        while await self._fill():
-            parts.append(self._take(len(self._chunk)))
-        return b"".join(parts)
-
-    async def readexactly(self, n: int) -> bytes:
-        """Exactly ``n`` bytes; asyncio.IncompleteReadError if the channel ends first."""
-        parts = []
-        missing = n
-        while missing > 0:
-            if not await self._fill():
-                raise asyncio.IncompleteReadError(b"".join(parts), n)
-            part = self._take(missing)
-            parts.append(part)
-            missing -= len(part)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def at_eof(self) -> bool:
-        return self._eof and self._offset >= len(self._chunk)
-
-
-class ChannelWriter:
-    """``write``/``drain``/``close`` over a SecureStream, like asyncio.StreamWriter."""
-
-    def __init__(self, stream: SecureStream) -> None:
-        self._stream = stream
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Seal and queue ``data``; like a transport, a closed channel drops it (drain reports failures)."""
-        if self._stream._closing:
-            return
-        with contextlib.suppress(ChannelError):
-            self._stream._send_nowait(data)
-
-    def writelines(self, data: list[bytes]) -> None:
-        self.write(b"".join(data))
-
-    async def drain(self) -> None:
-        await self._stream._drain()
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self._stream._start_close("bye")
-
-    async def wait_closed(self) -> None:
-        await asyncio.shield(self._stream._start_close("bye"))
-
-    def is_closing(self) -> bool:
-        return self._stream._closing or self._stream._error is not None
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._stream._writer.get_extra_info(name, default)

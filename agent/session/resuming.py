@@ -65,7 +65,7 @@ class ResumingViewer:
         try:
             stream, peer_received = await accept_resume(
                 reader, writer, session_id, session.resumption_secret, received, first, timeout=HANDSHAKE_TIMEOUT,
-                ack_delay=VIEWER_ACK_DELAY, compress=self.config.compress)
+                ack_delay=VIEWER_ACK_DELAY, compress=self.config.compress, compression=session.compression_agreed)
         except AuthFailedError:
             log.info("refused a resume that does not match this session")
             return

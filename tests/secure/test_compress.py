@@ -16,7 +16,7 @@ from tests.support.channels import drain, pair, records
 
 
 def compressing_pair():
-    viewer, agent = pair()
+    viewer, agent = pair(compression=True)  # as if both HELLOs offered ZDATA
     agent.enable_compression()
     return viewer, agent
 
