@@ -30,6 +30,8 @@ RECV_BUFFER_LIMIT = 1024 * 1024  # authenticated plaintext waiting for recv() be
 # hold ~1,200 ZDATA records of ~53 bytes that each inflate to 1 MiB. So the inner bytes held for
 # recv() stay below RECV_BUFFER_LIMIT + compress.MAX_INFLATED (one record past the limit), whatever
 # the peer packs into a read; the rest waits, still compressed, until the consumer drains.
+PONG_HIGH_WATER = 64 * 1024  # bytes queued in our transport above which a PONG waits (the latest one only):
+# a peer that sends PINGs and never reads cannot grow our write buffer by one PONG per PING.
 CLOSE_LINGER = 2.0  # after our CLOSE, how long to wait for the peer's before closing the socket
 FAILURE_DELAY = 1.0  # a wrong password is answered after this pause
 _READ_SIZE = MAX_RECORD_LENGTH + HEADER_SIZE  # one whole record; larger reads cost big allocations, not speed
@@ -129,6 +131,7 @@ class SecureStream:
         self._rx_ready = asyncio.Event()  # data, EOF or an error for recv()
         self._rx_room = asyncio.Event()  # the receive buffer is below its limit
         self._rx_room.set()
+        self._pong_due: bytes | None = None  # the latest PING's payload, if its PONG waits for room
         self._acked = asyncio.Event()  # an ACK, or the end of the channel
         self._error: ChannelError | None = None
         self._peer_closed = False
@@ -303,8 +306,8 @@ class SecureStream:
                         self._acked.set()
                         self._notify(self._on_ack, channel.peer_acked)
                     elif isinstance(event, Ping):
-                        if channel.can_send:
-                            self._write(channel.send_pong(event.payload))
+                        self._pong_due = event.payload  # coalesced: only the latest PING is answered
+                        self._send_pong()
                     elif isinstance(event, Pong):
                         if event.rtt is not None:
                             self.rtt = event.rtt if self.rtt is None else self.rtt + _RTT_GAIN * (event.rtt - self.rtt)
@@ -344,12 +347,24 @@ class SecureStream:
         if self._channel.can_send and self._channel.unacked_received > 0:
             self._write(self._channel.send_ack())
 
+    def _send_pong(self) -> None:
+        """The PONG due, unless our transport already holds more than PONG_HIGH_WATER bytes (then it
+        waits, replaced by any later PING's, and goes with our next PING or the next PING received)."""
+        payload = self._pong_due
+        if payload is None or not self._channel.can_send or self._writer.is_closing():
+            return
+        if self._writer.transport.get_write_buffer_size() > PONG_HIGH_WATER:
+            return
+        self._pong_due = None
+        self._write(self._channel.send_pong(payload))
+
     async def _ping_loop(self) -> None:
         # RTT samples are needed while data moves (flow control); an idle channel
         # only needs a keepalive now and then, which keeps idle sessions near-silent.
         moved, quiet = -1, 0.0
         while self._channel.can_send and not self._writer.is_closing():
             total = self._channel.bytes_sent + self._channel.bytes_received
+            self._send_pong()
             if total != moved or quiet >= self._idle_ping_interval:
                 self._write(self._channel.send_ping())
                 quiet = 0.0

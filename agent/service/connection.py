@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
 CLOSE_FLUSH_TIMEOUT = 1.0  # seconds the last bytes (a SecurityResult with its reason) get on close
+# Replies the protocol writes on its own (Fence responses, EndOfContinuousUpdates) pile up while the send
+# loop is blocked on a client that does not read. Above this many bytes we stop reading the client's
+# messages until the send loop has handed them to the transport: at most this plus one read's worth.
+REPLY_HIGH_WATER = 64 * 1024
 
 
 class RFBConnection:
@@ -37,6 +41,9 @@ class RFBConnection:
         self._reader = reader
         self._writer = writer
         self._kick = asyncio.Event()
+        self._replies = bytearray()  # protocol replies taken from the server, not yet written
+        self._replies_taken = asyncio.Event()  # the send loop took them (set), or more wait (clear)
+        self._replies_taken.set()
 
     @property
     def stats(self) -> UpdateStats:
@@ -74,7 +81,11 @@ class RFBConnection:
         while True:
             event = server.next_event()
             if event is NEED_DATA:
+                self._replies += server.data_to_send()  # only replies here: the send loop flushes updates at once
                 self.kick()  # answer requests and flush fence replies before blocking
+                while len(self._replies) > REPLY_HIGH_WATER:  # a client flooding requests it never reads
+                    self._replies_taken.clear()
+                    await self._replies_taken.wait()
                 server.receive_data(await self._reader.read(READ_SIZE))
                 continue
             if isinstance(event, M.ConnectionClosed):
@@ -97,13 +108,26 @@ class RFBConnection:
                 updater.finish_update(job, encoded, loop.time())
             if updater.close_reason is not None:
                 raise RemoteProtocolError(updater.close_reason)
-            await flush(self._writer, self.server)
+            await self._flush()
             if timer is not None:
                 timer.cancel()
                 timer = None
             due = updater.refresh_due_at(now)
             if due is not None and due > now and updater.wants_update:
                 timer = loop.call_at(due, self.kick)  # the lossless refresh of JPEG areas
+
+    @property
+    def replies_pending(self) -> int:
+        """Protocol replies (Fence, EndOfContinuousUpdates) waiting for the send loop, in bytes."""
+        return len(self._replies)
+
+    async def _flush(self) -> None:
+        data = bytes(self._replies) + self.server.data_to_send()  # replies first: they were queued first
+        self._replies.clear()
+        self._replies_taken.set()
+        if data:
+            self._writer.write(data)
+            await self._writer.drain()
 
 
 async def flush(writer: Any, server: RFBServer) -> None:
