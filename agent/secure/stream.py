@@ -56,30 +56,41 @@ async def connect_viewer(reader: asyncio.StreamReader, writer: asyncio.StreamWri
 
 async def accept_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session_id: str,
                        password: str, *, timeout: float = 30, failure_delay: float = FAILURE_DELAY,
-                       first: bytes = b"", **options: Any) -> SecureStream:
+                       first: bytes = b"", on_failure: Callable[[], None] | None = None,
+                       **options: Any) -> SecureStream:
     """Agent side: check the viewer knows the session password and return the open channel.
 
     Raises AuthFailedError for a wrong password, ChannelError or asyncio.TimeoutError for
-    anything else; the connection is closed on every failure. The
+    anything else; the connection is closed on every failure. ``on_failure()`` is called the
+    moment a wrong password is known, before the failure delay and before FAILED is written, so a
+    viewer that resets the connection then cannot keep its guess from being counted. The
     ``compress`` option (ZDATA) is offered in the HELLO and used only if the viewer offers it too.
     """
     handshake = AgentHandshake(session_id, password, compression=bool(options.get("compress")))
     if first:  # the prefix the caller read to tell a HELLO from a RESUME
         handshake.receive_data(first)
-    outcome = await _handshake(handshake, reader, writer, timeout, failure_delay=failure_delay)
+    outcome = await _handshake(handshake, reader, writer, timeout, failure_delay=failure_delay,
+                               on_failure=on_failure)
     if isinstance(outcome, AuthFailed):
         raise AuthFailedError("a viewer tried a wrong session password")
     return SecureStream(reader, writer, outcome.channel, **options)
 
 
 async def _handshake(handshake: _Handshake, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     timeout: float, *, failure_delay: float) -> Established | AuthFailed:
+                     timeout: float, *, failure_delay: float,
+                     on_failure: Callable[[], None] | None = None) -> Established | AuthFailed:
     async def run() -> Established | AuthFailed:
         while True:
             event = handshake.next_event()
             out = handshake.data_to_send()
             if isinstance(event, AuthFailed):
+                if on_failure is not None:
+                    on_failure()  # counted first: nothing the viewer does from here on can undo it
                 await asyncio.sleep(failure_delay)
+                with contextlib.suppress(ConnectionError, OSError):  # a viewer gone by now still failed
+                    writer.write(out)
+                    await writer.drain()
+                return event
             if out:
                 writer.write(out)
                 await writer.drain()

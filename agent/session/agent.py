@@ -340,12 +340,14 @@ class Agent(ResumingViewer):
             writer.close()
             return
         try:
+            # A wrong password is counted the moment it is known (on_failure), before the failure delay
+            # and the FAILED write: a viewer that resets the connection then cannot dodge the count.
             stream = await accept_agent(reader, writer, session_id, password.reveal(), timeout=HANDSHAKE_TIMEOUT,
                                         failure_delay=self.config.auth_failure_delay, ack_delay=VIEWER_ACK_DELAY,
-                                        compress=self.config.compress, first=first)
+                                        compress=self.config.compress, first=first,
+                                        on_failure=lambda: self._apply(lc.AuthFailed(attempt=attempt)))
         except AuthFailedError:
-            self._apply(lc.AuthFailed(attempt=attempt))
-            return
+            return  # already counted by on_failure
         except (ChannelError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
             self._apply(lc.ViewerLeft(reason=f"handshake failed: {exc}", attempt=attempt))
             return
