@@ -22,10 +22,11 @@ KEYS = derive_session_keys(b"s" * 32, b"x" * 32, b"t" * 32)
 
 def TestOneInput(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    hostile = Channel(Role.VIEWER, KEYS)
-    target = Channel(Role.AGENT, KEYS)
-    if fdp.ConsumeBool():
-        target.enable_compression()  # as if both ends agreed on ZDATA
+    agreed = fdp.ConsumeBool()  # both ends agreed on ZDATA in the handshake, or not (then ZDATA is refused)
+    hostile = Channel(Role.VIEWER, KEYS, compression=agreed)
+    target = Channel(Role.AGENT, KEYS, compression=agreed)
+    if agreed:
+        target.enable_compression()
     try:
         for _ in range(fdp.ConsumeIntInRange(1, 8)):
             rtype = fdp.ConsumeIntInRange(0, 255)
