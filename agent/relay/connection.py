@@ -103,6 +103,8 @@ class Connection(asyncio.BufferedProtocol):
         self.state = ConnState.HELLO
         self.transport: asyncio.Transport | None = None
         self.source = "?"
+        self.source_key = "?"  # the source as rate limits count it: an IPv6 /64 or an IPv4 address
+        self.state_role = ""   # "viewer" once a viewer hello was accepted
         self.session: Any = None  # the server's record of the session this connection belongs to
         self.peer: Connection | None = None
         self.pair: Pair | None = None
@@ -125,6 +127,7 @@ class Connection(asyncio.BufferedProtocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.source = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        self.source_key = p.source_key(self.source)
         transport.set_write_buffer_limits(high=self.server.high_water)
         if not self.server._admit(self):
             self.fail(p.TOO_MANY_CONNECTIONS)

@@ -12,6 +12,7 @@ RelayProtocolError with a reason fit to send back.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import secrets
@@ -69,6 +70,20 @@ class RelayProtocolError(RelayError, RemoteProtocolError):
 
 class InvalidSessionIdError(UsageError):
     """A session ID is nine digits, e.g. "123 456 789"; spaces and dashes are optional."""
+
+
+def source_key(address: str) -> str:
+    """The unit rate limits count: an IPv6 source by its /64 (one subscriber's LAN, which hands its
+    hosts 2^64 addresses), an IPv4 source (or IPv4-mapped IPv6) by its address; anything else as is."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def format_session_id(session_id: str) -> str:

@@ -53,18 +53,37 @@ class RelayStats:
     peak_write_buffer: int = 0  # largest write buffer any single connection reached, in bytes
 
 
+# Several viewers may ask for one session at once (issue #11 A): the relay cannot tell the technician
+# from a stranger who knows the 9-digit ID, so it hands the agent a ticket for each and the agent keeps
+# the first that proves the password. A silent asker costs one slot for at most the agent's
+# pre-authentication deadline (agent.session.agent.PREAUTH_TIMEOUT, 5 s).
+MAX_VIEWERS_PER_SESSION = 8
+"""Viewer connections (waiting or paired) one session may have: the technician, a resume, and room for
+the technician to get in past a few silent strangers; beyond it a viewer is told "session busy"."""
+MAX_VIEWERS_PER_SESSION_PER_SOURCE = 4
+"""Of those, from one source (an IPv6 /64 or an IPv4 address): one attacker's address cannot take
+every slot; the technician's own client needs one or two (a resume overlaps the cut connection)."""
+
+
+@dataclass(eq=False)
+class _Ticket:
+    viewer: Connection
+    sent: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+
 @dataclass(eq=False)
 class _Session:
     id: str
     token: str = field(repr=False)
     control: Connection | None = None
-    viewer: Connection | None = None
-    data: Connection | None = None
-    ticket: str | None = field(default=None, repr=False)
-    ticket_sent: bool = False
-    ticket_timer: asyncio.TimerHandle | None = None
+    waiting: dict[str, _Ticket] = field(default_factory=dict, repr=False)  # ticket -> the viewer asking
+    paired: set[Connection] = field(default_factory=set)  # viewer and agent-data connections of live pairs
     expiry: asyncio.TimerHandle | None = None
     expired: bool = False
+
+    def viewers(self) -> list[Connection]:
+        return [t.viewer for t in self.waiting.values()] + [c for c in self.paired if c.state_role == "viewer"]
 
 
 class RelayServer:
@@ -120,7 +139,8 @@ class RelayServer:
         for conn in list(self._conns):
             conn.fail(p.SHUTTING_DOWN)
         for session in self._sessions.values():
-            for timer in (session.ticket_timer, session.expiry):
+            timers = [t.timer for t in session.waiting.values()] + [session.expiry]
+            for timer in timers:
                 if timer is not None:
                     timer.cancel()
         self._sessions.clear()
@@ -212,8 +232,9 @@ class RelayServer:
         conn.state = ConnState.CONTROL
         conn.send(p.Registered(session.id, session.token).encode())
         conn.start_keepalive()
-        if session.ticket is not None and not session.ticket_sent:
-            self._notify_agent(session)
+        for ticket, pending in session.waiting.items():
+            if not pending.sent:
+                self._notify_agent(session, ticket)
 
     def _may_adopt(self, conn: Connection, hello: p.AgentHello) -> bool:
         """May this agent keep an ID (free here) and token it got from the relay before a restart?"""
@@ -230,47 +251,54 @@ class RelayServer:
         if session is None or session.expired:
             conn.fail(p.NO_SUCH_SESSION)
             return
-        if session.viewer is not None:
+        viewers = session.viewers()
+        if len(viewers) >= MAX_VIEWERS_PER_SESSION or \
+                sum(v.source_key == conn.source_key for v in viewers) >= MAX_VIEWERS_PER_SESSION_PER_SOURCE:
             conn.fail(p.SESSION_BUSY)
             return
-        session.viewer = conn
-        session.ticket = p.new_secret()
-        session.ticket_sent = False
-        session.ticket_timer = self.loop.call_later(self.ticket_timeout, self._ticket_expired, session, conn)
+        ticket = p.new_secret()
+        pending = _Ticket(conn)
+        pending.timer = self.loop.call_later(self.ticket_timeout, self._ticket_expired, session, ticket)
+        session.waiting[ticket] = pending
         conn.session = session
+        conn.state_role = "viewer"
         conn.state = ConnState.WAITING
         conn.send(p.Waiting().encode())
         conn.hold_early(trailing)
         relay_event("viewer-waiting", session=p.short_session_id(session.id))
         if session.control is not None:
-            self._notify_agent(session)
+            self._notify_agent(session, ticket)
 
-    def _notify_agent(self, session: _Session) -> None:
-        assert session.control is not None and session.ticket is not None
-        session.control.send(p.ViewerArrived(session.ticket).encode())
-        session.ticket_sent = True
+    def _notify_agent(self, session: _Session, ticket: str) -> None:
+        assert session.control is not None
+        session.control.send(p.ViewerArrived(ticket).encode())
+        session.waiting[ticket].sent = True
 
-    def _ticket_expired(self, session: _Session, viewer: Connection) -> None:
-        session.ticket_timer = None
-        if session.viewer is viewer and viewer.state is ConnState.WAITING:
+    def _ticket_expired(self, session: _Session, ticket: str) -> None:
+        pending = session.waiting.pop(ticket, None)
+        if pending is not None:
+            pending.timer = None
             relay_event("ticket-expired", session=p.short_session_id(session.id))
-            viewer.fail(p.AGENT_DID_NOT_ANSWER)
+            pending.viewer.fail(p.AGENT_DID_NOT_ANSWER)
 
     def _on_agent_data(self, conn: Connection, hello: p.AgentDataHello, trailing: bytes) -> None:
         session = self._sessions.get(hello.session)
         if session is None:
             conn.fail(p.NO_SUCH_SESSION)
             return
-        ticket = session.ticket
-        viewer = session.viewer
-        if ticket is None or viewer is None or not hmac.compare_digest(ticket.encode(), hello.ticket.encode()):
+        # Every waiting ticket is compared (constant time each), so the look-up leaks nothing of any of them.
+        found: str | None = None
+        for ticket in session.waiting:
+            if hmac.compare_digest(ticket.encode(), hello.ticket.encode()):
+                found = ticket
+        if found is None:
             conn.fail(p.NO_SUCH_TICKET)
             return
-        session.ticket = None
-        if session.ticket_timer is not None:
-            session.ticket_timer.cancel()
-            session.ticket_timer = None
-        session.data = conn
+        pending = session.waiting.pop(found)
+        if pending.timer is not None:
+            pending.timer.cancel()
+        viewer = pending.viewer
+        session.paired.update((viewer, conn))
         conn.session = session
         self.stats.paired += 1
         relay_event("paired", session=p.short_session_id(session.id))
@@ -288,27 +316,25 @@ class RelayServer:
             session.control = None
             session.expiry = self.loop.call_later(self.reregister_window, self._expire, session)
             relay_event("agent-disconnected", session=p.short_session_id(session.id))
-        if session.viewer is conn:
-            session.viewer = None
-            session.ticket = None
-            if session.ticket_timer is not None:
-                session.ticket_timer.cancel()
-                session.ticket_timer = None
-        if session.data is conn:
-            session.data = None
+        for ticket, pending in list(session.waiting.items()):
+            if pending.viewer is conn:
+                del session.waiting[ticket]
+                if pending.timer is not None:
+                    pending.timer.cancel()
+        session.paired.discard(conn)
         self._maybe_forget(session)
 
     def _expire(self, session: _Session) -> None:
         session.expiry = None
         if session.control is None:
             session.expired = True
-            if session.viewer is not None and session.viewer.state is ConnState.WAITING:
-                session.viewer.fail(p.NO_SUCH_SESSION)
+            for pending in list(session.waiting.values()):
+                pending.viewer.fail(p.NO_SUCH_SESSION)
             self._maybe_forget(session)
 
     def _maybe_forget(self, session: _Session) -> None:
         # An ID stays reserved while any connection still uses it, so it is never handed out twice.
-        if session.expired and session.control is None and session.viewer is None and session.data is None:
+        if session.expired and session.control is None and not session.waiting and not session.paired:
             if self._sessions.get(session.id) is session:
                 del self._sessions[session.id]
                 self.stats.sessions = len(self._sessions)

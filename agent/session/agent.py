@@ -38,16 +38,13 @@ from agent.session.channel import LINK_EVENT_INTERVAL, ViewerChannel
 from agent.session.errors import CommandUnknown, ConsentNotRecorded, NoSession, NotAllowed, SessionOver, TermsMismatch
 from agent.session.flow import FlowController
 from agent.session.link import Link
+from agent.session.admission import HANDSHAKE_TIMEOUT, PREAUTH_TIMEOUT, VIEWER_ACK_DELAY, AdmittingViewer  # noqa: F401
 from agent.session.resuming import ResumingViewer
 
 log = logging.getLogger(__name__)
 
 CONFIRM_TIMEOUT = 120.0     # seconds the customer has to accept a connection (--confirm-each)
 RESUME_TIMEOUT = 120.0      # seconds a cut viewer has to resume before the session gives it up
-HANDSHAKE_TIMEOUT = 30.0
-# The viewer sends only small requests and input, and nothing flow-controls on our ACKs of them:
-# acknowledge lazily, so a typing session is not one ACK record down the customer's link per keystroke.
-VIEWER_ACK_DELAY = 1.0
 
 
 @dataclass
@@ -82,7 +79,7 @@ class AgentConfig:
             raise UsageError("no relay: pass --relay HOST:PORT, set REJNET_RELAY, or --listen HOST:PORT")
 
 
-class Agent(ResumingViewer):
+class Agent(AdmittingViewer, ResumingViewer):
     """A remote-support session on this machine; see the module docstring."""
 
     def __init__(self, config: AgentConfig, *,
@@ -102,6 +99,8 @@ class Agent(ResumingViewer):
         self._session: Any = None  # its SessionChannel (agent.secure.session_channel): one per viewer, resumable
         self._rfb: Any = None      # the RFB stream inside it (the newest local VNC connection on the bridge)
         self._stream_task: asyncio.Task[Any] | None = None
+        self._handshakes: dict[int, asyncio.StreamWriter] = {}  # attempt -> connection, while its PAKE runs
+        self._throttle_told = ""  # the throttle reason the launcher was last told of ("": none)
         self._confirm_timer: asyncio.TimerHandle | None = None
         self._resume_timer: asyncio.TimerHandle | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
@@ -313,56 +312,6 @@ class Agent(ResumingViewer):
     def _link_lost(self, reason: str) -> None:
         self._apply(lc.LinkFailed(reason=reason))
 
-    async def _viewer_attempt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
-        from agent.net import close_stream
-        from agent.secure.errors import AuthFailedError, ChannelError
-        from agent.secure.handshake import Kind, peek_kind
-        from agent.secure.session_channel import SessionChannel
-        from agent.secure.session_channel import peek_first_message
-        from agent.secure.stream import accept_agent
-
-        try:
-            first = await peek_first_message(reader, HANDSHAKE_TIMEOUT)
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError):
-            await close_stream(writer)
-            return
-        if peek_kind(first) is Kind.RESUME:
-            await self._resume_attempt(reader, writer, first)
-            return
-        if not self.machine.can_accept_viewer:
-            await close_stream(writer)
-            return
-        self._apply(lc.ViewerArrived(peer))
-        attempt = self.machine.attempt
-        password = self.machine.password
-        session_id = self.machine.session_id
-        if password is None or session_id is None:
-            writer.close()
-            return
-        try:
-            # A wrong password is counted the moment it is known (on_failure), before the failure delay
-            # and the FAILED write: a viewer that resets the connection then cannot dodge the count.
-            stream = await accept_agent(reader, writer, session_id, password.reveal(), timeout=HANDSHAKE_TIMEOUT,
-                                        failure_delay=self.config.auth_failure_delay, ack_delay=VIEWER_ACK_DELAY,
-                                        compress=self.config.compress, first=first,
-                                        on_failure=lambda: self._apply(lc.AuthFailed(attempt=attempt)))
-        except AuthFailedError:
-            return  # already counted by on_failure
-        except (ChannelError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
-            self._apply(lc.ViewerLeft(reason=f"handshake failed: {exc}", attempt=attempt))
-            return
-        if self.machine.attempt != attempt or self.machine.state is not lc.State.AUTHENTICATING:
-            await stream.close("session is no longer waiting for this viewer")
-            return
-        # No await from here on: the channel watches the stream before anything can arrive on it.
-        session = SessionChannel(stream, "agent", on_message=self._session_message, on_open=self._stream_opened,
-                                 on_transport_end=lambda cut: self._transport_ended(session, attempt, cut))
-        self._session = session
-        self._channel = ViewerChannel(session, self.service, report=self._report_link, on_end=lambda channel: None)
-        self.flow = self._channel.flow
-        self._publish({"event": "safety_code", "code": stream.safety_code})
-        self._apply(lc.AuthSucceeded(attempt=attempt))
-
     def _report_link(self, event: dict[str, Any]) -> None:
         """The ``link`` event subscribers see every LINK_EVENT_INTERVAL seconds while a viewer is connected."""
         event["updates"] = self.stats["updates"]
@@ -478,4 +427,4 @@ class Agent(ResumingViewer):
             queue.put_nowait(event)
 
 
-__all__ = ["LINK_EVENT_INTERVAL", "Agent", "AgentConfig", "RejnetError"]
+__all__ = ["LINK_EVENT_INTERVAL", "PREAUTH_TIMEOUT", "Agent", "AgentConfig", "RejnetError"]

@@ -41,11 +41,9 @@ hit the next viewer.
 """
 from __future__ import annotations
 
-import enum
 import logging
 from typing import Any, Literal
 
-from agent.errors import RejnetError
 from agent.session.events import (
     Accepted, Action, AwaitResume, AuthFailed, AuthSucceeded, ConfirmTimedOut, ConsentRecorded, DisconnectViewer,
     EmitEvent, Ended, Event, LinkFailed, PathLost, PathResumed, RecordEnd, Registered, Rejected, ReleaseInputs,
@@ -53,6 +51,9 @@ from agent.session.events import (
     StopStreaming, Terminate, ViewerArrived, ViewerLeft,
 )
 from agent.session.password import PasswordPolicy, SessionPassword
+from agent.session.states import (
+    _AUTHENTICATED, _TRANSITIONS, _VIEWER_STATES, ConsentRequired, IllegalTransition, LifecycleError, State,
+)
 
 __all__ = [
     # the machine and its vocabulary
@@ -73,75 +74,12 @@ Scope = Literal["view", "control"]
 SCOPES: tuple[str, ...] = ("view", "control")
 TERMINATORS: tuple[str, ...] = ("launcher", "viewer", "signal", "timeout")
 REASON_MAX = 200
+MAX_PENDING_HANDSHAKES = 4
+"""Handshakes that may run at once (issue #11 A): a stranger who knows the ID cannot hold the session by
+starting one and going quiet, because the technician's runs beside it and the first to prove the
+password wins (the others are closed). Each pending one ends within the pre-authentication deadline."""
 CONSENT_REFUSED = "consent_refused"
 
-
-class State(enum.Enum):
-    STARTING = "starting"
-    WAITING = "waiting"
-    AUTHENTICATING = "authenticating"
-    CONSENT_PENDING = "consent_pending"
-    ACTIVE = "active"
-    RECONNECTING = "reconnecting"  # the authenticated viewer's path was cut; waiting for its resume
-    ENDED = "ended"
-
-
-_VIEWER_STATES = frozenset({State.AUTHENTICATING, State.CONSENT_PENDING, State.ACTIVE, State.RECONNECTING})
-_AUTHENTICATED = frozenset({State.CONSENT_PENDING, State.ACTIVE, State.RECONNECTING})
-
-
-# --- errors ------------------------------------------------------------------
-
-class LifecycleError(RejnetError):
-    """The session cannot do what was asked in its current state; nothing was changed."""
-
-
-class IllegalTransition(LifecycleError):
-    """This event is not allowed in the session's current state; the session is unchanged.
-
-    The message names both, e.g. "Accepted is not allowed in state 'waiting'";
-    a launcher showing it should refresh its view of the session (``status``).
-    """
-
-    def __init__(self, state: State, event: object, detail: str = "") -> None:
-        self.state = state
-        self.event_name = type(event).__name__
-        text = f"{self.event_name} is not allowed in state {state.value!r}"
-        super().__init__(f"{text}: {detail}" if detail else text)
-
-
-class ConsentRequired(IllegalTransition):
-    """The requested scope goes beyond the consent the customer gave; record a consent for it first."""
-
-
-# --- the transition table ------------------------------------------------------
-# (state, event type) -> next state. CONSENT_PENDING -> ACTIVE is state-triggered
-# (h11 style): it fires after any event once the consent conditions hold.
-
-S = State
-_TRANSITIONS: dict[State, dict[type, State]] = {
-    S.STARTING: {Registered: S.WAITING, ConsentRecorded: S.STARTING, ScopeChanged: S.STARTING,
-                 LinkFailed: S.ENDED, Terminate: S.ENDED},
-    S.WAITING: {Registered: S.WAITING, ViewerArrived: S.AUTHENTICATING, ConsentRecorded: S.WAITING,
-                ScopeChanged: S.WAITING, LinkFailed: S.ENDED, Terminate: S.ENDED},
-    S.AUTHENTICATING: {Registered: S.AUTHENTICATING, AuthFailed: S.WAITING, AuthSucceeded: S.CONSENT_PENDING,
-                       ConsentRecorded: S.AUTHENTICATING, ScopeChanged: S.AUTHENTICATING,
-                       ViewerLeft: S.WAITING, LinkFailed: S.WAITING, Terminate: S.ENDED},
-    S.CONSENT_PENDING: {Registered: S.CONSENT_PENDING, ConsentRecorded: S.CONSENT_PENDING,
-                        ScopeChanged: S.CONSENT_PENDING, Accepted: S.CONSENT_PENDING, Rejected: S.WAITING,
-                        ConfirmTimedOut: S.WAITING, ViewerLeft: S.WAITING, LinkFailed: S.WAITING,
-                        PathLost: S.RECONNECTING, Terminate: S.ENDED},
-    S.ACTIVE: {Registered: S.ACTIVE, ConsentRecorded: S.ACTIVE, ScopeChanged: S.ACTIVE,
-               ViewerLeft: S.WAITING, LinkFailed: S.WAITING, PathLost: S.RECONNECTING, Terminate: S.ENDED},
-    S.RECONNECTING: {Registered: S.RECONNECTING, ConsentRecorded: S.RECONNECTING, ScopeChanged: S.RECONNECTING,
-                     Accepted: S.RECONNECTING, Rejected: S.WAITING, ConfirmTimedOut: S.WAITING,
-                     PathLost: S.RECONNECTING, PathResumed: S.ACTIVE, ResumeGaveUp: S.WAITING,
-                     ViewerLeft: S.WAITING, LinkFailed: S.RECONNECTING, Terminate: S.ENDED},
-    # Terminal: late "it is over" news is absorbed, anything else is an error.
-    S.ENDED: {Terminate: S.ENDED, ViewerLeft: S.ENDED, LinkFailed: S.ENDED, PathLost: S.ENDED,
-              ResumeGaveUp: S.ENDED},
-}
-del S
 
 _LEAVE_REASONS: dict[type, str] = {
     AuthFailed: "authentication failed",
@@ -175,7 +113,9 @@ class SessionMachine:
         self._state = State.STARTING
         self._session_id: str | None = None
         self._peer: str | None = None
-        self._attempt = 0
+        self._attempt = 0   # the current viewer's connection number (the newest while authenticating)
+        self._counter = 0   # connection numbers issued so far
+        self._pending: set[int] = set()  # handshakes in progress (AUTHENTICATING)
         self._consent: tuple[str, int] | None = None  # (scope, ledger row id) in force
         self._rows: list[int] = []  # every consent row of this session, each gets its end time
         self._chosen: str | None = None  # scope in force when active, within the consent
@@ -225,8 +165,18 @@ class SessionMachine:
 
     @property
     def can_accept_viewer(self) -> bool:
-        """True when a new viewer may start authenticating (one viewer at a time)."""
+        """True when a new viewer may start authenticating: waiting, or handshakes running below the cap."""
+        if self._state is State.AUTHENTICATING:
+            return len(self._pending) < MAX_PENDING_HANDSHAKES
         return self._state is State.WAITING
+
+    def retry_after(self) -> tuple[float, str]:
+        """Seconds before a new handshake (a guess) may start, and why; (0.0, "") when it may now."""
+        return self._policy.retry_after(len(self._pending))
+
+    def pending(self, attempt: int) -> bool:
+        """True while this connection's handshake may still win the session."""
+        return self._state is State.AUTHENTICATING and attempt in self._pending
 
     @property
     def ended(self) -> tuple[str, int] | None:
@@ -264,9 +214,14 @@ class SessionMachine:
         Raises IllegalTransition (or ConsentRequired) with the machine unchanged.
         """
         attempt = getattr(event, "attempt", None)
-        if attempt is not None and (attempt != self._attempt or self._state not in _VIEWER_STATES):
-            log.debug("ignoring %s from earlier connection", type(event).__name__)
-            return []
+        if attempt is not None:
+            if self._state is State.AUTHENTICATING:
+                stale = attempt not in self._pending
+            else:
+                stale = attempt != self._attempt or self._state not in _VIEWER_STATES
+            if stale:
+                log.debug("ignoring %s from earlier connection", type(event).__name__)
+                return []
         target = _TRANSITIONS[self._state].get(type(event))
         if target is None:
             raise IllegalTransition(self._state, event)
@@ -289,6 +244,8 @@ class SessionMachine:
         elif isinstance(event, ViewerArrived):
             if not isinstance(event.peer, str) or not event.peer or len(event.peer) > 200:
                 raise IllegalTransition(state, event, "the peer address must be a short non-empty string")
+            if not self.can_accept_viewer:
+                raise IllegalTransition(state, event, f"{MAX_PENDING_HANDSHAKES} handshakes are already running")
         elif isinstance(event, ConsentRecorded):
             if event.scope not in SCOPES:
                 raise IllegalTransition(state, event, "scope must be 'view' or 'control'")
@@ -318,19 +275,35 @@ class SessionMachine:
         return [ShowCredentials()] if changed else []
 
     def _on_ViewerArrived(self, event: ViewerArrived, target: State) -> list[Action]:
-        self._attempt += 1
+        self._counter += 1
+        self._attempt = self._counter
+        self._pending.add(self._counter)
         self._peer = event.peer
         self._accepted = False
+        if self._state is State.AUTHENTICATING:
+            return []  # another handshake beside those running
         return self._switch(target)
 
+    def _settle(self, event: Event) -> bool:
+        """One pending handshake ended; True if others still run (the session stays authenticating)."""
+        attempt = getattr(event, "attempt", None)
+        self._pending.discard(self._attempt if attempt is None else attempt)
+        return bool(self._pending)
+
     def _on_AuthFailed(self, event: AuthFailed, target: State) -> list[Action]:
-        actions = self._switch(target, _LEAVE_REASONS[AuthFailed])
+        if self._settle(event):
+            actions: list[Action] = []
+        else:
+            actions = self._switch(target, _LEAVE_REASONS[AuthFailed])
         actions.append(EmitEvent({"event": "auth_failed"}))
         if self._policy.record_failure():
             actions += [RotatePassword(), ShowCredentials(), EmitEvent({"event": "password_rotated", "reason": "failures"})]
         return actions
 
     def _on_AuthSucceeded(self, event: AuthSucceeded, target: State) -> list[Action]:
+        attempt = getattr(event, "attempt", None)
+        self._attempt = self._attempt if attempt is None else attempt  # the winner; the others are closed
+        self._pending.clear()
         actions: list[Action] = [EmitEvent({"event": "viewer", "address": self._peer})]
         actions += self._switch(target)
         self._policy.rotate()  # the password works once: this viewer resumes with the channel's secret
@@ -364,12 +337,15 @@ class SessionMachine:
     def _on_ViewerLeft(self, event: ViewerLeft, target: State) -> list[Action]:
         if self._state is State.ENDED:
             return []
+        if self._state is State.AUTHENTICATING and self._settle(event):
+            return []
         return self._viewer_gone(_clean_reason(event.reason, "viewer disconnected"), cause="viewer",
                                  viewer_gone=True)
 
     def _on_LinkFailed(self, event: LinkFailed, target: State) -> list[Action]:
         if self._state is State.ENDED:
             return []
+        self._pending.clear()
         reason = _clean_reason(event.reason, "link failed")
         if target is State.ENDED:
             return self._end_session(f"link failed: {reason}", cause="link", exit_code=1)
@@ -427,6 +403,7 @@ class SessionMachine:
     def _on_Terminate(self, event: Terminate, target: State) -> list[Action]:
         if self._state is State.ENDED:
             return []
+        self._pending.clear()
         reason = _clean_reason(event.reason, f"ended by the {event.by}")
         code = 4 if event.by == "viewer" or reason == CONSENT_REFUSED else 0
         return self._end_session(reason, cause=event.by, exit_code=code)

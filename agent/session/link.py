@@ -8,9 +8,10 @@ happens on that connection (the PAKE, consent, RFB) is the session's
 business. ``peer`` is ``"relay"`` through a relay (the agent never learns the
 viewer's address there, DESIGN §4.4) and ``"host:port"`` in direct mode.
 
-Only one viewer at a time: ``can_accept()`` (the machine's
-``can_accept_viewer``) is asked before a ticket costs a data connection, and
-a direct connection arriving while it is false is closed at once.
+``can_accept()`` (the machine's ``can_accept_viewer``: waiting, or fewer
+handshakes running than its cap, or a resumable channel) is asked before a
+ticket costs a data connection, and a direct connection arriving while it is
+false is closed at once; the session decides which handshake wins.
 """
 from __future__ import annotations
 

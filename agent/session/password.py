@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import time
 import weakref
 from typing import Callable
 
@@ -31,6 +32,22 @@ LENGTH = 6
 
 MAX_FAILURES = 3
 """Wrong guesses allowed against one password value before it is rotated (DESIGN §4.2 point 4)."""
+
+FREE_FAILURES = 3
+"""Wrong guesses in a session before any back-off: a technician who mistypes is not slowed down."""
+
+BACKOFF_BASE = 2.0
+BACKOFF_MAX = 30.0
+"""Beyond FREE_FAILURES, the n-th wrong guess in the session (whatever password value it was against)
+holds off the next guess for BACKOFF_BASE * 2**(n - FREE_FAILURES - 1) seconds, at most BACKOFF_MAX:
+2, 4, 8, 16, 30, 30 ... So a stranger gets about two guesses a minute, a few more with handshakes run
+at once (lifecycle.MAX_PENDING_HANDSHAKES): some 8.9e8 guesses expected against 31**6 values is
+centuries; and the technician waits at most BACKOFF_MAX after the last wrong guess."""
+
+ROTATION_INTERVAL = 60.0
+"""At most one rotation caused by wrong guesses per this many seconds: a stranger cannot make the
+password the customer is dictating go stale every few seconds. Near the limit the guess that would
+rotate again is refused (not run, not counted) until the interval has passed."""
 
 MASK = "******"
 
@@ -127,14 +144,40 @@ class PasswordPolicy:
     """
 
     def __init__(self, max_failures: int = MAX_FAILURES,
-                 generate: Callable[[], SessionPassword] = SessionPassword.generate) -> None:
+                 generate: Callable[[], SessionPassword] = SessionPassword.generate, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if max_failures < 1:
             raise ValueError("max_failures must be at least 1")
         self._max_failures = max_failures
         self._generate = generate
+        self._clock = clock
         self._password: SessionPassword | None = generate()
         self._failures = 0
         self._rotations = 0
+        self._total = 0                       # wrong guesses in the whole session, across values
+        self._last_failure = float("-inf")
+        self._last_forced = float("-inf")     # the last rotation wrong guesses caused
+
+    @property
+    def total_failures(self) -> int:
+        """Wrong guesses in the whole session, across password values (drives the back-off)."""
+        return self._total
+
+    def retry_after(self, in_flight: int = 0) -> tuple[float, str]:
+        """Seconds before another guess may start (0.0: now) and why ("backoff", "rotation_rate" or "").
+
+        ``in_flight``: handshakes already running, each a guess that may still fail."""
+        now = self._clock()
+        wait, why = 0.0, ""
+        excess = self._total - FREE_FAILURES
+        if excess > 0:
+            backoff = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(excess - 1, 16))
+            wait, why = max(0.0, self._last_failure + backoff - now), "backoff"
+        if self._failures + in_flight + 1 >= self._max_failures:  # this guess could rotate the password
+            rotation = self._last_forced + ROTATION_INTERVAL - now
+            if rotation > wait:
+                wait, why = rotation, "rotation_rate"
+        return (wait, why) if wait > 0 else (0.0, "")
 
     @property
     def password(self) -> SessionPassword | None:
@@ -155,9 +198,12 @@ class PasswordPolicy:
         if self._password is None:
             raise PasswordWipedError("the session password was wiped when the session ended")
         self._failures += 1
+        self._total += 1
+        self._last_failure = self._clock()
         if self._failures < self._max_failures:
             return False
         self.rotate()
+        self._last_forced = self._last_failure
         return True
 
     def rotate(self) -> SessionPassword:

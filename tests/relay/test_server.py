@@ -164,23 +164,32 @@ def test_unknown_session() -> None:
     run(main())
 
 
-def test_one_viewer_at_a_time() -> None:
+def test_several_viewers_may_ask_up_to_the_cap() -> None:
+    """Issue #11 A: a viewer may ask while another is pending (the agent decides who wins), up to
+    MAX_VIEWERS_PER_SESSION in all and MAX_VIEWERS_PER_SESSION_PER_SOURCE from one source."""
+    from agent.relay.server import MAX_VIEWERS_PER_SESSION_PER_SOURCE
+
     async def main() -> None:
         server = await relay()
         control, session, _ = await register(server)
-        first = await connect(server, {"v": 1, "role": "viewer", "session": session})
-        assert await line(first[0]) == {"status": "waiting"}
-        second = await connect(server, {"v": 1, "role": "viewer", "session": session})
-        assert await error_then_close(second[0]) == "session busy"
+        waiting = []
+        for _ in range(MAX_VIEWERS_PER_SESSION_PER_SOURCE):
+            conn = await connect(server, {"v": 1, "role": "viewer", "session": session})
+            assert await line(conn[0]) == {"status": "waiting"}
+            waiting.append(conn)
+        tickets = {(await line(control[0]))["ticket"] for _ in waiting}
+        assert len(tickets) == MAX_VIEWERS_PER_SESSION_PER_SOURCE  # one ticket each
+        over = await connect(server, {"v": 1, "role": "viewer", "session": session})
+        assert await error_then_close(over[0]) == "session busy"  # this source's share is used up
         with pytest.raises(SessionBusyError):
             await open_viewer("127.0.0.1", server.port, session)
-        await close_all(first[1], second[1])
-        # once the first viewer is gone the session takes a new one, and busy again while paired
-        await line(control[0])  # the first viewer's ticket, never answered
+        await close_all(over[1], *(w for _, w in waiting))
+        for _ in range(100):
+            if not server._sessions[session].waiting:
+                break
+            await asyncio.sleep(0.01)
         (vr, vw), (ar, aw) = await pair(server, control, session)
-        third = await connect(server, {"v": 1, "role": "viewer", "session": session})
-        assert await error_then_close(third[0]) == "session busy"
-        await close_all(vw, aw, third[1], control[1])
+        await close_all(vw, aw, control[1])
         await server.close()
 
     run(main())
@@ -195,7 +204,7 @@ def test_failed_attempt_costs_a_data_connection_not_the_id() -> None:
         assert await asyncio.wait_for(vr.read(), 5) == b""
         await close_all(vw, aw)
         for _ in range(50):
-            if server._sessions[session].viewer is None:
+            if not server._sessions[session].paired:
                 break
             await asyncio.sleep(0.01)
         (vr, vw), (ar, aw) = await pair(server, control, session)  # same ID, next attempt

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.session.lifecycle import (_TRANSITIONS, SCOPES, TERMINATORS, Accepted, AuthFailed, AuthSucceeded, ConfirmTimedOut,
+from agent.session.lifecycle import (_TRANSITIONS, MAX_PENDING_HANDSHAKES, SCOPES, TERMINATORS, Accepted, AuthFailed, AuthSucceeded, ConfirmTimedOut,
                              ConsentRecorded, ConsentRequired, DisconnectViewer, EmitEvent, Ended, IllegalTransition,
                              LifecycleError, LinkFailed, RecordEnd, Registered, Rejected, ReleaseInputs,
                              RequestConfirmation, RotatePassword, ScopeChanged, SessionMachine, SetScope,
@@ -275,9 +275,13 @@ def test_bad_inputs_are_refused_without_change() -> None:
     with pytest.raises(IllegalTransition):
         m.handle(ViewerArrived(""))
     _feed(m, ViewerArrived(PEER))
+    # several handshakes may run at once (issue #11 A), up to MAX_PENDING_HANDSHAKES
+    for _ in range(MAX_PENDING_HANDSHAKES - 1):
+        assert m.can_accept_viewer
+        _feed(m, ViewerArrived("203.0.113.9:5000"))
     assert not m.can_accept_viewer
-    with pytest.raises(IllegalTransition, match="ViewerArrived is not allowed in state 'authenticating'"):
-        m.handle(ViewerArrived("203.0.113.9:5000"))  # one viewer at a time
+    with pytest.raises(IllegalTransition, match="handshakes are already running"):
+        m.handle(ViewerArrived("203.0.113.9:5000"))
 
 
 def test_every_state_lists_its_events_in_the_table() -> None:
