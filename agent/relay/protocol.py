@@ -39,6 +39,8 @@ AGENT_DID_NOT_ANSWER = "agent did not answer"
 HELLO_TIMEOUT = "hello timeout"
 LINE_TOO_LONG = "line too long"
 TOO_MANY_CONNECTIONS = "too many connections"
+RATE_LIMITED = "rate limited"  # too many registrations or unknown session IDs from this source: wait and retry
+RELAY_FULL = "relay full"      # the relay holds as many sessions as it may
 MALFORMED = "malformed hello"
 UNSUPPORTED_VERSION = "unsupported version"
 SHUTTING_DOWN = "relay shutting down"
@@ -321,6 +323,11 @@ def error_for(reason: str, session_id: str | None = None) -> RelayError:
                                   "or ask them to restart the agent", reason)
     if reason == SESSION_BUSY:
         return SessionBusyError(f"session{shown} already has a viewer connected or connecting", reason)
+    if reason == RATE_LIMITED:
+        return RelayError("the relay is refusing requests from this network for a while (too many "
+                          "registrations or unknown session IDs); wait a minute and try again", reason)
+    if reason == RELAY_FULL:
+        return RelayError("the relay has no room for another session now; try again later", reason)
     if reason == AGENT_DID_NOT_ANSWER:
         return RelayError(f"the agent of session{shown} did not answer; is it still running?", reason)
     return RelayError(f"the relay refused: {reason}", reason)

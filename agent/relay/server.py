@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from agent.net import stop_server
 from agent.relay import protocol as p
 from agent.relay.connection import Connection, ConnState, Pair, relay_event
+from agent.relay.limits import RateLimiter
 
 
 @dataclass
@@ -52,6 +53,19 @@ class RelayStats:
     adopted: int = 0            # agents that came back with an ID this relay never issued (after a restart)
     peak_write_buffer: int = 0  # largest write buffer any single connection reached, in bytes
 
+
+# Per-source limits (issue #11 B); a source is an IPv6 /64 or an IPv4 address (protocol.source_key).
+REGISTER_BURST, REGISTER_RATE = 20, 0.5
+"""New sessions one source may register: 20 at once, then one every 2 s (30 a minute). An agent
+registers once per support session; even a large office behind one NAT starts far fewer."""
+LOOKUP_BURST, LOOKUP_RATE = 10, 0.2
+"""Session IDs the relay does not know that one source may name (viewer, agent-data or re-registration
+hellos): 10 at once, then one every 5 s. A technician mistypes an ID a few times; a prober of the
+9e8 IDs gets 12 a minute per /64. The check comes before the look-up, so past the limit every answer
+is "rate limited", whether the ID exists or not: the limit is the answer, not an oracle."""
+MAX_SESSIONS = 100_000
+"""Sessions the relay holds, counting dropped registrations that keep their ID for the re-registration
+window (60 s): about 1 KiB each, and a 9-digit ID space that stays 99.99 % free for fresh IDs."""
 
 # Several viewers may ask for one session at once (issue #11 A): the relay cannot tell the technician
 # from a stranger who knows the 9-digit ID, so it hands the agent a ticket for each and the agent keeps
@@ -93,7 +107,9 @@ class RelayServer:
                  ticket_timeout: float = 15.0, keepalive_interval: float = 20.0, reregister_window: float = 60.0,
                  idle_timeout: float = 600.0, max_per_source: int = 32, high_water: int = 256 * 1024,
                  read_size: int = 64 * 1024, early_data_limit: int = 64 * 1024,
-                 adopt_window: float | None = None, adopt_per_source: int = 16) -> None:
+                 adopt_window: float | None = None, adopt_per_source: int = 16,
+                 max_sessions: int = MAX_SESSIONS, register_limit: tuple[float, float] = (REGISTER_BURST, REGISTER_RATE),
+                 lookup_limit: tuple[float, float] = (LOOKUP_BURST, LOOKUP_RATE)) -> None:
         self.host = host
         self.port = port
         self.hello_timeout = hello_timeout
@@ -110,6 +126,11 @@ class RelayServer:
         self._adoptions: Counter[str] = Counter()  # per source, while the adopt window is open
         self._adopt_until = 0.0
         self.stats = RelayStats()
+        self.max_sessions = max_sessions
+        self._register_limit = register_limit
+        self._lookup_limit = lookup_limit
+        self._registrations: RateLimiter | None = None  # made in start(), on the loop's clock
+        self._lookups: RateLimiter | None = None
         self._sessions: dict[str, _Session] = {}
         self._conns: set[Connection] = set()
         self._per_source: Counter[str] = Counter()
@@ -123,6 +144,8 @@ class RelayServer:
         self._server = await self._loop.create_server(lambda: Connection(self), self.host, self.port, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         self._adopt_until = self._loop.time() + self.adopt_window
+        self._registrations = RateLimiter(*self._register_limit, clock=self._loop.time)
+        self._lookups = RateLimiter(*self._lookup_limit, clock=self._loop.time)
         relay_event("listening", host=self.host, port=self.port)
 
     async def serve_forever(self) -> None:
@@ -187,6 +210,11 @@ class RelayServer:
     # -- hellos --------------------------------------------------------------------------------
 
     def _dispatch(self, conn: Connection, hello: p.Hello, trailing: bytes) -> None:
+        assert self._registrations is not None and self._lookups is not None
+        if hello.session is not None and not self._lookups.peek(conn.source_key):
+            # Checked before the look-up: past the limit a known and an unknown ID get the same answer.
+            conn.fail(p.RATE_LIMITED)
+            return
         if isinstance(hello, p.AgentHello):
             self._on_agent(conn, hello)
         elif isinstance(hello, p.ViewerHello):
@@ -194,8 +222,28 @@ class RelayServer:
         else:
             self._on_agent_data(conn, hello, trailing)
 
+    def _unknown(self, conn: Connection) -> None:
+        """A hello named an ID the relay does not hold: it costs the source a look-up token."""
+        assert self._lookups is not None
+        self._lookups.allow(conn.source_key)
+        conn.fail(p.NO_SUCH_SESSION)
+
+    def _room(self, conn: Connection) -> bool:
+        # Every held ID counts, dropped registrations in their re-registration window too.
+        if len(self._sessions) < self.max_sessions:
+            return True
+        relay_event("refused-full", sessions=len(self._sessions))
+        conn.fail(p.RELAY_FULL)
+        return False
+
     def _on_agent(self, conn: Connection, hello: p.AgentHello) -> None:
+        assert self._registrations is not None
         if hello.session is None:
+            if not self._registrations.allow(conn.source_key):
+                conn.fail(p.RATE_LIMITED)
+                return
+            if not self._room(conn):
+                return
             session_id = p.new_session_id()
             while session_id in self._sessions:
                 session_id = p.new_session_id()
@@ -204,6 +252,8 @@ class RelayServer:
             self.stats.sessions = len(self._sessions)
             relay_event("registered", session=p.short_session_id(session_id))
         elif hello.session not in self._sessions and self._may_adopt(conn, hello):
+            if not self._room(conn):
+                return
             session = _Session(hello.session, hello.token or "")
             self._sessions[session.id] = session
             self.stats.sessions = len(self._sessions)
@@ -212,7 +262,7 @@ class RelayServer:
         else:
             found = self._sessions.get(hello.session)
             if found is None or found.expired:
-                conn.fail(p.NO_SUCH_SESSION)
+                self._unknown(conn)
                 return
             if not hmac.compare_digest(found.token.encode(), (hello.token or "").encode()):
                 conn.fail(p.BAD_TOKEN)
@@ -249,7 +299,7 @@ class RelayServer:
     def _on_viewer(self, conn: Connection, hello: p.ViewerHello, trailing: bytes) -> None:
         session = self._sessions.get(hello.session)
         if session is None or session.expired:
-            conn.fail(p.NO_SUCH_SESSION)
+            self._unknown(conn)
             return
         viewers = session.viewers()
         if len(viewers) >= MAX_VIEWERS_PER_SESSION or \
@@ -284,7 +334,7 @@ class RelayServer:
     def _on_agent_data(self, conn: Connection, hello: p.AgentDataHello, trailing: bytes) -> None:
         session = self._sessions.get(hello.session)
         if session is None:
-            conn.fail(p.NO_SUCH_SESSION)
+            self._unknown(conn)
             return
         # Every waiting ticket is compared (constant time each), so the look-up leaks nothing of any of them.
         found: str | None = None

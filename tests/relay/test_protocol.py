@@ -196,3 +196,17 @@ def test_error_mapping() -> None:
     assert isinstance(p.error_for(p.SESSION_BUSY), p.SessionBusyError)
     other = p.error_for("hello timeout")
     assert type(other) is p.RelayError and other.reason == "hello timeout" and other.exit_code == 1
+
+
+def test_rate_limiter_buckets_refill_and_stay_bounded_in_memory() -> None:
+    from agent.relay.limits import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(3, 1.0, clock=lambda: now[0], max_sources=100)
+    assert [limiter.allow("a") for _ in range(4)] == [True, True, True, False]
+    assert not limiter.peek("a")
+    now[0] += 1.0
+    assert limiter.allow("a") and not limiter.allow("a")
+    for n in range(10_000):  # a spray of sources
+        limiter.allow(f"s{n}")
+    assert len(limiter) == 100
