@@ -21,6 +21,9 @@ Frame kinds:
 - CLOSE (3): the sender ends ``stream``; payload = a UTF-8 reason (at most
   MAX_REASON bytes). The session stream is never closed: the session's end is
   the channel's authenticated CLOSE record.
+- PAD   (4): padding the viewer adds so its input goes out as fixed-size
+  records (agent.secure.pacing); any stream id, payload (at most MAX_FRAME)
+  dropped unread.
 
 Frames are parsed from the inner byte stream, not from record boundaries
 (ZDATA chunks need not align with them). Every length is bounded before a
@@ -62,6 +65,7 @@ class FrameKind(enum.IntEnum):
     OPEN = 1
     DATA = 2
     CLOSE = 3
+    PAD = 4  # padding (agent.secure.pacing): any stream id, payload ignored by the receiver
 
 
 class Role(enum.Enum):
@@ -155,6 +159,12 @@ class Mux:
             raise ValueError("a session message is larger than MAX_MESSAGE")
         return self._count(_frame(FrameKind.DATA, SESSION_STREAM, body))
 
+    def pad(self, size: int) -> bytes:
+        """One PAD frame of exactly ``size`` bytes, header included (HEADER_SIZE <= size <= MAX_FRAME)."""
+        if not HEADER_SIZE <= size <= HEADER_SIZE + MAX_FRAME:
+            raise ValueError("a PAD frame is between its header and MAX_FRAME bytes")
+        return self._count(_HEADER.pack(FrameKind.PAD, SESSION_STREAM, size - HEADER_SIZE) + bytes(size - HEADER_SIZE))
+
     def close_stream(self, stream: int, reason: str = "closed") -> bytes:
         """CLOSE for ``stream`` (b"" if it is not open); the session stream cannot be closed."""
         if stream == SESSION_STREAM or stream not in self._open:
@@ -188,7 +198,7 @@ class Mux:
             if len(buf) < HEADER_SIZE:
                 return NEED_DATA
             kind, stream, length = _HEADER.unpack_from(buf)
-            if kind not in (FrameKind.OPEN, FrameKind.DATA, FrameKind.CLOSE):
+            if kind not in (FrameKind.OPEN, FrameKind.DATA, FrameKind.CLOSE, FrameKind.PAD):
                 raise ProtocolViolationError(f"the peer sent a stream frame of unknown kind {kind}")
             limit = MAX_MESSAGE if (kind == FrameKind.DATA and stream == SESSION_STREAM) else \
                 MAX_REASON if kind == FrameKind.CLOSE else MAX_KIND if kind == FrameKind.OPEN else MAX_FRAME
@@ -204,6 +214,8 @@ class Mux:
                 return event
 
     def _event(self, kind: int, stream: int, payload: bytes) -> MuxEvent | None:
+        if kind == FrameKind.PAD:
+            return None  # bounded by MAX_FRAME above, and dropped
         if kind == FrameKind.OPEN:
             if self.role is not Role.AGENT:
                 raise ProtocolViolationError("the agent may not open streams")

@@ -34,6 +34,7 @@ from agent.secure.mux import (
     StreamData,
     StreamOpened,
 )
+from agent.secure.pacing import INPUT_RECORD_SIZE, InputPacer
 from agent.secure.stream import _HANDSHAKE_READ_SIZE, ChannelReader, SecureStream
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class SessionChannel:
 
     def __init__(self, transport: Any, role: str, *, on_message: Callable[[dict[str, Any]], None],
                  on_open: Callable[[MuxStream], None] | None = None,
-                 on_transport_end: Callable[[bool], None] | None = None) -> None:
+                 on_transport_end: Callable[[bool], None] | None = None, pace_input: bool = False) -> None:
         self._mux = Mux(Role(role))
         self.role = role
         self._on_message = on_message
@@ -173,6 +174,8 @@ class SessionChannel:
         self._transport: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._attach(transport)
+        pace = pace_input and not transport.compressing  # fixed-size DATA records on a tick, never ZDATA
+        self._pacer = InputPacer(lambda data: self._emit(data, INPUT_RECORD_SIZE), self._mux.pad) if pace else None
 
     def __repr__(self) -> str:
         return f"SessionChannel(role={self.role}, connected={self.connected}, streams={sorted(self._streams)})"
@@ -301,23 +304,26 @@ class SessionChannel:
             piece = frames[max(0, peer_received - begin):]
             self._log_entry(end, piece)
 
-    def _log_entry(self, end: int, frames: bytes) -> None:
+    def _log_entry(self, end: int, frames: bytes, record: int = 0) -> None:
         transport = self._transport
         mark: float = _UNSENT
         if transport is not None:
             with contextlib.suppress(ChannelError):
-                transport._send_nowait(frames)
+                for off in range(0, len(frames), record or len(frames)):  # one record each (pacing)
+                    transport._send_nowait(frames[off:off + record] if record else frames)
                 mark = transport.bytes_sent
         self._log.append((end, mark, frames))
         self._log_size += len(frames)
 
     def _send_frames(self, frames: bytes) -> None:
-        if not frames or self.closed:
-            return
+        if frames and not self.closed:  # the viewer's input waits for its tick (agent.secure.pacing)
+            (self._pacer.submit if self._pacer is not None else self._emit)(frames)
+
+    def _emit(self, frames: bytes, record: int = 0) -> None:
         if self._log_size + len(frames) > REPLAY_LIMIT:
             self.fail("the peer stopped acknowledging; too much data is waiting")
             return
-        self._log_entry(self._mux.sent_total, frames)
+        self._log_entry(self._mux.sent_total, frames, record)
 
     async def drain(self) -> None:
         transport = self._transport
@@ -398,6 +404,8 @@ class SessionChannel:
         self.closed = True
         self.close_reason = reason
         self._end_streams(reason)
+        if self._pacer is not None:
+            self._pacer.stop()
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.abort()
@@ -409,6 +417,9 @@ class SessionChannel:
         if self.close_reason is None:
             self.close_reason = reason
         self._end_streams(reason)
+        if self._pacer is not None:  # queued input goes before the CLOSE record
+            self._pacer.flush()
+            self._pacer.stop()
         transport = self._transport
         if transport is not None and not already:
             with contextlib.suppress(Exception):

@@ -98,8 +98,8 @@ class ViewerBridge:
         # channel alive, and each costs a PONG on the customer's (slow) uplink.
         stream = await connect_viewer(reader, writer, cfg.session_id, cfg.password, timeout=cfg.timeout,
                                       ping_interval=BRIDGE_PING_INTERVAL)
-        self._session = SessionChannel(stream, "viewer", on_message=self._message,
-                                       on_transport_end=self._transport_ended)
+        self._session = SessionChannel(stream, "viewer", on_message=self._message,  # input padded on a tick
+                                       on_transport_end=self._transport_ended, pace_input=True)
         self.safety_code = stream.safety_code
         self._on_event({"event": "authenticated", "safety_code": stream.safety_code})
         self._server = await asyncio.start_server(self._serve_local, *cfg.listen)

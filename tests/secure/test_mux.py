@@ -217,7 +217,7 @@ def test_a_huge_declared_length_buffers_nothing() -> None:
 
 VIOLATIONS = {
     "unknown frame kind": (Role.AGENT, frame(0, SESSION_STREAM) ),
-    "frame kind 4": (Role.AGENT, frame(4, 1, b"x")),
+    "frame kind 5": (Role.AGENT, frame(5, 1, b"x")),  # 4 is PAD (agent.secure.pacing)
     "frame kind 255": (Role.VIEWER, frame(255, 0)),
     "agent opens a stream": (Role.VIEWER, frame(FrameKind.OPEN, 1, b"rfb")),
     "OPEN of stream 0": (Role.AGENT, frame(FrameKind.OPEN, 0, b"rfb")),
@@ -260,3 +260,21 @@ def test_errors_name_no_payload_bytes() -> None:
         whole(mux, frame(FrameKind.DATA, SESSION_STREAM, secret))
     assert "k3mx7q" not in str(raised.value)
     assert "k3mx7q" not in repr(mux)
+
+
+def test_pad_frames_are_dropped_and_bounded() -> None:
+    from agent.secure.mux import HEADER_SIZE, MAX_FRAME, FrameKind, Mux
+    from agent.secure.records import Role as _Role
+    from agent.secure.errors import ProtocolViolationError as _PVE
+    from agent.sansio import NEED_DATA as _NEED
+
+    viewer, agent = Mux(_Role.VIEWER), Mux(_Role.AGENT)
+    data = viewer.pad(HEADER_SIZE) + viewer.pad(64) + viewer.send_message({"type": "x"})
+    assert viewer.sent_total == len(data)
+    agent.receive_data(data)
+    assert agent.next_event().message == {"type": "x"}
+    assert agent.next_event() is _NEED
+    evil = Mux(_Role.AGENT)
+    evil.receive_data(struct.pack(">BHI", FrameKind.PAD, 0, MAX_FRAME + 1))
+    with pytest.raises(_PVE):
+        evil.next_event()

@@ -1,0 +1,111 @@
+"""Viewer-to-agent input as fixed-size records on a fixed tick (DESIGN §4.2 point 3; issue #11 C).
+
+The relay, or anyone on the path, sees each record's length and time. Unpaced,
+a KeyEvent (8 bytes of RFB) and a PointerEvent (6) make records of different
+sizes, one per event, at the moment of the key press: the kind of event and
+the rhythm of typing leak. As OpenSSH's ObscureKeystrokeTiming does for a
+terminal, the viewer instead
+
+* queues what it sends (mux frames) and sends it only on ticks of a fixed
+  grid (``INPUT_TICK``, aligned to the loop's clock, not to the first key), so
+  per-key timing is known to the tick and no finer;
+* pads what a tick carries with a PAD mux frame (agent.secure.mux, ignored by
+  the receiver) to a whole number of ``INPUT_RECORD_SIZE`` plaintext bytes and
+  sends each as its own DATA record, so a key, a click, a pointer move and an
+  update request all look alike;
+* while typing (``TYPING_WINDOW`` after the last real input) sends a chaff
+  record on every tick that has nothing, so a silent tick looks like a key;
+  outside it nothing is sent (an idle session costs nothing).
+
+Cost (measured by tests/security/test_input_padding.py): each record is
+INPUT_RECORD_SIZE + 21 bytes on the wire (length, type, tag) = 85 bytes, 50 a
+second while typing: 4.25 KB/s (34 kbit/s) on the customer's downlink for at
+most TYPING_WINDOW after the last input, and up to one tick (20 ms, 10 ms on
+average) of added input latency. Bulk input (clipboard) still shows its size
+rounded up to INPUT_RECORD_SIZE; records replayed after a resume are not
+re-padded (a resume is visible anyway).
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Callable
+
+from agent.secure.mux import HEADER_SIZE
+
+INPUT_TICK = 0.020
+"""Seconds between input sends: per-key timing is known to 20 ms (OpenSSH's default), at most 20 ms
+of added latency, 10 ms on average, well under what a person notices on a remote desktop."""
+
+INPUT_RECORD_SIZE = 64
+"""Plaintext bytes of every input record: a tick's usual load (a KeyEvent frame is 15 bytes, a
+PointerEvent 13, a FramebufferUpdateRequest 17, the PAD frame's header 7) fits in one."""
+
+TYPING_WINDOW = 1.0
+"""Seconds of chaff after the last real input: longer than the gaps within typing, so pauses between
+keys do not show; after it the viewer falls silent (idle costs nothing)."""
+
+_MAX_PENDING = 4 * 1024 * 1024  # queued bytes before a tick sends them anyway (bounds memory; bulk input)
+
+
+class InputPacer:
+    """Queue frames; on each tick emit them padded to whole records (``emit(data)``), or chaff."""
+
+    def __init__(self, emit: Callable[[bytes], None], pad: Callable[[int], bytes], *,
+                 tick: float = INPUT_TICK, record_size: int = INPUT_RECORD_SIZE,
+                 typing_window: float = TYPING_WINDOW) -> None:
+        if record_size < HEADER_SIZE:
+            raise ValueError("an input record must hold at least a PAD frame")
+        self._emit = emit
+        self._pad = pad
+        self.tick = tick
+        self.record_size = record_size
+        self._window = typing_window
+        self._pending = bytearray()
+        self._last_input = float("-inf")
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self.records = 0  # records sent (real and chaff), for the cost figures
+        self.chaff = 0
+
+    def submit(self, frames: bytes) -> None:
+        self._pending += frames
+        if len(self._pending) >= _MAX_PENDING:
+            self.flush()
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is None:
+            now = self._loop.time()
+            next_tick = (math.floor(now / self.tick) + 1) * self.tick  # the grid, not the key's own time
+            self._timer = self._loop.call_at(next_tick, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        if self._pending:
+            self._last_input = now
+            self.flush()
+        elif now - self._last_input < self._window:
+            self._emit(self._pad(self.record_size))
+            self.records += 1
+            self.chaff += 1
+        else:
+            return  # idle: nothing until the next input
+        self._arm()
+
+    def flush(self) -> None:
+        """Send what is queued now, padded to whole records (before the channel's CLOSE, or when large)."""
+        if not self._pending:
+            return
+        data = bytes(self._pending)
+        self._pending.clear()
+        count = -(-(len(data) + HEADER_SIZE) // self.record_size)
+        self._emit(data + self._pad(count * self.record_size - len(data)))
+        self.records += count
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pending.clear()

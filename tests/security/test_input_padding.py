@@ -1,0 +1,128 @@
+"""Input kinds and keystroke timing are hidden from the relay (issue #11 C, DESIGN §4.2 point 3).
+
+The relay sees every record's header (length and type) and when it passes. Before the fix the viewer's
+RFB input went out as one DATA record per event, its size telling a KeyEvent (8 bytes) from a
+PointerEvent (6) and its time giving away the rhythm of typing. Now the bridge's channel sends input as
+records of one fixed size, on a fixed tick, with chaff while typing.
+"""
+from __future__ import annotations
+
+import asyncio
+import struct
+
+try:
+    from agent.secure.pacing import INPUT_RECORD_SIZE, INPUT_TICK, TYPING_WINDOW
+except ImportError:  # the code before the fix: the same expectations, so the test fails on behaviour
+    INPUT_RECORD_SIZE, INPUT_TICK, TYPING_WINDOW = 64, 0.020, 1.0
+from agent.secure.records import RecordType
+from agent.secure.session_channel import SessionChannel
+from agent.secure.stream import accept_agent, connect_viewer
+
+KEY_EVENT = struct.pack(">BBxxI", 4, 1, 0x61)        # RFB KeyEvent: 'a' down (8 bytes)
+POINTER_EVENT = struct.pack(">BBHH", 5, 0, 100, 200)  # RFB PointerEvent (6 bytes)
+SID = "123456789"
+
+
+class _Tap:
+    """Wraps the viewer's socket writer: keeps what goes on the wire after the handshake."""
+
+    def __init__(self, writer):
+        self._writer = writer
+        self.wire = bytearray()
+        self.times: list[tuple[float, int]] = []
+
+    def write(self, data):
+        self.wire += data
+        data_records = [length for rtype, length in _records(bytes(data)) if rtype == RecordType.DATA]
+        if data_records:  # (ACKs and PINGs are not input)
+            self.times.append((asyncio.get_running_loop().time(), len(data_records) * (5 + data_records[0])))
+            assert set(data_records) == {data_records[0]}
+        self._writer.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._writer, name)
+
+
+def _records(wire: bytes) -> list[tuple[int, int]]:
+    out, pos = [], 0
+    while pos + 5 <= len(wire):
+        length, rtype = struct.unpack_from(">IB", wire, pos)
+        out.append((rtype, length))
+        pos += 5 + length
+    return out
+
+
+async def _channel_pair():
+    accepted: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def on_agent(reader, writer):
+        accepted.set_result(await accept_agent(reader, writer, SID, "pw2345", failure_delay=0.0))
+
+    server = await asyncio.start_server(on_agent, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+    viewer_stream = await connect_viewer(reader, writer, SID, "pw2345")
+    agent_stream = await accepted
+    tap = _Tap(viewer_stream._writer)
+    viewer_stream._writer = tap
+    opened: asyncio.Queue = asyncio.Queue()
+    agent = SessionChannel(agent_stream, "agent", on_message=lambda m: None, on_open=opened.put_nowait)
+    try:
+        viewer = SessionChannel(viewer_stream, "viewer", on_message=lambda m: None, pace_input=True)
+    except TypeError:  # before the fix
+        viewer = SessionChannel(viewer_stream, "viewer", on_message=lambda m: None)
+    return server, viewer, agent, tap, opened
+
+
+async def test_a_key_and_a_pointer_event_make_identical_records_on_the_wire():
+    server, viewer, agent, tap, opened = await _channel_pair()
+    try:
+        rfb = viewer.open_stream("rfb")
+        agent_rfb = await asyncio.wait_for(opened.get(), 2)
+        sizes = {}
+        for name, event in (("key", KEY_EVENT), ("pointer", POINTER_EVENT)):
+            await asyncio.sleep(TYPING_WINDOW + 3 * INPUT_TICK)  # quiet: no chaff, nothing queued
+            start = len(tap.wire)
+            rfb.write(event)
+            assert await asyncio.wait_for(agent_rfb.recv(), 2) == event  # delivered, padding dropped
+            await asyncio.sleep(2 * INPUT_TICK)
+            sizes[name] = {length for rtype, length in _records(tap.wire[start:]) if rtype == RecordType.DATA}
+        assert sizes["key"] == sizes["pointer"] == {INPUT_RECORD_SIZE + 16}, sizes
+        assert all(rtype != RecordType.ZDATA for rtype, _ in _records(tap.wire))
+    finally:
+        await viewer.close("done")
+        await agent.close("done")
+        server.close()
+
+
+async def test_typing_goes_out_on_the_tick_with_chaff_then_stops():
+    server, viewer, agent, tap, opened = await _channel_pair()
+    loop = asyncio.get_running_loop()
+    try:
+        rfb = viewer.open_stream("rfb")
+        await asyncio.wait_for(opened.get(), 2)
+        await asyncio.sleep(TYPING_WINDOW + 3 * INPUT_TICK)
+        start = len(tap.times)
+        began = loop.time()
+        for delay in (0.013, 0.151, 0.037, 0.290, 0.071):  # a person's irregular rhythm
+            rfb.write(KEY_EVENT)
+            await asyncio.sleep(delay)
+        typed = loop.time() - began
+        await asyncio.sleep(TYPING_WINDOW + 5 * INPUT_TICK)
+        sends = tap.times[start:]
+        # every send is whole fixed-size records, and sends land on the tick grid
+        assert all(size % (5 + INPUT_RECORD_SIZE + 16) == 0 for _, size in sends)
+        late = [(when / INPUT_TICK) % 1.0 for when, _ in sends]
+        assert sorted(late)[len(late) // 2] < 0.25, late  # just after a grid point (timer jitter), whenever the key
+        records = sum(size // (5 + INPUT_RECORD_SIZE + 16) for _, size in sends)
+        expected = (typed + TYPING_WINDOW) / INPUT_TICK
+        assert 0.6 * expected <= records <= 1.2 * expected + 2, (records, expected)  # chaff fills silent ticks
+        wire_bytes = sum(size for _, size in sends)
+        print(f"typing 5 keys over {typed:.2f} s: {records} records, {wire_bytes} bytes on the wire "
+              f"({wire_bytes / (typed + TYPING_WINDOW):.0f} B/s) against 5 x {5 + 15 + 16} = {5 * 36} unpadded")
+        quiet = len(tap.times)
+        await asyncio.sleep(0.3)
+        assert len(tap.times) == quiet  # after the typing window nothing more is sent
+    finally:
+        await viewer.close("done")
+        await agent.close("done")
+        server.close()
