@@ -74,10 +74,12 @@ Scope = Literal["view", "control"]
 SCOPES: tuple[str, ...] = ("view", "control")
 TERMINATORS: tuple[str, ...] = ("launcher", "viewer", "signal", "timeout")
 REASON_MAX = 200
-MAX_PENDING_HANDSHAKES = 4
+MAX_PENDING_HANDSHAKES = 8
 """Handshakes that may run at once (issue #11 A): a stranger who knows the ID cannot hold the session by
 starting one and going quiet, because the technician's runs beside it and the first to prove the
-password wins (the others are closed). Each pending one ends within the pre-authentication deadline."""
+password wins (the others are closed). Each pending one ends within the PAKE deadline (10 s). As many
+as the relay lets one session have (agent.relay.server.MAX_VIEWERS_PER_SESSION), so one source's share
+there (4) can never fill them all."""
 CONSENT_REFUSED = "consent_refused"
 
 

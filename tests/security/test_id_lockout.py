@@ -85,3 +85,50 @@ async def test_a_silent_viewer_is_dropped_at_the_preauthentication_deadline(tmp_
     finally:
         await agent.close()
         await relay.close()
+
+
+async def test_a_sources_share_of_stalled_handshakes_does_not_keep_the_technician_out(tmp_path, monkeypatch):
+    """Four viewers (one source's whole share at the relay) send a real PAKE HELLO and then nothing:
+    each holds a handshake slot at the agent until the PAKE deadline, and none may fill them all."""
+    from agent.relay import connection as relay_connection
+    from agent.relay import protocol as p
+    from agent.secure.handshake import ViewerHandshake
+
+    attacking = [False]  # while set, the relay sees new connections come from the attacker's network
+    real = relay_connection.Connection.connection_made
+
+    def made(self, transport):
+        real(self, transport)
+        if attacking[0]:
+            self.source, self.source_key = "198.51.100.7", p.source_key("198.51.100.7")
+
+    monkeypatch.setattr(relay_connection.Connection, "connection_made", made)
+
+    relay = RelayServer("127.0.0.1", 0)
+    await relay.start()
+    agent = Agent(AgentConfig(relay=f"127.0.0.1:{relay.port}", source=SyntheticSource("idle", 64, 48),
+                              control=False, consent_db=str(tmp_path / "consent.db")))
+    await agent.start()
+    stalled = []
+    try:
+        creds = agent.credentials()
+        attacking[0] = True
+        for n in range(4):
+            reader, writer = await open_viewer("127.0.0.1", relay.port, creds["session"], timeout=5)
+            writer.write(ViewerHandshake(creds["session"], f"guess{n}").data_to_send())  # HELLO, then silence
+            stalled.append(writer)
+        attacking[0] = False
+        await asyncio.sleep(0.3)
+
+        async def technician():
+            reader, writer = await open_viewer("127.0.0.1", relay.port, creds["session"], timeout=10)
+            return await connect_viewer(reader, writer, creds["session"], creds["password"], timeout=10)
+
+        stream = await asyncio.wait_for(technician(), 10)
+        assert agent.status()["failed_attempts"] == 0
+        await stream.close("done")
+    finally:
+        for writer in stalled:
+            writer.close()
+        await agent.close()
+        await relay.close()
