@@ -23,7 +23,7 @@ from collections import deque
 from typing import Any, Callable
 
 from agent.net import close_stream
-from agent.secure.errors import AuthFailedError, ChannelClosedError, ChannelError, HandshakeError, ProtocolViolationError
+from agent.secure.errors import AuthFailedError, ChannelClosedError, ChannelError, ProtocolViolationError
 from agent.secure.mux import (
     NEED_DATA,
     SESSION_STREAM,
@@ -35,7 +35,7 @@ from agent.secure.mux import (
     StreamOpened,
 )
 from agent.secure.pacing import INPUT_RECORD_SIZE, InputPacer
-from agent.secure.stream import _HANDSHAKE_READ_SIZE, ChannelReader, SecureStream
+from agent.secure.stream import _HANDSHAKE_READ_SIZE, ChannelReader, SecureStream, run_bounded
 
 log = logging.getLogger(__name__)
 
@@ -483,17 +483,7 @@ async def _run_resume(machine: Any, reader: asyncio.StreamReader, writer: asynci
                 return event
             machine.receive_data(await reader.read(_HANDSHAKE_READ_SIZE))
 
-    try:
-        try:
-            outcome = await asyncio.wait_for(run(), timeout)
-        except (ConnectionError, OSError) as exc:
-            if isinstance(exc, TimeoutError):
-                raise
-            raise HandshakeError(f"the connection was lost during the resume handshake ({type(exc).__name__})") \
-                from None
-    except BaseException:
-        await close_stream(writer)
-        raise
+    outcome = await run_bounded(run(), writer, timeout, "resume")
     if isinstance(outcome, Refused):
         await close_stream(writer)
         raise AuthFailedError("a resume for an unknown session was refused")

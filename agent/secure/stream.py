@@ -99,20 +99,26 @@ async def _handshake(handshake: _Handshake, reader: asyncio.StreamReader, writer
                 return event
             handshake.receive_data(await reader.read(_HANDSHAKE_READ_SIZE))
 
+    outcome = await run_bounded(run(), writer, timeout, "secure")
+    if isinstance(outcome, AuthFailed):
+        await close_stream(writer)
+    return outcome
+
+
+async def run_bounded(handshake: Any, writer: asyncio.StreamWriter, timeout: float, what: str) -> Any:
+    """Run a handshake coroutine within ``timeout``; a lost connection becomes a HandshakeError naming
+    ``what`` (secure, resume), and any failure or timeout closes the connection before it propagates."""
     try:
         try:
-            outcome = await asyncio.wait_for(run(), timeout)
+            return await asyncio.wait_for(handshake, timeout)
         except (ConnectionError, OSError) as exc:
             if isinstance(exc, TimeoutError):
                 raise
-            raise HandshakeError(f"the connection was lost during the secure handshake ({type(exc).__name__})") \
+            raise HandshakeError(f"the connection was lost during the {what} handshake ({type(exc).__name__})") \
                 from None
     except BaseException:
         await close_stream(writer)
         raise
-    if isinstance(outcome, AuthFailed):
-        await close_stream(writer)
-    return outcome
 
 
 class SecureStream:
