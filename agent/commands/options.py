@@ -8,7 +8,10 @@ import sys
 from agent.errors import UsageError
 
 
-def read_password(path: str | None, *, env: str = "REJNET_PASSWORD", prompt: str = "Session password: ",
+PASSWORD_ENV = "REJNET_PASSWORD"
+
+
+def read_password(path: str | None, *, env: str = PASSWORD_ENV, prompt: str = "Session password: ",
                   hint: str = "") -> str:
     """The password from a file's first line, the environment or an interactive prompt (never from argv).
 

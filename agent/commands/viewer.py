@@ -10,7 +10,7 @@ import shlex
 import signal
 import sys
 
-from agent.commands.options import read_password
+from agent.commands.options import PASSWORD_ENV, read_password
 from agent.errors import UsageError
 from agent.models import parse_address
 from agent.relay.protocol import DEFAULT_PORT, parse_session_id
@@ -128,7 +128,7 @@ async def _main(config: BridgeConfig, exec_cmd: str | None, as_json: bool, web=N
         host, port = bridge.address
         argv = [part.format(host=host, port=port, display=port - 5900) for part in shlex.split(exec_cmd)]
         try:
-            child = await asyncio.create_subprocess_exec(*argv)
+            child = await asyncio.create_subprocess_exec(*argv, env=_child_environment())
         except OSError as exc:
             await bridge.close()
             raise UsageError(f"cannot start {argv[0]}: {exc.strerror}") from None
@@ -154,6 +154,12 @@ async def _main(config: BridgeConfig, exec_cmd: str | None, as_json: bool, web=N
     else:
         print("Session closed", file=sys.stderr)
     return 0
+
+
+def _child_environment() -> dict[str, str]:
+    """The --exec viewer's environment: ours without the session password (it has no use for it, and
+    anything it starts or crashes with would carry it)."""
+    return {name: value for name, value in os.environ.items() if name != PASSWORD_ENV}
 
 
 async def _start_unless_stopped(bridge: ViewerBridge, stop_requested: asyncio.Event) -> None:

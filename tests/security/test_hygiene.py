@@ -134,3 +134,13 @@ def test_a_hostile_relays_reason_reaches_the_terminal_without_escapes(tmp_path):
     for bad in ("\x1b", "\x07", "\u202e"):  # ... without anything a terminal would act on
         assert bad not in result.stderr, repr(result.stderr)
     assert "Traceback" not in result.stderr
+
+
+def test_the_exec_viewer_does_not_inherit_the_session_password(monkeypatch):
+    from agent.commands import viewer
+
+    monkeypatch.setenv("REJNET_PASSWORD", "s3cret-pw")
+    monkeypatch.setenv("REJNET_KEEP_ME", "1")
+    env = viewer._child_environment()
+    assert "REJNET_PASSWORD" not in env and env["REJNET_KEEP_ME"] == "1"
+    assert "s3cret-pw" not in "".join(env.values())
