@@ -189,15 +189,8 @@ class WaylandSession:
         self._input.key(keysym, False)
 
     async def close(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                await asyncio.to_thread(proc.wait, 3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                await asyncio.to_thread(proc.wait)
-        self.procs.clear()
+        from benchmarks.linkbench.workloads import stop_processes
+
+        await stop_processes(self.procs)
         self._input.close()
         self._source.close()

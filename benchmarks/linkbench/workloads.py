@@ -52,6 +52,20 @@ WORDS = ("the customer reads the session code aloud while the technician waits o
          "works again before closing the ticket with a short note for the next shift").split()
 
 
+async def stop_processes(procs: list[subprocess.Popen]) -> None:
+    """Terminate a session's helper programs, newest first; kill what ignores it for 3 s; forget them all."""
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            await asyncio.to_thread(proc.wait, 3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+    procs.clear()
+
+
 class WorkloadError(RuntimeError):
     """A workload's programs did not come up (missing tool, window never mapped): the run is skipped."""
 
@@ -161,16 +175,7 @@ class XSession:
         return int(fields["X"]), int(fields["Y"]), int(fields["WIDTH"]), int(fields["HEIGHT"])
 
     async def close(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                await asyncio.to_thread(proc.wait, 3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                await asyncio.to_thread(proc.wait)
-        self.procs.clear()
+        await stop_processes(self.procs)
 
 
 async def prepare_display(display: str) -> None:

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.support.processes import Lines, Tap, free_port, spawn, stop
+from tests.support.processes import Lines, Tap, free_port, spawn, stop, wait_port
 from tests.support.tools import need, which
 
 pytestmark = [pytest.mark.xvfb, pytest.mark.slow]
@@ -49,7 +49,7 @@ class Chain:
         self.relay = spawn(["agent.commands.relay", "--listen", f"127.0.0.1:{self.relay_port}"])
         self.procs.append(self.relay)
         self.relay_out = Lines(self.relay)
-        _wait_port(self.relay_port)
+        wait_port(self.relay_port)
         self.tap = Tap(("127.0.0.1", self.relay_port)) if tap_agent else None
         agent_relay = self.tap.port if self.tap else self.relay_port
         self.control = str(tmp_path / "control.sock")
@@ -92,19 +92,6 @@ class Chain:
             stop(proc)
         if self.tap:
             self.tap.close()
-
-
-def _wait_port(port: int, timeout: float = 15.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 def _vncdo(port: int, *cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:

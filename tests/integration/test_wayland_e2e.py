@@ -15,23 +15,10 @@ import numpy as np
 import pytest
 
 from tests.support.gnome_session import BANDS, GtkClient, direct_grab, gnome_session, spawn_in  # noqa: F401
-from tests.support.processes import Lines, Tap, free_port, stop
+from tests.support.processes import Lines, Tap, free_port, stop, wait_port
 from tests.support.tools import need, which
 
 pytestmark = [pytest.mark.slow]
-
-
-def _wait_port(port: int, timeout: float = 15.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 class WaylandChain:
@@ -52,7 +39,7 @@ class WaylandChain:
         self.relay = spawn_in(session, [relay_bin, "--listen", f"127.0.0.1:{relay_port}"])
         self.procs.append(self.relay)
         Lines(self.relay)
-        _wait_port(relay_port)
+        wait_port(relay_port)
         self.tap = Tap(("127.0.0.1", relay_port))
         self.control = str(tmp_path / "control.sock")
         self.agent = spawn_in(session, [agent_bin, "--backend", "gnome", "--relay", f"127.0.0.1:{self.tap.port}",

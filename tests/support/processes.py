@@ -164,3 +164,15 @@ class Tap:
             thread.join(5)
         for sock in self._sockets:
             sock.close()
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    """Until something accepts connections on 127.0.0.1:``port`` (a server process has started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
