@@ -32,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from tests.integration.test_e2e import _paint, _vncdo, _wait_port
+from tests.integration.test_e2e import _paint, _vncdo
 from tests.support.processes import Lines, free_port, spawn, stop
 from tests.support.tools import need
 
