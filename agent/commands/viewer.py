@@ -87,7 +87,9 @@ def _printer(as_json: bool):
         elif kind == "reconnecting":
             print("reconnecting: the connection to the customer was lost; resuming", file=sys.stderr, flush=True)
         elif kind == "resumed":
-            print("reconnected", file=sys.stderr, flush=True)
+            dropped = event.get("input_dropped") or 0
+            note = f" ({dropped} key and mouse events made during the cut were not sent)" if dropped else ""
+            print(f"reconnected{note}", file=sys.stderr, flush=True)
     return emit
 
 

@@ -169,6 +169,13 @@ class AgentRegistration:
             log.info("re-registered with the relay")
             return
 
+    def renew(self) -> None:
+        """Drop the control connection now and re-register with the token (``tickets()`` does it): the
+        session's path died without a reset, and this connection, through the same NAT, most likely did
+        too; waiting for three missed keepalives would keep a resuming viewer from reaching us."""
+        if not self._closed:
+            self._writer.transport.abort()
+
     async def close(self) -> None:
         """Drop the registration; the relay frees the ID after its re-registration window."""
         self._closed = True

@@ -38,6 +38,11 @@ class TruncatedError(ChannelError):
     or the peer crashed. Data received before the cut is genuine but may be incomplete."""
 
 
+class PeerSilentError(TruncatedError):
+    """Nothing at all arrived for longer than the peer's keepalives allow: the path died
+    silently (a NAT dropped it, a link went away without a reset). Treated as a cut."""
+
+
 class ProtocolViolationError(ChannelError, RemoteProtocolError):
     """An authentic record carried content the protocol forbids (unknown type, bad
     payload size, impossible acknowledgement). The peer is buggy; the channel is closed."""

@@ -13,7 +13,8 @@ import logging
 from collections import deque
 from typing import Any, Callable
 
-from agent.secure.errors import AuthFailedError, ChannelClosedError, ChannelError, HandshakeError, TruncatedError
+from agent.secure.errors import (AuthFailedError, ChannelClosedError, ChannelError, HandshakeError, PeerSilentError,
+                                 TruncatedError)
 from agent.secure.handshake import AgentHandshake, AuthFailed, Established, ViewerHandshake, _Handshake
 from agent.secure.streamio import ChannelReader, ChannelWriter  # re-exported: their home was here
 from agent.secure.records import HEADER_SIZE, MAX_RECORD_LENGTH, NEED_DATA, Ack, Channel, Closed, Data, Ping, Pong
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 PING_INTERVAL = 1.0
 IDLE_PING_INTERVAL = 10.0  # keepalive PINGs when no DATA moved in either direction
+SILENCE_LIMIT = 3 * IDLE_PING_INTERVAL  # nothing received for this long (three missed keepalives): the path
+# died without a reset (NAT timeout, no route); fail as a cut so the session resumes instead of waiting for TCP.
 ACK_BYTES = 16 * 1024
 ACK_DELAY = 0.05
 RECV_BUFFER_LIMIT = 1024 * 1024  # authenticated plaintext waiting for recv() before we stop reading the socket
@@ -127,7 +130,7 @@ class SecureStream:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, channel: Channel, *,
                  ping_interval: float = PING_INTERVAL, idle_ping_interval: float = IDLE_PING_INTERVAL, ack_bytes: int = ACK_BYTES, ack_delay: float = ACK_DELAY,
                  recv_buffer_limit: int = RECV_BUFFER_LIMIT, close_linger: float = CLOSE_LINGER,
-                 compress: bool = False) -> None:
+                 silence_limit: float = SILENCE_LIMIT, compress: bool = False) -> None:
         if compress and channel.compression_agreed:
             channel.enable_compression()
         self._reader = reader
@@ -139,6 +142,7 @@ class SecureStream:
         self._ack_delay = ack_delay
         self._recv_limit = recv_buffer_limit
         self._close_linger = close_linger
+        self._silence_limit = silence_limit
         self.safety_code: str = channel.safety_code
         self.resumption_secret: bytes = channel.resumption_secret
         self.close_reason: str | None = None
@@ -162,6 +166,7 @@ class SecureStream:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._ack_timer: asyncio.TimerHandle | None = None
+        self._heard = loop.time()  # when bytes last arrived, or when our reader stopped for room (not the peer's fault)
         self._reader_task = loop.create_task(self._read_loop())
         self._ping_task = loop.create_task(self._ping_loop())
 
@@ -298,6 +303,7 @@ class SecureStream:
                     chunk = await self._reader.read(_READ_SIZE)
                 except (ConnectionError, OSError):
                     raise TruncatedError("the connection was reset without the peer's CLOSE") from None
+                self._heard = self._loop.time()
                 channel.receive_data(chunk)
                 got_data = False
                 while True:
@@ -310,6 +316,7 @@ class SecureStream:
                             self._schedule_ack()
                         self._rx_room.clear()
                         await self._rx_room.wait()
+                        self._heard = self._loop.time()
                         continue
                     event = channel.next_event()
                     if event is NEED_DATA:
@@ -382,6 +389,10 @@ class SecureStream:
         while self._channel.can_send and not self._writer.is_closing():
             total = self._channel.bytes_sent + self._channel.bytes_received
             self._send_pong()
+            if self._rx_room.is_set() and self._loop.time() - self._heard > self._silence_limit:
+                self._fail(PeerSilentError(f"nothing arrived from the peer for {self._silence_limit:g} s"))
+                self._writer.transport.abort()  # a dead path would never flush what close() waits to send
+                return
             if total != moved or quiet >= self._idle_ping_interval:
                 self._write(self._channel.send_ping())
                 quiet = 0.0

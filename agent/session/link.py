@@ -77,6 +77,11 @@ class Link:
         host, port = self._listener.sockets[0].getsockname()[:2]
         return host, port
 
+    def path_died_silently(self) -> None:
+        """A viewer's channel heard nothing for its silence limit: renew the relay registration too."""
+        if self._registration is not None:
+            self._registration.renew()
+
     async def close(self) -> None:
         """Stop listening first (so no new connection starts), end the ticket loop and viewer
         attempts in progress, then leave the relay."""

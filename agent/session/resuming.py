@@ -25,7 +25,7 @@ VIEWER_ACK_DELAY = 1.0
 
 
 class ResumingViewer:
-    """Mixin: needs the Agent's machine, config, service, _gate, _session, _rfb, _stream_task, _resume_timer,
+    """Mixin: needs the Agent's machine, config, service, _link, _gate, _session, _rfb, _stream_task, _resume_timer,
     _apply, _spawn and _run_rfb."""
 
     machine: Any
@@ -36,6 +36,7 @@ class ResumingViewer:
     _rfb: Any
     _stream_task: Any
     _resume_timer: Any
+    _link: Any
 
     async def _resume_attempt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bytes) -> None:
         """A RESUME: the authenticated viewer is back on a new connection (never the password)."""
@@ -94,7 +95,11 @@ class ResumingViewer:
         if session is not self._session:
             return
         if cut:
+            from agent.secure.errors import PeerSilentError
+
             self._apply(lc.PathLost(reason=str(session.error or "connection lost"), attempt=attempt))
+            if isinstance(session.error, PeerSilentError) and self._link is not None:
+                self._link.path_died_silently()
             return
         if not session.peer_closed and session.error is None:
             return  # our own close: whoever closed fed the machine

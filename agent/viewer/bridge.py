@@ -29,6 +29,7 @@ from agent.net import close_stream, require_loopback, stop_server
 from agent.secure.errors import ChannelError
 from agent.secure.session_channel import MuxStream, SessionChannel, connect_resume
 from agent.secure.stream import SecureStream, connect_viewer
+from agent.viewer.input_filter import InputFilter
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class ViewerBridge:
         self.connections = 0
         self.pairings = 0   # connections to the agent: 1 plus one per resume
         self.resumes = 0
+        self.input_dropped = 0  # keys and pointer events the local viewers sent while the link was cut
+        self._dropped_at_cut = 0
 
     async def start(self) -> None:
         """Authenticate (raises WrongPasswordError on a wrong password), then listen locally."""
@@ -106,6 +109,11 @@ class ViewerBridge:
         sock = self._server.sockets[0].getsockname()
         self.address = (sock[0], sock[1])
         self._on_event({"event": "listening", "host": sock[0], "port": sock[1]})
+
+    @property
+    def reconnecting(self) -> bool:
+        """The link to the agent is cut and a resume is under way."""
+        return self._reconnect is not None and not self._reconnect.done()
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         cfg = self.config
@@ -148,6 +156,7 @@ class ViewerBridge:
                 self._finish(session.error)
             return
         if self._reconnect is None or self._reconnect.done():
+            self._dropped_at_cut = self.input_dropped
             self._on_event({"event": "reconnecting", "reason": str(session.error or "connection lost")})
             self._reconnect = asyncio.get_running_loop().create_task(self._resume(session))
 
@@ -181,7 +190,7 @@ class ViewerBridge:
                 delay = min(delay * 2, RESUME_BACKOFF[1])
                 continue
             self.resumes += 1
-            self._on_event({"event": "resumed"})
+            self._on_event({"event": "resumed", "input_dropped": self.input_dropped - self._dropped_at_cut})
             return
 
     def _finish(self, exc: BaseException | None) -> None:
@@ -203,6 +212,7 @@ class ViewerBridge:
             old[1].close("replaced by a new local viewer")
             old[0].close()
         rfb = session.open_stream("rfb")
+        keys = InputFilter()  # no keys or pointer moves replayed from a cut
         self._local = (writer, rfb)
         self.connections += 1
         peer = writer.get_extra_info("peername")
@@ -214,7 +224,11 @@ class ViewerBridge:
                 if not data or rfb.closed:
                     break
                 self.bytes_to_agent += len(data)
-                await rfb.send(data)
+                dropped = keys.dropped
+                data = keys.feed(data, drop_input=self.reconnecting)
+                self.input_dropped += keys.dropped - dropped
+                if data:
+                    await rfb.send(data)
         except (ConnectionError, OSError) as exc:
             log.info("local viewer connection ended: %s", exc)
         finally:

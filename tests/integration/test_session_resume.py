@@ -40,6 +40,7 @@ pytestmark = [pytest.mark.xvfb, pytest.mark.slow]
 
 BACK_WITHIN = 10.0     # the issue: the exact screen within 10 s of the path coming back
 SHIFT_L = 0xFFE1       # held through the chain: a modifier, so nothing is typed into the xterm
+CONTROL_L = 0xFFE3     # pressed during a cut: must never reach the display (the bridge drops it)
 COLOURS = ("#4e9a06", "#a40000", "#5c3566", "#c4a000", "#204a87")
 
 
@@ -57,6 +58,7 @@ class CuttingProxy:
         self.target = target
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._silent: set[socket.socket] = set()  # destinations whose bytes are dropped (a dead NAT mapping)
         self._threads: list[threading.Thread] = []
         self._accepting = threading.Event()
         self._state = threading.Condition()
@@ -127,7 +129,8 @@ class CuttingProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                dst.sendall(data)
+                if dst not in self._silent:
+                    dst.sendall(data)
         except OSError:
             return
         with contextlib.suppress(OSError):
@@ -165,6 +168,14 @@ class CuttingProxy:
         for thread in threads:
             thread.join(2)
         return len(pairs)
+
+    def silence(self) -> int:
+        """Every live connection goes silent both ways, with no reset (as when a NAT forgets the mapping);
+        new connections still work. Returns how many connections went silent."""
+        with self._lock:
+            for pair in self._pairs:
+                self._silent.update(pair)
+            return len(self._pairs)
 
     def cut(self) -> int:
         """Refuse new connections, then kill every live one; returns how many were killed."""
@@ -575,7 +586,9 @@ def test_a_key_held_through_the_chain_is_released_while_the_path_is_cut(resume_c
             assert time.monotonic() < deadline, "the key press never reached the display"
             time.sleep(0.02)
 
+        mark_v = viewer_events.mark()
         mark = _cut_and_wait(chain, viewer_events, agent_events)
+        probe.key(CONTROL_L, True)  # typed blind during the cut: the resume must not replay it
         deadline = time.monotonic() + 5
         while held(xvfb, SHIFT_L):
             assert time.monotonic() < deadline, "the key is still down on the customer's display during the cut"
@@ -594,6 +607,9 @@ def test_a_key_held_through_the_chain_is_released_while_the_path_is_cut(resume_c
             raise
         screen_back(probe, xvfb, back + BACK_WITHIN)
         assert not held(xvfb, SHIFT_L), "the resume replayed the key press"
+        assert not held(xvfb, CONTROL_L), "a key pressed during the cut reached the display after the resume"
+        resumed = viewer_events.wait(mark_v, is_event("resumed"), 5)
+        assert resumed.get("input_dropped", 0) >= 1, resumed
         # input flows again after the resume: the same client presses and releases
         probe.key(SHIFT_L, False)
         probe.key(SHIFT_L, True)
@@ -608,7 +624,34 @@ def test_a_key_held_through_the_chain_is_released_while_the_path_is_cut(resume_c
             time.sleep(0.02)
     finally:
         probe.close()
-        subprocess.run(["xdotool", "keyup", "Shift_L"], env=dict(os.environ, DISPLAY=xvfb), check=False, timeout=10)
+        subprocess.run(["xdotool", "keyup", "Shift_L", "Control_L"], env=dict(os.environ, DISPLAY=xvfb),
+                       check=False, timeout=10)
+
+
+def test_a_path_that_goes_silent_without_a_reset_resumes_on_its_own(resume_chain, xvfb):
+    """A NAT that forgets the mapping sends no reset: both ends notice the silence (30 s, three missed
+    keepalives), the agent renews its relay registration, and the session resumes unchanged."""
+    make, loops = resume_chain
+    chain = make()
+    viewer, viewer_events, agent_events, port = _started(chain)
+    probe = Probe(loops, port)
+    try:
+        assert probe.update(incremental=False, timeout=15)
+        before = (chain.credentials(), len(chain.consent_rows()), chain.status())
+        mark_v, mark = viewer_events.mark(), agent_events.mark()
+        assert chain.proxy is not None and chain.proxy.silence() >= 2
+        silent_at = time.monotonic()
+        agent_events.wait(mark, is_event("reconnecting"), 45)
+        viewer_events.wait(mark_v, is_event("reconnecting"), 50)
+        paint_root(xvfb, COLOURS[2])
+        agent_events.wait(mark, is_event("resumed"), 30)
+        viewer_events.wait(mark_v, is_event("resumed"), 10)
+        exact, updates = screen_back(probe, xvfb, time.monotonic() + BACK_WITHIN)
+        print(f"silent path: exact screen {exact - silent_at:.1f} s after the path went silent ({updates} updates)")
+        _same_session(chain, before, agent_events, mark)
+        assert viewer.poll() is None
+    finally:
+        probe.close()
 
 
 def test_a_relay_restart_on_the_same_port_resumes_with_the_exact_screen(resume_chain, xvfb, tmp_path):

@@ -296,6 +296,32 @@ def test_agent_registration_reregisters_by_itself() -> None:
     run(main())
 
 
+def test_renew_drops_a_silently_dead_control_connection_and_keeps_the_id() -> None:
+    """The agent calls renew() when a viewer's channel went silent: the control connection through the
+    same NAT is presumed dead, and a new one with the token must carry the next viewer's ticket."""
+    async def main() -> None:
+        server = await relay()
+        registration = await AgentRegistration.register("127.0.0.1", server.port, keepalive_timeout=600)
+        session = registration.session_id
+        tickets = registration.tickets()
+        first = asyncio.ensure_future(tickets.__anext__())
+        await asyncio.sleep(0.1)
+        old_control = server._sessions[session].control
+        registration.renew()
+        viewer_task = asyncio.create_task(open_viewer("127.0.0.1", server.port, session, timeout=10))
+        ticket = await asyncio.wait_for(first, 10)  # long before the 600 s keepalive timeout
+        assert server._sessions[session].control is not old_control
+        reader, writer = await open_agent_data("127.0.0.1", server.port, session, ticket)
+        vr, vw = await viewer_task
+        assert registration.session_id == session
+        await close_all(writer, vw)
+        await tickets.aclose()
+        await registration.close()
+        await server.close()
+
+    run(main())
+
+
 def test_agent_registration_gives_up_when_the_relay_is_gone() -> None:
     async def main() -> None:
         server = await relay()

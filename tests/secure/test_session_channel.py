@@ -267,3 +267,24 @@ def test_a_resume_with_a_stale_secret_is_refused_over_tcp() -> None:
         assert isinstance(results[1], AuthFailedError)
 
     run(main())
+
+
+def test_a_path_that_goes_silent_is_a_cut_on_both_sides_and_the_session_stays_resumable() -> None:
+    async def main() -> None:
+        viewer_tr, agent_tr = await established(ping_interval=0.05, idle_ping_interval=0.1, silence_limit=0.4)
+        cuts: list[tuple[str, bool]] = []
+        agent = SessionChannel(agent_tr, "agent", on_message=lambda m: None,
+                               on_transport_end=lambda cut: cuts.append(("agent", cut)))
+        viewer = SessionChannel(viewer_tr, "viewer", on_message=lambda m: None,
+                                on_transport_end=lambda cut: cuts.append(("viewer", cut)))
+        agent_tr._write = viewer_tr._write = lambda data: None  # a NAT drops the path: no reset, no bytes
+        for _ in range(60):
+            if len(cuts) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(cuts) == [("agent", True), ("viewer", True)]
+        assert not agent.closed and not viewer.closed
+        await agent.close("bye")
+        await viewer.close()
+
+    run(main())

@@ -8,6 +8,7 @@ from typing import Any, Awaitable, TypeVar
 import pytest
 
 from agent.secure.errors import (
+    PeerSilentError,
     AuthFailedError,
     ChannelClosedError,
     HandshakeError,
@@ -373,3 +374,39 @@ def test_a_failing_callback_is_logged_and_the_channel_carries_on(caplog: pytest.
 
     run(main())
     assert "notification callback failed" in caplog.text
+
+
+def test_a_silent_path_fails_as_a_cut_after_the_silence_limit() -> None:
+    """A NAT that drops the path sends no reset: without a deadline the session would wait for TCP."""
+    async def main() -> None:
+        viewer, agent = await established(ping_interval=0.05, idle_ping_interval=0.1, silence_limit=0.5)
+        await asyncio.sleep(0.8)
+        assert viewer.error is None and agent.error is None  # idle but alive: keepalives arrive
+        agent._write = lambda data: None  # the path goes silent: nothing from the agent gets through
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(PeerSilentError):
+            await viewer.recv()
+        assert 0.4 <= loop.time() - start <= 2.0
+        assert isinstance(viewer.error, TruncatedError) and not viewer.peer_closed
+        agent.abort()
+
+    run(main())
+
+
+def test_a_reader_paused_for_room_is_not_mistaken_for_a_silent_peer() -> None:
+    async def main() -> None:
+        viewer, agent = await established(ping_interval=0.05, idle_ping_interval=0.1, silence_limit=0.3,
+                                          recv_buffer_limit=64 * 1024)
+        chunk = b"q" * 65536
+        sending = asyncio.create_task(viewer.send(chunk * 40))
+        await asyncio.sleep(1.0)  # the agent reads nothing: its own doing, not the peer's
+        assert agent.error is None
+        total = 0
+        while total < 40 * len(chunk):
+            total += len(await agent.recv())
+        await sending
+        assert agent.error is None and viewer.error is None
+        await asyncio.gather(viewer.close(), agent.close())
+
+    run(main())

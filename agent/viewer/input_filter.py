@@ -1,0 +1,70 @@
+"""Sans-IO: the local VNC viewer's bytes, with its keys and pointer moves taken out while the link is cut.
+
+The session channel replays everything sent during a cut once it resumes, so
+a technician typing blind into a frozen picture would have those keys pressed
+on the customer's PC seconds later. The bridge feeds the local viewer's bytes
+through here and drops KeyEvent and PointerEvent while it is reconnecting;
+everything else (update requests, encodings, clipboard) still goes through, so
+the RFB stream stays well formed. The agent released every held key and button
+when the cut began, so a key-up dropped here leaves nothing pressed.
+"""
+from __future__ import annotations
+
+from agent.rfb.client_messages import read_client_message
+from agent.rfb.messages import KeyEvent, PointerEvent
+from agent.sansio import RemoteProtocolError
+
+_VERSION_LENGTH = 12
+
+
+class InputFilter:
+    """Feed the local viewer's bytes with ``feed(data, drop_input)``; forward what it returns."""
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+        self._handshake_left: int | None = None  # known once the ProtocolVersion is read
+        self._passthrough = False
+        self.dropped = 0  # input events held back during cuts
+
+    def feed(self, data: bytes, drop_input: bool) -> bytes:
+        if self._passthrough:
+            return data
+        self._pending += data
+        out = bytearray()
+        if not self._skip_handshake(out):
+            return bytes(out)
+        view = memoryview(self._pending)
+        start = 0
+        try:
+            while start < len(view):
+                parsed = read_client_message(view[start:])
+                if parsed is None:
+                    break
+                message, size = parsed
+                if drop_input and isinstance(message, (KeyEvent, PointerEvent)):
+                    self.dropped += 1
+                else:
+                    out += view[start:start + size]
+                start += size
+        except RemoteProtocolError:
+            # Not ours to judge: the agent's RFB server refuses it with a clear reason.
+            self._passthrough = True
+            out += view[start:]
+            start = len(view)
+        finally:
+            view.release()
+        del self._pending[:start]
+        return bytes(out)
+
+    def _skip_handshake(self, out: bytearray) -> bool:
+        """Pass the client's handshake bytes through untouched; True once it is over."""
+        if self._handshake_left is None:
+            if len(self._pending) < _VERSION_LENGTH:
+                return False
+            # 3.3: the server picks security; the client sends only ClientInit. 3.7+: a security type too.
+            self._handshake_left = _VERSION_LENGTH + (1 if bytes(self._pending[:12]) == b"RFB 003.003\n" else 2)
+        take = min(self._handshake_left, len(self._pending))
+        out += self._pending[:take]
+        del self._pending[:take]
+        self._handshake_left -= take
+        return self._handshake_left == 0
