@@ -240,7 +240,7 @@ async def _demo(seconds: float, out: str, screen: str | None, as_json: bool, way
     else:
         print("\nSummary")
         for key in ("capture_backend", "updates", "updates_per_s", "link_bytes_sent", "link_kbit_per_s", "bytes_received", "kbit_per_s",
-                    "channel_rtt_ms",
+                    "channel_rtt_ms", "change_to_update_ms_p50", "change_to_update_ms_p95",
                     "request_to_update_ms_p50", "request_to_update_ms_p95", "png", "viewer_end"):
             print(f"  {key:<26} {summary.get(key)}")
     return 0
@@ -268,15 +268,16 @@ async def _watch(client: Any, agent: Any, seconds: float, as_json: bool) -> dict
             status = {"state": agent.machine.state.value, "bytes": client.bytes_received,
                       "link_bytes": agent_status.get("link_bytes_sent"),
                       "updates_per_s": round(len(latencies) / max(elapsed, 1e-6), 1),
-                      "latency_ms": None if rtt is None else round(1000 * rtt, 1),
-                      "update_wait_ms": round(1000 * statistics.median(latencies[-20:]), 1)}
+                      "rtt_ms": None if rtt is None else round(1000 * rtt, 1),
+                      "change_to_update_ms": agent_status.get("change_to_update_ms_p50"),
+                      "request_to_update_ms": round(1000 * statistics.median(latencies[-20:]), 1)}
             if as_json:
                 print(json.dumps({"event": "status", **status}), flush=True)
             else:
                 line = (f"state {status['state']:<7} link bytes {status['link_bytes'] or 0:>9,} "
                         f"(RFB {status['bytes']:>10,})  "
-                        f"updates/s {status['updates_per_s']:>6}  latency (channel RTT) {status['latency_ms']} ms  "
-                        f"request-to-update {status['update_wait_ms']} ms")
+                        f"updates/s {status['updates_per_s']:>6}  change-to-update {status['change_to_update_ms']} ms  "
+                        f"RTT {status['rtt_ms']} ms")
                 print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
     if tty:
         print()
@@ -294,6 +295,10 @@ async def _watch(client: Any, agent: Any, seconds: float, as_json: bool) -> dict
         "link_bytes_sent": link_bytes,
         "link_kbit_per_s": round(8 * link_bytes / elapsed / 1000, 1),
         "channel_rtt_ms": None if rtt is None else round(1000 * rtt, 1),
+        # a change on screen -> its update leaving the agent: the latency the technician feels, less the link
+        "change_to_update_ms_p50": agent_status.get("change_to_update_ms_p50"),
+        "change_to_update_ms_p95": agent_status.get("change_to_update_ms_p95"),
+        # a pull request -> the next update: mostly the time the screen took to change again, not latency
         "request_to_update_ms_p50": round(1000 * ordered[len(ordered) // 2], 1) if ordered else None,
         "request_to_update_ms_p95": round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 1)
         if ordered else None,

@@ -112,9 +112,9 @@ class RFBConnection:
             if timer is not None:
                 timer.cancel()
                 timer = None
-            due = updater.refresh_due_at(now)
+            due = updater.next_due(now)
             if due is not None and due > now and updater.wants_update:
-                timer = loop.call_at(due, self.kick)  # the lossless refresh of JPEG areas
+                timer = loop.call_at(due, self.kick)  # a lossless refresh, or churning areas' next turn
 
     @property
     def replies_pending(self) -> int:

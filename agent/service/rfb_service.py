@@ -121,11 +121,14 @@ class RFBService:
             viewer.refresh()
 
     async def serve_connection(self, reader: Any, writer: Any, *, security: str = "none",
-                               may_send: Optional[Callable[[], bool]] = None, outer_compression: bool = False) -> None:
+                               may_send: Optional[Callable[[], bool]] = None, outer_compression: bool = False,
+                               link_rate: Optional[Callable[[], Optional[float]]] = None) -> None:
         """Serve one client until it leaves or misbehaves; never raises for the client's faults.
 
         ``outer_compression``: the transport compresses again (the secure channel's ZDATA), so the
-        encoders leave repetition to it (see EncodeManager.outer_compression).
+        encoders leave repetition to it (see EncodeManager.outer_compression). ``link_rate``: the
+        link's estimated bytes/s (flow control), which bounds updates while the technician interacts
+        so an echo never waits behind bulk (agent.service.priority).
         """
         peer = str(writer.get_extra_info("peername", None) or "stream")
         if security == "vnc" and not self.__password:
@@ -150,13 +153,13 @@ class RFBService:
             manager = EncodeManager()
             manager.outer_compression = outer_compression
             manager.quality_cap = self._quality_cap
-            viewer = RFBConnection(peer, server, ViewerUpdater(server, may_send=may_send, manager=manager),
-                                   reader, writer)
+            updater = ViewerUpdater(server, may_send=may_send, manager=manager, link_rate=link_rate)
+            viewer = RFBConnection(peer, server, updater, reader, writer)
             viewer.updater.on_update = lambda stats, v=viewer: self._notify(v, stats)
             # The loop captures only while someone watches: the last frame is current only if others do.
             watched = bool(self._viewers)
             if watched and self._capture.frame is not None:
-                viewer.updater.on_frame(self._capture.frame, None)
+                viewer.updater.on_frame(self._capture.frame, None, asyncio.get_running_loop().time())
                 viewer.updater.on_cursor(self._capture.cursor)
             self._viewers.add(viewer)
             if watched:
@@ -187,8 +190,9 @@ class RFBService:
             await close_connection(writer, server)
 
     def _on_frame(self, frame: np.ndarray, changes: Optional[Changes], cursor: Optional[CursorShape]) -> None:
+        now = asyncio.get_running_loop().time()
         for viewer in list(self._viewers):
-            viewer.updater.on_frame(frame, changes)
+            viewer.updater.on_frame(frame, changes, now)
             viewer.updater.on_cursor(cursor)
             viewer.kick()
 
@@ -205,14 +209,14 @@ class RFBService:
         if isinstance(event, M.KeyEvent):
             self._inject(self.input_backend.key, event.keysym, event.down)
         elif isinstance(event, M.PointerEvent):
-            self._inject(self.input_backend.pointer, event.x, event.y, event.button_mask)
+            self._inject(self.input_backend.pointer, event.x, event.y, event.button_mask, pointer=(event.x, event.y))
         elif isinstance(event, M.ClientCutText):
             if self.on_cut_text is not None:
                 self.on_cut_text(viewer, event.text)
         else:
             viewer.updater.handle_event(event)
 
-    def _inject(self, fn: Callable[..., None], *args: int) -> None:
+    def _inject(self, fn: Callable[..., None], *args: int, pointer: Optional[tuple[int, int]] = None) -> None:
         try:
             fn(*args)
         except InputError as exc:
@@ -220,3 +224,6 @@ class RFBService:
             return
         if self.input_backend.allows_input:  # dropped at the gate, nothing will change on screen
             self._capture.note_input()
+            now = asyncio.get_running_loop().time()
+            for viewer in self._viewers:  # what changes next is the technician's: it goes first
+                viewer.updater.note_input(now, pointer)

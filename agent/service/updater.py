@@ -12,6 +12,7 @@ tests drive it deterministically. The owner sends ``server.data_to_send()``.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -31,8 +32,10 @@ from agent.rfb import constants as C
 from agent.rfb import messages as M
 from agent.rfb import server_messages as SM
 from agent.rfb.server import RFBServer, ServerState
+from agent.service.priority import ActivityMap
 
 LOSSLESS_REFRESH_DELAY = 0.3  # seconds a JPEG-sent area must stay unchanged before its lossless refresh
+LATENCY_SAMPLES = 256  # change-to-update latencies kept for the status figures
 
 
 @dataclass
@@ -44,6 +47,16 @@ class UpdateStats:
     rects_sent: int = 0
     refreshes_sent: int = 0  # lossless refreshes of lossy areas
     last_update_time: Optional[float] = None
+    # Seconds from a change's capture to the update carrying it leaving the agent, per update
+    # (the oldest change it carries); the most recent LATENCY_SAMPLES.
+    change_latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+
+    def change_latency(self, quantile: float) -> Optional[float]:
+        """A quantile (0.5, 0.95) of the recent change-to-update latencies, in seconds."""
+        if not self.change_latencies:
+            return None
+        ordered = sorted(self.change_latencies)
+        return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
 
 
 @dataclass
@@ -55,12 +68,14 @@ class UpdateJob:
     copies: list[Copy]
     rects: list[Rect]
     refresh: list[Rect]  # lossy areas to resend losslessly
+    later: list[Rect] = field(default_factory=list)  # pending areas this update leaves for the next
 
 
 @dataclass
 class EncodedJob:
     rects: list[bytes]
     lossy: list[Rect] = field(default_factory=list)
+    pixel_bytes: int = 0  # of the changed rectangles' encodings (the bytes-per-pixel estimate learns from it)
 
 
 
@@ -69,12 +84,17 @@ class ViewerUpdater:
     """Per-viewer update state machine; see the module docstring."""
 
     def __init__(self, server: RFBServer, *, manager: Optional[EncodeManager] = None,
-                 may_send: Optional[Callable[[], bool]] = None) -> None:
+                 may_send: Optional[Callable[[], bool]] = None,
+                 link_rate: Optional[Callable[[], Optional[float]]] = None) -> None:
         self.server = server
         self.manager = manager if manager is not None else EncodeManager()
         self.tracker = UpdateTracker(server.width, server.height)
         self.tracker.mark_all()  # a new viewer has seen nothing
         self.may_send: Callable[[], bool] = may_send if may_send is not None else (lambda: True)
+        # The link's estimated rate (bytes/s; None: unknown, e.g. plain TCP): bounds updates while interacting.
+        self.link_rate: Callable[[], Optional[float]] = link_rate if link_rate is not None else (lambda: None)
+        self.activity = ActivityMap(server.width, server.height)
+        self._churn_held = False
         self.frame: Optional[np.ndarray] = None
         self.stats = UpdateStats()
         self.on_update: Optional[Callable[[UpdateStats], None]] = None
@@ -130,14 +150,25 @@ class ViewerUpdater:
             if self.server.supports(C.ENC_EXTENDED_DESKTOP_SIZE):
                 self._pending_resize_reply = (M.EDS_REASON_CLIENT, M.EDS_STATUS_PROHIBITED)
 
-    def on_frame(self, frame: np.ndarray, changes: Optional[object]) -> None:
+    def note_input(self, now: float, pointer: Optional[tuple[int, int]] = None) -> None:
+        """The technician typed or moved the pointer (``pointer``: where): what changes next goes first."""
+        self.activity.note_input(now, pointer)
+
+    def on_frame(self, frame: np.ndarray, changes: Optional[object], now: Optional[float] = None) -> None:
         """A new captured frame (owned by us from now on) and what changed since the previous one.
 
         ``changes`` is the detector's Changes (``.copies``, ``.rects``) or None
-        for "unknown" (the whole screen is then marked).
+        for "unknown" (the whole screen is then marked). ``now``: when it was
+        captured (the clock ``write_update`` gets), for priorities and latency.
         """
         height, width = frame.shape[:2]
+        if now is not None:
+            if changes is None or (width, height) != self.size:
+                self.activity.mark_all_pending(now)
+            else:
+                self.activity.note_changes(now, changes.copies, changes.rects)  # type: ignore[attr-defined]
         if (width, height) != self.size:
+            self.activity.resize(width, height)
             self.tracker.resize(width, height)
             self.server.set_size(width, height)
             self._pending_resize = True
@@ -173,6 +204,13 @@ class ViewerUpdater:
             if clipped is not None:
                 out.append(clipped)
         return out
+
+    def next_due(self, now: float) -> Optional[float]:
+        """When this viewer should be kicked again on its own: a lossless refresh, or churning areas held
+        back while the technician interacts. None: only new frames, requests or the link wake it."""
+        due = [t for t in (self.refresh_due_at(now), self.activity.churn_due(now) if self._churn_held else None)
+               if t is not None]
+        return min(due, default=None)
 
     def refresh_due_at(self, now: float) -> Optional[float]:
         """When a lossless refresh becomes due (``now`` if already), or None when nothing is lossy."""
@@ -216,6 +254,10 @@ class ViewerUpdater:
         region = rect_union(self._requested, self._cu_region)
         pseudo = self._pseudo_rects()
         copies, rects = self._take(region)
+        plan = self.activity.plan_update(rects, now, self.link_rate())
+        rects, self._churn_held = plan.rects, plan.held_churn
+        if plan.later:
+            self.tracker.add_changed(plan.later)  # still owed: the next update takes them
         if rects and self.manager.lossy_region():
             # Changed since it was sent, so not settled, however long a congested link kept us from
             # sending: a refresh now would resend moving video losslessly and stall the link further.
@@ -223,7 +265,7 @@ class ViewerUpdater:
         refresh = self._refresh_rects(now, region) if region is not None else []
         if not (pseudo or copies or rects or refresh or self._empty_reply):
             return None  # nothing pending: the request stays outstanding
-        self._job = UpdateJob(self.frame, pseudo, copies, rects, refresh)
+        self._job = UpdateJob(self.frame, pseudo, copies, rects, refresh, plan.later)
         return self._job
 
     def encode_job(self, job: UpdateJob) -> EncodedJob:
@@ -232,6 +274,7 @@ class ViewerUpdater:
         if job.copies or job.rects:
             encoded = self.manager.encode(job.frame, job.copies, job.rects)
             out.rects += encoded.rects
+            out.pixel_bytes = sum(len(r) for r in encoded.rects)
             out.lossy = list(encoded.lossy)
         if job.refresh:
             out.rects += self.manager.encode(job.frame, [], job.refresh, lossy_allowed=False).rects
@@ -243,6 +286,9 @@ class ViewerUpdater:
         self._recent_lossy += [(r, now) for r in encoded.lossy]
         if job.refresh:
             self.stats.refreshes_sent += 1
+        latency = self.activity.sent(now, job.copies, job.rects, job.later, encoded.pixel_bytes)
+        if latency is not None:
+            self.stats.change_latencies.append(latency)
         n = self._send(encoded.rects, now)
         deferred, self._deferred = self._deferred, []
         for event in deferred:

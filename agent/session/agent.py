@@ -227,7 +227,16 @@ class Agent(AdmittingViewer, ResumingViewer):
                       capture_backend=getattr(self.source, "backend", None) or None)
         if self.flow is not None:
             status.update(rtt=self.flow.rtt, bandwidth=self.flow.bandwidth)
+        status.update(self._change_latency())
         return status
+
+    def _change_latency(self) -> dict[str, Any]:
+        """From a change on screen being captured to the update carrying it leaving the agent (ms)."""
+        stats = self.stats.get("update_stats")
+        p50 = stats.change_latency(0.5) if stats is not None else None
+        p95 = stats.change_latency(0.95) if stats is not None else None
+        return {"change_to_update_ms_p50": None if p50 is None else round(1000 * p50, 1),
+                "change_to_update_ms_p95": None if p95 is None else round(1000 * p95, 1)}
 
     async def consent(self, scope: str, terms_version: str | None = None, terms_sha256: str | None = None) -> int:
         """Record the customer's consent durably, then let the session use it. Returns the ledger row id.
@@ -315,6 +324,7 @@ class Agent(AdmittingViewer, ResumingViewer):
     def _report_link(self, event: dict[str, Any]) -> None:
         """The ``link`` event subscribers see every LINK_EVENT_INTERVAL seconds while a viewer is connected."""
         event["updates"] = self.stats["updates"]
+        event.update(self._change_latency())
         self._publish(event)
 
     def _may_send(self) -> bool:
@@ -323,11 +333,15 @@ class Agent(AdmittingViewer, ResumingViewer):
             return False  # cut: nothing new until the resume (what was sent is replayed then)
         return channel is None or channel.may_send()
 
+    def _link_rate(self) -> float | None:
+        channel = self._channel
+        return None if channel is None else channel.flow.bandwidth
+
     async def _run_rfb(self, stream: Any) -> None:
         reader, writer = stream.as_streams()
         try:
             await self.service.serve_connection(reader, writer, security="none", may_send=self._may_send,
-                                                outer_compression=stream.compressing)
+                                                outer_compression=stream.compressing, link_rate=self._link_rate)
         finally:
             if stream is self._rfb:
                 self._rfb = None
@@ -354,6 +368,7 @@ class Agent(AdmittingViewer, ResumingViewer):
         self.stats["bytes_sent"] = getattr(stats, "bytes_sent", self.stats["bytes_sent"])
         self.stats["updates"] = getattr(stats, "updates_sent", self.stats["updates"])
         self.stats["last_update"] = time.time()
+        self.stats["update_stats"] = stats
 
     # ------------------------------------------------------------------ the machine
 

@@ -102,6 +102,11 @@ def test_demo_runs_on_a_synthetic_screen(tmp_path):
     assert summary["updates"] > 0 and summary["bytes_received"] > 0
     assert 0 < summary["link_bytes_sent"] < summary["bytes_received"]  # the channel compressed the RFB stream
     assert len(summary["safety_code"]) == 4
+    # the latency the technician feels, not the time a pull request waits for the next change
+    assert 0 <= summary["change_to_update_ms_p50"] <= summary["change_to_update_ms_p95"] < 5000
+    assert "request_to_update_ms_p50" in summary
+    (status,) = [line for line in lines if line.get("event") == "status"][:1] or [None]
+    assert status is None or "change_to_update_ms" in status
     assert (out / "technician.png").stat().st_size > 0
     assert json.loads((out / "summary.json").read_text())["width"] == 320
     messages = " ".join(line.get("message", "") for line in lines)

@@ -305,3 +305,37 @@ def test_full_request_announces_the_screen_layout():
     assert (link.client.framebuffer == link.expected()).all()
     link.next_frame()
     assert not [e for e in link.request() if isinstance(e, M.DesktopResized)]  # incremental: no layout
+
+
+def test_while_interacting_the_echo_goes_before_churn_and_everything_still_converges():
+    link = ViewerLink(SyntheticSource("idle", 320, 240), LOSSLESS)
+    link.updater.link_rate = lambda: 20_000.0  # a slow link: the smallest update budget
+    link.request(incremental=False)
+    rng = np.random.default_rng(0)
+    frame = link.frame.copy()
+
+    def feed(at: float) -> None:
+        link.updater.on_frame(frame.copy(), link.detector.update(frame), at)
+        link.frame = frame.copy()
+
+    for i in range(30):  # the right half churns for a second; the viewer is not asking
+        frame[:, 160:, :3] = rng.integers(0, 256, (240, 160, 3), dtype=np.uint8)
+        feed(i / 30)
+    link.updater.note_input(1.0)
+    frame[200:216, 10:18, :3] = 255  # the typed glyph
+    frame[:, 160:, :3] = rng.integers(0, 256, (240, 160, 3), dtype=np.uint8)
+    feed(1.02)
+    link.now = 1.05
+    updates = link.updates(link.request())
+    assert len(updates) == 1
+    expected = link.expected()
+    assert (link.client.framebuffer[200:216, 10:18] == expected[200:216, 10:18]).all(), "the echo was not sent"
+    sent_area = sum(w * h for x, y, w, h, _ in updates[0].rects)
+    assert sent_area < 160 * 240 / 2, "the churning half went whole in front of the echo's next update"
+    for _ in range(100):  # no new frames: the rest drains, one bounded update per request
+        if (link.client.framebuffer == expected).all():
+            break
+        link.now += 0.3
+        link.request()
+    assert (link.client.framebuffer == expected).all()
+    assert link.updater.stats.change_latency(0.5) is not None

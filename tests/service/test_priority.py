@@ -1,0 +1,135 @@
+"""Latency-first updates (agent.service.priority): the echo of input goes first, churn waits its turn,
+bulk is cut to a slice of the link, and each update knows how old its oldest change is."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from agent.service import priority as P
+from agent.service.priority import CALM, CHURNING, INTERACTIVE, ActivityMap
+
+W, H = 640, 480
+TYPED = (40, 400, 8, 16)      # a glyph in the typed window
+CHURN = (320, 0, 320, 240)    # a window filling with log output
+RATE = 125_000.0              # 1 Mbit/s in bytes/s
+
+
+def churning_map(until: float, step: float = 1 / 30) -> ActivityMap:
+    m = ActivityMap(W, H)
+    t = 0.0
+    while t < until:
+        m.note_changes(t, [], [CHURN])
+        t += step
+    return m
+
+
+def test_a_glyph_after_a_key_is_interactive_and_log_output_is_churning_even_right_after_input() -> None:
+    m = churning_map(2.0)
+    m.note_input(2.0)
+    m.note_changes(2.02, [], [TYPED, CHURN])  # the frame after the key: echo and churn alike changed
+    assert m.classify(TYPED, 2.05) == INTERACTIVE
+    assert m.classify(CHURN, 2.05) == CHURNING
+    assert m.classify((0, 0, 32, 32), 2.05) == CALM
+    assert m.classify(TYPED, 2.02 + P.HOT_HOLD + 0.1) != INTERACTIVE  # it cools down
+
+
+def test_a_change_long_after_input_is_not_an_echo() -> None:
+    m = ActivityMap(W, H)
+    m.note_input(1.0)
+    m.note_changes(1.0 + P.ECHO_WINDOW + 0.1, [], [TYPED])
+    assert m.classify(TYPED, 1.5) == CALM
+
+
+def test_the_pointer_makes_its_surroundings_interactive() -> None:
+    m = ActivityMap(W, H)
+    m.note_input(1.0, pointer=(100, 100))
+    assert m.classify((90, 90, 20, 20), 1.1) == INTERACTIVE
+    assert m.classify((400, 300, 20, 20), 1.1) == CALM
+
+
+def test_while_interacting_the_echo_goes_first_churn_waits_its_turn_and_bulk_is_cut_to_the_budget() -> None:
+    m = churning_map(2.0)
+    m.note_input(2.0)
+    m.note_changes(2.02, [], [TYPED, CHURN])
+    calm = (0, 0, 320, 240)
+    m.note_changes(2.5, [], [calm])  # a big calm change, not an echo (too late after the key)
+    plan = m.plan_update([CHURN, calm, TYPED], 2.6, RATE)
+    assert plan.rects[0] == TYPED
+    budget = m.budget(RATE)
+    assert budget == int(RATE * P.UPDATE_SLICE)
+    bulk = [r for r in plan.rects if r != TYPED]
+    assert bulk and sum(w * h for _, _, w, h in bulk) * m.bytes_per_pixel <= budget + 1
+    assert all(r[:2] == calm[:2] and r[2] == calm[2] for r in bulk)  # a band from the top of the calm area
+    # nothing is lost: what was not sent is handed back, and together they cover every pending area
+    sent_and_later = plan.rects + plan.later
+    covered = np.zeros((H, W), bool)
+    for x, y, w, h in sent_and_later:
+        covered[y:y + h, x:x + w] = True
+    for x, y, w, h in (CHURN, calm, TYPED):
+        assert covered[y:y + h, x:x + w].all()
+    # churn was sent recently? not yet: it is held only after its first turn
+    assert CHURN in plan.later
+
+
+def test_churn_gets_one_turn_per_interval_while_interacting() -> None:
+    m = churning_map(2.0)
+    m.note_input(2.0)
+    first = m.plan_update([CHURN], 2.1, 10 * RATE)
+    assert first.rects == [CHURN] and not first.held_churn
+    second = m.plan_update([CHURN], 2.1 + P.CHURN_INTERVAL / 2, 10 * RATE)
+    assert second.rects == [] and second.held_churn and second.later == [CHURN]
+    assert m.churn_due(2.2) == pytest.approx(2.1 + P.CHURN_INTERVAL)
+    third = m.plan_update([CHURN], 2.1 + P.CHURN_INTERVAL, 10 * RATE)
+    assert third.rects == [CHURN]
+
+
+@pytest.mark.parametrize("rate, interacting", [(None, True), (RATE, False)])
+def test_without_a_link_estimate_or_without_input_everything_goes_as_before(rate, interacting) -> None:
+    m = churning_map(2.0)
+    if interacting:
+        m.note_input(2.0)
+    rects = [CHURN, (0, 0, 320, 240), TYPED]
+    plan = m.plan_update(rects, 2.1, rate)
+    assert plan.rects == rects and plan.later == [] and not plan.held_churn
+
+
+def test_change_to_update_latency_is_the_age_of_the_oldest_change_carried_and_leftovers_keep_their_age() -> None:
+    m = ActivityMap(W, H)
+    m.note_changes(1.0, [], [(0, 0, 64, 64)])
+    m.note_changes(1.2, [], [(0, 0, 64, 64), (200, 200, 32, 32)])  # the first area changed again: still 1.0
+    assert m.sent(1.5, [], [(200, 200, 32, 32)], [(0, 0, 64, 64)], 100) == pytest.approx(0.3)
+    assert m.sent(1.6, [], [(0, 0, 64, 64)], [], 100) == pytest.approx(0.6)
+    assert m.sent(1.7, [], [(0, 0, 64, 64)], [], 100) is None  # nothing was owed there any more
+    m.note_changes(2.0, [(0, 0, 100, 100, 64, 64)], [])  # a copy's destination is a change too
+    assert m.sent(2.25, [(0, 0, 100, 100, 64, 64)], [], [], 0) == pytest.approx(0.25)
+
+
+def test_the_bytes_per_pixel_estimate_follows_what_was_encoded() -> None:
+    m = ActivityMap(W, H)
+    for _ in range(30):
+        m.note_changes(0.0, [], [(0, 0, 100, 100)])
+        m.sent(0.1, [], [(0, 0, 100, 100)], [], 2_000)  # 0.2 B/px
+    assert m.bytes_per_pixel == pytest.approx(0.2, rel=0.01)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, W - 1), st.integers(0, H - 1), st.integers(1, 300), st.integers(1, 300)),
+                min_size=1, max_size=12), st.floats(4_000, 2e6), st.booleans())
+def test_a_plan_never_loses_a_pixel(rects, rate, churn) -> None:
+    rects = [(x, y, min(w, W - x), min(h, H - y)) for x, y, w, h in rects]
+    m = churning_map(1.0) if churn else ActivityMap(W, H)
+    m.note_input(1.0)
+    m.note_changes(1.01, [], rects[:2])
+    plan = m.plan_update(rects, 1.05, rate)
+    wanted = np.zeros((H, W), bool)
+    for x, y, w, h in rects:
+        wanted[y:y + h, x:x + w] = True
+    got = np.zeros((H, W), bool)
+    for x, y, w, h in plan.rects + plan.later:
+        got[y:y + h, x:x + w] = True
+    assert (got | ~wanted).all()
+    assert plan.rects or plan.held_churn
+    assert not math.isnan(m.bytes_per_pixel)
