@@ -7,10 +7,13 @@ python-xlib connection does all three from events (root ConfigureNotify,
 XFixes cursor notify, DAMAGE), so a frame costs no extra round trip; other
 platforms re-read the monitor layout from mss once a second.
 
-The frame is a zero-copy numpy view over the bytearray mss returns for each
-shot (mss itself copies out of its shared-memory segment into that array).
-Which fast path mss took (XShmGetImage over MIT-SHM, or plain XGetImage) and
-why it fell back are kept in ``capture_path`` and ``fallback_reason``.
+``grab()`` returns a zero-copy numpy view over the bytearray mss returns for
+each shot (mss itself copies out of its shared-memory segment into that
+array). On X11 with MIT-SHM, ``grab_into`` instead writes only the rectangles
+X DAMAGE reported (agent.capture.xshm) into a buffer the caller owns: the
+capture loop's path, which never allocates a frame per grab. Which path is
+used (XShmGetImage over MIT-SHM, or plain XGetImage) and why it fell back are
+kept in ``capture_path`` and ``fallback_reason``.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -28,8 +31,11 @@ from agent.errors import CaptureError
 
 log = logging.getLogger(__name__)
 
+Rect = tuple[int, int, int, int]
+
 POLL_SECONDS = 1.0  # non-X11 platforms: how often the monitor layout is re-read
 _SHM_OK = "MIT-SHM is working correctly."
+MAX_DAMAGE_RECTS = 48  # more damage rectangles than this are merged into as many bands (one request each)
 
 
 def _new_mss(display: str | None) -> Any:
@@ -104,6 +110,15 @@ class _X11Watch:
         except self._errors as exc:
             raise CaptureError(_gone(self.display, exc)) from None
 
+    def take_damage(self) -> list[Rect] | None:
+        """The rectangles drawn since the last call (the hint re-armed), or None when X cannot say where."""
+        if not self.damage.available:
+            return None
+        try:
+            return self.damage.take_rects()
+        except self._errors as exc:
+            raise CaptureError(_gone(self.display, exc)) from None
+
     def cursor_shape(self) -> CursorShape | None:
         self.poll()  # cursor-change events may have arrived since the last grab
         try:
@@ -156,6 +171,9 @@ class _PollWatch:
     def rearm_damage(self) -> None:
         pass
 
+    def take_damage(self) -> list[Rect] | None:
+        return None
+
     def close(self) -> None:
         pass
 
@@ -172,16 +190,23 @@ class MssSource(ScreenSource):
         self.capture_path = "unknown"
         self.fallback_reason: str | None = None
         self._sct: Any = None
+        self._shm: Any = None  # agent.capture.xshm.XShmGrabber: sub-image grabs, when MIT-SHM works
         self._watch: Any = None
         self._hinting = False  # DAMAGE is re-armed per grab only once someone asks for the hint
         self._closed = False
         try:
-            # mss (xcb) first: it fails cleanly on an unreachable display, where
-            # python-xlib would leak its sockets
-            self._open()
+            # xcb first (our XShm grabber, else mss): it fails cleanly on an unreachable display,
+            # where python-xlib would leak its sockets. mss, when the grabber works, is opened only
+            # if someone calls grab(): its shared segment is a whole screen (33 MB at 4K).
+            if sys.platform.startswith("linux"):
+                from agent.capture.xshm import XShmGrabber
+
+                self._shm = XShmGrabber.open(self.display)
+            if self._shm is None:
+                self._open()
             self._watch = _X11Watch(self.display) if sys.platform.startswith("linux") else _PollWatch(self._sct)
             self._width, self._height = self._watch.poll()
-            self._grab_once()  # fail now, with a clear message, rather than in the middle of a session
+            self._check()  # fail now, with a clear message, rather than in the middle of a session
         except BaseException:
             self.close()
             raise
@@ -197,15 +222,34 @@ class MssSource(ScreenSource):
             raise CaptureError(_unreachable(self.display, exc)) from None
 
     def _reopen(self, size: tuple[int, int]) -> None:
-        """A new size: mss sizes its shared-memory segment when it connects, so connect again."""
+        """A new size: mss sizes its shared-memory segment when it connects, so connect again (lazily)."""
         log.info("screen size changed from %dx%d to %dx%d", self._width, self._height, *size)
         if self._sct is not None:
             self._sct.close()
-        self._open()
+            self._sct = None
+        if self._shm is None:
+            self._open()
         self._width, self._height = size
         self._describe()
 
+    def _check(self) -> None:
+        """One small grab through the path in use; CaptureError (or the grabber dropped) if it fails."""
+        if self._shm is not None:
+            try:
+                self._shm.grab(np.empty((1, 1, 4), np.uint8), [(0, 0, 1, 1)])
+                self.capture_path = "XShmGetImage"
+                self._describe()
+                return
+            except OSError as exc:
+                log.info("no XShm sub-image capture: %s", exc)
+                self._shm.close()
+                self._shm = None
+                self._open()
+        self._grab_once()
+
     def _grab_once(self) -> np.ndarray:
+        if self._sct is None:
+            self._open()
         w, h = self._width, self._height
         left, top = self._watch.origin
         shot = self._sct.grab({"left": left, "top": top, "width": w, "height": h})
@@ -249,6 +293,39 @@ class MssSource(ScreenSource):
         d = getattr(self._watch, "_d", None)
         return d.fileno() if d is not None and self._watch.damaged() is not None else None
 
+    @property
+    def sub_images(self) -> bool:
+        """Whether ``grab_into`` can serve (MIT-SHM works on this display)."""
+        return self._shm is not None
+
+    def grab_into(self, frame: np.ndarray, also: Sequence[Rect] = ()) -> list[Rect] | None:
+        """Write what X DAMAGE reported since the last grab, and the rectangles ``also``, into ``frame``.
+
+        ``frame`` is the caller's (H, W, 4) buffer holding the previous frame;
+        returns the rectangles written (possibly none), or None when this path
+        cannot serve (no MIT-SHM grabber, the size changed, a request failed):
+        the caller then uses ``grab()``, which sorts out why. Re-arms the hint;
+        where X cannot say what was drawn, the whole screen is written.
+        """
+        if self._closed:
+            raise CaptureError("this screen source was closed")
+        if self._shm is None:
+            return None
+        size = self._watch.poll()
+        if size != (self._width, self._height) or frame.shape[:2] != (self._height, self._width):
+            return None
+        rects = self._watch.take_damage()
+        if rects is None or (0, 0, self._width, self._height) in also:
+            rects = [(0, 0, self._width, self._height)]
+        else:
+            rects = coalesce(rects, MAX_DAMAGE_RECTS) + list(also)
+        try:
+            self._shm.grab(frame, rects)
+        except OSError as exc:  # the display shrank or went away: grab() finds out which
+            log.debug("sub-image grab failed: %s", exc)
+            return None
+        return rects
+
     def grab(self) -> np.ndarray:
         if self._closed:
             raise CaptureError("this screen source was closed")
@@ -280,6 +357,9 @@ class MssSource(ScreenSource):
 
     def close(self) -> None:
         self._closed = True
+        shm, self._shm = self._shm, None
+        if shm is not None:
+            shm.close()
         sct, self._sct = self._sct, None
         if sct is not None:
             try:
@@ -288,6 +368,23 @@ class MssSource(ScreenSource):
                 log.debug("closing mss: %s", exc)
         if self._watch is not None:
             self._watch.close()
+
+
+def coalesce(rects: list[Rect], limit: int) -> list[Rect]:
+    """At most ``limit`` rectangles covering ``rects``: runs of them (X keeps a region's rectangles
+    in y-x bands) merged into their bounding boxes. One XShmGetImage each, so a few large requests beat
+    hundreds of glyph-sized ones."""
+    if len(rects) <= limit:
+        return rects
+    rects = sorted(rects, key=lambda r: (r[1], r[0]))
+    per = -(-len(rects) // limit)
+    out = []
+    for i in range(0, len(rects), per):
+        run = rects[i:i + per]
+        x0, y0 = min(r[0] for r in run), min(r[1] for r in run)
+        x1, y1 = max(r[0] + r[2] for r in run), max(r[1] + r[3] for r in run)
+        out.append((x0, y0, x1 - x0, y1 - y0))
+    return out
 
 
 def _detail(exc: BaseException) -> str:

@@ -2,20 +2,36 @@
 
 Grab and change detection run in a worker thread (the kernels release the
 GIL). With a damage hint (X DAMAGE) the loop sleeps until X reports drawing
-and grabs only then, confirmed by a full grab at least every
-HINT_CONFIRM_INTERVAL; without one it polls, backing off while the screen is
+and grabs only then; without one it polls, backing off while the screen is
 idle. Nobody connected means no capture at all.
+
+A source that can write sub-images into a buffer we own (``grab_into``: X11
+over MIT-SHM) gets only the rectangles DAMAGE reported grabbed, and only their
+tiles compared. The buffers come from a FramePool: a frame handed out is
+never written again; a buffer no one holds any more is brought up to date by
+copying the regions changed since and reused. DAMAGE is never trusted alone:
+every HINT_CONFIRM_INTERVAL one of CONFIRM_BANDS bands of the screen is grabbed
+and compared whether drawn or not (the whole screen every few seconds, at a
+fraction of a full grab's cost each time), and a client arriving after an idle
+spell gets a full grab.
+
+Large buffers at W x H (4 W H bytes each, 33 MB at 3840x2160): the current
+frame (``self.frame``, shared by reference with the viewers' updaters and the
+detector, which keeps no copy), the pool's buffer being written (or waiting to
+be), and a third only while a viewer's encoder still reads an older frame;
+plus the grabber's 4 MiB shared segment.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from agent.capture.base import ScreenSource
+from agent.capture.frame_pool import FramePool
 from agent.changes.detector import ChangeDetector, Changes
 from agent.errors import CaptureError
 from agent.models import CursorShape
@@ -25,6 +41,7 @@ log = logging.getLogger(__name__)
 MAX_IDLE_INTERVAL = 0.25    # slowest capture poll while nothing changes (no damage hint)
 DAMAGE_SETTLE = 0.004       # seconds between X's first damage report and the grab (TigerVNC: DeferUpdate)
 HINT_CONFIRM_INTERVAL = 1.0 # with a damage hint: grab at least this often anyway (a hint is never trusted alone)
+CONFIRM_BANDS = 4           # sub-image sources: each confirming grab covers one band of rows, in turn
 IDLE_BACKOFF = 1.5          # poll interval growth per unchanged frame
 
 FrameHandler = Callable[[np.ndarray, Optional[Changes], Optional[CursorShape]], None]
@@ -47,6 +64,8 @@ class CaptureLoop:
         self._hint: Any = None  # None: not probed yet; False: the source has no damage hint
         self._detector: Optional[ChangeDetector] = None
         self._detector_size = (0, 0)
+        self._pool = FramePool()
+        self._band = 0  # the next band a confirming grab covers
         self._wake = asyncio.Event()
         self._input_seen = False  # input usually changes the screen: poll at full rate again
         self._force = False  # grab_now(): the next grab ignores the damage hint
@@ -94,28 +113,79 @@ class CaptureLoop:
             self._hint = query if callable(query) and query() is not None else False
         return self._hint or None
 
-    def _grab(self, force: bool = True) -> Optional[tuple[np.ndarray, Changes, Optional[CursorShape]]]:
-        """Worker thread: capture, detect, and copy the frame only when it changed.
+    def _grab(self, force: bool = True, confirm: bool = True, whole: bool = False
+              ) -> Optional[tuple[np.ndarray, Changes, Optional[CursorShape]]]:
+        """Worker thread: capture, detect, and hand out a new frame only when it changed.
 
         Returns None, without grabbing, when the damage hint says nothing was
-        drawn and ``force`` is off; the tile hashes confirm every grab.
+        drawn and ``force`` is off. ``confirm``: compare more than the damage
+        (the next band, or everything with ``whole``), since DAMAGE may miss drawing.
         """
         hint = self._damage_hint()
         if not force and hint is not None and hint() is False:
             return None
+        if getattr(self.source, "sub_images", False):
+            grabbed = self._grab_sub_images(confirm, whole)
+            if grabbed is not None:
+                return grabbed[0], grabbed[1], self.source.cursor()
         frame = self.source.grab()
-        height, width = frame.shape[:2]
-        if self._detector is None:
-            self._detector = ChangeDetector(width, height)
-        elif self._detector_size != (width, height):
-            self._detector.resize(width, height)
-        self._detector_size = (width, height)
-        changes = self._detector.update(frame)
+        changes = self._detect(frame, None)
         owned = self.frame
         if owned is None or not changes.is_empty() or owned.shape != frame.shape:
             # viewers encode from a frame nobody writes to; a source that may reuse its buffer is copied
             owned = frame if self.source.fresh_frames else frame.copy()
+            if self.source.fresh_frames:
+                self._pool.adopt(owned)
         return owned, changes, self.source.cursor()
+
+    def _detect(self, frame: np.ndarray, damage: Optional[Sequence[tuple[int, int, int, int]]]) -> Changes:
+        height, width = frame.shape[:2]
+        if self._detector is None:
+            # frames kept as they are (fresh or pooled) are never written again: no copy in the detector
+            immutable = self.source.fresh_frames or bool(getattr(self.source, "sub_images", False))
+            self._detector = ChangeDetector(width, height, frames_immutable=immutable)
+        elif self._detector_size != (width, height):
+            self._detector.resize(width, height)
+        self._detector_size = (width, height)
+        return self._detector.update(frame, damage)
+
+    def _grab_sub_images(self, confirm: bool, whole: bool) -> Optional[tuple[np.ndarray, Changes]]:
+        """Grab what DAMAGE reported into a pooled buffer (plus a band, or all, to confirm); None: not possible."""
+        current = self.frame
+        width, height = self.source.size
+        if current is None or self._pool.current is not current or current.shape[:2] != (height, width):
+            # the first frame, or after a full grab(): a whole grab into a new buffer the pool adopts
+            buffer = np.empty((height, width, 4), np.uint8)
+            if self.source.grab_into(buffer, [(0, 0, width, height)]) is None:  # type: ignore[attr-defined]
+                return None
+            changes = self._detect(buffer, None)
+            if current is not None and changes.is_empty() and current.shape == buffer.shape:
+                return current, changes
+            self._pool.adopt(buffer)
+            return buffer, changes
+        also: list[tuple[int, int, int, int]] = []
+        if whole:
+            also = [(0, 0, width, height)]
+        elif confirm:
+            top, bottom = height * self._band // CONFIRM_BANDS, height * (self._band + 1) // CONFIRM_BANDS
+            self._band = (self._band + 1) % CONFIRM_BANDS
+            if bottom > top:
+                also = [(0, top, width, bottom - top)]
+        buffer = self._pool.take()
+        try:
+            written = self.source.grab_into(buffer, also)  # type: ignore[attr-defined]
+        except BaseException:
+            self._pool.discard(buffer)
+            raise
+        if written is None:
+            self._pool.discard(buffer)
+            return None
+        changes = self._detect(buffer, written)
+        if changes.is_empty():
+            self._pool.release(buffer)  # equal to the current frame: back to the pool, untouched by anyone
+            return current, changes
+        self._pool.commit(buffer, [c[2:] for c in changes.copies] + list(changes.rects))
+        return buffer, changes
 
     async def _wait_for_damage(self, timeout: float) -> None:
         """Sleep until the X connection has news (a DAMAGE event), a wake-up, or ``timeout``."""
@@ -142,7 +212,7 @@ class CaptureLoop:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         interval = 1.0 / self.fps
-        last_grab = float("-inf")
+        last_confirm = float("-inf")
         try:
             while not self._closing:
                 if not self._wanted():
@@ -153,16 +223,17 @@ class CaptureLoop:
                 self._wake.clear()  # wake-ups during the grab count for the next wait
                 input_seen, self._input_seen = self._input_seen, False
                 forced, self._force = self._force, False
-                force = (forced or input_seen or self.frame is None
-                         or started - last_grab >= HINT_CONFIRM_INTERVAL)
-                grabbed = await asyncio.to_thread(self._grab, force)
+                confirm = started - last_confirm >= HINT_CONFIRM_INTERVAL
+                force = forced or input_seen or self.frame is None or confirm
+                grabbed = await asyncio.to_thread(self._grab, force, confirm or forced, forced)
                 if grabbed is None:  # the damage hint says idle: sleep until X reports drawing
                     self.frames_skipped += 1
-                    await self._wait_for_damage(last_grab + HINT_CONFIRM_INTERVAL - loop.time())
+                    await self._wait_for_damage(last_confirm + HINT_CONFIRM_INTERVAL - loop.time())
                     await asyncio.sleep(max(0.0, 1.0 / self.fps - (loop.time() - started)))
                     continue
                 frame, changes, cursor = grabbed
-                last_grab = started
+                if confirm or forced or not getattr(self.source, "sub_images", False):
+                    last_confirm = started  # every grab of a full-frame source confirms
                 self.frames_captured += 1
                 self.frame, self.cursor = frame, cursor
                 self._on_frame(frame, changes, cursor)

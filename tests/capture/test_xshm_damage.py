@@ -1,0 +1,68 @@
+"""On a real Xvfb: sub-image grabs write exactly what X drew, where it drew it, and nothing else."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from agent.capture.mss_source import MAX_DAMAGE_RECTS, MssSource, coalesce
+
+
+def _window(d, x: int, y: int, w: int, h: int, rgb: int):
+    screen = d.screen()
+    win = screen.root.create_window(x, y, w, h, 0, screen.root_depth, background_pixel=rgb, override_redirect=True)
+    win.map()
+    d.sync()
+    return win
+
+
+def _until(predicate, timeout: float = 3.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.xvfb
+def test_grab_into_writes_only_the_damage(xvfb_factory) -> None:
+    from Xlib import display as xdisplay
+
+    name = xvfb_factory(640, 480)
+    d = xdisplay.Display(name)
+    with MssSource(name) as source:
+        if not source.sub_images:
+            pytest.skip("no MIT-SHM on this Xvfb")
+        assert source.capture_path == "XShmGetImage"
+        frame = np.zeros((480, 640, 4), np.uint8)
+        assert source.grab_into(frame, [(0, 0, 640, 480)]) == [(0, 0, 640, 480)]
+        truth = frame.copy()
+        assert source.damaged() is not None
+        source.grab_into(frame)  # forget the damage so far
+        canvas = np.full_like(frame, 7)  # not the screen: only written rects may change
+        win = _window(d, 100, 50, 40, 30, 0x336699)
+        try:
+            assert _until(lambda: source.damaged() is True)
+            rects = source.grab_into(canvas)
+            assert rects and all(x <= 100 and y <= 50 and x + w >= 140 and y + h >= 80 for x, y, w, h in rects)
+            assert (canvas[50:80, 100:140, :3] == (0x99, 0x66, 0x33)).all()
+            outside = np.ones(frame.shape[:2], bool)
+            for x, y, w, h in rects:
+                outside[y:y + h, x:x + w] = False
+            assert (canvas[outside] == 7).all(), "pixels outside the damage were written"
+            assert source.grab_into(canvas) == [], "the damage was taken: nothing new"
+            assert (truth[0, 0] == source.grab()[0, 0]).all()
+        finally:
+            win.destroy()
+            d.close()
+
+
+def test_coalesce_covers_every_rect_within_the_limit() -> None:
+    rects = [(x * 10, y * 7, 5, 3) for y in range(30) for x in range(7)]
+    merged = coalesce(rects, MAX_DAMAGE_RECTS)
+    assert len(merged) <= MAX_DAMAGE_RECTS
+    for x, y, w, h in rects:
+        assert any(mx <= x and my <= y and x + w <= mx + mw and y + h <= my + mh for mx, my, mw, mh in merged)
+    assert coalesce(rects[:3], MAX_DAMAGE_RECTS) == rects[:3]
