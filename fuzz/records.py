@@ -29,7 +29,7 @@ def TestOneInput(data: bytes) -> None:
         target.enable_compression()
     try:
         for _ in range(fdp.ConsumeIntInRange(1, 8)):
-            rtype = fdp.ConsumeIntInRange(0, 255)
+            rtype = fdp.ConsumeIntInRange(0, 15)  # the header's 4 type bits
             payload = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, min(MAX_PLAINTEXT, 4096)))
             wire = hostile._record(rtype, payload)  # sealed as a key holder would
             if fdp.ConsumeBool():

@@ -1,7 +1,8 @@
 """Hazardous core: AES-256-GCM with implicit nonces. The only module that builds a nonce.
 
-Record = ``len:u32 | type:u8 | ciphertext+tag``; the 5-byte header is the
-associated data. Nonce = 4-byte direction label || 8-byte record counter (big endian). The
+Record = ``header | ciphertext+tag``, where header = varint(len << 4 | type) (agent.secure.varint:
+LEB128, 2 bytes for a record of up to 2,047 bytes, at most 3), ``len`` = length of ciphertext+tag;
+the header, as sent, is the associated data. Nonce = 4-byte direction label || 8-byte record counter (big endian). The
 counter is never sent: the receiver uses the one it expects, so a replayed,
 reordered, dropped or reflected record simply fails its tag check. Each
 direction has its own key and label; every RATCHET_INTERVAL records its key is
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from agent.secure.errors import CounterExhaustedError, RecordAuthenticationError
 from agent.secure.keyschedule import KEY_SIZE, ratchet
+from agent.secure.varint import encode as _varint
 
 LABEL_VIEWER_TO_AGENT = b"V->A"
 LABEL_AGENT_TO_VIEWER = b"A->V"
@@ -28,8 +30,15 @@ RATCHET_INTERVAL = 1 << 24
 MAX_RECORDS = 1 << 48
 _RATCHET_MASK = RATCHET_INTERVAL - 1
 _NONCE = struct.Struct(">4sQ")  # direction label, record counter
-HEADER = struct.Struct(">IB")  # record header: length of ciphertext+tag, record type
-_pack_header = HEADER.pack
+TYPE_BITS = 4  # the record type is the header varint's low 4 bits; the length is the rest
+MAX_HEADER = 3  # header bytes at most: 21 bits hold a length up to 131,071, above any record's
+
+
+def record_header(length: int, rtype: int) -> bytes:
+    """The header of a record whose ciphertext+tag is ``length`` bytes (the AEAD's associated data)."""
+    if not 0 <= rtype < 1 << TYPE_BITS:
+        raise ValueError("a record type has 4 bits")
+    return _varint(length << TYPE_BITS | rtype)
 
 
 class _Direction:
@@ -77,7 +86,7 @@ class Sealer(_Direction):
         counter = self._counter
         if counter >= MAX_RECORDS:
             raise _exhausted()
-        header = _pack_header(len(plaintext) + TAG_SIZE, rtype)
+        header = record_header(len(plaintext) + TAG_SIZE, rtype)
         record = header + self._aead.encrypt(_NONCE.pack(self._label, counter), plaintext, header)
         counter += 1
         self._counter = counter

@@ -4,7 +4,14 @@ One authenticated channel lives for the whole session; inside its inner byte
 stream (the plaintext of DATA/ZDATA records, in order) ride several streams,
 each a sequence of frames::
 
-    kind:u8 | stream:u16 | len:u32 | payload (len bytes, at most MAX_FRAME)
+    tag:u8 | [stream:u16] | len:varint | payload (len bytes, at most MAX_FRAME)
+
+``tag`` = kind << 4 | s: ``s`` is the stream id when it is below 15 (no
+``stream`` field follows), 15 when a big-endian u16 ``stream`` follows. ``len``
+is a LEB128 varint (agent.secure.varint) of at most 3 bytes. A DATA frame on
+stream 1 of up to 127 bytes thus has a 2-byte header, of up to 16 KiB a 3-byte
+one (7 bytes each before): the header rides inside every record, and inside
+zstd it compressed to about its own size.
 
 Frame kinds:
 
@@ -49,9 +56,14 @@ from typing import Any, Union
 
 from agent.sansio import NEED_DATA, NeedData
 from agent.secure.errors import ProtocolViolationError
+from agent.secure.varint import decode as _read_varint
+from agent.secure.varint import encode as _varint
 
-_HEADER = struct.Struct(">BHI")
-HEADER_SIZE = _HEADER.size
+_STREAM = struct.Struct(">H")
+_WIDE = 15  # the tag's low nibble when the stream id follows as a u16
+_MAX_LEN_BYTES = 3  # varint bytes of a frame length: 21 bits, above MAX_FRAME
+MIN_HEADER = 2  # tag and a 1-byte length
+HEADER_SIZE = 1 + _STREAM.size + _MAX_LEN_BYTES  # at most
 MAX_FRAME = 256 * 1024       # payload bytes in one frame; bigger writes are split
 MAX_MESSAGE = 16 * 1024      # one session-stream JSON message
 MAX_REASON = 1024
@@ -101,8 +113,13 @@ class SessionMessage:
 MuxEvent = Union[StreamOpened, StreamData, StreamClosed, SessionMessage, NeedData]
 
 
+def _header(kind: int, stream: int, length: int, width: int = 0) -> bytes:
+    tag = bytes((kind << 4 | stream,)) if stream < _WIDE else bytes((kind << 4 | _WIDE,)) + _STREAM.pack(stream)
+    return tag + _varint(length, width)
+
+
 def _frame(kind: int, stream: int, payload: bytes | memoryview = b"") -> bytes:
-    return _HEADER.pack(kind, stream, len(payload)) + payload
+    return _header(kind, stream, len(payload)) + payload
 
 
 class Mux:
@@ -147,7 +164,7 @@ class Mux:
             return b""
         size = len(data)
         if size <= MAX_FRAME:
-            return self._count(_HEADER.pack(FrameKind.DATA, stream, size) + data)
+            return self._count(_header(FrameKind.DATA, stream, size) + data)
         view = memoryview(data).cast("B")
         return self._count(b"".join(_frame(FrameKind.DATA, stream, view[off:off + MAX_FRAME])
                                     for off in range(0, size, MAX_FRAME)))
@@ -160,10 +177,15 @@ class Mux:
         return self._count(_frame(FrameKind.DATA, SESSION_STREAM, body))
 
     def pad(self, size: int) -> bytes:
-        """One PAD frame of exactly ``size`` bytes, header included (HEADER_SIZE <= size <= MAX_FRAME)."""
-        if not HEADER_SIZE <= size <= HEADER_SIZE + MAX_FRAME:
+        """One PAD frame of exactly ``size`` bytes, header included (MIN_HEADER <= size <= 4 + MAX_FRAME).
+
+        The length field takes as many bytes as that exact size needs (a non-minimal varint where
+        the payload would fit a shorter one, as for 130 bytes: a 3-byte header and 127 bytes)."""
+        if not MIN_HEADER <= size <= 1 + _MAX_LEN_BYTES + MAX_FRAME:
             raise ValueError("a PAD frame is between its header and MAX_FRAME bytes")
-        return self._count(_HEADER.pack(FrameKind.PAD, SESSION_STREAM, size - HEADER_SIZE) + bytes(size - HEADER_SIZE))
+        width = next(w for w in range(1, _MAX_LEN_BYTES + 1) if size - 1 - w < 1 << 7 * w)
+        payload = min(size - 1 - width, MAX_FRAME)
+        return self._count(_header(FrameKind.PAD, SESSION_STREAM, payload, width) + bytes(payload))
 
     def close_stream(self, stream: int, reason: str = "closed") -> bytes:
         """CLOSE for ``stream`` (b"" if it is not open); the session stream cannot be closed."""
@@ -195,19 +217,29 @@ class Mux:
     def _next_event(self) -> MuxEvent:
         while True:
             buf = self._buf
-            if len(buf) < HEADER_SIZE:
+            if not buf:
                 return NEED_DATA
-            kind, stream, length = _HEADER.unpack_from(buf)
+            kind, stream = buf[0] >> 4, buf[0] & 0x0F
             if kind not in (FrameKind.OPEN, FrameKind.DATA, FrameKind.CLOSE, FrameKind.PAD):
                 raise ProtocolViolationError(f"the peer sent a stream frame of unknown kind {kind}")
+            pos = 1
+            if stream == _WIDE:
+                if len(buf) < 1 + _STREAM.size:
+                    return NEED_DATA
+                (stream,) = _STREAM.unpack_from(buf, 1)
+                pos += _STREAM.size
+            field = _read_varint(buf, pos, _MAX_LEN_BYTES, "a stream frame length")
+            if field is None:
+                return NEED_DATA
+            length, header = field
             limit = MAX_MESSAGE if (kind == FrameKind.DATA and stream == SESSION_STREAM) else \
                 MAX_REASON if kind == FrameKind.CLOSE else MAX_KIND if kind == FrameKind.OPEN else MAX_FRAME
             if length > limit:
                 raise ProtocolViolationError(f"the peer sent a stream frame of {length} bytes, more than {limit}")
-            end = HEADER_SIZE + length
+            end = header + length
             if len(buf) < end:
                 return NEED_DATA
-            payload = bytes(buf[HEADER_SIZE:end])
+            payload = bytes(buf[header:end])
             del buf[:end]
             event = self._event(kind, stream, payload)
             if event is not None:

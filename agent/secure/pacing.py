@@ -18,8 +18,8 @@ terminal, the viewer instead
   outside it nothing is sent (an idle session costs nothing).
 
 Cost (measured by tests/security/test_input_padding.py): each record is
-INPUT_RECORD_SIZE + 21 bytes on the wire (length, type, tag) = 85 bytes, 50 a
-second while typing: 4.25 KB/s (34 kbit/s) on the customer's downlink for at
+INPUT_RECORD_SIZE + 18 bytes on the wire (2-byte header, 16-byte tag) = 82 bytes, 50 a
+second while typing: 4.1 KB/s (33 kbit/s) on the customer's downlink for at
 most TYPING_WINDOW after the last input, and up to one tick (20 ms, 10 ms on
 average) of added input latency. Bulk input (clipboard) still shows its size
 rounded up to INPUT_RECORD_SIZE; records replayed after a resume are not
@@ -31,15 +31,15 @@ import asyncio
 import math
 from typing import Callable
 
-from agent.secure.mux import HEADER_SIZE
+from agent.secure.mux import MIN_HEADER
 
 INPUT_TICK = 0.020
 """Seconds between input sends: per-key timing is known to 20 ms (OpenSSH's default), at most 20 ms
 of added latency, 10 ms on average, well under what a person notices on a remote desktop."""
 
 INPUT_RECORD_SIZE = 64
-"""Plaintext bytes of every input record: a tick's usual load (a KeyEvent frame is 15 bytes, a
-PointerEvent 13, a FramebufferUpdateRequest 17, the PAD frame's header 7) fits in one."""
+"""Plaintext bytes of every input record: a tick's usual load (a KeyEvent frame is 10 bytes, a
+PointerEvent 8, a FramebufferUpdateRequest 12, the PAD frame's header 2) fits in one."""
 
 TYPING_WINDOW = 1.0
 """Seconds of chaff after the last real input: longer than the gaps within typing, so pauses between
@@ -54,7 +54,7 @@ class InputPacer:
     def __init__(self, emit: Callable[[bytes], None], pad: Callable[[int], bytes], *,
                  tick: float = INPUT_TICK, record_size: int = INPUT_RECORD_SIZE,
                  typing_window: float = TYPING_WINDOW) -> None:
-        if record_size < HEADER_SIZE:
+        if record_size < MIN_HEADER:
             raise ValueError("an input record must hold at least a PAD frame")
         self._emit = emit
         self._pad = pad
@@ -100,7 +100,7 @@ class InputPacer:
             return
         data = bytes(self._pending)
         self._pending.clear()
-        count = -(-(len(data) + HEADER_SIZE) // self.record_size)
+        count = -(-(len(data) + MIN_HEADER) // self.record_size)
         self._emit(data + self._pad(count * self.record_size - len(data)))
         self.records += count
 

@@ -1,8 +1,15 @@
 """Sans-IO record layer of the secure channel (DESIGN §4.2, point 3).
 
-Wire format of a record: ``len:u32 | type:u8 | ciphertext+tag``, where ``len``
-is the length of ciphertext+tag (big endian) and the 5-byte header is the AEAD
-associated data. Nonces are implicit (see ``_aead``), so nothing here can pick
+Wire format of a record: ``header | ciphertext+tag``, header = varint(len << 4 |
+type) (2 bytes up to 2,047 bytes of ciphertext+tag, 3 above; see ``_aead``), the
+AEAD associated data.
+
+Acknowledgements are ``total:varint | delay:varint``: the DATA bytes received so
+far and how long ago (in ACK_DELAY_UNIT) the record that completed them arrived,
+so the sender can take an RTT sample from any ACK, however lazily it was sent.
+They travel in ACK records, or in front of the payload of a DATA or ZDATA record
+whose type has the ACK_ATTACHED bit (9, 14): an ACK due when data goes out anyway
+costs a few bytes instead of a record (18 bytes of header and tag). Nonces are implicit (see ``_aead``), so nothing here can pick
 one. The receive side reads a header, refuses an impossible length at once,
 waits for the whole record, verifies its tag, and only then looks at the
 plaintext. The first failure puts the channel in a failed state that refuses
@@ -19,12 +26,14 @@ from __future__ import annotations
 import enum
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable
 
-from agent.sansio import NEED_DATA, NeedData
+from agent.sansio import NEED_DATA, NeedData  # noqa: F401  (NEED_DATA re-exported)
+from collections import deque
+
 from agent.secure._aead import (
-    HEADER,
+    MAX_HEADER,
+    TYPE_BITS,
     LABEL_AGENT_TO_VIEWER,
     LABEL_VIEWER_TO_AGENT,
     TAG_SIZE,
@@ -42,15 +51,22 @@ from agent.secure.errors import (
     TruncatedError,
 )
 from agent.secure.keyschedule import SessionKeys
+from agent.secure.record_events import Ack, Closed, Data, Event, Ping, Pong
+from agent.secure.varint import decode as _read_varint
+from agent.secure.varint import encode as _varint
 
-HEADER_SIZE = HEADER.size
+HEADER_SIZE = MAX_HEADER  # at most; a record of up to 2,047 bytes has a 2-byte header
 MAX_PLAINTEXT = 64 * 1024
 MAX_RECORD_LENGTH = MAX_PLAINTEXT + TAG_SIZE
 MAX_CLOSE_REASON = 1024  # bytes of UTF-8 we send; longer reasons are cut at a character boundary
-_unpack_header = HEADER.unpack_from
+_TYPE_MASK = (1 << TYPE_BITS) - 1
 _PING_SIZE = 8
-_ACK_SIZE = 8
 _MAX_OUTSTANDING_PINGS = 16
+ACK_DELAY_UNIT = 1e-4  # seconds: an ACK's delay field counts tenths of a millisecond
+_MAX_ACK_TOTAL = 9  # varint bytes: 63 bits of DATA bytes
+_MAX_ACK_DELAY = 3  # varint bytes: up to 2^21 - 1 units (209 s), saturated
+MAX_ACK_PREFIX = _MAX_ACK_TOTAL + _MAX_ACK_DELAY
+_SEND_MARKS = 64  # (bytes sent, when) of our latest sends, matched against ACKs for RTT samples
 
 
 class RecordType(enum.IntEnum):
@@ -60,6 +76,11 @@ class RecordType(enum.IntEnum):
     PONG = 4
     CLOSE = 5
     ZDATA = 6  # inner bytes, compressed (agent.secure.compress); accepted only if the handshake agreed to it
+    DATA_ACK = 9  # ACK_ATTACHED | DATA: an acknowledgement, then the DATA payload
+    ZDATA_ACK = 14  # ACK_ATTACHED | ZDATA
+
+
+ACK_ATTACHED = 8  # type bit: the plaintext starts with an acknowledgement (DATA and ZDATA only)
 
 
 _DATA = int(RecordType.DATA)  # a plain int for the hot path
@@ -71,41 +92,6 @@ class Role(enum.Enum):
     AGENT = "agent"
 
 
-@dataclass(slots=True)
-class Data:
-    """Inner (RFB) bytes from the peer, authentic and in order."""
-
-    data: bytes
-
-
-@dataclass(slots=True)
-class Ack:
-    """The peer has received ``total`` bytes of our DATA so far."""
-
-    total: int
-
-
-@dataclass(slots=True)
-class Ping:
-    """The peer asks for ``send_pong(payload)`` to measure the round trip."""
-
-    payload: bytes
-
-
-@dataclass(slots=True)
-class Pong:
-    """Answer to one of our pings; ``rtt`` in seconds, None if it matches no ping still remembered."""
-
-    rtt: float | None
-
-
-@dataclass(slots=True)
-class Closed:
-    """The peer ended the channel on purpose (authenticated); it sends nothing more."""
-
-    reason: str
-
-
 class _Nothing:
     pass
 
@@ -114,7 +100,6 @@ _NOTHING = _Nothing()
 
 
 
-Event = Union[Data, Ack, Ping, Pong, Closed, NeedData]
 
 
 class Channel:
@@ -155,6 +140,9 @@ class Channel:
         self._bytes_received = 0
         self._peer_acked = 0
         self._ack_sent = 0
+        self._last_data_at = 0.0  # when the latest DATA record arrived (for the delay an ACK reports)
+        self._marks: deque[tuple[int, float]] = deque(maxlen=_SEND_MARKS)
+        self._queued: Event | None = None  # the Data behind an ACK that came in the same record
         self._ping_seq = 0
         self._pings: OrderedDict[bytes, float] = OrderedDict()
         self._deflater: Deflater | None = None
@@ -243,45 +231,59 @@ class Channel:
         if not self._compression_agreed:
             raise ChannelError("compression was not agreed in the handshake; this channel sends DATA only")
         if self._deflater is None:
-            self._deflater = Deflater(level, max_piece=MAX_PLAINTEXT)
+            self._deflater = Deflater(level, max_piece=MAX_PLAINTEXT - MAX_ACK_PREFIX)
 
-    def send_data(self, data: bytes | bytearray | memoryview) -> bytes:
-        """DATA (or ZDATA) records carrying ``data`` (split at 64 KiB), as one buffer to write."""
+    def send_data(self, data: bytes | bytearray | memoryview, *, ack: bool = False) -> bytes:
+        """DATA (or ZDATA) records carrying ``data`` (split at 64 KiB), as one buffer to write.
+
+        ``ack``: the first record also carries our acknowledgement (as ``send_ack`` would, for
+        a few bytes instead of a record of its own); ignored if ``data`` is empty."""
         if not self._sending:
             self._check_can_send()
+        if not data:
+            return b""
         if self._deflater is not None:
-            if not data:
-                return b""
             pieces = self._deflater.compress(data)
-            record = b"".join([self._record(_ZDATA, piece) for piece in pieces])
             self._bytes_sent += sum(map(len, pieces))
+            if ack:
+                first = self._record(_ZDATA | ACK_ATTACHED, self._ack_payload() + pieces[0])
+                record = first + b"".join([self._record(_ZDATA, piece) for piece in pieces[1:]])
+            else:
+                record = b"".join([self._record(_ZDATA, piece) for piece in pieces])
+            self._marks.append((self._bytes_sent, self._clock()))
             return record
         if type(data) is not bytes:
             data = memoryview(data).cast("B")
         size = len(data)
-        if 0 < size <= MAX_PLAINTEXT:
+        if size <= MAX_PLAINTEXT and not ack:
             try:
                 record = self._seal(_DATA, data)
             except ChannelError:
                 self._sending = False
                 raise
-            self._bytes_sent += size
-            return record
-        if not size:
-            return b""
-        view = memoryview(data)
-        record = b"".join([self._record(_DATA, view[offset:offset + MAX_PLAINTEXT])
-                           for offset in range(0, size, MAX_PLAINTEXT)])
+        else:
+            view = memoryview(data)
+            head = MAX_PLAINTEXT - MAX_ACK_PREFIX if ack else MAX_PLAINTEXT
+            parts = [self._record(_DATA | ACK_ATTACHED, self._ack_payload() + view[:head])] if ack else \
+                [self._record(_DATA, view[:head])]
+            parts += [self._record(_DATA, view[offset:offset + MAX_PLAINTEXT])
+                      for offset in range(head, size, MAX_PLAINTEXT)]
+            record = b"".join(parts)
         self._bytes_sent += size
+        self._marks.append((self._bytes_sent, self._clock()))
         return record
+
+    def _ack_payload(self) -> bytes:
+        """``total:varint | delay:varint`` for what we have received; counts as sent."""
+        total = self._bytes_received
+        delay = min((1 << 21) - 1, max(0, round((self._clock() - self._last_data_at) / ACK_DELAY_UNIT)))
+        self._ack_sent = total
+        return _varint(total) + _varint(delay)
 
     def send_ack(self) -> bytes:
         """An ACK telling the peer how many DATA bytes we have received in total."""
         self._check_can_send()
-        total = self._bytes_received
-        out = self._record(RecordType.ACK, total.to_bytes(_ACK_SIZE, "big"))
-        self._ack_sent = total
-        return out
+        return self._record(RecordType.ACK, self._ack_payload())
 
     def send_ping(self) -> bytes:
         """A PING; the matching PONG comes back as ``Pong(rtt)``."""
@@ -351,6 +353,10 @@ class Channel:
         Raises RecordAuthenticationError, RecordTooLargeError, TruncatedError or
         ProtocolViolationError; after that the channel stays failed.
         """
+        queued = self._queued
+        if queued is not None:
+            self._queued = None
+            return queued
         while True:
             event = self._next_record()
             if event is not _NOTHING:
@@ -366,10 +372,15 @@ class Channel:
         buf = self._buf
         pos = self._pos
         size = len(buf)
-        body = pos + HEADER_SIZE
-        if size < body:
+        try:
+            header = _read_varint(buf, pos, HEADER_SIZE, "a record header")
+        except ChannelError:  # more than 3 bytes: a length of 2^17 or more
+            raise self._fail(RecordTooLargeError(f"a record header announced more than the {MAX_RECORD_LENGTH} "
+                                                 "bytes allowed")) from None
+        if header is None:
             return self._short(size > pos)
-        length, rtype = _unpack_header(buf, pos)
+        value, body = header
+        length, rtype = value >> TYPE_BITS, value & _TYPE_MASK
         if not TAG_SIZE <= length <= MAX_RECORD_LENGTH:
             raise self._fail(self._bad_length(length))  # refused before any of the body is buffered
         end = body + length
@@ -387,21 +398,57 @@ class Channel:
             self._pos = end
         if rtype == _DATA and plaintext:
             self._bytes_received += len(plaintext)
+            self._last_data_at = self._clock()
             return Data(plaintext)
         try:
-            if rtype == _ZDATA and plaintext:
-                if not self._compression_agreed:
-                    raise ProtocolViolationError("the peer sent a compressed (ZDATA) record, but compression "
-                                                 "was not agreed in the handshake")
-                self._bytes_received += len(plaintext)
-                if self._inflater is None:
-                    self._inflater = Inflater()
-                inner = self._inflater.inflate(plaintext)
-                # a piece of a chunk may complete nothing yet: go on to the next record
-                return Data(inner) if inner else _NOTHING
-            return self._dispatch(rtype, plaintext)
+            if not rtype & ACK_ATTACHED or rtype & ~ACK_ATTACHED not in (_DATA, _ZDATA):
+                return self._data_event(rtype, plaintext)
+            ack, plaintext = self._read_ack(plaintext, trailing=True)
+            if not plaintext:
+                raise ProtocolViolationError("the peer sent an ACK-carrying DATA record without data")
+            event = self._data_event(rtype & ~ACK_ATTACHED, plaintext)
+            if event is not _NOTHING:
+                self._queued = event
+            return ack
         except ChannelError as exc:
             raise self._fail(exc) from None
+
+    def _data_event(self, rtype: int, plaintext: bytes) -> Event | _Nothing:
+        """The event of an authentic record of ``rtype`` (an attached ACK already taken off)."""
+        if rtype == _DATA and plaintext:
+            self._bytes_received += len(plaintext)
+            self._last_data_at = self._clock()
+            return Data(plaintext)
+        if rtype == _ZDATA and plaintext:
+            if not self._compression_agreed:
+                raise ProtocolViolationError("the peer sent a compressed (ZDATA) record, but compression "
+                                             "was not agreed in the handshake")
+            self._bytes_received += len(plaintext)
+            self._last_data_at = self._clock()
+            if self._inflater is None:
+                self._inflater = Inflater()
+            inner = self._inflater.inflate(plaintext)
+            # a piece of a chunk may complete nothing yet: go on to the next record
+            return Data(inner) if inner else _NOTHING
+        return self._dispatch(rtype, plaintext)
+
+    def _read_ack(self, payload: bytes, *, trailing: bool) -> tuple[Ack, bytes]:
+        """The acknowledgement at the start of ``payload`` (checked and applied) and what follows it."""
+        total_end = _read_varint(payload, 0, _MAX_ACK_TOTAL, "an ACK total")
+        delay_end = None if total_end is None else _read_varint(payload, total_end[1], _MAX_ACK_DELAY, "an ACK delay")
+        if total_end is None or delay_end is None or (not trailing and delay_end[1] != len(payload)):
+            raise ProtocolViolationError("the peer sent an ACK of the wrong size")
+        total, (delay, end) = total_end[0], delay_end
+        if not self._peer_acked <= total <= self._bytes_sent:
+            raise ProtocolViolationError("the peer acknowledged bytes that were never sent, or went backwards")
+        self._peer_acked = total
+        marks = self._marks
+        while marks and marks[0][0] < total:
+            marks.popleft()
+        rtt = None
+        if marks and marks[0][0] == total:
+            rtt = max(0.0, self._clock() - marks.popleft()[1] - delay * ACK_DELAY_UNIT)
+        return Ack(total, rtt), payload[end:]
 
     @staticmethod
     def _bad_length(length: int) -> ChannelError:
@@ -421,13 +468,7 @@ class Channel:
         if rtype in (RecordType.DATA, RecordType.ZDATA):
             raise ProtocolViolationError("the peer sent an empty DATA record")
         if rtype == RecordType.ACK:
-            if len(payload) != _ACK_SIZE:
-                raise ProtocolViolationError("the peer sent an ACK of the wrong size")
-            total = int.from_bytes(payload, "big")
-            if not self._peer_acked <= total <= self._bytes_sent:
-                raise ProtocolViolationError("the peer acknowledged bytes that were never sent, or went backwards")
-            self._peer_acked = total
-            return Ack(total)
+            return self._read_ack(payload, trailing=False)[0]
         if rtype == RecordType.PING:
             if len(payload) != _PING_SIZE:
                 raise ProtocolViolationError("the peer sent a PING of the wrong size")

@@ -310,7 +310,10 @@ class SessionChannel:
         if transport is not None:
             with contextlib.suppress(ChannelError):
                 for off in range(0, len(frames), record or len(frames)):  # one record each (pacing)
-                    transport._send_nowait(frames[off:off + record] if record else frames)
+                    if record:  # fixed-size input records: no ACK rides along to change a size
+                        transport._send_nowait(frames[off:off + record], fixed_size=True)
+                    else:
+                        transport._send_nowait(frames)
                 mark = transport.bytes_sent
         self._log.append((end, mark, frames))
         self._log_size += len(frames)

@@ -1,8 +1,10 @@
 """asyncio adapter of the secure channel: the handshake and the record layer over a (reader, writer) pair.
 
 All protocol decisions live in ``handshake`` and ``records``; this module only moves bytes, runs the
-timers the protocol asks for (PING every second, ACK after ~16 KiB or 50 ms of received DATA) and
-closes the connection on any failure. ``as_streams()`` gives duck-typed asyncio streams for RFB code;
+timers the protocol asks for and closes the connection on any failure. Timers: an ACK after ~16 KiB
+or ``ack_delay`` of received DATA, folded into the next DATA record we send if one goes out within a
+second ``ack_delay`` (a record of its own otherwise); a PING every second while data moves, unless an
+ACK gave an RTT sample within that second (every ACK does, see ``records``), and every 10 s when idle. ``as_streams()`` gives duck-typed asyncio streams for RFB code;
 the owner learns of ACKs, RTT samples and the end from the callbacks it gives ``watch()``.
 """
 from __future__ import annotations
@@ -153,6 +155,8 @@ class SecureStream:
         self._rx_room = asyncio.Event()  # the receive buffer is below its limit
         self._rx_room.set()
         self._pong_due: bytes | None = None  # the latest PING's payload, if its PONG waits for room
+        self._ack_due = False  # the ACK's delay is over: it goes with the next DATA, or alone after a grace
+        self._sampled = float("-inf")  # when the last RTT sample (PONG or ACK) arrived
         self._acked = asyncio.Event()  # an ACK, or the end of the channel
         self._error: ChannelError | None = None
         self._peer_closed = False
@@ -250,10 +254,14 @@ class SecureStream:
         if data and not self._writer.is_closing():
             self._writer.write(data)
 
-    def _send_nowait(self, data: bytes | bytearray | memoryview) -> None:
+    def _send_nowait(self, data: bytes | bytearray | memoryview, *, fixed_size: bool = False) -> None:
+        """Seal and write ``data``; a due ACK rides along unless the record must keep its size (paced input)."""
         if self._error is not None:
             raise self._error
-        self._write(self._channel.send_data(data))
+        ack = self._ack_due and not fixed_size and len(data) > 0 and self._channel.unacked_received > 0
+        self._write(self._channel.send_data(data, ack=ack))
+        if ack:
+            self._ack_done()
 
     async def _drain(self) -> None:
         if self._error is not None:
@@ -329,13 +337,14 @@ class SecureStream:
                     elif isinstance(event, Ack):
                         self._acked.set()
                         self._notify(self._on_ack, channel.peer_acked)
+                        if event.rtt is not None:
+                            self._rtt_sample(event.rtt)
                     elif isinstance(event, Ping):
                         self._pong_due = event.payload  # coalesced: only the latest PING is answered
                         self._send_pong()
                     elif isinstance(event, Pong):
                         if event.rtt is not None:
-                            self.rtt = event.rtt if self.rtt is None else self.rtt + _RTT_GAIN * (event.rtt - self.rtt)
-                            self._notify(self._on_rtt, self.rtt)
+                            self._rtt_sample(event.rtt)
                     elif isinstance(event, Closed):
                         self.close_reason = event.reason
                         self._peer_closed = True
@@ -356,18 +365,32 @@ class SecureStream:
             log.exception("secure channel reader failed")
             self._fail(ChannelError(f"internal error in the secure channel reader: {type(exc).__name__}"))
 
+    def _rtt_sample(self, rtt: float) -> None:
+        self._sampled = self._loop.time()
+        self.rtt = rtt if self.rtt is None else self.rtt + _RTT_GAIN * (rtt - self.rtt)
+        self._notify(self._on_rtt, self.rtt)
+
     def _schedule_ack(self) -> None:
         if self._closing:
             return
         if self._channel.unacked_received >= self._ack_bytes:
             self._send_ack()
         elif self._ack_timer is None:
-            self._ack_timer = self._loop.call_later(self._ack_delay, self._send_ack)
+            self._ack_timer = self._loop.call_later(self._ack_delay, self._ack_delay_over)
 
-    def _send_ack(self) -> None:
+    def _ack_delay_over(self) -> None:
+        """Wait one more ``ack_delay`` for DATA to carry the ACK; then it goes alone."""
+        self._ack_due = True
+        self._ack_timer = self._loop.call_later(self._ack_delay, self._send_ack)
+
+    def _ack_done(self) -> None:
+        self._ack_due = False
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
+
+    def _send_ack(self) -> None:
+        self._ack_done()
         if self._channel.can_send and self._channel.unacked_received > 0:
             self._write(self._channel.send_ack())
 
@@ -393,8 +416,11 @@ class SecureStream:
                 self._fail(PeerSilentError(f"nothing arrived from the peer for {self._silence_limit:g} s"))
                 self._writer.transport.abort()  # a dead path would never flush what close() waits to send
                 return
-            if total != moved or quiet >= self._idle_ping_interval:
+            recent = self._loop.time() - self._sampled < self._ping_interval  # an ACK gave a sample
+            if (total != moved and not recent) or quiet >= self._idle_ping_interval:
                 self._write(self._channel.send_ping())
+                quiet = 0.0
+            elif total != moved:
                 quiet = 0.0
             else:
                 quiet += self._ping_interval

@@ -50,8 +50,8 @@ KEY_VIEWER_TO_AGENT = bytes.fromhex("6829f229918288784b397cd6a75f328a0d742d0df96
 KEY_AGENT_TO_VIEWER = bytes.fromhex("bb5bd8c8e5dccc0e8c49310cb20ecc21adc019b2c50769bf4f52eae38da6b95c")
 KEY_CONFIRM_VIEWER = bytes.fromhex("6e377fee326f6b147ab2b9ec4380d99d78c3266cdb8569fb0297cd6afac15ac3")
 KEY_CONFIRM_AGENT = bytes.fromhex("253ab7f2bfe24d55b38ef69128cd01c42b242a5ca35940dd4bed96bbe7e614b5")
-FIRST_VIEWER_RECORD = bytes.fromhex("0000001c01448a80f446eb301aa4628fd4ed3215449247f084930492d02bbe08b7")
-FIRST_AGENT_RECORD = bytes.fromhex("0000001c01d0cab6880dc568426291288cbb2c584249b80d02a51bb22a0ff002fa")
+FIRST_VIEWER_RECORD = bytes.fromhex("c103448a80f446eb301aa4628fd4b2a835ccc3da9c57cc536a3c0af4c411")  # header varint(28 << 4 | DATA)
+FIRST_AGENT_RECORD = bytes.fromhex("c103d0cab6880dc568426291288c338a19d4c36f4c9b752199b87977f08b")
 
 
 def test_purpose_labels_are_pinned_and_distinct() -> None:
@@ -169,10 +169,10 @@ def test_handshake_keys_recomputed_independently() -> None:
     assert VIEWER_CONFIRM[4:] == hmac.new(KEY_CONFIRM_VIEWER, TRANSCRIPT, hashlib.sha256).digest()
     assert AGENT_CONFIRM[4:] == hmac.new(KEY_CONFIRM_AGENT, TRANSCRIPT, hashlib.sha256).digest()
     # the first record of each direction: nonce = direction label || counter 0, header as associated data
-    assert AESGCM(KEY_VIEWER_TO_AGENT).decrypt(b"V->A" + bytes(8), FIRST_VIEWER_RECORD[5:],
-                                               FIRST_VIEWER_RECORD[:5]) == b"RFB 003.008\n"
-    assert AESGCM(KEY_AGENT_TO_VIEWER).decrypt(b"A->V" + bytes(8), FIRST_AGENT_RECORD[5:],
-                                               FIRST_AGENT_RECORD[:5]) == b"RFB 003.008\n"
+    assert AESGCM(KEY_VIEWER_TO_AGENT).decrypt(b"V->A" + bytes(8), FIRST_VIEWER_RECORD[2:],
+                                               FIRST_VIEWER_RECORD[:2]) == b"RFB 003.008\n"
+    assert AESGCM(KEY_AGENT_TO_VIEWER).decrypt(b"A->V" + bytes(8), FIRST_AGENT_RECORD[2:],
+                                               FIRST_AGENT_RECORD[:2]) == b"RFB 003.008\n"
 
 
 def test_different_randomness_gives_different_keys() -> None:

@@ -10,7 +10,9 @@ import pytest
 
 from agent.sansio import NEED_DATA
 from agent.secure.errors import ProtocolViolationError
+from agent.secure import varint
 from agent.secure.mux import (
+    _header,
     HEADER_SIZE,
     MAX_FRAME,
     MAX_KIND,
@@ -27,11 +29,12 @@ from agent.secure.mux import (
     StreamOpened,
 )
 
-_HEADER = struct.Struct(">BHI")
-
-
 def frame(kind: int, stream: int, payload: bytes = b"", length: int | None = None) -> bytes:
-    return _HEADER.pack(kind, stream, len(payload) if length is None else length) + payload
+    """A frame as the wire has it; a ``length`` too big for the 3-byte varint is sent as 4 bytes."""
+    size = len(payload) if length is None else length
+    if size < 1 << 21:
+        return _header(kind, stream, size) + payload
+    return _header(kind, stream, 0)[:-1] + varint.encode(size) + payload
 
 
 def drain(mux: Mux) -> list[object]:
@@ -159,10 +162,10 @@ def test_a_close_reason_is_cut_to_the_bound_on_a_character_boundary() -> None:
     viewer = Mux(Role.VIEWER)
     stream, _ = viewer.open_stream("rfb")
     wire = viewer.close_stream(stream, "ż" * MAX_REASON)
-    assert len(wire) - HEADER_SIZE <= MAX_REASON
+    assert len(wire) - 3 <= MAX_REASON  # tag and a 2-byte length
     agent = agent_after_open()
     (event,) = whole(agent, wire)
-    assert event.reason == "ż" * ((len(wire) - HEADER_SIZE) // 2)
+    assert event.reason == "ż" * ((len(wire) - 3) // 2)
 
 
 def test_a_session_message_over_the_bound_is_refused_on_sending() -> None:
@@ -218,7 +221,8 @@ def test_a_huge_declared_length_buffers_nothing() -> None:
 VIOLATIONS = {
     "unknown frame kind": (Role.AGENT, frame(0, SESSION_STREAM) ),
     "frame kind 5": (Role.AGENT, frame(5, 1, b"x")),  # 4 is PAD (agent.secure.pacing)
-    "frame kind 255": (Role.VIEWER, frame(255, 0)),
+    "frame kind 15": (Role.VIEWER, frame(15, 0)),
+    "frame kind 0": (Role.VIEWER, frame(0, 0)),
     "agent opens a stream": (Role.VIEWER, frame(FrameKind.OPEN, 1, b"rfb")),
     "OPEN of stream 0": (Role.AGENT, frame(FrameKind.OPEN, 0, b"rfb")),
     "ids going backwards": (Role.AGENT, frame(FrameKind.OPEN, 2, b"rfb") + frame(FrameKind.OPEN, 1, b"rfb")),
@@ -269,12 +273,14 @@ def test_pad_frames_are_dropped_and_bounded() -> None:
     from agent.sansio import NEED_DATA as _NEED
 
     viewer, agent = Mux(_Role.VIEWER), Mux(_Role.AGENT)
-    data = viewer.pad(HEADER_SIZE) + viewer.pad(64) + viewer.send_message({"type": "x"})
+    pads = [viewer.pad(size) for size in (2, 64, 129, 130, 131, 16386, 16387, HEADER_SIZE)]
+    assert [len(p) for p in pads] == [2, 64, 129, 130, 131, 16386, 16387, HEADER_SIZE]
+    data = b"".join(pads) + viewer.send_message({"type": "x"})
     assert viewer.sent_total == len(data)
     agent.receive_data(data)
     assert agent.next_event().message == {"type": "x"}
     assert agent.next_event() is _NEED
     evil = Mux(_Role.AGENT)
-    evil.receive_data(struct.pack(">BHI", FrameKind.PAD, 0, MAX_FRAME + 1))
+    evil.receive_data(frame(FrameKind.PAD, 0, length=MAX_FRAME + 1))
     with pytest.raises(_PVE):
         evil.next_event()

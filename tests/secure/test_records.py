@@ -34,7 +34,12 @@ from agent.secure.records import (
     Role,
 )
 
-from tests.support.channels import KEYS, drain, pair, records  # noqa: E402
+from agent.secure.varint import encode as varint
+from tests.support.channels import KEYS, drain, pair, record_header, records  # noqa: E402
+
+
+def _header(length: int, rtype: int) -> bytes:
+    return varint(length << 4 | rtype)
 
 
 @pytest.mark.parametrize("size", [1, 100, MAX_PLAINTEXT - 1, MAX_PLAINTEXT, MAX_PLAINTEXT + 1, 3 * MAX_PLAINTEXT + 7])
@@ -72,7 +77,7 @@ def test_ack_ping_pong_close() -> None:
     now[0] += 0.25
     viewer.receive_data(agent.send_ack() + agent.send_pong(events[1].payload))
     assert agent.unacked_received == 0
-    assert drain(viewer) == [Ack(1000), Pong(0.25)]
+    assert drain(viewer) == [Ack(1000, 0.0), Pong(0.25)]  # the ACK's reported delay (0.25 s) taken off
     assert viewer.in_flight == 0 and viewer.peer_acked == 1000
     viewer.receive_data(agent.send_pong(b"\0" * 8))  # matches no ping: no RTT sample
     assert drain(viewer) == [Pong(None)]
@@ -132,7 +137,7 @@ def test_tampered_ciphertext_is_not_authentic() -> None:
 def test_tampered_type_in_header_is_not_authentic() -> None:
     viewer, agent = pair()
     wire = bytearray(viewer.send_data(b"pixels"))
-    wire[4] = RecordType.CLOSE  # turn DATA into CLOSE: the header is associated data
+    wire[0] = wire[0] & 0xF0 | RecordType.CLOSE  # turn DATA into CLOSE: the header is associated data
     agent.receive_data(bytes(wire))
     with pytest.raises(RecordAuthenticationError):
         agent.next_event()
@@ -141,7 +146,7 @@ def test_tampered_type_in_header_is_not_authentic() -> None:
 def test_tampered_length_shorter_is_not_authentic() -> None:
     viewer, agent = pair()
     wire = bytearray(viewer.send_data(b"pixels" * 10))
-    wire[3] -= 1
+    wire[0] -= 0x10  # the length (above the type's 4 bits) one less
     agent.receive_data(bytes(wire))
     with pytest.raises(RecordAuthenticationError):
         agent.next_event()
@@ -150,7 +155,7 @@ def test_tampered_length_shorter_is_not_authentic() -> None:
 def test_tampered_length_longer_waits_then_is_truncated() -> None:
     viewer, agent = pair()
     wire = bytearray(viewer.send_data(b"pixels" * 10))
-    wire[3] += 1
+    wire[0] += 0x10  # the length one more
     agent.receive_data(bytes(wire))
     assert agent.next_event() is NEED_DATA
     agent.receive_data(b"")
@@ -160,15 +165,15 @@ def test_tampered_length_longer_waits_then_is_truncated() -> None:
 
 def test_length_below_tag_size_is_not_authentic() -> None:
     _, agent = pair()
-    agent.receive_data(struct.pack(">IB", 15, RecordType.DATA) + bytes(15))
+    agent.receive_data(_header(15, RecordType.DATA) + bytes(15))
     with pytest.raises(RecordAuthenticationError):
         agent.next_event()
 
 
-@pytest.mark.parametrize("length", [MAX_RECORD_LENGTH + 1, 2**32 - 1])
+@pytest.mark.parametrize("length", [MAX_RECORD_LENGTH + 1, 2**17, 2**32 - 1])
 def test_oversize_length_is_refused_as_soon_as_the_header_is_read(length: int) -> None:
     _, agent = pair()
-    agent.receive_data(struct.pack(">IB", length, RecordType.DATA))  # only the 5-byte header
+    agent.receive_data(_header(length, RecordType.DATA))  # only the header (a 4-byte varint is refused too)
     with pytest.raises(RecordTooLargeError):
         agent.next_event()
     agent.receive_data(b"x" * 100_000)  # nothing more is buffered after the failure
@@ -180,7 +185,7 @@ def test_oversize_length_is_refused_as_soon_as_the_header_is_read(length: int) -
 def test_largest_legal_record_is_accepted() -> None:
     viewer, agent = pair()
     wire = viewer.send_data(b"z" * MAX_PLAINTEXT)
-    assert struct.unpack_from(">I", wire)[0] == MAX_RECORD_LENGTH
+    assert record_header(wire) == (MAX_RECORD_LENGTH, RecordType.DATA, 3)
     agent.receive_data(wire)
     assert agent.next_event() == Data(b"z" * MAX_PLAINTEXT)
 
@@ -242,7 +247,7 @@ def test_eof_after_close_is_clean() -> None:
 
 def test_failed_channel_refuses_everything() -> None:
     viewer, agent = pair()
-    agent.receive_data(b"\0\0\0\x20\x01" + bytes(32))
+    agent.receive_data(_header(0x20, RecordType.DATA) + bytes(32))
     with pytest.raises(RecordAuthenticationError):
         agent.next_event()
     agent.receive_data(viewer.send_data(b"genuine"))  # too late: dropped, not buffered
@@ -254,10 +259,18 @@ def test_failed_channel_refuses_everything() -> None:
 
 
 @pytest.mark.parametrize("rtype, payload, words", [
-    (99, b"", "unknown type 99"),
+    (7, b"", "unknown type 7"),
+    (15, b"x", "unknown type 15"),
     (RecordType.DATA, b"", "empty DATA"),
     (RecordType.ACK, b"\0" * 7, "ACK of the wrong size"),
-    (RecordType.ACK, (10).to_bytes(8, "big"), "never sent"),
+    (RecordType.ACK, b"\x0a\x00", "never sent"),
+    (RecordType.ACK, b"\x0a", "ACK of the wrong size"),
+    (RecordType.ACK, b"\x80" * 10, "longer than 9 bytes"),
+    (RecordType.ACK, b"\x00" + b"\x80" * 4, "longer than 3 bytes"),
+    (RecordType.DATA_ACK, b"\x00\x00", "without data"),
+    (RecordType.ZDATA, b"z", "not agreed"),
+    (RecordType.ZDATA_ACK, b"\x00\x00z", "not agreed"),
+    (RecordType.ACK | 8, b"\x00\x00", "unknown type 10"),
     (RecordType.PING, b"\0" * 9, "PING of the wrong size"),
     (RecordType.PONG, b"", "PONG of the wrong size"),
     (RecordType.CLOSE, b"\xff\xfe", "not UTF-8"),
@@ -273,8 +286,8 @@ def test_ack_going_backwards_is_refused() -> None:
     viewer, agent = pair()
     agent.receive_data(viewer.send_data(b"x" * 10))
     drain(agent)
-    viewer.receive_data(agent.send_ack() + agent._record(RecordType.ACK, (5).to_bytes(8, "big")))
-    assert viewer.next_event() == Ack(10)
+    viewer.receive_data(agent.send_ack() + agent._record(RecordType.ACK, b"\x05\x00"))
+    assert viewer.next_event().total == 10
     with pytest.raises(ProtocolViolationError):
         viewer.next_event()
 
@@ -288,12 +301,12 @@ def test_ratchet_every_2_24_records_keeps_the_counter() -> None:
     # record 2^24 is sealed with HKDF(old key, "rejnet/v1:ratchet") and nonce counter 2^24
     third = records(wire)[2]
     expected = AESGCM(ratchet(KEYS.viewer_to_agent)).decrypt(b"V->A" + RATCHET_INTERVAL.to_bytes(8, "big"),
-                                                              third[5:], third[:5])
+                                                              third[2:], third[:2])
     assert expected == b"\x02"
     # and not with the old key any more
     stale = Opener(KEYS.viewer_to_agent, b"V->A", _counter=RATCHET_INTERVAL)
     with pytest.raises(RecordAuthenticationError):
-        stale.open(third[:5], third[5:])
+        stale.open(third[:2], third[2:])
 
 
 def test_refuses_to_send_past_the_record_limit() -> None:
@@ -307,7 +320,7 @@ def test_refuses_to_send_past_the_record_limit() -> None:
 
 def test_refuses_to_receive_past_the_record_limit() -> None:
     _, agent = pair(_counters=(0, MAX_RECORDS))
-    agent.receive_data(b"\0\0\0\x20\x01" + bytes(32))
+    agent.receive_data(_header(0x20, RecordType.DATA) + bytes(32))
     with pytest.raises(CounterExhaustedError):
         agent.next_event()
 
@@ -375,3 +388,27 @@ def test_any_chunking_gives_the_same_events(cuts: list[int]) -> None:
         agent.receive_data(STREAM[start:end])
         events += drain(agent)
     assert events == STREAM_EVENTS
+
+
+def test_an_ack_rides_in_front_of_data_and_gives_an_rtt_sample() -> None:
+    now = [10.0]
+    viewer, agent = pair(clock=lambda: now[0])
+    agent.receive_data(viewer.send_data(b"k" * 64))
+    drain(agent)
+    now[0] += 0.5  # the agent holds its ACK for half a second, then sends it with its next update
+    wire = agent.send_data(b"pixels", ack=True)
+    assert [record_header(r)[1] for r in records(wire)] == [RecordType.DATA_ACK]
+    assert len(wire) == 2 + 1 + 2 + 6 + 16  # header, ACK (total 64: 1 byte; 5,000 units of delay: 2), data, tag
+    now[0] += 0.1
+    viewer.receive_data(wire)
+    ack, data = drain(viewer)
+    assert (ack.total, data) == (64, Data(b"pixels")) and ack.rtt == pytest.approx(0.1)  # 0.6 s less the 0.5 held
+    assert agent.unacked_received == 0 and viewer.in_flight == 0
+
+
+def test_an_ack_of_no_send_end_gives_no_sample() -> None:
+    viewer, agent = pair()
+    agent.receive_data(viewer.send_data(b"ab") + viewer.send_data(b"cd"))
+    drain(agent)
+    viewer.receive_data(agent._record(RecordType.ACK, b"\x01\x00"))  # inside the first send
+    assert drain(viewer) == [Ack(1, None)]

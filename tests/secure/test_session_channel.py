@@ -45,7 +45,7 @@ class FakeTransport:
     def watch(self, *, on_ack: Any = None, on_rtt: Any = None, on_end: Any = None) -> None:
         self._callbacks = {"ack": on_ack, "end": on_end}
 
-    def _send_nowait(self, data: bytes) -> None:
+    def _send_nowait(self, data: bytes, **_: object) -> None:
         self.sent += data
 
     async def _drain(self) -> None:
@@ -133,9 +133,9 @@ def test_replay_after_a_cut_is_byte_exact_from_the_peers_count(peer_received_at:
 
 
 def _frame_of(data: bytes, stream: int = 1) -> bytes:
-    import struct
+    from agent.secure.mux import _frame
 
-    return struct.pack(">BHI", 2, stream, len(data)) + data
+    return _frame(2, stream, data)
 
 
 def test_a_resume_from_before_the_acked_point_or_past_the_end_is_refused() -> None:
@@ -143,14 +143,14 @@ def test_a_resume_from_before_the_acked_point_or_past_the_end_is_refused() -> No
         channel, old, _, stream = await agent_channel()
         stream.write(b"a" * 100)
         stream.write(b"b" * 100)
-        old.ack(107)
+        old.ack(102)  # the first frame: a 2-byte header and 100 bytes
         old.cut()
         await asyncio.sleep(0)
         with pytest.raises(ProtocolViolationError):
-            channel.resume(FakeTransport(), 106)  # those bytes were acked and dropped
+            channel.resume(FakeTransport(), 101)  # those bytes were acked and dropped
         with pytest.raises(ProtocolViolationError):
-            channel.resume(FakeTransport(), 215)  # more than was ever sent
-        channel.resume(FakeTransport(), 214)
+            channel.resume(FakeTransport(), 205)  # more than was ever sent
+        channel.resume(FakeTransport(), 204)
         await channel.close()
 
     run(main())

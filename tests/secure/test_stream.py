@@ -410,3 +410,41 @@ def test_a_reader_paused_for_room_is_not_mistaken_for_a_silent_peer() -> None:
         await asyncio.gather(viewer.close(), agent.close())
 
     run(main())
+
+
+def test_while_updates_flow_acks_give_the_rtt_and_ride_on_data_instead_of_pings_and_ack_records() -> None:
+    """The typing pattern: the viewer sends a little, the agent answers with an update every 50 ms.
+
+    The agent's PINGs stop after the first (each ACK of its updates is an RTT sample), and its ACKs of
+    the viewer's bytes go inside its updates (DATA_ACK), not as records of their own."""
+    from agent.secure.records import RecordType
+    from tests.support.channels import record_header
+
+    async def main() -> None:
+        viewer, agent = await established(ping_interval=0.1, ack_delay=0.1)
+        types: list[int] = []
+        write = agent._writer.write
+
+        def tap(data: bytes) -> None:
+            pos = 0
+            while pos < len(data):
+                length, rtype, header = record_header(data, pos)
+                types.append(rtype)
+                pos += header + length
+            write(data)
+
+        agent._writer.write = tap  # type: ignore[method-assign]
+        for _ in range(30):
+            await viewer.send(b"key")
+            await agent.recv()
+            await agent.send(b"update" * 20)
+            await viewer.recv()
+            await asyncio.sleep(0.05)
+        assert agent.rtt is not None and 0 <= agent.rtt < 1
+        assert types.count(RecordType.PING) <= 1
+        assert types.count(RecordType.ACK) == 0
+        assert types.count(RecordType.DATA_ACK) >= 5
+        await viewer.close()
+        await agent.close()
+
+    run(main())

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import struct
 
+from tests.support.channels import record_header
+
 try:
     from agent.secure.pacing import INPUT_RECORD_SIZE, INPUT_TICK, TYPING_WINDOW
 except ImportError:  # the code before the fix: the same expectations, so the test fails on behaviour
@@ -35,7 +37,7 @@ class _Tap:
         self.wire += data
         data_records = [length for rtype, length in _records(bytes(data)) if rtype == RecordType.DATA]
         if data_records:  # (ACKs and PINGs are not input)
-            self.times.append((asyncio.get_running_loop().time(), len(data_records) * (5 + data_records[0])))
+            self.times.append((asyncio.get_running_loop().time(), len(data_records) * (2 + data_records[0])))
             assert set(data_records) == {data_records[0]}
         self._writer.write(data)
 
@@ -45,10 +47,10 @@ class _Tap:
 
 def _records(wire: bytes) -> list[tuple[int, int]]:
     out, pos = [], 0
-    while pos + 5 <= len(wire):
-        length, rtype = struct.unpack_from(">IB", wire, pos)
+    while pos < len(wire):
+        length, rtype, header = record_header(wire, pos)
         out.append((rtype, length))
-        pos += 5 + length
+        pos += header + length
     return out
 
 
@@ -110,15 +112,15 @@ async def test_typing_goes_out_on_the_tick_with_chaff_then_stops():
         await asyncio.sleep(TYPING_WINDOW + 5 * INPUT_TICK)
         sends = tap.times[start:]
         # every send is whole fixed-size records, and sends land on the tick grid
-        assert all(size % (5 + INPUT_RECORD_SIZE + 16) == 0 for _, size in sends)
+        assert all(size % (2 + INPUT_RECORD_SIZE + 16) == 0 for _, size in sends)
         late = [(when / INPUT_TICK) % 1.0 for when, _ in sends]
         assert sorted(late)[len(late) // 2] < 0.25, late  # just after a grid point (timer jitter), whenever the key
-        records = sum(size // (5 + INPUT_RECORD_SIZE + 16) for _, size in sends)
+        records = sum(size // (2 + INPUT_RECORD_SIZE + 16) for _, size in sends)
         expected = (typed + TYPING_WINDOW) / INPUT_TICK
         assert 0.6 * expected <= records <= 1.2 * expected + 2, (records, expected)  # chaff fills silent ticks
         wire_bytes = sum(size for _, size in sends)
         print(f"typing 5 keys over {typed:.2f} s: {records} records, {wire_bytes} bytes on the wire "
-              f"({wire_bytes / (typed + TYPING_WINDOW):.0f} B/s) against 5 x {5 + 15 + 16} = {5 * 36} unpadded")
+              f"({wire_bytes / (typed + TYPING_WINDOW):.0f} B/s) against 5 x {2 + 10 + 16} = {5 * 28} unpadded")
         quiet = len(tap.times)
         await asyncio.sleep(0.3)
         assert len(tap.times) == quiet  # after the typing window nothing more is sent

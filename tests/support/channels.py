@@ -1,9 +1,8 @@
 """The record layer over a fake link: a keyed pair of channels, draining events, splitting a byte stream into records."""
 from __future__ import annotations
 
-import struct
-
 from agent.sansio import NEED_DATA
+from agent.secure import varint
 from agent.secure.keyschedule import derive_session_keys
 from agent.secure.records import Channel, Closed, Role
 
@@ -26,11 +25,17 @@ def drain(channel: Channel) -> list[object]:
             return events
 
 
+def record_header(wire: bytes, pos: int = 0) -> tuple[int, int, int]:
+    """(ciphertext+tag length, record type, header size) of the record at ``pos``."""
+    value, body = varint.decode(wire, pos, 3, "a record header")
+    return value >> 4, value & 15, body - pos
+
+
 def records(wire: bytes) -> list[bytes]:
     """Split a byte stream into its records (by their length fields)."""
     out, pos = [], 0
     while pos < len(wire):
-        (length,) = struct.unpack_from(">I", wire, pos)
-        out.append(wire[pos:pos + 5 + length])
-        pos += 5 + length
+        length, _, header = record_header(wire, pos)
+        out.append(wire[pos:pos + header + length])
+        pos += header + length
     return out
