@@ -1,7 +1,7 @@
 """Hazardous core: AES-256-GCM with implicit nonces. The only module that builds a nonce.
 
 Record = ``header | ciphertext+tag``, where header = varint(len << 4 | type) (agent.secure.varint:
-LEB128, 2 bytes for a record of up to 2,047 bytes, at most 3), ``len`` = length of ciphertext+tag;
+LEB128, 2 bytes for a record of up to 1,023 bytes, at most 3), ``len`` = length of ciphertext+tag;
 the header, as sent, is the associated data. Nonce = 4-byte direction label || 8-byte record counter (big endian). The
 counter is never sent: the receiver uses the one it expects, so a replayed,
 reordered, dropped or reflected record simply fails its tag check. Each

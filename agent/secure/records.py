@@ -1,7 +1,7 @@
 """Sans-IO record layer of the secure channel (DESIGN §4.2, point 3).
 
 Wire format of a record: ``header | ciphertext+tag``, header = varint(len << 4 |
-type) (2 bytes up to 2,047 bytes of ciphertext+tag, 3 above; see ``_aead``), the
+type) (2 bytes up to 1,023 bytes of ciphertext+tag, 3 above; see ``_aead``), the
 AEAD associated data.
 
 Acknowledgements are ``total:varint | delay:varint``: the DATA bytes received so
@@ -55,7 +55,7 @@ from agent.secure.record_events import Ack, Closed, Data, Event, Ping, Pong
 from agent.secure.varint import decode as _read_varint
 from agent.secure.varint import encode as _varint
 
-HEADER_SIZE = MAX_HEADER  # at most; a record of up to 2,047 bytes has a 2-byte header
+HEADER_SIZE = MAX_HEADER  # at most; a record of up to 1,023 bytes has a 2-byte header
 MAX_PLAINTEXT = 64 * 1024
 MAX_RECORD_LENGTH = MAX_PLAINTEXT + TAG_SIZE
 MAX_CLOSE_REASON = 1024  # bytes of UTF-8 we send; longer reasons are cut at a character boundary
