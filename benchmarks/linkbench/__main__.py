@@ -21,7 +21,7 @@ from typing import Any, Optional
 from benchmarks.linkbench.proxy import TCP_IP_OVERHEAD, LinkSpec, parse_rate
 
 DEFAULT_LINKS = "256k,1m,10m"
-DEFAULT_WORKLOADS = "typing,paging,drag,video,idle,synthetic:typing,synthetic:scrolling"
+DEFAULT_WORKLOADS = "typing,churn,paging,drag,video,idle,synthetic:typing,synthetic:scrolling"
 DEFAULT_SERVERS = "rejnet,x11vnc,tigervnc"
 DEFAULT_SETTINGS = "lossless,jpeg"
 ONE_WAY_DELAY = 0.050
@@ -121,7 +121,7 @@ def preflight(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
         why = unavailable()
         real_missing = [why] if why else []
-    if "typing" in args.workload_list and editor() != "vim":
+    if {"typing", "churn"} & set(args.workload_list) and editor() != "vim":
         print("typing: vim is not installed (apt-get install vim): typing into the terminal itself instead",
               flush=True)
     for name in args.workload_list:

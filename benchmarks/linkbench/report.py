@@ -14,11 +14,12 @@ from typing import Iterable, Optional
 
 from PIL import Image, ImageDraw, ImageFont
 
+from benchmarks.linkbench.targets import target_lines
+
 COLOURS = {"rejnet": (31, 119, 180), "x11vnc": (255, 127, 14), "tigervnc": (44, 160, 44)}
 OTHER = (120, 120, 120)
 PANEL = (520, 250)
 MARGIN = dict(left=70, right=20, top=30, bottom=40)
-IDLE_KEEPALIVE_BUDGET = 100.0  # bytes/s still counted as "keepalives only" on an idle screen
 
 
 def _median(values: Iterable[float]) -> float:
@@ -117,58 +118,15 @@ def table(results: list) -> str:
     return "\n".join(lines)
 
 
-def _ratio_line(label: str, ours: float, theirs: float, limit: float) -> tuple[str, Optional[bool]]:
-    if any(math.isnan(v) for v in (ours, theirs)) or theirs <= 0:
-        return f"- {label}: not measured", None
-    ratio = ours / theirs
-    ok = ratio <= limit
-    return f"- {'PASS' if ok else 'FAIL'} {label}: {ratio:.2f}x (target <= {limit}x; {ours:.4g} vs {theirs:.4g})", ok
-
-
 def targets(results: list) -> str:
-    """The lead's targets, each a PASS/FAIL line (or 'not measured' when a cell is missing)."""
+    """The targets, each a PASS/FAIL line (or 'n/a (SERVER not run)' when a cell is missing)."""
     cells = group(results)
 
     def med(link: str, setting: str, wl: str, srv: str, attr: str) -> float:
         c = cells.get((link, setting, wl, srv))
         return c.med(attr) if c else math.nan
 
-    out = ["### Targets", ""]
-    out.append(_ratio_line("1m lossless typing: rejnet p95 latency vs x11vnc",
-                           med("1m", "lossless", "typing", "rejnet", "p95"),
-                           med("1m", "lossless", "typing", "x11vnc", "p95"), 0.5)[0])
-    out.append(_ratio_line("1m lossless typing: rejnet bytes vs x11vnc",
-                           med("1m", "lossless", "typing", "rejnet", "bytes_down"),
-                           med("1m", "lossless", "typing", "x11vnc", "bytes_down"), 0.5)[0])
-    out.append(_ratio_line("1m lossless typing: rejnet bytes vs tigervnc",
-                           med("1m", "lossless", "typing", "rejnet", "bytes_down"),
-                           med("1m", "lossless", "typing", "tigervnc", "bytes_down"), 0.7)[0])
-    peers = [v for v in (med("1m", "lossless", "paging", s, "bytes_down") for s in ("x11vnc", "tigervnc"))
-             if not math.isnan(v)]
-    out.append(_ratio_line("1m lossless paging: rejnet bytes vs the better peer",
-                           med("1m", "lossless", "paging", "rejnet", "bytes_down"),
-                           min(peers) if peers else math.nan, 0.3)[0])
-    for setting in ("lossless", "jpeg"):
-        p95 = med("256k", setting, "typing", "rejnet", "p95")
-        if math.isnan(p95):
-            out.append(f"- 256k {setting} typing: rejnet p95 latency: not measured")
-        else:
-            out.append(f"- {'PASS' if p95 <= 0.4 else 'FAIL'} 256k {setting} typing: rejnet p95 latency "
-                       f"{p95 * 1e3:.0f} ms (target <= 400 ms)")
-    idle = [(k, c) for k, c in cells.items() if k[2] == "idle" and k[3] == "rejnet" and c.ok]
-    if not idle:
-        out.append("- idle: rejnet not measured")
-    for (link, setting, _, _), c in idle:
-        rate = _median(r.bytes_down / r.seconds for r in c.ok if r.seconds)
-        updates = max(r.updates for r in c.ok)
-        cpu = c.med("cpu_percent")
-        quiet = rate <= IDLE_KEEPALIVE_BUDGET and updates == 0
-        out.append(f"- {'PASS' if quiet else 'FAIL'} {link} idle: rejnet sends {rate:.1f} B/s and {updates} pixel "
-                   f"update(s) after the first full update (target: keepalives only: no pixels, "
-                   f"<= {IDLE_KEEPALIVE_BUDGET:g} B/s)")
-        out.append(f"- {'PASS' if cpu <= 2.0 else 'FAIL'} {link} idle: rejnet agent CPU {cpu:.2f}% of one core "
-                   f"(target <= 2%)")
-    return "\n".join(out) + "\n"
+    return "\n".join(["### Targets", ""] + target_lines(cells, med)) + "\n"
 
 
 # ---------------------------------------------------------------- plots

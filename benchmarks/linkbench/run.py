@@ -142,6 +142,7 @@ async def measure_run(server: Any, workload: Any, setting: Setting, link: Any, l
         cpu0 = [cpu_seconds(p) for p in pids] + [sum(cpu_seconds(p) for p in server.helper_pids)]
         server.proxy.reset_clock()
         t_start = time.monotonic()
+        await workload.start_script()
         if real:
             matcher = Matcher(workload.region, await grabber.grab(workload.region), lossless=setting.lossless,
                               min_psnr=min_psnr)
@@ -150,7 +151,7 @@ async def measure_run(server: Any, workload: Any, setting: Setting, link: Any, l
             result.steps = workload.steps(seconds)
             late = 0.0
             for i in range(result.steps):
-                due = t_start + i * workload.interval
+                due = t_start + workload.lead + i * workload.interval
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 late = max(late, time.monotonic() - due)
                 step = await workload.step(i)
@@ -158,6 +159,7 @@ async def measure_run(server: Any, workload: Any, setting: Setting, link: Any, l
                                          lambda: viewer.log.entries[-1][0] if viewer.log.entries else 0.0)
             result.step_lateness_max = late
             await asyncio.sleep(max(0.0, t_start + seconds - time.monotonic()))
+            await workload.end_script()
             phase("script")
             final = pointer_mask(await grabber.grab(full), POINTER_PARK)
             result.converged, result.converge_seconds = await viewer.converge(

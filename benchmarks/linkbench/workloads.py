@@ -210,10 +210,17 @@ class Workload:
     name = ""
     kind = "x"
     interval = 1.0
+    lead = 0.0  # seconds from the script's start to the first step (background activity gets going)
     region: Region = (0, 0, *SCREEN)
 
     async def setup(self, x: XSession, grab: Grab) -> None:
         """Start the programs and wait until the screen is still."""
+
+    async def start_script(self) -> None:
+        """The script starts (counters are running): start any background activity."""
+
+    async def end_script(self) -> None:
+        """The script is over: stop background activity so the final frame can settle."""
 
     def steps(self, seconds: float) -> int:
         return max(int(seconds / self.interval), 0)
@@ -241,8 +248,8 @@ class Typing(Workload):
             command = ["vim", "-u", "NONE", "-i", "NONE", "-n", "-N", "-c", "set nowrap", str(path)]
         else:  # the terminal's own echo: what 'cat > /dev/null' shows is what was typed
             command = ["sh", "-c", f"cat {path}; exec cat > /dev/null"]
-        wid, self.region = await x.terminal("linkbench-typing", "90x26+220+140", command, grab)
-        await x.focus(wid)
+        self.wid, self.region = await x.terminal("linkbench-typing", "90x26+220+140", command, grab)
+        await x.focus(self.wid)
         await wait_stable(grab, self.region)
         if self.editor == "vim":
             for key in ("G", "o"):  # a new line at the end, in insert mode: not part of the measurement
@@ -388,8 +395,14 @@ class Synthetic(Workload):
 X_WORKLOADS: dict[str, type[Workload]] = {cls.name: cls for cls in (Typing, Paging, Drag, Video, Idle)}
 
 
+def _x_workloads() -> dict[str, type[Workload]]:
+    from benchmarks.linkbench.churn import Churn  # churn.py builds on Typing: imported once this module is whole
+
+    return {**X_WORKLOADS, Churn.name: Churn}
+
+
 def make_workload(name: str) -> Workload:
-    """``typing`` / ``paging`` / ``drag`` / ``video`` / ``idle`` or ``synthetic:<agent workload>``."""
+    """``typing`` / ``churn`` / ``paging`` / ``drag`` / ``video`` / ``idle`` or ``synthetic:<agent workload>``."""
     if name.startswith("synthetic:"):
         from agent.workloads import WORKLOADS
 
@@ -397,9 +410,10 @@ def make_workload(name: str) -> Workload:
         if sub not in WORKLOADS:
             raise ValueError(f"unknown synthetic workload {sub!r}; the agent has {', '.join(WORKLOADS)}")
         return Synthetic(sub)
-    if name not in X_WORKLOADS:
-        raise ValueError(f"unknown workload {name!r}; valid: {', '.join(X_WORKLOADS)} or synthetic:NAME")
-    return X_WORKLOADS[name]()
+    known = _x_workloads()
+    if name not in known:
+        raise ValueError(f"unknown workload {name!r}; valid: {', '.join(known)} or synthetic:NAME")
+    return known[name]()
 
 
 # ---------------------------------------------------------------- the video window (a separate process)

@@ -6,6 +6,7 @@ the benchmark works and produces sane output, never how fast anything is.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import subprocess
@@ -94,13 +95,87 @@ def test_cpu_seconds_reads_proc():
     assert cpu_seconds(None) == 0.0
 
 
+def _churn_lines(tmp_path: Path, run: int) -> list[str]:
+    """Start the churn generator, let it print for 0.4 s, stop it; the lines it printed."""
+    import signal
+    import time
+
+    pid_file = tmp_path / f"churn-{run}.pid"
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.linkbench.churn", "churn-text", "--pid-file",
+                             str(pid_file), "--columns", "40"], cwd=str(ROOT), stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, "the generator never wrote its pid"
+            time.sleep(0.02)
+        time.sleep(0.2)
+        assert proc.stdout is not None
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.4)
+        proc.send_signal(signal.SIGUSR2)
+        time.sleep(0.2)
+        assert proc.poll() is None  # stopped printing, still on screen
+    finally:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out.splitlines()
+
+
+def test_churn_generator_waits_then_prints_the_same_random_lines_every_run(tmp_path):
+    from benchmarks.linkbench.__main__ import DEFAULT_WORKLOADS
+    from benchmarks.linkbench.workloads import make_workload
+
+    assert "churn" in DEFAULT_WORKLOADS.split(",") and make_workload("churn").lead > 0
+    first, second = _churn_lines(tmp_path, 1), _churn_lines(tmp_path, 2)
+    assert first[0].startswith("churn: waiting")
+    body = [line for line in first[1:] if line]
+    assert len(body) >= 20, first    # 120 lines/s: far more than a 1 Mbit/s link carries
+    assert all(20 <= len(line) <= 40 for line in body) and len(set(body)) == len(body)
+    n = min(len(first), len(second))
+    assert first[:n] == second[:n]   # seeded: every server sees the same text
+
+
+@pytest.mark.xvfb
+@pytest.mark.timeout(60)
+async def test_churn_workload_types_beside_a_terminal_that_churns_only_during_the_script(xvfb_factory, tmp_path):
+    need("xdotool", "xterm", "xsetroot")
+    from benchmarks.linkbench.churn import _overlap
+    from benchmarks.linkbench.measure import Grabber
+    from benchmarks.linkbench.workloads import SCREEN, XSession, make_workload, prepare_display
+
+    display = xvfb_factory(*SCREEN)
+    x, grabber, wl = XSession(display, tmp_path), Grabber(display), make_workload("churn")
+    try:
+        await prepare_display(display)
+        await wl.setup(x, grabber.grab)
+        assert wl.region == wl.typed and not _overlap(wl.typed, wl.churn_region)
+        still = await grabber.grab(wl.churn_region)
+        await wl.start_script()
+        await asyncio.sleep(0.5)
+        churned = await grabber.grab(wl.churn_region)
+        assert not np.array_equal(still, churned)
+        typed = await grabber.grab(wl.typed)
+        await wl.step(0)
+        await asyncio.sleep(0.3)
+        assert not np.array_equal(typed, await grabber.grab(wl.typed))  # the keystroke went to vim, not the churn
+        await wl.end_script()
+        await asyncio.sleep(0.2)
+        stopped = await grabber.grab(wl.churn_region)
+        await asyncio.sleep(0.3)
+        assert np.array_equal(stopped, await grabber.grab(wl.churn_region))
+    finally:
+        await wl.close()
+        await x.close()
+        grabber.close()
+
+
 # ---------------------------------------------------------------- the report, offline
 
 
 def _run(server: str, workload: str, *, link: str = "1m", setting: str = "lossless", down: int = 1000,
-         p: float = 0.1, error: str | None = None) -> RunResult:
+         p: float = 0.1, cpu: float = 0.05, error: str | None = None) -> RunResult:
     r = RunResult(server, workload, link, setting, 0, error=error, seconds=5.0, bytes_down=down, bytes_up=50,
-                  sync_bytes=9000, updates=20, steps=10, steps_changed=10, latencies=[p] * 10, cpu_server=0.05,
+                  sync_bytes=9000, updates=20, steps=10, steps_changed=10, latencies=[p] * 10, cpu_server=cpu,
                   cpu_xvfb=0.1, converged=True, exact_fraction=1.0, psnr=math.inf,
                   series=[(0.0, 0), (2.5, down // 2), (5.0, down)])
     return r
@@ -108,25 +183,38 @@ def _run(server: str, workload: str, *, link: str = "1m", setting: str = "lossle
 
 def test_report_tables_targets_and_plot(tmp_path):
     results = [
-        _run("rejnet", "typing", down=400, p=0.05), _run("x11vnc", "typing", down=1000, p=0.2),
-        _run("tigervnc", "typing", down=500, p=0.06),
+        _run("rejnet", "typing", down=400, p=0.05, cpu=0.2), _run("x11vnc", "typing", down=1000, p=0.2),
+        _run("tigervnc", "typing", down=500, p=0.06, cpu=0.1),
         _run("rejnet", "paging", down=100_000), _run("x11vnc", "paging", down=200_000),
         _run("rejnet", "idle", down=50), _run("x11vnc", "idle", down=500), _run("rejnet", "synthetic:typing"),
-        _run("tigervnc", "drag", error="ServerError: boom"),
+        _run("tigervnc", "drag", error="ServerError: boom"), _run("rejnet", "drag", down=10_000),
+        _run("x11vnc", "drag", down=200_000),
+        _run("rejnet", "churn", p=0.2, cpu=1.0), _run("x11vnc", "churn", p=0.9, cpu=0.5),
+        _run("tigervnc", "churn", p=1.0, cpu=1.0),
     ]
     results[5].updates = 0
     results[6].updates = 1
-    results[-2].frame_match = 12
+    results[7].frame_match = 12
     text = report.write(results, {"command": "test", "links": "1m", "delay_ms": 50.0, "seconds": 5.0, "repeat": 1},
                         tmp_path)
     assert (tmp_path / "report.md").read_text() == text
-    assert "| 1m | lossless | typing | rejnet | 1/1 | 0.4 |" in text
-    assert "PASS 1m lossless typing: rejnet p95 latency vs x11vnc: 0.25x" in text
-    assert "PASS 1m lossless typing: rejnet bytes vs x11vnc: 0.40x" in text
-    assert "FAIL 1m lossless typing: rejnet bytes vs tigervnc: 0.80x" in text
-    assert "FAIL 1m lossless paging: rejnet bytes vs the better peer: 0.50x" in text
-    assert "256k lossless typing: rejnet p95 latency: not measured" in text
-    assert "PASS 1m idle: rejnet sends 10.0 B/s and 0 pixel update(s)" in text and "PASS 1m idle: rejnet agent CPU 1.00%" in text
+    expected = [
+        "| 1m | lossless | typing | rejnet | 1/1 | 0.4 |", "| 1m | lossless | churn | tigervnc | 1/1 | 1.0 |",
+        "PASS 1m lossless typing: rejnet p95 latency vs x11vnc: 0.25x",
+        "PASS 1m lossless typing: rejnet bytes vs x11vnc: 0.40x",
+        "FAIL 1m lossless typing: rejnet bytes vs tigervnc: 0.80x",
+        "FAIL 1m lossless typing: rejnet agent CPU vs tigervnc: 2.00x (target <= 1.5x;",
+        "PASS 1m lossless churn: rejnet agent CPU vs tigervnc: 1.00x (target <= 1x;",
+        "PASS 1m lossless churn: rejnet echo p95 latency 200 ms (target <= 250 ms)",
+        "PASS 1m lossless churn: rejnet echo p95 latency vs the better peer (x11vnc): 0.22x",
+        # a peer missing from the run (or failed) is never a PASS
+        "- n/a (tigervnc not run): 1m lossless paging: rejnet bytes vs the better peer (target <= 0.15x)",
+        "- n/a (tigervnc not run): 1m lossless paging: rejnet agent CPU vs tigervnc",
+        "- n/a (tigervnc failed): 1m lossless drag: rejnet bytes vs the better peer",
+        "- n/a (typing not run at 256k lossless): 256k lossless typing",
+        "PASS 1m idle: rejnet sends 10.0 B/s and 0 pixel update(s)", "PASS 1m idle: rejnet agent CPU 1.00%",
+    ]
+    assert [line for line in expected if line not in text] == []
     assert "frame match 1/1" in text and "ServerError: boom" in text
     from PIL import Image
 
