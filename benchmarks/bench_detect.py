@@ -109,6 +109,29 @@ def test_update_workload(benchmark, record, size, workload):
     record.timing(size, f"update: {workload}", benchmark)
 
 
+@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("size", SIZES)
+def test_update_workload_damage(benchmark, record, size, workload):
+    """The capture loop's way: frames kept by reference and only the damaged tiles compared (the damage here
+    is the bounding box of the changed pixels, as X DAMAGE would report a window's drawing)."""
+    frames, _ = _frames(workload, size)
+    det = ChangeDetector(*SIZES[size], frames_immutable=True)
+    det.update(frames[-1])
+    steps = itertools.cycle(range(1, len(frames)))
+
+    def primed():
+        i = next(steps)
+        det.update(frames[i - 1])
+        ys, xs = np.nonzero((frames[i - 1] != frames[i]).any(axis=2))
+        damage = [(int(xs.min()), int(ys.min()), int(xs.max() - xs.min()) + 1, int(ys.max() - ys.min()) + 1)] \
+            if len(ys) else []
+        return (frames[i], damage), {}
+
+    benchmark.group = f"detect {size}"
+    benchmark.pedantic(det.update, setup=primed, rounds=2 * STEPS)
+    record.timing(size, f"update with damage: {workload}", benchmark)
+
+
 def glyph_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Exact boxes of the separate marks in ``mask``: cut on empty rows and columns until none is left."""
     out = []

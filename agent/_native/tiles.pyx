@@ -15,6 +15,7 @@ Frames are (H, W, 4) uint8, C-contiguous; edge tiles are partial.
 """
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t
 from libc.string cimport memcmp, memcpy
+from libc.stdlib cimport malloc, free
 
 from agent._native.hashmix cimport segment_hash
 
@@ -132,4 +133,123 @@ def diff_tiles(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int 
                     box[2] = 0
                 else:
                     ndirty += 1
+    return ndirty
+
+
+cdef inline void _widen(int32_t* box, const uint8_t* sp, const uint8_t* cp, Py_ssize_t a, Py_ssize_t b,
+                        Py_ssize_t y) noexcept nogil:
+    """Columns [a, b) of row y differ somewhere (sp, cp: the source and current pixel at column a): widen box."""
+    cdef Py_ssize_t i
+    if box[3] == 0:
+        box[1] = <int32_t>y
+    box[3] = <int32_t>(y + 1)
+    i = a
+    while i < b and i < box[0]:
+        if _pixel_differs(sp + 4 * (i - a), cp + 4 * (i - a)):
+            box[0] = <int32_t>i
+            break
+        i += 1
+    i = b - 1
+    while i >= a and i >= box[2]:
+        if _pixel_differs(sp + 4 * (i - a), cp + 4 * (i - a)):
+            box[2] = <int32_t>(i + 1)
+            break
+        i -= 1
+
+
+def diff_tiles_after_copies(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int tile,
+                            int32_t[:, :, ::1] boxes, const uint8_t[:, ::1] select,
+                            const int32_t[:, ::1] copies) -> int:
+    """``diff_tiles`` of the previous frame *with the copies applied* against ``cur``, without building it.
+
+    ``copies[i] = (x0, y0, x1, y1, dx, dy)``: the destination box (end
+    exclusive) shows ``prev`` shifted by ``(dx, dy)``; destinations are
+    disjoint and every copy reads pixels no other copy writes (the detector
+    orders them so), so each destination pixel compares against ``prev[y - dy,
+    x - dx]`` and every other pixel against ``prev[y, x]``. Only tiles whose
+    ``select`` entry is non-zero are compared; returns the changed tiles.
+    """
+    cdef Py_ssize_t h = cur.shape[0], w = cur.shape[1], n = copies.shape[0]
+    cdef Py_ssize_t th = (h + tile - 1) // tile, tw = (w + tile - 1) // tile
+    if prev.shape[0] != h or prev.shape[1] != w or prev.shape[2] != 4 or cur.shape[2] != 4:
+        raise ValueError("prev and cur must both be (H, W, 4)")
+    if tile < 1:
+        raise ValueError("tile must be >= 1")
+    if boxes.shape[0] != th or boxes.shape[1] != tw or boxes.shape[2] != 4:
+        raise ValueError(f"boxes must have shape ({th}, {tw}, 4)")
+    if select.shape[0] != th or select.shape[1] != tw:
+        raise ValueError(f"select must have shape ({th}, {tw})")
+    if copies.shape[1] != 6:
+        raise ValueError("copies must have shape (n, 6)")
+    cdef Py_ssize_t i, k
+    for i in range(n):
+        if not (0 <= copies[i, 0] <= copies[i, 2] <= w and 0 <= copies[i, 1] <= copies[i, 3] <= h
+                and 0 <= copies[i, 0] - copies[i, 4] and copies[i, 2] - copies[i, 4] <= w
+                and 0 <= copies[i, 1] - copies[i, 5] and copies[i, 3] - copies[i, 5] <= h):
+            raise ValueError(f"copy {i} is out of the frame")
+    cdef Py_ssize_t* active = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
+    if active == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t y, ty, tx, x0, x1, p, e, nact, j, nxt
+    cdef const uint8_t* c
+    cdef const uint8_t* src
+    cdef int32_t* box
+    cdef int ndirty = 0
+    with nogil:
+        for ty in range(th):
+            for tx in range(tw):
+                box = &boxes[ty, tx, 0]
+                x0 = tx * tile
+                x1 = x0 + tile
+                if x1 > w:
+                    x1 = w
+                box[0] = <int32_t>x1
+                box[1] = 0
+                box[2] = <int32_t>x0
+                box[3] = 0
+        for y in range(h):
+            ty = y // tile
+            nact = 0
+            for i in range(n):
+                if copies[i, 1] <= y < copies[i, 3] and copies[i, 0] < copies[i, 2]:
+                    active[nact] = i
+                    nact += 1
+            c = &cur[y, 0, 0]
+            for tx in range(tw):
+                if select[ty, tx] == 0:
+                    continue
+                x0 = tx * tile
+                x1 = x0 + tile
+                if x1 > w:
+                    x1 = w
+                p = x0
+                while p < x1:
+                    # the copy covering p on this row, else the nearest copy starting right of p
+                    j = -1
+                    nxt = x1
+                    for k in range(nact):
+                        i = active[k]
+                        if copies[i, 0] <= p < copies[i, 2]:
+                            j = i
+                            break
+                        if p < copies[i, 0] < nxt:
+                            nxt = copies[i, 0]
+                    if j >= 0:
+                        e = copies[j, 2] if copies[j, 2] < x1 else x1
+                        src = &prev[y - copies[j, 5], p - copies[j, 4], 0]
+                    else:
+                        e = nxt
+                        src = &prev[y, p, 0]
+                    if memcmp(src, c + 4 * p, 4 * (e - p)) != 0:
+                        _widen(&boxes[ty, tx, 0], src, c + 4 * p, p, e, y)
+                    p = e
+        for ty in range(th):
+            for tx in range(tw):
+                box = &boxes[ty, tx, 0]
+                if box[3] == 0:
+                    box[0] = 0
+                    box[2] = 0
+                else:
+                    ndirty += 1
+    free(active)
     return ndirty

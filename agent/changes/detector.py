@@ -160,6 +160,7 @@ class ChangeDetector:
         self._hash_prev = np.empty(height, np.uint64)
         self._hash_cur = np.empty(height, np.uint64)
         self._whole = True
+        self._recent_vectors: list[tuple[int, int]] = []  # the last changed frame's move vectors
 
     def update(self, frame: np.ndarray, damage: Optional[Sequence[Rect]] = None) -> Changes:
         """Changes from the previous frame to ``frame`` ((H, W, 4) uint8 BGRA).
@@ -222,6 +223,7 @@ class ChangeDetector:
             t1 = time.perf_counter()
             copies = _ordered(self._find_moves(frame, dirty))
             stats.move_seconds = time.perf_counter() - t1
+        self._recent_vectors = list(dict.fromkeys((c[4], c[5]) for c in copies))[:MAX_PLANAR_CANDIDATES]
         if copies:
             t = self.tile
             select = dirty.copy()
@@ -247,24 +249,17 @@ class ChangeDetector:
                  select: np.ndarray) -> None:
         """Compare the ``select``ed tiles again, against the previous frame with the copies applied.
 
-        The copies are applied to the band of tile rows holding their
-        destinations: in place in a kept copy, else in a scratch copy of the
-        band (a referenced frame is never written). Each copy reads pixels no
-        earlier one wrote (``_ordered``), so sources are read from the frame as
-        it was. Tiles outside the band keep their first comparison.
+        ``tiles.diff_tiles_after_copies`` reads each copy's source where the
+        copy lands, so the shifted frame is never built (a referenced frame is
+        never written, and no scratch frame is allocated). A kept copy of the
+        previous frame is then brought forward by applying the copies to it, in
+        order: each reads pixels no earlier one wrote (``_ordered``).
         """
-        t, prev = self.tile, self._prev
-        ty0, ty1 = min(c[1] for c in copies) // t, -(-max(c[3] for c in copies) // t)
-        y0, y1 = ty0 * t, min(ty1 * t, self.height)
-        band = prev[y0:y1].copy() if self.frames_immutable else prev[y0:y1]
-        for x0, cy0, x1, cy1, dx, dy in copies:
-            band[cy0 - y0:cy1 - y0, x0:x1] = prev[cy0 - dy:cy1 - dy, x0 - dx:x1 - dx]
-        boxes = np.empty((ty1 - ty0,) + self._boxes.shape[1:], np.int32)
-        _tiles.diff_tiles(band, frame[y0:y1], t, boxes, np.ascontiguousarray(select[ty0:ty1]).view(np.uint8))
-        changed = boxes[:, :, 2] > 0
-        boxes[:, :, 1][changed] += y0
-        boxes[:, :, 3][changed] += y0
-        self._boxes[ty0:ty1] = boxes
+        _tiles.diff_tiles_after_copies(self._prev, frame, self.tile, self._boxes, select.view(np.uint8),
+                                       np.array(copies, np.int32).reshape(-1, 6))
+        if not self.frames_immutable:
+            for x0, y0, x1, y1, dx, dy in copies:
+                _scroll.apply_copy(self._prev, x0 - dx, y0 - dy, x0, y0, x1 - x0, y1 - y0)
 
     # -- moves ------------------------------------------------------------------------------
 
@@ -288,8 +283,11 @@ class ChangeDetector:
         candidates = cell_dirty | np.repeat(np.repeat(boxed, k, axis=0), k, axis=1)[:ch, :cw]
         select = candidates.view(np.uint8)
         matches: dict[tuple[int, int], np.ndarray] = {}
-        for vector in self._shift_candidates(frame, dirty):
-            matches[vector] = self._match(frame, vector, select)
+        # the last frame's moves first: a dragged window keeps its step, and a vector that explains
+        # most of the change spares the 2D search below
+        for vector in self._shift_candidates(frame, dirty) + self._recent_vectors:
+            if vector not in matches:
+                matches[vector] = self._match(frame, vector, select)
         explained = np.zeros((ch, cw), bool)
         for m in matches.values():
             explained |= m

@@ -224,8 +224,13 @@ class CaptureLoop:
                 input_seen, self._input_seen = self._input_seen, False
                 forced, self._force = self._force, False
                 confirm = started - last_confirm >= HINT_CONFIRM_INTERVAL
-                force = forced or input_seen or self.frame is None or confirm
-                grabbed = await asyncio.to_thread(self._grab, force, confirm or forced, forced)
+                # after input, a full-frame source grabs at once; a sub-image one waits for X's damage report
+                force = (forced or self.frame is None or confirm
+                         or input_seen and not getattr(self.source, "sub_images", False))
+                hint = self._damage_hint()
+                # the hint is a non-blocking read of the X connection: asked here, an idle tick costs no thread hop
+                idle = not force and hint is not None and hint() is False
+                grabbed = None if idle else await asyncio.to_thread(self._grab, True, confirm or forced, forced)
                 if grabbed is None:  # the damage hint says idle: sleep until X reports drawing
                     self.frames_skipped += 1
                     await self._wait_for_damage(last_confirm + HINT_CONFIRM_INTERVAL - loop.time())
