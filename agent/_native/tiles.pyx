@@ -31,6 +31,76 @@ cdef inline bint _pixel_differs(const uint8_t* a, const uint8_t* b) noexcept nog
     return u != v
 
 
+cdef int _check_pair(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int tile,
+                     int32_t[:, :, ::1] boxes, const uint8_t[:, ::1] select) except -1:
+    """The shapes every tile comparison needs, or ValueError."""
+    cdef Py_ssize_t h = cur.shape[0], w = cur.shape[1]
+    if prev.shape[0] != h or prev.shape[1] != w or prev.shape[2] != 4 or cur.shape[2] != 4:
+        raise ValueError("prev and cur must both be (H, W, 4)")
+    if tile < 1:
+        raise ValueError("tile must be >= 1")
+    cdef Py_ssize_t th = (h + tile - 1) // tile, tw = (w + tile - 1) // tile
+    if boxes.shape[0] != th or boxes.shape[1] != tw or boxes.shape[2] != 4:
+        raise ValueError(f"boxes must have shape ({th}, {tw}, 4)")
+    if select is not None and (select.shape[0] != th or select.shape[1] != tw):
+        raise ValueError(f"select must have shape ({th}, {tw})")
+    return 0
+
+
+cdef inline void _reset_boxes(int32_t[:, :, ::1] boxes, int tile, Py_ssize_t w) noexcept nogil:
+    """Unseen tiles start with an empty column range: x0 at the right edge, x1 at the left."""
+    cdef Py_ssize_t ty, tx, x0, x1
+    cdef int32_t* box
+    for ty in range(boxes.shape[0]):
+        for tx in range(boxes.shape[1]):
+            box = &boxes[ty, tx, 0]
+            x0 = tx * tile
+            x1 = x0 + tile
+            if x1 > w:
+                x1 = w
+            box[0] = <int32_t>x1
+            box[1] = 0
+            box[2] = <int32_t>x0
+            box[3] = 0
+
+
+cdef inline int _finish_boxes(int32_t[:, :, ::1] boxes) noexcept nogil:
+    """Zero the boxes of unchanged tiles; returns the changed ones."""
+    cdef Py_ssize_t ty, tx
+    cdef int32_t* box
+    cdef int ndirty = 0
+    for ty in range(boxes.shape[0]):
+        for tx in range(boxes.shape[1]):
+            box = &boxes[ty, tx, 0]
+            if box[3] == 0:
+                box[0] = 0
+                box[2] = 0
+            else:
+                ndirty += 1
+    return ndirty
+
+
+cdef inline void _widen(int32_t* box, const uint8_t* sp, const uint8_t* cp, Py_ssize_t a, Py_ssize_t b,
+                        Py_ssize_t y) noexcept nogil:
+    """Columns [a, b) of row y differ somewhere (sp, cp: the source and current pixel at column a): widen box."""
+    cdef Py_ssize_t i
+    if box[3] == 0:
+        box[1] = <int32_t>y
+    box[3] = <int32_t>(y + 1)
+    i = a
+    while i < b and i < box[0]:
+        if _pixel_differs(sp + 4 * (i - a), cp + 4 * (i - a)):
+            box[0] = <int32_t>i
+            break
+        i += 1
+    i = b - 1
+    while i >= a and i >= box[2]:
+        if _pixel_differs(sp + 4 * (i - a), cp + 4 * (i - a)):
+            box[2] = <int32_t>(i + 1)
+            break
+        i -= 1
+
+
 def tile_hashes(const uint8_t[:, :, ::1] frame, int tile, uint64_t[:, ::1] out) -> None:
     """Fill ``out[ty, tx]`` with the 64-bit hash of each tile (content only, not position)."""
     cdef Py_ssize_t h = frame.shape[0], w = frame.shape[1]
@@ -65,34 +135,15 @@ def diff_tiles(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int 
     reported unchanged.
     """
     cdef Py_ssize_t h = cur.shape[0], w = cur.shape[1]
-    cdef Py_ssize_t th = (h + tile - 1) // tile, tw = (w + tile - 1) // tile
-    if prev.shape[0] != h or prev.shape[1] != w or prev.shape[2] != 4 or cur.shape[2] != 4:
-        raise ValueError("prev and cur must both be (H, W, 4)")
-    if tile < 1:
-        raise ValueError("tile must be >= 1")
-    if boxes.shape[0] != th or boxes.shape[1] != tw or boxes.shape[2] != 4:
-        raise ValueError(f"boxes must have shape ({th}, {tw}, 4)")
+    cdef Py_ssize_t tw = (w + tile - 1) // tile if tile > 0 else 0
+    _check_pair(prev, cur, tile, boxes, select)
     cdef bint use_select = select is not None
-    if use_select and (select.shape[0] != th or select.shape[1] != tw):
-        raise ValueError(f"select must have shape ({th}, {tw})")
-    cdef Py_ssize_t y, ty, tx, x0, x1, i, rowbytes = w * 4
+    cdef Py_ssize_t y, ty, tx, x0, x1, rowbytes = w * 4
     cdef const uint8_t* p
     cdef const uint8_t* c
-    cdef int32_t* box
     cdef int ndirty = 0
     with nogil:
-        # Unseen tiles start with an empty column range: x0 at the right edge, x1 at the left.
-        for ty in range(th):
-            for tx in range(tw):
-                box = &boxes[ty, tx, 0]
-                x0 = tx * tile
-                x1 = x0 + tile
-                if x1 > w:
-                    x1 = w
-                box[0] = <int32_t>x1
-                box[1] = 0
-                box[2] = <int32_t>x0
-                box[3] = 0
+        _reset_boxes(boxes, tile, w)
         for y in range(h):
             p = &prev[y, 0, 0]
             c = &cur[y, 0, 0]
@@ -108,53 +159,9 @@ def diff_tiles(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int 
                     x1 = w
                 if memcmp(p + 4 * x0, c + 4 * x0, 4 * (x1 - x0)) == 0:
                     continue
-                box = &boxes[ty, tx, 0]
-                if box[3] == 0:
-                    box[1] = <int32_t>y
-                box[3] = <int32_t>(y + 1)
-                # Only columns outside the box found so far can widen it.
-                i = x0
-                while i < box[0]:
-                    if _pixel_differs(p + 4 * i, c + 4 * i):
-                        box[0] = <int32_t>i
-                        break
-                    i += 1
-                i = x1 - 1
-                while i >= box[2]:
-                    if _pixel_differs(p + 4 * i, c + 4 * i):
-                        box[2] = <int32_t>(i + 1)
-                        break
-                    i -= 1
-        for ty in range(th):
-            for tx in range(tw):
-                box = &boxes[ty, tx, 0]
-                if box[3] == 0:
-                    box[0] = 0
-                    box[2] = 0
-                else:
-                    ndirty += 1
+                _widen(&boxes[ty, tx, 0], p + 4 * x0, c + 4 * x0, x0, x1, y)
+        ndirty = _finish_boxes(boxes)
     return ndirty
-
-
-cdef inline void _widen(int32_t* box, const uint8_t* sp, const uint8_t* cp, Py_ssize_t a, Py_ssize_t b,
-                        Py_ssize_t y) noexcept nogil:
-    """Columns [a, b) of row y differ somewhere (sp, cp: the source and current pixel at column a): widen box."""
-    cdef Py_ssize_t i
-    if box[3] == 0:
-        box[1] = <int32_t>y
-    box[3] = <int32_t>(y + 1)
-    i = a
-    while i < b and i < box[0]:
-        if _pixel_differs(sp + 4 * (i - a), cp + 4 * (i - a)):
-            box[0] = <int32_t>i
-            break
-        i += 1
-    i = b - 1
-    while i >= a and i >= box[2]:
-        if _pixel_differs(sp + 4 * (i - a), cp + 4 * (i - a)):
-            box[2] = <int32_t>(i + 1)
-            break
-        i -= 1
 
 
 def diff_tiles_after_copies(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int tile,
@@ -170,15 +177,10 @@ def diff_tiles_after_copies(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, :
     ``select`` entry is non-zero are compared; returns the changed tiles.
     """
     cdef Py_ssize_t h = cur.shape[0], w = cur.shape[1], n = copies.shape[0]
-    cdef Py_ssize_t th = (h + tile - 1) // tile, tw = (w + tile - 1) // tile
-    if prev.shape[0] != h or prev.shape[1] != w or prev.shape[2] != 4 or cur.shape[2] != 4:
-        raise ValueError("prev and cur must both be (H, W, 4)")
-    if tile < 1:
-        raise ValueError("tile must be >= 1")
-    if boxes.shape[0] != th or boxes.shape[1] != tw or boxes.shape[2] != 4:
-        raise ValueError(f"boxes must have shape ({th}, {tw}, 4)")
-    if select.shape[0] != th or select.shape[1] != tw:
-        raise ValueError(f"select must have shape ({th}, {tw})")
+    cdef Py_ssize_t tw = (w + tile - 1) // tile if tile > 0 else 0
+    if select is None:
+        raise ValueError("select is required")
+    _check_pair(prev, cur, tile, boxes, select)
     if copies.shape[1] != 6:
         raise ValueError("copies must have shape (n, 6)")
     cdef Py_ssize_t i, k
@@ -193,20 +195,9 @@ def diff_tiles_after_copies(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, :
     cdef Py_ssize_t y, ty, tx, x0, x1, p, e, nact, j, nxt
     cdef const uint8_t* c
     cdef const uint8_t* src
-    cdef int32_t* box
     cdef int ndirty = 0
     with nogil:
-        for ty in range(th):
-            for tx in range(tw):
-                box = &boxes[ty, tx, 0]
-                x0 = tx * tile
-                x1 = x0 + tile
-                if x1 > w:
-                    x1 = w
-                box[0] = <int32_t>x1
-                box[1] = 0
-                box[2] = <int32_t>x0
-                box[3] = 0
+        _reset_boxes(boxes, tile, w)
         for y in range(h):
             ty = y // tile
             nact = 0
@@ -243,13 +234,6 @@ def diff_tiles_after_copies(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, :
                     if memcmp(src, c + 4 * p, 4 * (e - p)) != 0:
                         _widen(&boxes[ty, tx, 0], src, c + 4 * p, p, e, y)
                     p = e
-        for ty in range(th):
-            for tx in range(tw):
-                box = &boxes[ty, tx, 0]
-                if box[3] == 0:
-                    box[0] = 0
-                    box[2] = 0
-                else:
-                    ndirty += 1
+        ndirty = _finish_boxes(boxes)
     free(active)
     return ndirty

@@ -1,29 +1,11 @@
 """On a real Xvfb: sub-image grabs write exactly what X drew, where it drew it, and nothing else."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from agent.capture.mss_source import MAX_DAMAGE_RECTS, MssSource, coalesce
-
-
-def _window(d, x: int, y: int, w: int, h: int, rgb: int):
-    screen = d.screen()
-    win = screen.root.create_window(x, y, w, h, 0, screen.root_depth, background_pixel=rgb, override_redirect=True)
-    win.map()
-    d.sync()
-    return win
-
-
-def _until(predicate, timeout: float = 3.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+from tests.integration.test_capture_mss import paint_window, wait_for
 
 
 @pytest.mark.xvfb
@@ -42,9 +24,9 @@ def test_grab_into_writes_only_the_damage(xvfb_factory) -> None:
         assert source.damaged() is not None
         source.grab_into(frame)  # forget the damage so far
         canvas = np.full_like(frame, 7)  # not the screen: only written rects may change
-        win = _window(d, 100, 50, 40, 30, 0x336699)
+        win = paint_window(d, 100, 50, 40, 30, 0x336699)
         try:
-            assert _until(lambda: source.damaged() is True)
+            assert wait_for(lambda: source.damaged() is True)
             rects = source.grab_into(canvas)
             assert rects and all(x <= 100 and y <= 50 and x + w >= 140 and y + h >= 80 for x, y, w, h in rects)
             assert (canvas[50:80, 100:140, :3] == (0x99, 0x66, 0x33)).all()
