@@ -6,12 +6,22 @@ record layer at >= 0.8x the raw AEAD. The record layer pays, per record, one
 copy (header + ciphertext) and about a microsecond of Python for two state
 machine calls; that is ~10% of a 64 KiB record but ~20-25% of a 16 KiB one.
 
+Event-loop lag (``--lag``): a real compressing SecureStream pair over loopback sends one novel,
+weakly compressible 8 MB frame (a 1080p Raw update) while a task measures how late a 5 ms timer
+fires; the largest lateness is how long the loop could not read input or answer a PING. Then 20,000
+small (100-byte) compressed writes, timed, to show the worker costs small writes nothing. ``--inline``
+compresses on the loop (the offload threshold set beyond any write), as before the worker.
+
     python -m pytest benchmarks/bench_channel.py       # pytest-benchmark
     python benchmarks/bench_channel.py                 # a table of both and their ratio
+    python benchmarks/bench_channel.py --lag [--inline]
 """
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -105,7 +115,81 @@ def compare(size: int, rounds: int = 150, number: int = 20) -> tuple[float, floa
     return best_raw, best_ours
 
 
+FRAME = 1920 * 1080 * 4  # a 1080p Raw update in 32-bit pixels
+_WEAK = bytes(b & 0x33 for b in range(256))  # 4 bits of entropy a byte: zstd works hard, gains little
+
+
+async def _stream_pair(inline: bool) -> tuple[object, object]:
+    from agent.secure.stream import SecureStream, accept_agent, connect_viewer
+
+    accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = \
+        asyncio.get_running_loop().create_future()
+    server = await asyncio.start_server(lambda r, w: accepted.set_result((r, w)), "127.0.0.1", 0)
+    client = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    options: dict[str, object] = {"compress": True}
+    if inline and "offload_threshold" in inspect.signature(SecureStream.__init__).parameters:
+        options["offload_threshold"] = 1 << 62
+    viewer, agent = await asyncio.gather(
+        connect_viewer(*client, "123456789", "k3mx7q", timeout=10, **options),
+        accept_agent(*(await accepted), "123456789", "k3mx7q", timeout=10, failure_delay=0, **options))
+    server.close()
+    return viewer, agent
+
+
+async def _lag_run(inline: bool) -> tuple[float, float, float]:
+    """(max loop lag in s, seconds until the 8 MB frame arrived, seconds for the small writes)."""
+    viewer, agent = await _stream_pair(inline)
+    frame = random.Random(1).randbytes(FRAME).translate(_WEAK)
+    loop = asyncio.get_running_loop()
+    worst, done = 0.0, False
+
+    async def ticker() -> None:
+        nonlocal worst
+        while not done:
+            due = loop.time() + 0.005
+            await asyncio.sleep(0.005)
+            worst = max(worst, loop.time() - due)
+
+    async def receive(size: int) -> None:
+        got = 0
+        while got < size:
+            got += len(await viewer.recv())  # type: ignore[attr-defined]
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)
+    start = time.perf_counter()
+    receiving = asyncio.create_task(receive(FRAME))
+    await agent.send(frame)  # type: ignore[attr-defined]
+    await receiving
+    frame_time = time.perf_counter() - start
+    done = True
+    await ticking
+    small = b"typing echo " * 8 + b"1234"
+    start = time.perf_counter()
+    receiving = asyncio.create_task(receive(20_000 * len(small)))
+    for i in range(20_000):
+        agent._send_nowait(small)  # type: ignore[attr-defined]
+        if i % 100 == 99:
+            await agent._drain()  # type: ignore[attr-defined]
+    await receiving
+    small_time = time.perf_counter() - start
+    await asyncio.gather(viewer.close(), agent.close())  # type: ignore[attr-defined]
+    return worst, frame_time, small_time
+
+
+def lag_main(inline: bool) -> int:
+    print(f"8 MB weakly compressible frame over a compressing SecureStream pair on loopback "
+          f"({'compressed on the loop' if inline else 'big writes compressed in the worker'})")
+    for run in range(3):
+        worst, frame_time, small_time = asyncio.run(_lag_run(inline))
+        print(f"  run {run + 1}: max loop lag {worst * 1000:6.1f} ms   frame delivered in {frame_time * 1000:6.1f} ms"
+              f"   20,000 small writes in {small_time * 1000:6.1f} ms ({small_time / 20_000 * 1e6:.1f} us each)")
+    return 0
+
+
 def main() -> int:
+    if "--lag" in sys.argv:
+        return lag_main("--inline" in sys.argv)
     print(f"{'record':>7} {'raw AES-GCM MB/s':>17} {'record layer MB/s':>18} {'ratio':>6}   "
           f"(seal + open; target ratio >= {TARGET})")
     for size in SIZES:

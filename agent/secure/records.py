@@ -28,8 +28,9 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
-from agent.sansio import NEED_DATA, NeedData  # noqa: F401  (NEED_DATA re-exported)
 from collections import deque
+
+from agent.sansio import NEED_DATA, NeedData  # noqa: F401  (NEED_DATA re-exported)
 
 from agent.secure._aead import (
     MAX_HEADER,
@@ -97,9 +98,6 @@ class _Nothing:
 
 
 _NOTHING = _Nothing()
-
-
-
 
 
 class Channel:
@@ -243,15 +241,7 @@ class Channel:
         if not data:
             return b""
         if self._deflater is not None:
-            pieces = self._deflater.compress(data)
-            self._bytes_sent += sum(map(len, pieces))
-            if ack:
-                first = self._record(_ZDATA | ACK_ATTACHED, self._ack_payload() + pieces[0])
-                record = first + b"".join([self._record(_ZDATA, piece) for piece in pieces[1:]])
-            else:
-                record = b"".join([self._record(_ZDATA, piece) for piece in pieces])
-            self._marks.append((self._bytes_sent, self._clock()))
-            return record
+            return self.send_deflated(self._deflater.compress(data), ack=ack)
         if type(data) is not bytes:
             data = memoryview(data).cast("B")
         size = len(data)
@@ -270,6 +260,23 @@ class Channel:
                       for offset in range(head, size, MAX_PLAINTEXT)]
             record = b"".join(parts)
         self._bytes_sent += size
+        self._marks.append((self._bytes_sent, self._clock()))
+        return record
+
+    def deflate(self, data: bytes | memoryview) -> list[bytes]:
+        """The compression half of a compressed ``send_data`` (ZDATA payloads for ``send_deflated``). It
+        touches only the compressor, so it may run in another thread (agent.secure.sendqueue does, for big
+        writes) if calls come one at a time, in inner-stream order: the zstd stream has history."""
+        assert self._deflater is not None, "compression is not enabled on this channel"
+        return self._deflater.compress(data)
+
+    def send_deflated(self, pieces: list[bytes], *, ack: bool = False) -> bytes:
+        """ZDATA records carrying what ``deflate`` returned; ``ack`` as for ``send_data``."""
+        if not self._sending:
+            self._check_can_send()
+        self._bytes_sent += sum(map(len, pieces))
+        first = [self._record(_ZDATA | ACK_ATTACHED, self._ack_payload() + pieces[0])] if ack else []
+        record = b"".join(first + [self._record(_ZDATA, piece) for piece in pieces[len(first):]])
         self._marks.append((self._bytes_sent, self._clock()))
         return record
 

@@ -159,7 +159,7 @@ class SessionChannel:
         self._on_open = on_open
         self._on_transport_end = on_transport_end
         self._streams: dict[int, MuxStream] = {}
-        self._log: deque[tuple[int, float, bytes]] = deque()  # (inner end, channel bytes_sent end, frames)
+        self._log: deque[list[Any]] = deque()  # [inner end, channel bytes_sent end (set once sealed), frames]
         self._log_size = 0
         self._acked_base = 0  # channel bytes of earlier transports, so acked totals never go backwards
         self.safety_code: str = transport.safety_code
@@ -305,18 +305,25 @@ class SessionChannel:
             self._log_entry(end, piece)
 
     def _log_entry(self, end: int, frames: bytes, record: int = 0) -> None:
+        """Log ``frames`` and send them; the entry's mark (``bytes_sent`` an ACK must reach to drop it) is set
+        once they are sealed, which for a big compressed write is after the worker (agent.secure.sendqueue)."""
         transport = self._transport
-        mark: float = _UNSENT
-        if transport is not None:
-            with contextlib.suppress(ChannelError):
-                for off in range(0, len(frames), record or len(frames)):  # one record each (pacing)
-                    if record:  # fixed-size input records: no ACK rides along to change a size
-                        transport._send_nowait(frames[off:off + record], fixed_size=True)
-                    else:
-                        transport._send_nowait(frames)
-                mark = transport.bytes_sent
-        self._log.append((end, mark, frames))
+        entry: list[Any] = [end, _UNSENT, frames]
+        self._log.append(entry)
         self._log_size += len(frames)
+        if transport is not None:
+
+            def sealed() -> None:
+                entry[1] = transport.bytes_sent
+
+            with contextlib.suppress(ChannelError):
+                if not record:
+                    transport._send_nowait(frames, on_sent=sealed)
+                    return
+                last = len(frames) - record
+                for off in range(0, len(frames), record):  # fixed-size input records: no ACK rides along
+                    transport._send_nowait(frames[off:off + record], fixed_size=True,
+                                           on_sent=sealed if off >= last else None)
 
     def _send_frames(self, frames: bytes) -> None:
         if frames and not self.closed:  # the viewer's input waits for its tick (agent.secure.pacing)

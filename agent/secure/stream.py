@@ -15,9 +15,11 @@ import logging
 from collections import deque
 from typing import Any, Callable
 
-from agent.secure.errors import (AuthFailedError, ChannelClosedError, ChannelError, HandshakeError, PeerSilentError,
+from agent.secure.errors import (AuthFailedError, ChannelClosedError, ChannelError, PeerSilentError,
                                  TruncatedError)
-from agent.secure.handshake import AgentHandshake, AuthFailed, Established, ViewerHandshake, _Handshake
+from agent.secure.handshake import AgentHandshake, AuthFailed, Established, ViewerHandshake
+from agent.secure.handshake_io import _HANDSHAKE_READ_SIZE, _handshake, run_bounded  # noqa: F401  (re-exported)
+from agent.secure.sendqueue import OFFLOAD_THRESHOLD, PendingSend, SendQueue
 from agent.secure.streamio import ChannelReader, ChannelWriter  # re-exported: their home was here
 from agent.secure.records import HEADER_SIZE, MAX_RECORD_LENGTH, NEED_DATA, Ack, Channel, Closed, Data, Ping, Pong
 from agent.net import close_stream
@@ -40,7 +42,6 @@ PONG_HIGH_WATER = 64 * 1024  # bytes queued in our transport above which a PONG 
 CLOSE_LINGER = 2.0  # after our CLOSE, how long to wait for the peer's before closing the socket
 FAILURE_DELAY = 1.0  # a wrong password is answered after this pause
 _READ_SIZE = MAX_RECORD_LENGTH + HEADER_SIZE  # one whole record; larger reads cost big allocations, not speed
-_HANDSHAKE_READ_SIZE = 4096
 _RTT_GAIN = 0.125  # smoothing of RTT samples, as TCP's SRTT
 
 
@@ -81,58 +82,14 @@ async def accept_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     return SecureStream(reader, writer, outcome.channel, **options)
 
 
-async def _handshake(handshake: _Handshake, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     timeout: float, *, failure_delay: float,
-                     on_failure: Callable[[], None] | None = None) -> Established | AuthFailed:
-    async def run() -> Established | AuthFailed:
-        while True:
-            event = handshake.next_event()
-            out = handshake.data_to_send()
-            if isinstance(event, AuthFailed):
-                if on_failure is not None:
-                    on_failure()  # counted first: nothing the viewer does from here on can undo it
-                await asyncio.sleep(failure_delay)
-                with contextlib.suppress(ConnectionError, OSError):  # a viewer gone by now still failed
-                    writer.write(out)
-                    await writer.drain()
-                return event
-            if out:
-                writer.write(out)
-                await writer.drain()
-            if event is not NEED_DATA:
-                assert isinstance(event, (Established, AuthFailed))
-                return event
-            handshake.receive_data(await reader.read(_HANDSHAKE_READ_SIZE))
-
-    outcome = await run_bounded(run(), writer, timeout, "secure")
-    if isinstance(outcome, AuthFailed):
-        await close_stream(writer)
-    return outcome
-
-
-async def run_bounded(handshake: Any, writer: asyncio.StreamWriter, timeout: float, what: str) -> Any:
-    """Run a handshake coroutine within ``timeout``; a lost connection becomes a HandshakeError naming
-    ``what`` (secure, resume), and any failure or timeout closes the connection before it propagates."""
-    try:
-        try:
-            return await asyncio.wait_for(handshake, timeout)
-        except (ConnectionError, OSError) as exc:
-            if isinstance(exc, TimeoutError):
-                raise
-            raise HandshakeError(f"the connection was lost during the {what} handshake ({type(exc).__name__})") \
-                from None
-    except BaseException:
-        await close_stream(writer)
-        raise
-
-
 class SecureStream:
     """An established channel over one connection; see the module docstring."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, channel: Channel, *,
                  ping_interval: float = PING_INTERVAL, idle_ping_interval: float = IDLE_PING_INTERVAL, ack_bytes: int = ACK_BYTES, ack_delay: float = ACK_DELAY,
                  recv_buffer_limit: int = RECV_BUFFER_LIMIT, close_linger: float = CLOSE_LINGER,
-                 silence_limit: float = SILENCE_LIMIT, compress: bool = False) -> None:
+                 silence_limit: float = SILENCE_LIMIT, compress: bool = False,
+                 offload_threshold: int = OFFLOAD_THRESHOLD) -> None:
         if compress and channel.compression_agreed:
             channel.enable_compression()
         self._reader = reader
@@ -167,6 +124,7 @@ class SecureStream:
         self._on_rtt: Callable[[float], None] | None = None
         self._on_end: Callable[[], None] | None = None
         self._close_task: asyncio.Task[None] | None = None
+        self._sends = SendQueue(channel, self._seal_send, self._fail, threshold=offload_threshold)
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._ack_timer: asyncio.TimerHandle | None = None
@@ -254,16 +212,38 @@ class SecureStream:
         if data and not self._writer.is_closing():
             self._writer.write(data)
 
-    def _send_nowait(self, data: bytes | bytearray | memoryview, *, fixed_size: bool = False) -> None:
-        """Seal and write ``data``; a due ACK rides along unless the record must keep its size (paced input)."""
+    def _send_nowait(self, data: bytes | bytearray | memoryview, *, fixed_size: bool = False,
+                     on_sent: Callable[[], None] | None = None) -> None:
+        """Seal and write ``data`` after what was sent before it (a big compressed write is compressed in
+        a worker first: agent.secure.sendqueue); ``on_sent()`` runs once it is sealed and written."""
         if self._error is not None:
             raise self._error
+        if self._closing:  # our CLOSE may still wait behind a compression: nothing may follow it
+            raise ChannelClosedError("this end already closed the channel; it cannot send any more")
+        if self._sends.busy or len(data) >= self._sends.threshold:
+            self._sends.submit(PendingSend(data, fixed_size, on_sent))
+        else:  # the common small write: sealed here, without the queue's bookkeeping
+            self._seal(data, fixed_size, None, on_sent)
+
+    def _seal_send(self, send: PendingSend) -> None:
+        self._seal(send.data, send.fixed_size, send.pieces, send.on_sent)
+
+    def _seal(self, data: bytes | bytearray | memoryview, fixed_size: bool, pieces: list[bytes] | None,
+              on_sent: Callable[[], None] | None) -> None:
+        """Seal one write on the loop; a due ACK rides along unless the record must keep its size (paced input)."""
         ack = self._ack_due and not fixed_size and len(data) > 0 and self._channel.unacked_received > 0
-        self._write(self._channel.send_data(data, ack=ack))
+        if pieces is not None:  # compressed by the worker
+            self._write(self._channel.send_deflated(pieces, ack=ack))
+        else:
+            self._write(self._channel.send_data(data, ack=ack))
         if ack:
             self._ack_done()
+        if on_sent is not None:
+            on_sent()
 
     async def _drain(self) -> None:
+        if self._sends.busy:  # what waits for the worker is not in the socket buffer yet
+            await self._sends.wait_idle()
         if self._error is not None:
             raise self._error
         try:
@@ -350,6 +330,7 @@ class SecureStream:
                         self._peer_closed = True
                         # Answer with our own CLOSE at once, as a WebSocket endpoint does: the peer is
                         # lingering for it, and nothing more will arrive that we could leave unread.
+                        self._sends.drop()  # the peer discards DATA after its CLOSE: do not keep it waiting
                         self._send_close("bye")
                         self._stop_timers()
                         self._wake()
@@ -437,6 +418,7 @@ class SecureStream:
         if self._error is None:
             self._error = error
             log.debug("secure channel failed: %s", error)
+        self._sends.drop()  # nothing is sealed after a failure; a running compression's result is dropped
         self._stop_timers()
         self._wake()
         self._writer.close()
@@ -466,7 +448,7 @@ class SecureStream:
             self._rx_size = 0
             self._stop_timers()
             self._wake()
-            self._send_close(reason)
+            self._sends.after(lambda: self._send_close(reason))  # after the DATA written before it
             self._close_task = self._loop.create_task(self._finish_close())
             self._end()
         return self._close_task
@@ -475,6 +457,7 @@ class SecureStream:
         # Linger until the peer answers with its CLOSE (or EOF): closing a socket that still has
         # unread input makes the kernel send a reset, which can destroy our CLOSE before the peer reads it.
         try:
+            await self._sends.wait_idle()  # our CLOSE may wait for a compression
             if not self._reader_task.done():
                 await asyncio.wait({self._reader_task}, timeout=self._close_linger)
         finally:
