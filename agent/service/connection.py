@@ -102,13 +102,17 @@ class RFBConnection:
             self._kick.clear()
             now = loop.time()
             job = updater.prepare_update(now)
+            sent_before = None
             if job is not None:
                 # Encoding releases the GIL: other viewers, input and capture go on meanwhile.
                 encoded = await asyncio.to_thread(updater.encode_job, job)
+                sent_before = updater.link_sent()
                 updater.finish_update(job, encoded, loop.time())
             if updater.close_reason is not None:
                 raise RemoteProtocolError(updater.close_reason)
             await self._flush()
+            if job is not None and sent_before is not None:
+                updater.learn_link_cost(job, (updater.link_sent() or sent_before) - sent_before)
             if timer is not None:
                 timer.cancel()
                 timer = None

@@ -5,20 +5,21 @@ puts the echo of a keystroke behind a whole window of scrolling log output:
 the technician waits most of a second per key. The ActivityMap watches, per
 32-pixel tile, what changed when:
 
-- **interactive**: a tile that was quiet just before an input event and
-  changed right after it (the typed glyph, the moved text cursor, the menu
+- **interactive**: a tile that changed right after an input event and hardly
+  ever changes otherwise (the typed glyph, the moved text cursor, the menu
   that opened), or that lies near the pointer after it moved. It stays
   interactive for HOT_HOLD seconds;
 - **churning**: a tile that keeps changing on its own (several times a
   second, and not because of input): log output, a clock, a video;
 - **calm**: everything else.
 
-``plan_update`` orders what is pending (interactive, calm, churning), holds
-churning areas back to one update per CHURN_INTERVAL while the technician is
-interacting, and stops once the estimated bytes would occupy the link for
-more than UPDATE_SLICE seconds (a rectangle larger than that is cut into
-bands). What is not taken stays pending in the viewer's tracker, so every area
-still converges to the exact screen; only the order and the pace change.
+While the technician interacts, ``plan_update`` sends interactive areas whole
+and at once, and the rest (calm first, churning last) only as a token bucket
+allows: filled at BULK_SHARE of the link's estimated rate, at most UPDATE_SLICE
+seconds of it deep, however often the viewer asks (a rectangle larger than
+what is left is cut into bands). The link therefore always has room for the
+next echo. What is not taken stays pending in the viewer's tracker, so every
+area still converges to the exact screen; only the order and the pace change.
 
 The map also keeps, per tile, when its oldest unsent change was captured, so
 each update reports its change-to-update latency: the age of the oldest change
@@ -35,21 +36,37 @@ import numpy as np
 from agent.models import Copy, Rect
 
 TILE = 32
-ECHO_WINDOW = 0.25      # a change this soon after input is its echo (a page redraw takes a while)
-QUIET_BEFORE = 0.06     # ...if the tile did not change in this long (or two frame intervals) before the input
+ECHO_WINDOW = 0.1       # a change this soon after input may be its echo (xterm, vim, less: 5-30 ms)
+SPONTANEOUS_MAX = 1.0   # ...if the tile changes less often than this (per second) outside those windows
 HOT_HOLD = 1.0          # seconds a tile stays interactive after its last echo
 POINTER_REACH = 64      # pixels around the pointer that are interactive after a pointer event
 CHURN_TAU = 1.0         # seconds: decay of the per-tile change rate
 CHURN_RATE = 4.0        # changes per second above which a tile that is not interactive is churning
 INTERACTING_FOR = 2.0   # the technician is interacting for this long after any input
-CHURN_INTERVAL = 0.25   # while interacting, churning areas go at most this often
-UPDATE_SLICE = 0.1      # seconds of the estimated link rate one update may take
+UPDATE_SLICE = 0.05     # seconds of the estimated link rate the non-interactive areas may take at once
+BULK_SHARE = 0.5        # while interacting, share of the link the non-interactive areas may use
+MIN_WAIT = 0.02         # seconds: the shortest wait for the bucket
 MIN_BUDGET = 4096       # bytes: the smallest update budget (a few glyphs with their headers)
 MIN_BAND_ROWS = 16      # a cut rectangle's band is at least this tall
-INITIAL_BYTES_PER_PIXEL = 0.5
-BPP_GAIN = 0.3          # smoothing of the bytes-per-pixel estimate
+INITIAL_BYTES_PER_PIXEL = 0.25  # link bytes per changed pixel before the first measurement
+BPP_GAIN = 0.3          # smoothing of the link-bytes-per-pixel estimate
 
 INTERACTIVE, CALM, CHURNING = 0, 1, 2
+
+
+@dataclass
+class LinkState:
+    """What the session's flow control knows of the link now (agent.session.flow)."""
+
+    rate: float                # link bytes per second (the bottleneck's estimated rate)
+    in_flight: int = 0         # link bytes sent and not acknowledged yet
+    rtt: float = 0.1           # the smallest round trip seen, seconds
+    sent: int = 0              # link bytes sent so far: what an update cost is learnt from
+
+    @property
+    def backlogged(self) -> bool:
+        """More is in flight than one round trip and one update slice carry: a queue builds up."""
+        return self.in_flight > self.rate * (self.rtt + UPDATE_SLICE)
 
 
 @dataclass
@@ -58,7 +75,7 @@ class Plan:
 
     rects: list[Rect] = field(default_factory=list)  # to send now, most urgent first
     later: list[Rect] = field(default_factory=list)  # back to the tracker
-    held_churn: bool = False  # churning areas wait for their next turn (see ``churn_due``)
+    held: bool = False  # areas wait for the token bucket to refill (see ``bulk_due``)
 
 
 class ActivityMap:
@@ -68,14 +85,16 @@ class ActivityMap:
         self.resize(width, height)
         self.bytes_per_pixel = INITIAL_BYTES_PER_PIXEL
         self.last_input = -math.inf
-        self._last_churn_sent = -math.inf
-        self._last_frame: Optional[float] = None
-        self._frame_gap = 1 / 30
+        self._tokens = 0.0  # bytes the non-interactive areas may still take (while interacting)
+        self._bulk_at: Optional[float] = None
+        self._bulk_rate = 0.0
+        self._bulk_depth = 0.0
 
     def resize(self, width: int, height: int) -> None:
         self.width, self.height = width, height
         shape = (-(-height // TILE), -(-width // TILE))
         self._rate = np.zeros(shape, np.float32)         # changes per second, decaying
+        self._spontaneous = np.zeros(shape, np.float32)  # the same, counting only changes not right after input
         self._rate_at = 0.0
         self._changed = np.full(shape, -math.inf)       # when each tile last changed
         self._hot_until = np.full(shape, -math.inf)     # interactive until
@@ -91,21 +110,24 @@ class ActivityMap:
                         self._hot_until, now + HOT_HOLD)
 
     def note_changes(self, now: float, copies: Sequence[Copy], rects: Sequence[Rect]) -> None:
-        """One captured frame's changes (copies land on their destinations), captured at ``now``."""
-        if self._last_frame is not None and now > self._last_frame:
-            self._frame_gap += 0.2 * (min(now - self._last_frame, 1.0) - self._frame_gap)
-        self._last_frame = now
+        """One captured frame's changes (copies land on their destinations), captured at ``now``.
+
+        An echo is a tile that changed within ECHO_WINDOW after the input and hardly ever changes
+        outside such windows: log output changes whether anyone types or not (its spontaneous rate
+        is high, even while the technician types, in the gaps between the keys' windows); a typed
+        glyph changes only after a key. That holds whatever the capture's frame rate."""
         touched = np.zeros(self._rate.shape, bool)
         for x, y, w, h in list(rects) + [c[2:] for c in copies]:
             self._slice((x, y, w, h), touched, True)
         if not touched.any():
             return
         self._decay(now)
-        self._rate[touched] += 1.0
         if now - self.last_input <= ECHO_WINDOW:
-            quiet_since = self.last_input - max(QUIET_BEFORE, 2 * self._frame_gap)
-            echo = touched & (self._changed < quiet_since)
+            echo = touched & (self._spontaneous < SPONTANEOUS_MAX)
             self._hot_until[echo] = now + HOT_HOLD
+        else:
+            self._spontaneous[touched] += 1.0
+        self._rate[touched] += 1.0
         self._changed[touched] = now
         np.minimum(self._pending, np.where(touched, now, math.inf), out=self._pending)
 
@@ -128,61 +150,81 @@ class ActivityMap:
         self._decay(now)
         return CHURNING if float(self._rate[ys, xs].max()) >= CHURN_RATE else CALM
 
-    def churn_due(self, now: float) -> float:
-        """When held-back churning areas may go next."""
-        return self._last_churn_sent + CHURN_INTERVAL
+    def bulk_due(self, now: float) -> float:
+        """When held-back areas may go next: the bucket holds half a slice again."""
+        if self._bulk_rate <= 0:
+            return now
+        return now + max(MIN_WAIT, (0.5 * self._bulk_depth - self._tokens) / self._bulk_rate)
 
-    def budget(self, link_rate: Optional[float]) -> Optional[int]:
-        """Bytes one update may carry at ``link_rate`` (bytes/s); None: no estimate, no limit."""
-        if link_rate is None or link_rate <= 0:
+    def budget(self, link: Optional[LinkState]) -> Optional[int]:
+        """Link bytes the bulk may take at once on ``link``; None: no estimate, no limit."""
+        if link is None or link.rate <= 0:
             return None
-        return max(MIN_BUDGET, int(link_rate * UPDATE_SLICE))
+        return max(MIN_BUDGET, int(link.rate * UPDATE_SLICE))
 
     # -- planning ------------------------------------------------------------------------------
 
-    def plan_update(self, rects: Sequence[Rect], now: float, link_rate: Optional[float]) -> Plan:
+    def interactive_pending(self, now: float) -> bool:
+        """Whether an interactive area has a change not sent yet (worth an update of its own)."""
+        return bool(np.any((self._hot_until > now) & (self._pending < math.inf)))
+
+    def forget_interactive(self, now: float) -> None:
+        """Nothing interactive is owed after all (a copy or an earlier update carried it)."""
+        self._pending[self._hot_until > now] = math.inf
+
+    def plan_update(self, rects: Sequence[Rect], now: float, link: Optional[LinkState], *,
+                    only_interactive: bool = False) -> Plan:
         """Which of ``rects`` go in this update; see the module docstring.
 
         Only while the technician interacts: then an echo is expected at any moment, and whatever
         else is pending must not stand in front of it. Otherwise everything goes, as it always did.
-        Interactive areas always go whole: they are what the technician is waiting to see."""
-        budget = self.budget(link_rate)
-        if budget is None or not self.interacting(now):
+        Interactive areas always go whole: they are what the technician is waiting to see; the rest
+        spends a token bucket filled at BULK_SHARE of the link, at most one UPDATE_SLICE deep, however
+        often the viewer asks, and waits while the link is backlogged (the bucket counts link bytes at
+        the link bytes per pixel learnt from earlier updates; the backlog is measured).
+        ``only_interactive``: an update nobody asked for (an echo pushed at once) carries nothing else."""
+        if only_interactive:
+            plan = Plan()
+            for rect in rects:
+                (plan.rects if self.classify(rect, now) == INTERACTIVE else plan.later).append(rect)
+            return plan
+        budget = self.budget(link)
+        if budget is None or link is None or not self.interacting(now):
+            self._bulk_at = None  # the bucket is full when interaction begins
             return Plan(list(rects))
+        self._refill(now, link.rate * BULK_SHARE, budget)
         plan = Plan()
-        hold = now < self.churn_due(now)
-        spent = 0.0
-        bulk_started = False
         for kind, _, rect in sorted((self.classify(r, now), i, r) for i, r in enumerate(rects)):
-            cost = rect[2] * rect[3] * self.bytes_per_pixel
             if kind == INTERACTIVE:
                 plan.rects.append(rect)
-                spent += cost
                 continue
-            if kind == CHURNING and hold:
+            if link.backlogged:
                 plan.later.append(rect)
-                plan.held_churn = True
+                plan.held = True
                 continue
-            if spent + cost > budget:
-                if bulk_started or spent >= budget:
+            cost = rect[2] * rect[3] * self.bytes_per_pixel
+            if cost > self._tokens:
+                band, rest = self._band(rect, self._tokens)
+                if rest is None or band[3] * band[2] * self.bytes_per_pixel > self._tokens:
                     plan.later.append(rect)
+                    plan.held = True
                     continue
-                # the first bulk rectangle alone is too big: send a band of it, the rest later
-                rect, rest = self._band(rect, budget - spent)
-                if rest is not None:
-                    plan.later.append(rest)
-                cost = rect[2] * rect[3] * self.bytes_per_pixel
+                plan.later.append(rest)
+                plan.held = True
+                rect, cost = band, band[2] * band[3] * self.bytes_per_pixel
             plan.rects.append(rect)
-            spent += cost
-            bulk_started = True
-            if kind == CHURNING:
-                self._last_churn_sent = now
+            self._tokens -= cost
         return plan
 
-    def sent(self, now: float, copies: Sequence[Copy], rects: Sequence[Rect], later: Sequence[Rect],
-             encoded_bytes: int) -> Optional[float]:
-        """An update left: returns its change-to-update latency (None if it carried no pixels) and learns
-        the bytes per pixel of what was encoded."""
+    def _refill(self, now: float, rate: float, depth: float) -> None:
+        if self._bulk_at is None:
+            self._tokens = depth  # interaction begins: one slice may go at once
+        else:
+            self._tokens = min(depth, self._tokens + max(0.0, now - self._bulk_at) * rate)
+        self._bulk_at, self._bulk_rate, self._bulk_depth = now, rate, depth
+
+    def sent(self, now: float, copies: Sequence[Copy], rects: Sequence[Rect], later: Sequence[Rect]) -> Optional[float]:
+        """An update left: returns its change-to-update latency (None if it carried no pixels)."""
         areas = list(rects) + [c[2:] for c in copies]
         if not areas:
             return None
@@ -197,10 +239,13 @@ class ActivityMap:
                 keep[tiles] = self._pending[tiles]
         self._pending[touched] = math.inf
         np.minimum(self._pending, keep, out=self._pending)
-        pixels = sum(w * h for _, _, w, h in rects)
-        if pixels >= 256 and encoded_bytes > 0:
-            self.bytes_per_pixel += BPP_GAIN * (encoded_bytes / pixels - self.bytes_per_pixel)
         return None if math.isinf(oldest) else max(0.0, now - oldest)
+
+    def learn_cost(self, pixels: int, link_bytes: int) -> None:
+        """An update of ``pixels`` changed pixels took ``link_bytes`` on the link (compressed, framed,
+        encrypted): the bucket's price per pixel follows it."""
+        if pixels >= 256 and link_bytes > 0:
+            self.bytes_per_pixel += BPP_GAIN * (link_bytes / pixels - self.bytes_per_pixel)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -214,7 +259,9 @@ class ActivityMap:
     def _decay(self, now: float) -> None:
         dt = now - self._rate_at
         if dt > 0:
-            self._rate *= math.exp(-dt / CHURN_TAU)
+            decay = math.exp(-dt / CHURN_TAU)
+            self._rate *= decay
+            self._spontaneous *= decay
             self._rate_at = now
 
     def _tiles(self, rect: Rect) -> Optional[tuple[slice, slice]]:

@@ -30,6 +30,7 @@ from agent.rfb import messages as M
 from agent.rfb.server import RFBServer
 from agent.sansio import RemoteProtocolError
 from agent.service.capture_loop import CaptureLoop
+from agent.service.priority import LinkState
 from agent.service.connection import RFBConnection, close_connection, flush, handshake
 from agent.service.updater import UpdateStats, ViewerUpdater
 
@@ -122,13 +123,13 @@ class RFBService:
 
     async def serve_connection(self, reader: Any, writer: Any, *, security: str = "none",
                                may_send: Optional[Callable[[], bool]] = None, outer_compression: bool = False,
-                               link_rate: Optional[Callable[[], Optional[float]]] = None) -> None:
+                               link: Optional[Callable[[], Optional[LinkState]]] = None) -> None:
         """Serve one client until it leaves or misbehaves; never raises for the client's faults.
 
         ``outer_compression``: the transport compresses again (the secure channel's ZDATA), so the
-        encoders leave repetition to it (see EncodeManager.outer_compression). ``link_rate``: the
-        link's estimated bytes/s (flow control), which bounds updates while the technician interacts
-        so an echo never waits behind bulk (agent.service.priority).
+        encoders leave repetition to it (see EncodeManager.outer_compression). ``link``: what flow
+        control knows of the link now, which paces the bulk while the technician interacts so an echo
+        never waits behind it (agent.service.priority).
         """
         peer = str(writer.get_extra_info("peername", None) or "stream")
         if security == "vnc" and not self.__password:
@@ -153,7 +154,8 @@ class RFBService:
             manager = EncodeManager()
             manager.outer_compression = outer_compression
             manager.quality_cap = self._quality_cap
-            updater = ViewerUpdater(server, may_send=may_send, manager=manager, link_rate=link_rate)
+            updater = ViewerUpdater(server, may_send=may_send, manager=manager, link=link)
+            updater.push_echoes = link is not None  # a session's channel: see ViewerUpdater.push_echoes
             viewer = RFBConnection(peer, server, updater, reader, writer)
             viewer.updater.on_update = lambda stats, v=viewer: self._notify(v, stats)
             # The loop captures only while someone watches: the last frame is current only if others do.

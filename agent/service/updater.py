@@ -32,7 +32,7 @@ from agent.rfb import constants as C
 from agent.rfb import messages as M
 from agent.rfb import server_messages as SM
 from agent.rfb.server import RFBServer, ServerState
-from agent.service.priority import ActivityMap
+from agent.service.priority import ActivityMap, LinkState
 
 LOSSLESS_REFRESH_DELAY = 0.3  # seconds a JPEG-sent area must stay unchanged before its lossless refresh
 LATENCY_SAMPLES = 256  # change-to-update latencies kept for the status figures
@@ -75,7 +75,6 @@ class UpdateJob:
 class EncodedJob:
     rects: list[bytes]
     lossy: list[Rect] = field(default_factory=list)
-    pixel_bytes: int = 0  # of the changed rectangles' encodings (the bytes-per-pixel estimate learns from it)
 
 
 
@@ -85,16 +84,20 @@ class ViewerUpdater:
 
     def __init__(self, server: RFBServer, *, manager: Optional[EncodeManager] = None,
                  may_send: Optional[Callable[[], bool]] = None,
-                 link_rate: Optional[Callable[[], Optional[float]]] = None) -> None:
+                 link: Optional[Callable[[], Optional[LinkState]]] = None) -> None:
         self.server = server
         self.manager = manager if manager is not None else EncodeManager()
         self.tracker = UpdateTracker(server.width, server.height)
         self.tracker.mark_all()  # a new viewer has seen nothing
         self.may_send: Callable[[], bool] = may_send if may_send is not None else (lambda: True)
-        # The link's estimated rate (bytes/s; None: unknown, e.g. plain TCP): bounds updates while interacting.
-        self.link_rate: Callable[[], Optional[float]] = link_rate if link_rate is not None else (lambda: None)
+        # The link as flow control sees it (None: unknown, e.g. plain TCP): paces the bulk while interacting.
+        self.link: Callable[[], Optional[LinkState]] = link if link is not None else (lambda: None)
         self.activity = ActivityMap(server.width, server.height)
-        self._churn_held = False
+        # Send an input's echo at once even when the viewer has no request outstanding: a viewer that
+        # pulls one update at a time otherwise waits a whole round trip after every bulk update. Only
+        # where we own the path (a session's channel); see README "What the technician does goes first".
+        self.push_echoes = False
+        self._held = False  # areas wait for the update budget to refill (agent.service.priority)
         self.frame: Optional[np.ndarray] = None
         self.stats = UpdateStats()
         self.on_update: Optional[Callable[[UpdateStats], None]] = None
@@ -206,9 +209,9 @@ class ViewerUpdater:
         return out
 
     def next_due(self, now: float) -> Optional[float]:
-        """When this viewer should be kicked again on its own: a lossless refresh, or churning areas held
-        back while the technician interacts. None: only new frames, requests or the link wake it."""
-        due = [t for t in (self.refresh_due_at(now), self.activity.churn_due(now) if self._churn_held else None)
+        """When this viewer should be kicked again on its own: a lossless refresh, or areas held back
+        while the technician interacts. None: only new frames, requests or the link wake it."""
+        due = [t for t in (self.refresh_due_at(now), self.activity.bulk_due(now) if self._held else None)
                if t is not None]
         return min(due, default=None)
 
@@ -245,28 +248,44 @@ class ViewerUpdater:
             return None  # one update at a time
         if self.close_reason is not None or self.server.state is not ServerState.NORMAL or self.frame is None:
             return None  # not ready
-        if not self.wants_update:
+        push = not self.wants_update
+        if push and not (self.push_echoes and self.activity.interactive_pending(now)):
             return None  # nothing requested
         if not self.may_send():
             return None  # link congested: changes keep accumulating in the tracker
         if self._pending_resize:
-            return self._resize_job()
-        region = rect_union(self._requested, self._cu_region)
-        pseudo = self._pseudo_rects()
+            return None if push else self._resize_job()
+        region = (0, 0) + self.size if push else rect_union(self._requested, self._cu_region)
         copies, rects = self._take(region)
-        plan = self.activity.plan_update(rects, now, self.link_rate())
-        rects, self._churn_held = plan.rects, plan.held_churn
+        plan = self.activity.plan_update(rects, now, self.link(), only_interactive=push)
+        if push and not plan.rects:  # the interactive areas' changes went with an earlier update
+            for copy in copies:
+                self.tracker.add_copied(copy)
+            self.tracker.add_changed(rects)
+            self.activity.forget_interactive(now)
+            return None
+        pseudo = self._pseudo_rects()
+        rects, self._held = plan.rects, plan.held or self._held and push
         if plan.later:
             self.tracker.add_changed(plan.later)  # still owed: the next update takes them
         if rects and self.manager.lossy_region():
             # Changed since it was sent, so not settled, however long a congested link kept us from
             # sending: a refresh now would resend moving video losslessly and stall the link further.
             self._recent_lossy += [(r, now) for r in rects]
-        refresh = self._refresh_rects(now, region) if region is not None else []
+        refresh = self._refresh_rects(now, region) if region is not None and not push else []
         if not (pseudo or copies or rects or refresh or self._empty_reply):
             return None  # nothing pending: the request stays outstanding
         self._job = UpdateJob(self.frame, pseudo, copies, rects, refresh, plan.later)
         return self._job
+
+    def link_sent(self) -> Optional[int]:
+        """Link bytes sent so far (None without a session's link): read around an update's flush."""
+        link = self.link()
+        return None if link is None else link.sent
+
+    def learn_link_cost(self, job: UpdateJob, link_bytes: int) -> None:
+        """What ``job`` cost on the link once flushed, for the pacing's price per pixel."""
+        self.activity.learn_cost(sum(w * h for _, _, w, h in job.rects), link_bytes)
 
     def encode_job(self, job: UpdateJob) -> EncodedJob:
         """Encode a prepared update. Touches only the EncodeManager, which no one else uses meanwhile."""
@@ -274,7 +293,6 @@ class ViewerUpdater:
         if job.copies or job.rects:
             encoded = self.manager.encode(job.frame, job.copies, job.rects)
             out.rects += encoded.rects
-            out.pixel_bytes = sum(len(r) for r in encoded.rects)
             out.lossy = list(encoded.lossy)
         if job.refresh:
             out.rects += self.manager.encode(job.frame, [], job.refresh, lossy_allowed=False).rects
@@ -286,7 +304,7 @@ class ViewerUpdater:
         self._recent_lossy += [(r, now) for r in encoded.lossy]
         if job.refresh:
             self.stats.refreshes_sent += 1
-        latency = self.activity.sent(now, job.copies, job.rects, job.later, encoded.pixel_bytes)
+        latency = self.activity.sent(now, job.copies, job.rects, job.later)
         if latency is not None:
             self.stats.change_latencies.append(latency)
         n = self._send(encoded.rects, now)

@@ -333,15 +333,24 @@ class Agent(AdmittingViewer, ResumingViewer):
             return False  # cut: nothing new until the resume (what was sent is replayed then)
         return channel is None or channel.may_send()
 
-    def _link_rate(self) -> float | None:
+    def _link_state(self) -> Any:
+        """The link as the viewer's flow control sees it now, for the updater's pacing (None: no estimate)."""
+        from agent.service.priority import LinkState
+
         channel = self._channel
-        return None if channel is None else channel.flow.bandwidth
+        # the peak: while the bulk is paced, ACKs show only what we chose to send (the backlog check
+        # holds the bulk back if the link got slower meanwhile)
+        rate = None if channel is None else channel.flow.peak_bandwidth
+        if channel is None or rate is None:
+            return None
+        stream = channel.stream
+        return LinkState(rate, stream.in_flight, channel.flow.min_rtt or 0.1, stream.bytes_sent)
 
     async def _run_rfb(self, stream: Any) -> None:
         reader, writer = stream.as_streams()
         try:
             await self.service.serve_connection(reader, writer, security="none", may_send=self._may_send,
-                                                outer_compression=stream.compressing, link_rate=self._link_rate)
+                                                outer_compression=stream.compressing, link=self._link_state)
         finally:
             if stream is self._rfb:
                 self._rfb = None

@@ -19,7 +19,10 @@ INITIAL_WINDOW = 64 * 1024      # before the first estimate
 MAX_WINDOW = 8 * 1024 * 1024
 WINDOW_GAIN = 2.0               # window = gain x bandwidth x RTT
 RATE_FILTER_SECONDS = 4.0       # windowed-max horizon of rate samples
-MIN_SAMPLE_SECONDS = 0.02       # ignore rate samples over shorter intervals (ACK bunching)
+PEAK_FILTER_SECONDS = 30.0      # horizon of peak_bandwidth
+MIN_SAMPLE_SECONDS = 0.2        # rate samples span at least this (and one RTT): a receiver that was busy
+# for a moment (a shared CPU) reads and ACKs a burst at once, and a short sample would see a link far
+# faster than the real one; the windowed maximum would then keep that error for RATE_FILTER_SECONDS.
 DEFAULT_RTT = 0.1
 # JPEG quality ceilings by estimated bandwidth (bytes/s): below the viewer's own
 # quality hint on slow links, where a sharper frame would arrive much later.
@@ -38,12 +41,19 @@ class FlowController:
         self._acked = 0
         self._last_ack: tuple[float, int] | None = None
         self._samples: deque[tuple[float, float]] = deque()  # (time, bytes/s)
+        self._peaks: deque[tuple[float, float]] = deque()  # (time, bytes/s), the longer horizon
         self.rtt: float | None = None
         self.min_rtt: float | None = None
 
     @property
     def window(self) -> int:
         return self._window
+
+    @property
+    def peak_bandwidth(self) -> float | None:
+        """The best rate seen over PEAK_FILTER_SECONDS: the link's rate while the sender holds itself back
+        on purpose (pacing the bulk while the technician types), when ACKs show only what it chose to send."""
+        return max((rate for _, rate in self._peaks), default=None)
 
     @property
     def bandwidth(self) -> float | None:
@@ -67,12 +77,15 @@ class FlowController:
             return
         then, acked_then = self._last_ack
         elapsed = now - then
-        if elapsed < max(MIN_SAMPLE_SECONDS, (self.min_rtt or 0.0) / 2):
+        if elapsed < max(MIN_SAMPLE_SECONDS, self.min_rtt or 0.0):
             return
         self._samples.append((now, (total_acked - acked_then) / elapsed))
+        self._peaks.append(self._samples[-1])
         self._last_ack = (now, total_acked)
         while self._samples and self._samples[0][0] < now - RATE_FILTER_SECONDS:
             self._samples.popleft()
+        while self._peaks and self._peaks[0][0] < now - PEAK_FILTER_SECONDS:
+            self._peaks.popleft()
         self._update_window()
 
     def _update_window(self) -> None:
@@ -96,3 +109,4 @@ class FlowController:
     def may_send(self, in_flight: int) -> bool:
         """True while ``in_flight`` unacknowledged bytes are below the window."""
         return in_flight < self._window
+

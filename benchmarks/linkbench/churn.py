@@ -1,5 +1,8 @@
 """The ``churn`` workload: typing into vim while a second terminal, beside it, fills with fresh random text.
 
+Unlike ``typing`` (xdotool on the display), the keys go through the viewer as RFB
+KeyEvents, for every server, as a technician's do.
+
 Why: a technician types on a busy screen (a log scrolling, a build running).
 A server that sends changes in screen order puts every keystroke's echo
 behind the churn; the benchmark measures how long the echo waits. The typed
@@ -28,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.linkbench.workloads import SCREEN, Grab, Typing, WorkloadError, wait_stable
+from benchmarks.linkbench.workloads import SCREEN, Grab, StepResult, Typing, WorkloadError, wait_stable
 
 ROOT = Path(__file__).resolve().parents[2]
 CHURN_RATE = 120          # lines per second: a ~87x44 terminal's content replaced more than twice a second
@@ -37,6 +40,7 @@ CELL = (9, 20)            # a little more than a DejaVu Sans Mono 11 cell in xte
 MARGIN = 60               # pixels kept free at the screen's right and bottom edges (the parked pointer)
 GAP = 40                  # pixels between the typed window and the churning one
 LEAD = 1.0                # seconds of churn before the first keystroke
+RETURN = 0xFF0D           # keysym; printable ASCII keysyms are the characters' codes
 TICK = 0.02               # the generator prints a batch of lines this often
 ALPHABET = string.ascii_letters + string.digits + "      .,:;-_/()[]{}<>=+*#%$@!?"
 
@@ -75,6 +79,16 @@ class Churn(Typing):
 
     def steps(self, seconds: float) -> int:
         return super().steps(seconds - self.lead)
+
+    def attach_viewer(self, client: object) -> None:
+        self.rfb = client
+
+    async def step(self, i: int) -> StepResult:
+        """The technician types through the viewer (an RFB KeyEvent, injected by each server its own way),
+        as in a real session: a server can only put what the technician does first if it sees the input."""
+        ch = self.text[i % len(self.text)]
+        await self.rfb.key(RETURN if ch == "\n" else ord(ch))
+        return StepResult(self.region, False)
 
     async def start_script(self) -> None:
         os.kill(self.pid, signal.SIGUSR1)

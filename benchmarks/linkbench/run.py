@@ -142,6 +142,7 @@ async def measure_run(server: Any, workload: Any, setting: Setting, link: Any, l
         cpu0 = [cpu_seconds(p) for p in pids] + [sum(cpu_seconds(p) for p in server.helper_pids)]
         server.proxy.reset_clock()
         t_start = time.monotonic()
+        workload.attach_viewer(client)
         await workload.start_script()
         if real:
             matcher = Matcher(workload.region, await grabber.grab(workload.region), lossless=setting.lossless,

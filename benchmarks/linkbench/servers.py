@@ -276,7 +276,7 @@ class Rejnet(Server):
             source = ["--display", str(display)]
         agent_log = workdir / "agent.log"
         agent = self._spawn([py, "-m", "agent", "--relay", "127.0.0.1:%d" % self.proxy.address[1], *source,
-                             "--consent", "view", "--json", "--control", str(control),
+                             "--consent", "control", "--json", "--control", str(control),
                              "--consent-db", str(workdir / "consent.db")], agent_log, env)
         ready = await _wait(lambda: next((o for o in _json_lines(agent_log) if o.get("event") == "ready"), None),
                             "rejnet agent", agent, agent_log)

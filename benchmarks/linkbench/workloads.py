@@ -216,6 +216,9 @@ class Workload:
     async def setup(self, x: XSession, grab: Grab) -> None:
         """Start the programs and wait until the screen is still."""
 
+    def attach_viewer(self, client: object) -> None:
+        """The benchmark's viewer (agent.viewer.rfb_client.AsyncRFBClient), for workloads that type through it."""
+
     async def start_script(self) -> None:
         """The script starts (counters are running): start any background activity."""
 

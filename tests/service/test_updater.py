@@ -309,7 +309,9 @@ def test_full_request_announces_the_screen_layout():
 
 def test_while_interacting_the_echo_goes_before_churn_and_everything_still_converges():
     link = ViewerLink(SyntheticSource("idle", 320, 240), LOSSLESS)
-    link.updater.link_rate = lambda: 20_000.0  # a slow link: the smallest update budget
+    from agent.service.priority import LinkState
+
+    link.updater.link = lambda: LinkState(20_000.0)  # a slow link: the smallest update budget
     link.request(incremental=False)
     rng = np.random.default_rng(0)
     frame = link.frame.copy()

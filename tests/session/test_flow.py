@@ -64,3 +64,23 @@ def test_quality_cap_drops_on_slow_links():
     _feed(fast, rate=1_250_000, rtt=0.1, seconds=2)
     assert slow.quality_cap is not None and slow.quality_cap <= 3
     assert fast.quality_cap is None
+
+
+
+def test_the_peak_rate_outlives_a_paced_spell_the_windowed_rate_does_not() -> None:
+    from agent.session.flow import PEAK_FILTER_SECONDS, RATE_FILTER_SECONDS
+
+    flow = FlowController()
+    t, acked = 0.0, 0
+    for _ in range(20):  # 2 s at 125 kB/s
+        t, acked = t + 0.25, acked + 31_250
+        flow.on_ack(acked, t)
+    for _ in range(int(RATE_FILTER_SECONDS * 4) + 4):  # then paced at half of it
+        t, acked = t + 0.25, acked + 15_625
+        flow.on_ack(acked, t)
+    assert flow.bandwidth is not None and flow.bandwidth < 70_000
+    assert flow.peak_bandwidth is not None and flow.peak_bandwidth > 120_000
+    for _ in range(int(PEAK_FILTER_SECONDS * 4)):
+        t, acked = t + 0.25, acked + 15_625
+        flow.on_ack(acked, t)
+    assert flow.peak_bandwidth < 70_000  # a link that really got slower is believed in the end
