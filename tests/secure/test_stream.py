@@ -421,7 +421,9 @@ def test_while_updates_flow_acks_give_the_rtt_and_ride_on_data_instead_of_pings_
     from tests.support.channels import record_header
 
     async def main() -> None:
-        viewer, agent = await established(ping_interval=0.1, ack_delay=0.1)
+        # Intervals far above the 50 ms rhythm: a loaded machine stretching a sleep must not make an ACK
+        # fall due twice between two updates, or a PING find no recent RTT sample.
+        viewer, agent = await established(ping_interval=0.5, ack_delay=0.25)
         types: list[int] = []
         write = agent._writer.write
 
@@ -434,7 +436,7 @@ def test_while_updates_flow_acks_give_the_rtt_and_ride_on_data_instead_of_pings_
             write(data)
 
         agent._writer.write = tap  # type: ignore[method-assign]
-        for _ in range(30):
+        for _ in range(60):
             await viewer.send(b"key")
             await agent.recv()
             await agent.send(b"update" * 20)
