@@ -155,6 +155,12 @@ async def test_churn_workload_types_beside_a_terminal_that_churns_only_during_th
         churned = await grabber.grab(wl.churn_region)
         assert not np.array_equal(still, churned)
         typed = await grabber.grab(wl.typed)
+
+        class Keys:  # the viewer's key(), played on the display (the benchmark sends it through RFB)
+            async def key(self, keysym: int) -> None:
+                await x.type_char(chr(keysym))
+
+        wl.attach_viewer(Keys())
         await wl.step(0)
         await asyncio.sleep(0.3)
         assert not np.array_equal(typed, await grabber.grab(wl.typed))  # the keystroke went to vim, not the churn
