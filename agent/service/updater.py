@@ -248,11 +248,12 @@ class ViewerUpdater:
             return None  # one update at a time
         if self.close_reason is not None or self.server.state is not ServerState.NORMAL or self.frame is None:
             return None  # not ready
-        push = not self.wants_update
-        if push and not (self.push_echoes and self.activity.interactive_pending(now)):
-            return None  # nothing requested
-        if not self.may_send():
-            return None  # link congested: changes keep accumulating in the tracker
+        # push: an echo goes now, alone, even with no request outstanding or the window full (it is
+        # small, and what the technician waits for); everything else waits for both.
+        echo_due = self.push_echoes and self.activity.interactive_pending(now)
+        push = not self.wants_update or not self.may_send()
+        if push and not echo_due:
+            return None  # nothing requested, or the link is congested: changes accumulate in the tracker
         if self._pending_resize:
             return None if push else self._resize_job()
         region = (0, 0) + self.size if push else rect_union(self._requested, self._cu_region)
