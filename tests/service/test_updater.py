@@ -341,3 +341,29 @@ def test_while_interacting_the_echo_goes_before_churn_and_everything_still_conve
         link.request()
     assert (link.client.framebuffer == expected).all()
     assert link.updater.stats.change_latency(0.5) is not None
+
+
+def test_an_echo_goes_alone_with_no_request_outstanding_or_the_window_full_but_only_in_a_session():
+    from agent.service.priority import LinkState
+
+    link = ViewerLink(SyntheticSource("idle", 320, 240), LOSSLESS)
+    link.request(incremental=False)
+    frame = link.frame.copy()
+    rng = np.random.default_rng(1)
+    for i in range(30):  # the right half churns while nobody asks
+        frame[:, 160:, :3] = rng.integers(0, 256, (240, 160, 3), dtype=np.uint8)
+        link.updater.on_frame(frame.copy(), link.detector.update(frame), i / 30)
+    link.updater.link = lambda: LinkState(20_000.0)
+    link.updater.may_send = lambda: False  # the flow-control window is full
+    link.updater.note_input(1.0)
+    frame[200:216, 10:18, :3] = 255
+    frame[:, 160:, :3] = rng.integers(0, 256, (240, 160, 3), dtype=np.uint8)
+    link.updater.on_frame(frame.copy(), link.detector.update(frame), 1.02)
+    link.frame = frame.copy()
+    assert link.updater.prepare_update(1.05) is None  # not a session: a pull client gets nothing unasked
+    link.updater.push_echoes = True
+    link.now = 1.05
+    updates = link.updates(link.exchange())  # no request from the client
+    assert len(updates) == 1
+    assert all(x < 160 for x, y, w, h, _ in updates[0].rects), "only the echo, no churn"
+    assert (link.client.framebuffer[200:216, 10:18] == link.expected()[200:216, 10:18]).all()
