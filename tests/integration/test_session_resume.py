@@ -500,6 +500,14 @@ def _started(chain: ResumeChain) -> tuple[subprocess.Popen, Events, Events, int]
     return viewer, viewer_events, agent_events, port
 
 
+def _attached(resume_chain: Any) -> tuple[ResumeChain, subprocess.Popen, Events, Events, int, Probe]:
+    """A started session with our probe client attached to the bridge."""
+    make, loops = resume_chain
+    chain = make()
+    viewer, viewer_events, agent_events, port = _started(chain)
+    return chain, viewer, viewer_events, agent_events, port, Probe(loops, port)
+
+
 def _same_session(chain: ResumeChain, before: tuple[dict, int, dict], agent_events: Events, mark: int) -> None:
     credentials, rows, status = before
     assert chain.credentials() == credentials, "the password changed across the cut"
@@ -631,10 +639,7 @@ def test_a_key_held_through_the_chain_is_released_while_the_path_is_cut(resume_c
 def test_a_path_that_goes_silent_without_a_reset_resumes_on_its_own(resume_chain, xvfb):
     """A NAT that forgets the mapping sends no reset: both ends notice the silence (30 s, three missed
     keepalives), the agent renews its relay registration, and the session resumes unchanged."""
-    make, loops = resume_chain
-    chain = make()
-    viewer, viewer_events, agent_events, port = _started(chain)
-    probe = Probe(loops, port)
+    chain, viewer, viewer_events, agent_events, port, probe = _attached(resume_chain)
     try:
         assert probe.update(incremental=False, timeout=15)
         before = (chain.credentials(), len(chain.consent_rows()), chain.status())
@@ -655,10 +660,7 @@ def test_a_path_that_goes_silent_without_a_reset_resumes_on_its_own(resume_chain
 
 
 def test_a_relay_restart_on_the_same_port_resumes_with_the_exact_screen(resume_chain, xvfb, tmp_path):
-    make, loops = resume_chain
-    chain = make()
-    viewer, viewer_events, agent_events, port = _started(chain)
-    probe = Probe(loops, port)
+    chain, viewer, viewer_events, agent_events, port, probe = _attached(resume_chain)
     try:
         assert probe.update(incremental=False, timeout=15)
         before = (chain.credentials(), len(chain.consent_rows()), chain.status())

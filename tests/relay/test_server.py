@@ -276,6 +276,22 @@ def test_id_expires_after_the_reregistration_window() -> None:
     run(main())
 
 
+async def _a_viewer_gets_through(server, registration, tickets, next_ticket, check=lambda: None) -> None:
+    """A viewer asks for the session; the registration's ticket (``next_ticket``) pairs it; ``check()``;
+    then all close."""
+    session = registration.session_id
+    viewer_task = asyncio.create_task(open_viewer("127.0.0.1", server.port, session, timeout=10))
+    ticket = await asyncio.wait_for(next_ticket, 10)
+    reader, writer = await open_agent_data("127.0.0.1", server.port, session, ticket)
+    vr, vw = await viewer_task
+    assert registration.session_id == session
+    check()
+    await close_all(writer, vw)
+    await tickets.aclose()
+    await registration.close()
+    await server.close()
+
+
 def test_agent_registration_reregisters_by_itself() -> None:
     async def main() -> None:
         server = await relay()
@@ -283,15 +299,7 @@ def test_agent_registration_reregisters_by_itself() -> None:
         session = registration.session_id
         tickets = registration.tickets()
         server._sessions[session].control.transport.abort()  # the relay side drops the connection
-        viewer_task = asyncio.create_task(open_viewer("127.0.0.1", server.port, session, timeout=10))
-        ticket = await asyncio.wait_for(tickets.__anext__(), 10)
-        reader, writer = await open_agent_data("127.0.0.1", server.port, session, ticket)
-        vr, vw = await viewer_task
-        assert registration.session_id == session
-        await close_all(writer, vw)
-        await tickets.aclose()
-        await registration.close()
-        await server.close()
+        await _a_viewer_gets_through(server, registration, tickets, tickets.__anext__())
 
     run(main())
 
@@ -308,16 +316,10 @@ def test_renew_drops_a_silently_dead_control_connection_and_keeps_the_id() -> No
         await asyncio.sleep(0.1)
         old_control = server._sessions[session].control
         registration.renew()
-        viewer_task = asyncio.create_task(open_viewer("127.0.0.1", server.port, session, timeout=10))
-        ticket = await asyncio.wait_for(first, 10)  # long before the 600 s keepalive timeout
-        assert server._sessions[session].control is not old_control
-        reader, writer = await open_agent_data("127.0.0.1", server.port, session, ticket)
-        vr, vw = await viewer_task
-        assert registration.session_id == session
-        await close_all(writer, vw)
-        await tickets.aclose()
-        await registration.close()
-        await server.close()
+        def replaced() -> None:  # long before the 600 s keepalive timeout
+            assert server._sessions[session].control is not old_control
+
+        await _a_viewer_gets_through(server, registration, tickets, first, replaced)
 
     run(main())
 
