@@ -98,6 +98,7 @@ class ActivityMap:
         self._rate_at = 0.0
         self._changed = np.full(shape, -math.inf)       # when each tile last changed
         self._hot_until = np.full(shape, -math.inf)     # interactive until
+        self._hot_ends = -math.inf                       # the latest of those
         self._pending = np.full(shape, math.inf)        # capture time of the oldest unsent change
 
     # -- feeding -------------------------------------------------------------------------------
@@ -108,6 +109,7 @@ class ActivityMap:
             x, y = pointer
             self._slice((x - POINTER_REACH, y - POINTER_REACH, 2 * POINTER_REACH, 2 * POINTER_REACH),
                         self._hot_until, now + HOT_HOLD)
+            self._hot_ends = now + HOT_HOLD
 
     def note_changes(self, now: float, copies: Sequence[Copy], rects: Sequence[Rect]) -> None:
         """One captured frame's changes (copies land on their destinations), captured at ``now``.
@@ -125,6 +127,8 @@ class ActivityMap:
         if now - self.last_input <= ECHO_WINDOW:
             echo = touched & (self._spontaneous < SPONTANEOUS_MAX)
             self._hot_until[echo] = now + HOT_HOLD
+            if echo.any():
+                self._hot_ends = now + HOT_HOLD
         else:
             self._spontaneous[touched] += 1.0
         self._rate[touched] += 1.0
@@ -166,6 +170,8 @@ class ActivityMap:
 
     def interactive_pending(self, now: float) -> bool:
         """Whether an interactive area has a change not sent yet (worth an update of its own)."""
+        if now >= self._hot_ends:
+            return False  # asked on every frame and ACK: most of the time nothing is interactive at all
         return bool(np.any((self._hot_until > now) & (self._pending < math.inf)))
 
     def forget_interactive(self, now: float) -> None:

@@ -187,3 +187,16 @@ def test_a_backlogged_link_holds_the_bulk_but_never_the_echo() -> None:
     assert queued.backlogged and not LINK.backlogged
     plan = m.plan_update([CHURN, TYPED], 2.05, queued)
     assert plan.rects == [TYPED] and plan.later == [CHURN] and plan.held
+
+
+def test_an_echo_is_pending_until_sent_and_nothing_is_once_the_hold_is_over() -> None:
+    m = churning_map(2.0)
+    assert not m.interactive_pending(2.0)
+    m.note_input(2.0)
+    m.note_changes(2.02, [], [TYPED, CHURN])
+    assert m.interactive_pending(2.05)
+    m.sent(2.06, [], [TYPED], [])
+    assert not m.interactive_pending(2.07)  # the churn is owed, but it is not interactive
+    m.note_changes(2.08, [], [TYPED])
+    assert m.interactive_pending(2.09)
+    assert not m.interactive_pending(2.08 + P.HOT_HOLD + 0.01)
