@@ -111,8 +111,9 @@ class RFBConnection:
             if updater.close_reason is not None:
                 raise RemoteProtocolError(updater.close_reason)
             await self._flush()
-            if job is not None and sent_before is not None:
-                updater.learn_link_cost(job, (updater.link_sent() or sent_before) - sent_before)
+            sent_after = updater.link_sent() if sent_before is not None else None
+            if job is not None and sent_before is not None and sent_after is not None:
+                updater.learn_link_cost(job, sent_after - sent_before)
             if timer is not None:
                 timer.cancel()
                 timer = None

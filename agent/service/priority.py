@@ -96,7 +96,6 @@ class ActivityMap:
         self._rate = np.zeros(shape, np.float32)         # changes per second, decaying
         self._spontaneous = np.zeros(shape, np.float32)  # the same, counting only changes not right after input
         self._rate_at = 0.0
-        self._changed = np.full(shape, -math.inf)       # when each tile last changed
         self._hot_until = np.full(shape, -math.inf)     # interactive until
         self._hot_ends = -math.inf                       # the latest of those
         self._pending = np.full(shape, math.inf)        # capture time of the oldest unsent change
@@ -118,9 +117,7 @@ class ActivityMap:
         outside such windows: log output changes whether anyone types or not (its spontaneous rate
         is high, even while the technician types, in the gaps between the keys' windows); a typed
         glyph changes only after a key. That holds whatever the capture's frame rate."""
-        touched = np.zeros(self._rate.shape, bool)
-        for x, y, w, h in list(rects) + [c[2:] for c in copies]:
-            self._slice((x, y, w, h), touched, True)
+        touched = self._touched(copies, rects)
         if not touched.any():
             return
         self._decay(now)
@@ -132,7 +129,6 @@ class ActivityMap:
         else:
             self._spontaneous[touched] += 1.0
         self._rate[touched] += 1.0
-        self._changed[touched] = now
         np.minimum(self._pending, np.where(touched, now, math.inf), out=self._pending)
 
     def mark_all_pending(self, now: float) -> None:
@@ -208,18 +204,16 @@ class ActivityMap:
                 plan.later.append(rect)
                 plan.held = True
                 continue
-            cost = rect[2] * rect[3] * self.bytes_per_pixel
-            if cost > self._tokens:
+            if self._cost(rect) > self._tokens:
+                plan.held = True
                 band, rest = self._band(rect, self._tokens)
-                if rest is None or band[3] * band[2] * self.bytes_per_pixel > self._tokens:
+                if rest is None or self._cost(band) > self._tokens:
                     plan.later.append(rect)
-                    plan.held = True
                     continue
                 plan.later.append(rest)
-                plan.held = True
-                rect, cost = band, band[2] * band[3] * self.bytes_per_pixel
+                rect = band
             plan.rects.append(rect)
-            self._tokens -= cost
+            self._tokens -= self._cost(rect)
         return plan
 
     def _refill(self, now: float, rate: float, depth: float) -> None:
@@ -231,12 +225,9 @@ class ActivityMap:
 
     def sent(self, now: float, copies: Sequence[Copy], rects: Sequence[Rect], later: Sequence[Rect]) -> Optional[float]:
         """An update left: returns its change-to-update latency (None if it carried no pixels)."""
-        areas = list(rects) + [c[2:] for c in copies]
-        if not areas:
+        if not (rects or copies):
             return None
-        touched = np.zeros(self._pending.shape, bool)
-        for area in areas:
-            self._slice(area, touched, True)
+        touched = self._touched(copies, rects)
         oldest = float(self._pending[touched].min()) if touched.any() else math.inf
         keep = np.full(self._pending.shape, math.inf)
         for area in later:  # still owed: they keep their age
@@ -255,7 +246,11 @@ class ActivityMap:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _band(self, rect: Rect, budget: int) -> tuple[Rect, Optional[Rect]]:
+    def _cost(self, rect: Rect) -> float:
+        """Estimated link bytes of sending ``rect``."""
+        return rect[2] * rect[3] * self.bytes_per_pixel
+
+    def _band(self, rect: Rect, budget: float) -> tuple[Rect, Optional[Rect]]:
         x, y, w, h = rect
         rows = max(MIN_BAND_ROWS, int(budget / max(w * self.bytes_per_pixel, 1e-9)))
         if rows >= h:
@@ -277,6 +272,13 @@ class ActivityMap:
         if x1 <= x0 or y1 <= y0:
             return None
         return slice(y0 // TILE, -(-y1 // TILE)), slice(x0 // TILE, -(-x1 // TILE))
+
+    def _touched(self, copies: Sequence[Copy], rects: Sequence[Rect]) -> np.ndarray:
+        """The tiles that ``rects`` and the copies' destinations cover."""
+        touched = np.zeros(self._pending.shape, bool)
+        for area in list(rects) + [c[2:] for c in copies]:
+            self._slice(area, touched, True)
+        return touched
 
     def _slice(self, rect: Rect, grid: np.ndarray, value: object) -> None:
         tiles = self._tiles(rect)

@@ -40,8 +40,7 @@ class FlowController:
         self._window = initial_window
         self._acked = 0
         self._last_ack: tuple[float, int] | None = None
-        self._samples: deque[tuple[float, float]] = deque()  # (time, bytes/s)
-        self._peaks: deque[tuple[float, float]] = deque()  # (time, bytes/s), the longer horizon
+        self._samples: deque[tuple[float, float]] = deque()  # (time, bytes/s), the last PEAK_FILTER_SECONDS
         self.rtt: float | None = None
         self.min_rtt: float | None = None
 
@@ -53,12 +52,16 @@ class FlowController:
     def peak_bandwidth(self) -> float | None:
         """The best rate seen over PEAK_FILTER_SECONDS: the link's rate while the sender holds itself back
         on purpose (pacing the bulk while the technician types), when ACKs show only what it chose to send."""
-        return max((rate for _, rate in self._peaks), default=None)
+        return max((rate for _, rate in self._samples), default=None)
 
     @property
     def bandwidth(self) -> float | None:
-        """Estimated bottleneck rate in bytes per second, or None before enough ACKs."""
-        return max((rate for _, rate in self._samples), default=None)
+        """Estimated bottleneck rate in bytes per second (the best of the last RATE_FILTER_SECONDS of
+        samples), or None before enough ACKs."""
+        if not self._samples:
+            return None
+        since = self._samples[-1][0] - RATE_FILTER_SECONDS
+        return max(rate for at, rate in self._samples if at >= since)
 
     def on_rtt(self, rtt: float) -> None:
         if rtt <= 0:
@@ -80,12 +83,9 @@ class FlowController:
         if elapsed < max(MIN_SAMPLE_SECONDS, self.min_rtt or 0.0):
             return
         self._samples.append((now, (total_acked - acked_then) / elapsed))
-        self._peaks.append(self._samples[-1])
         self._last_ack = (now, total_acked)
-        while self._samples and self._samples[0][0] < now - RATE_FILTER_SECONDS:
+        while self._samples[0][0] < now - PEAK_FILTER_SECONDS:
             self._samples.popleft()
-        while self._peaks and self._peaks[0][0] < now - PEAK_FILTER_SECONDS:
-            self._peaks.popleft()
         self._update_window()
 
     def _update_window(self) -> None:
