@@ -250,9 +250,8 @@ class ViewerUpdater:
             return None  # not ready
         # push: an echo goes now, alone, even with no request outstanding or the window full (it is
         # small, and what the technician waits for); everything else waits for both.
-        echo_due = self.push_echoes and self.activity.interactive_pending(now)
         push = not self.wants_update or not self.may_send()
-        if push and not echo_due:
+        if push and not (self.push_echoes and self.activity.interactive_pending(now)):
             return None  # nothing requested, or the link is congested: changes accumulate in the tracker
         if self._pending_resize:
             return None if push else self._resize_job()
