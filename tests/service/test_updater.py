@@ -19,6 +19,7 @@ from agent.rfb import messages as M
 from agent.rfb.client import RFBClient
 from agent.rfb.pixelformat import NATIVE, PixelFormat
 from agent.rfb.server import RFBServer
+from agent.service.priority import LinkState
 from agent.service.updater import LOSSLESS_REFRESH_DELAY, ViewerUpdater
 from tests.support.rfb_links import drain_events, psnr
 
@@ -307,26 +308,30 @@ def test_full_request_announces_the_screen_layout():
     assert not [e for e in link.request() if isinstance(e, M.DesktopResized)]  # incremental: no layout
 
 
-def test_while_interacting_the_echo_goes_before_churn_and_everything_still_converges():
-    link = ViewerLink(SyntheticSource("idle", 320, 240), LOSSLESS)
-    from agent.service.priority import LinkState
-
-    link.updater.link = lambda: LinkState(20_000.0)  # a slow link: the smallest update budget
-    link.request(incremental=False)
-    rng = np.random.default_rng(0)
+def _typed_beside_churn(link: ViewerLink, seed: int) -> None:
+    """The right half churns for a second while the viewer does not ask; then a key, and the frame
+    after it has the typed glyph at (10, 200) and fresh churn."""
+    rng = np.random.default_rng(seed)
     frame = link.frame.copy()
 
     def feed(at: float) -> None:
         link.updater.on_frame(frame.copy(), link.detector.update(frame), at)
         link.frame = frame.copy()
 
-    for i in range(30):  # the right half churns for a second; the viewer is not asking
+    for i in range(30):
         frame[:, 160:, :3] = rng.integers(0, 256, (240, 160, 3), dtype=np.uint8)
         feed(i / 30)
     link.updater.note_input(1.0)
     frame[200:216, 10:18, :3] = 255  # the typed glyph
     frame[:, 160:, :3] = rng.integers(0, 256, (240, 160, 3), dtype=np.uint8)
     feed(1.02)
+
+
+def test_while_interacting_the_echo_goes_before_churn_and_everything_still_converges():
+    link = ViewerLink(SyntheticSource("idle", 320, 240), LOSSLESS)
+    link.updater.link = lambda: LinkState(20_000.0)  # a slow link: the smallest update budget
+    link.request(incremental=False)
+    _typed_beside_churn(link, seed=0)
     link.now = 1.05
     updates = link.updates(link.request())
     assert len(updates) == 1
@@ -344,22 +349,11 @@ def test_while_interacting_the_echo_goes_before_churn_and_everything_still_conve
 
 
 def test_an_echo_goes_alone_with_no_request_outstanding_or_the_window_full_but_only_in_a_session():
-    from agent.service.priority import LinkState
-
     link = ViewerLink(SyntheticSource("idle", 320, 240), LOSSLESS)
     link.request(incremental=False)
-    frame = link.frame.copy()
-    rng = np.random.default_rng(1)
-    for i in range(30):  # the right half churns while nobody asks
-        frame[:, 160:, :3] = rng.integers(0, 256, (240, 160, 3), dtype=np.uint8)
-        link.updater.on_frame(frame.copy(), link.detector.update(frame), i / 30)
     link.updater.link = lambda: LinkState(20_000.0)
     link.updater.may_send = lambda: False  # the flow-control window is full
-    link.updater.note_input(1.0)
-    frame[200:216, 10:18, :3] = 255
-    frame[:, 160:, :3] = rng.integers(0, 256, (240, 160, 3), dtype=np.uint8)
-    link.updater.on_frame(frame.copy(), link.detector.update(frame), 1.02)
-    link.frame = frame.copy()
+    _typed_beside_churn(link, seed=1)
     assert link.updater.prepare_update(1.05) is None  # not a session: a pull client gets nothing unasked
     link.updater.push_echoes = True
     link.now = 1.05
