@@ -28,6 +28,9 @@ CLOSE_FLUSH_TIMEOUT = 1.0  # seconds the last bytes (a SecurityResult with its r
 # loop is blocked on a client that does not read. Above this many bytes we stop reading the client's
 # messages until the send loop has handed them to the transport: at most this plus one read's worth.
 REPLY_HIGH_WATER = 64 * 1024
+# Updates up to this many pixels (a keystroke's echo, a cursor blink) are encoded on the event loop: a
+# worker thread's hand-off and wake-up cost more than encoding them (tens of microseconds).
+INLINE_ENCODE_PIXELS = 128 * 128
 
 
 class RFBConnection:
@@ -104,8 +107,10 @@ class RFBConnection:
             job = updater.prepare_update(now)
             sent_before = None
             if job is not None:
-                # Encoding releases the GIL: other viewers, input and capture go on meanwhile.
-                encoded = await asyncio.to_thread(updater.encode_job, job)
+                if job.pixels <= INLINE_ENCODE_PIXELS:
+                    encoded = updater.encode_job(job)
+                else:  # encoding releases the GIL: other viewers, input and capture go on meanwhile
+                    encoded = await asyncio.to_thread(updater.encode_job, job)
                 sent_before = updater.link_sent()
                 updater.finish_update(job, encoded, loop.time())
             if updater.close_reason is not None:

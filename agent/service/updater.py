@@ -70,13 +70,16 @@ class UpdateJob:
     refresh: list[Rect]  # lossy areas to resend losslessly
     later: list[Rect] = field(default_factory=list)  # pending areas this update leaves for the next
 
+    @property
+    def pixels(self) -> int:
+        """Pixels to encode (copies cost nothing): small jobs are cheaper encoded than handed to a thread."""
+        return sum(w * h for _, _, w, h in self.rects) + sum(w * h for _, _, w, h in self.refresh)
+
 
 @dataclass
 class EncodedJob:
     rects: list[bytes]
     lossy: list[Rect] = field(default_factory=list)
-
-
 
 
 class ViewerUpdater:

@@ -361,3 +361,13 @@ def test_an_echo_goes_alone_with_no_request_outstanding_or_the_window_full_but_o
     assert len(updates) == 1
     assert all(x < 160 for x, y, w, h, _ in updates[0].rects), "only the echo, no churn"
     assert (link.client.framebuffer[200:216, 10:18] == link.expected()[200:216, 10:18]).all()
+
+
+def test_job_pixels_count_what_is_encoded_not_copies():
+    """The send loop encodes small jobs on the event loop by this count: copies cost nothing to encode."""
+    from agent.service.updater import UpdateJob
+
+    frame = np.zeros((64, 64, 4), np.uint8)
+    job = UpdateJob(frame, [], [(0, 0, 10, 10, 20, 20)], [(0, 0, 8, 4)], [(10, 10, 5, 5)])
+    assert job.pixels == 8 * 4 + 5 * 5
+    assert UpdateJob(frame, [b"cursor"], [], [], []).pixels == 0
