@@ -7,7 +7,9 @@ UpdateTracker / ComparingUpdateTracker are the model).
 
 State, per viewer: ``copies``, a list of pending copies in order, and a
 pixel-exact dirty mask, such that applying the copies to what the viewer shows
-makes it equal the current frame everywhere outside the mask. That invariant
+makes it equal the current frame everywhere outside the mask. The mask holds
+one bit per pixel (DirtyBits): 1 MB at 3840x2160 where a byte per pixel took
+8.3 MB, per viewer, for the whole session. That invariant
 gives every operation its rule:
 
 * changed pixels set mask bits;
@@ -27,20 +29,158 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from agent._native import rects as _rects
 from agent.changes.detector import Changes, boxes_to_rects, check_screen_size
 from agent.models import Box, Copy, Rect, box_area, intersect, subtract
 
-__all__ = ["UpdateTracker"]
+__all__ = ["DirtyBits", "UpdateTracker"]
 
 # Tile of the dirty-mask scan: boxes are exact per tile, so smaller tiles fit
-# odd shapes (L-shaped exposures of a dragged window) more tightly.
+# odd shapes (L-shaped exposures of a dragged window) more tightly. It is also
+# the width of one mask word (DirtyBits), so a tile column is a word column.
 TRACK_TILE = 32
 # Beyond this many pending copies they are turned into changed pixels.
 MAX_PENDING_COPIES = 64
 # A copy whose source is stale for more than this share becomes changed pixels.
 MAX_STALE_SOURCE = 0.5
 
+
+# rows of mask words handled at a time by a move: bounds its temporaries (~250 kB at 3840 wide)
+_MOVE_STRIP = 256
+_WORD_BITS = 32
+_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+class DirtyBits:
+    """A pixel-exact dirty mask, one bit per pixel: bit ``x % 32`` of word ``[y, x // 32]`` is pixel (x, y).
+
+    Why bits: a byte per pixel is 8.3 MB per viewer at 3840x2160 for what is
+    one bit of information; this is 1 MB. Why 32-bit words: a word is one
+    row of one TRACK_TILE-wide tile, so the per-tile boxes that ``take`` needs
+    come from OR-ing a tile's 32 words (numpy, no per-pixel work). Every
+    operation works on whole word columns with a per-column bit mask for the
+    box's edges, so bits outside the box (and beyond the width, which stay 0)
+    are never touched. Temporaries are at most a region's words (1 MB for
+    the whole 4K screen), a move's a strip of ``_MOVE_STRIP`` rows.
+    """
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.words = np.zeros((height, -(-width // _WORD_BITS)), np.uint32)
+
+    @property
+    def nbytes(self) -> int:
+        return self.words.nbytes
+
+    @staticmethod
+    def column_masks(x0: int, x1: int) -> tuple[int, int, np.ndarray]:
+        """Word columns ``[t0, t1)`` covering pixels ``[x0, x1)`` (x0 < x1) and, per column, its bits among them."""
+        t0, t1 = x0 // _WORD_BITS, -(-x1 // _WORD_BITS)
+        starts = np.arange(t0, t1, dtype=np.int64) * _WORD_BITS
+        lo = np.maximum(x0 - starts, 0).astype(np.uint64)
+        hi = np.minimum(x1 - starts, _WORD_BITS).astype(np.uint64)
+        one = np.uint64(1)
+        return t0, t1, (((one << hi) - one) ^ ((one << lo) - one)).astype(np.uint32)
+
+    def fill(self, box: Box, value: bool) -> None:
+        """Set (``value``) or clear every bit of ``box`` (inside the screen, possibly empty)."""
+        x0, y0, x1, y1 = box
+        if x0 >= x1 or y0 >= y1:
+            return
+        t0, t1, m = self.column_masks(x0, x1)
+        view = self.words[y0:y1, t0:t1]
+        if value:
+            view |= m
+        else:
+            view &= ~m
+
+    def _region(self, box: Box) -> np.ndarray:
+        """A copy of the words of ``box`` with the bits outside it cleared."""
+        x0, y0, x1, y1 = box
+        t0, t1, m = self.column_masks(x0, x1)
+        return self.words[y0:y1, t0:t1] & m
+
+    def count(self, box: Box) -> int:
+        """Set bits in ``box``."""
+        x0, y0, x1, y1 = box
+        if x0 >= x1 or y0 >= y1:
+            return 0
+        return int(_POPCOUNT8[self._region(box).view(np.uint8)].sum(dtype=np.int64))
+
+    def any(self, box: Box) -> bool:
+        """Whether any bit of ``box`` is set."""
+        x0, y0, x1, y1 = box
+        return x0 < x1 and y0 < y1 and bool(self._region(box).any())
+
+    def covered(self, box: Box, extra: Iterable[Box]) -> bool:
+        """Whether every pixel of ``box`` is set or inside one of ``extra`` (boxes, clipped to ``box``)."""
+        x0, y0, x1, y1 = box
+        if x0 >= x1 or y0 >= y1:
+            return True
+        t0, t1, m = self.column_masks(x0, x1)
+        have = self.words[y0:y1, t0:t1] & m
+        for other in extra:
+            i = intersect(other, box)
+            if i is not None:
+                u0, u1, um = self.column_masks(i[0], i[2])
+                have[i[1] - y0:i[3] - y0, u0 - t0:u1 - t0] |= um
+        return bool((have == m).all())
+
+    def move(self, src: Box, dst: Box) -> None:
+        """The bits of ``dst`` become those ``src`` had (same size; they may overlap), as a copy moves pixels."""
+        sx0, sy0, sx1, sy1 = src
+        x0, y0, x1, y1 = dst
+        if x0 >= x1 or y0 >= y1:
+            return
+        dx, dy = x0 - sx0, y0 - sy0
+        t0, t1, m = self.column_masks(x0, x1)
+        keep = ~m
+        # dst word t holds source pixels from 32 t - dx on: word q and the next, shifted right by r
+        start = np.arange(t0, t1, dtype=np.int64) * _WORD_BITS - dx
+        q = start // _WORD_BITS + 1  # +1: the padded source below has a zero column in front
+        r = (start % _WORD_BITS).astype(np.uint64)
+        words, ncols = self.words, self.words.shape[1]
+        strips = [(a, min(a + _MOVE_STRIP, y1)) for a in range(y0, y1, _MOVE_STRIP)]
+        if dy > 0:  # as memmove: never overwrite a source row that is still to be read
+            strips.reverse()
+        for a, b in strips:
+            padded = np.zeros((b - a, ncols + 2), np.uint64)
+            padded[:, 1:ncols + 1] = words[a - dy:b - dy]
+            moved = ((padded[:, q] | (padded[:, q + 1] << np.uint64(32))) >> r).astype(np.uint32)
+            view = words[a:b, t0:t1]
+            view &= keep
+            view |= moved & m
+
+    def tile_boxes(self, box: Box) -> np.ndarray:
+        """Per TRACK_TILE tile meeting ``box`` (grid aligned to the screen), the box of its set bits within ``box``.
+
+        Laid out as ``tiles.diff_tiles`` lays out its boxes: shape (tile rows,
+        tile columns, 4), ``(x0, y0, x1, y1)`` in screen coordinates, all zeros
+        for a clean tile; the input of ``rects.merge_boxes``.
+        """
+        x0, y0, x1, y1 = box
+        tile = TRACK_TILE
+        top = y0 // tile * tile
+        rows = -(-(y1 - top) // tile)
+        t0, t1, m = self.column_masks(x0, x1)
+        words = np.zeros((rows * tile, t1 - t0), np.uint32)
+        words[y0 - top:y1 - top] = self.words[y0:y1, t0:t1] & m
+        words = words.reshape(rows, tile, t1 - t0)
+        ored = np.bitwise_or.reduce(words, axis=1)
+        boxes = np.zeros((rows, t1 - t0, 4), np.int32)
+        ty, tx = np.nonzero(ored)
+        if len(ty) == 0:
+            return boxes
+        # only the dirty tiles are scanned further: typing leaves a handful in a large bounding box
+        nonzero = words[ty, :, tx] != 0  # (dirty tiles, tile rows)
+        first_row = nonzero.argmax(axis=1)
+        last_row = tile - 1 - nonzero[:, ::-1].argmax(axis=1)
+        bits = ored[ty, tx]
+        low_bit = np.frexp((bits & (~bits + np.uint32(1))).astype(np.float64))[1] - 1  # lowest set bit
+        high_bit = np.frexp(bits.astype(np.float64))[1] - 1  # highest set bit (exact: a u32 fits a float64)
+        col = (tx + t0) * _WORD_BITS
+        row = top + ty * tile
+        boxes[ty, tx] = np.stack([col + low_bit, row + first_row, col + high_bit + 1, row + last_row + 1], axis=1)
+        return boxes
 
 
 class UpdateTracker:
@@ -75,14 +215,15 @@ class UpdateTracker:
     def mark_all(self) -> None:
         """The viewer needs everything (a full refresh, or it just connected)."""
         self._copies.clear()
-        self._mask[:] = 1
+        self._mask.fill((0, 0, self.width, self.height), True)
         self._bbox = (0, 0, self.width, self.height)
 
     def resize(self, width: int, height: int) -> None:
         """Adopt a new screen size; everything pending becomes the whole screen."""
         width, height = check_screen_size(width, height)
         self.width, self.height = width, height
-        self._mask = np.ones((height, width), np.uint8)
+        self._mask = DirtyBits(width, height)
+        self._mask.fill((0, 0, width, height), True)
         self._bbox: Box | None = (0, 0, width, height)
         self._copies: list[Copy] = []
 
@@ -120,18 +261,17 @@ class UpdateTracker:
 
     def _mark(self, box: Box) -> None:
         x0, y0, x1, y1 = box
-        self._mask[y0:y1, x0:x1] = 1
+        self._mask.fill(box, True)
         b = self._bbox
         self._bbox = box if b is None else (min(b[0], x0), min(b[1], y0), max(b[2], x1), max(b[3], y1))
 
     def _dirty_count(self, box: Box) -> int:
         if self._bbox is None or intersect(box, self._bbox) is None:
             return 0
-        x0, y0, x1, y1 = box
-        return int(np.count_nonzero(self._mask[y0:y1, x0:x1]))
+        return self._mask.count(box)
 
     def _any_dirty(self) -> bool:
-        if self._bbox is not None and self._dirty_count(self._bbox) == 0:
+        if self._bbox is not None and not self._mask.any(self._bbox):
             self._bbox = None
         return self._bbox is not None
 
@@ -192,26 +332,19 @@ class UpdateTracker:
 
     def _covered(self, part: Box, soon: Sequence[Rect]) -> bool:
         """Whether every pixel of ``part`` is stale or inside one of ``soon``."""
-        x0, y0, x1, y1 = part
-        have = self._mask[y0:y1, x0:x1].astype(bool)
-        for x, y, w, h in soon:
-            i = intersect((x, y, x + w, y + h), part)
-            if i is not None:
-                have[i[1] - y0:i[3] - y0, i[0] - x0:i[2] - x0] = True
-        return bool(have.all())
+        return self._mask.covered(part, ((x, y, x + w, y + h) for x, y, w, h in soon))
 
     def _move_mask(self, src: Box, dst: Box) -> None:
         """Stale pixels travel with the copy; the destination is otherwise up to date afterwards."""
         b = self._bbox
         if b is None:
             return
-        sx0, sy0, sx1, sy1 = src
         dx0, dy0, dx1, dy1 = dst
         if intersect(src, b) is not None:
-            self._mask[dy0:dy1, dx0:dx1] = self._mask[sy0:sy1, sx0:sx1]
+            self._mask.move(src, dst)
             self._bbox = (min(b[0], dx0), min(b[1], dy0), max(b[2], dx1), max(b[3], dy1))
         elif intersect(dst, b) is not None:
-            self._mask[dy0:dy1, dx0:dx1] = 0
+            self._mask.fill(dst, False)
 
     def _flatten(self) -> None:
         """Drop all pending copies: whatever they would have written becomes changed pixels."""
@@ -223,13 +356,9 @@ class UpdateTracker:
         b = self._bbox and intersect(self._bbox, box)
         if b is None:
             return []
-        x0, y0, x1, y1 = b
-        boxes = np.empty((-(-(y1 - y0) // TRACK_TILE), -(-(x1 - x0) // TRACK_TILE), 4), np.int32)
-        if _rects.mask_boxes(self._mask, TRACK_TILE, boxes, x0, y0, x1, y1) == 0:
-            rects: list[Rect] = []
-        else:
-            rects = boxes_to_rects(boxes)[0]
-        self._mask[y0:y1, x0:x1] = 0
+        boxes = self._mask.tile_boxes(b)
+        rects: list[Rect] = boxes_to_rects(boxes)[0] if boxes.any() else []
+        self._mask.fill(b, False)
         if b == self._bbox:
             self._bbox = None
         return rects
