@@ -8,6 +8,7 @@ rectangles are what agent.changes.detector.ChangeDetector reports for each frame
 its copies go out as CopyRect (every configuration offers it).
 
     python benchmarks/bench_encode.py [--frames N] [--size WxH]   # prints the table
+    python benchmarks/bench_encode.py --text     # paging text below the channel's zstd, by kind of text
     python -m pytest benchmarks/bench_encode.py -q --benchmark-disable   # smoke test
 
 Targets: lossless Tight on typing and window-drag <= 0.8x the anchor's bytes;
@@ -162,6 +163,56 @@ def table(frames: int, width: int, height: int) -> int:
     return failures
 
 
+# --- paging text below the channel's compressor ----------------------------
+
+TEXT_PAGES = 12
+TEXT_KINDS = ("two-colour terminal", "flat dialog", "antialiased terminal")
+# the anchor: the same manager with ZRLE not offered, i.e. Raw for every rectangle of text (the policy
+# before few-colour areas went ZRLE with zlib storing); both through the channel's compressor
+TEXT_ANCHOR = [C.ENC_TIGHT, C.ENC_COPYRECT]
+TEXT_CONFIG = [C.ENC_TIGHT, C.ENC_ZRLE, C.ENC_COPYRECT]
+
+
+def text_pages(kind: str, pages: int = TEXT_PAGES, seed: int = 4) -> Sequence:
+    """Pages of a log paged through as in ``less``: each frame a new page of the same kind of text."""
+    from PIL import Image, ImageDraw
+
+    from benchmarks.linkbench.workloads import long_file_text
+    from agent.workloads.paint import _load_font
+
+    font = _load_font(11)
+    lines = long_file_text(lines=46 * (pages + 1), seed=seed).splitlines()
+    rng = np.random.default_rng(seed)
+    width, height = 880, 46 * 14 + 8
+    seq = Sequence(kind, [], [])
+    for page in range(pages + 1):
+        img = Image.new("RGB", (width, height), (255, 255, 255))
+        draw = ImageDraw.Draw(img)
+        draw.fontmode = "L" if kind.startswith("antialiased") else "1"
+        if kind == "flat dialog":
+            for _ in range(10):  # buttons and frames in a few flat colours
+                x, y = int(rng.integers(0, width - 90)), int(rng.integers(0, height - 26))
+                draw.rectangle((x, y, x + 88, y + 24), fill=((212, 208, 200), (10, 36, 106))[_ % 2],
+                               outline=(128, 128, 128))
+        for row, text in enumerate(lines[46 * page:46 * (page + 1)]):
+            draw.text((4, 4 + 14 * row), text[:132], fill=(0, 0, 0), font=font)
+        frame = np.zeros((height, width, 4), np.uint8)
+        frame[..., :3] = np.asarray(img)[..., ::-1]
+        seq.frames.append(frame)
+        seq.changes.append(([], [(0, 0, width, height)]))
+    return seq
+
+
+def text_table() -> None:
+    print(f"paging text below the channel's zstd, {TEXT_PAGES} pages after the first: bytes on the link")
+    print(f"{'text':22} {'Raw only (anchor)':>18} {'with ZRLE storing':>18} {'x anchor':>9} {'ms/page':>8} {'anchor':>7}")
+    for kind in TEXT_KINDS:
+        seq = text_pages(kind)
+        base, res = encode(seq, TEXT_ANCHOR, channel=True), encode(seq, TEXT_CONFIG, channel=True)
+        print(f"{kind:22} {base.nbytes:>18} {res.nbytes:>18} {res.nbytes / base.nbytes:>9.3f}"
+              f" {1e3 * res.seconds / TEXT_PAGES:>8.1f} {1e3 * base.seconds / TEXT_PAGES:>7.1f}")
+
+
 # --- pytest-benchmark -------------------------------------------------------
 
 SMOKE_FRAMES = 8
@@ -200,6 +251,16 @@ if pytest is not None:
         res = benchmark(anchor, _sequence("typing"))
         assert res.nbytes > 0
 
+    @pytest.mark.parametrize("kind", TEXT_KINDS)
+    def test_text_pages_below_the_channel(kind: str) -> None:
+        """Few colours cost a fraction of Raw's bytes; antialiased text (Raw either way) the same."""
+        seq = text_pages(kind, pages=3)
+        base, res = encode(seq, TEXT_ANCHOR, channel=True), encode(seq, TEXT_CONFIG, channel=True)
+        if kind.startswith("antialiased"):
+            assert res.nbytes <= 1.02 * base.nbytes
+        else:
+            assert res.nbytes <= 0.5 * base.nbytes
+
     def test_text_throughput(benchmark) -> None:
         frame = SyntheticSource("typing", *SMOKE_SIZE, 0).grab().copy()
         seq = Sequence("text", [frame], [([], [(0, 0, *SMOKE_SIZE)])])
@@ -211,7 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=30, help="frames per workload after the first (default 30)")
     parser.add_argument("--size", default="1920x1080", help="screen size WxH (default 1920x1080)")
+    parser.add_argument("--text", action="store_true",
+                        help="only the paging-text table: bytes by kind of text below the channel's zstd")
     args = parser.parse_args(argv)
+    if args.text:
+        text_table()
+        return 0
     width, height = (int(v) for v in args.size.lower().split("x"))
     failures = table(args.frames, width, height)
     return 1 if failures else 0

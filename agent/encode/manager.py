@@ -68,6 +68,13 @@ JPEG_MAX_COLOURS_FAST = 24
 JPEG_MIN_AREA = 2048
 JPEG_MIN_SIDE = 8
 PHOTO_MAX_PIXELS_PER_RUN = 2
+# Below the channel's zstd, rectangles of at most this many colours go ZRLE with zlib storing: its
+# tiles pack 1 or 2 bits a pixel, and those bits recur for zstd as Raw's pixels do, at a 16th to a
+# 32nd of the bytes. With more colours (antialiased text) Raw wins: ZRLE's palette RLE hides the
+# repetition, and its 4-bit tiles cost the link benchmark's antialiased typing 6% more bytes.
+# ``python benchmarks/bench_encode.py --text``: paging a two-colour terminal 0.33x Raw's bytes at a
+# quarter of the CPU, flat dialogs 0.46x, antialiased text 1.00x.
+PACKED_MAX_COLOURS = 4
 # RLE-based encoders (RRE) are picked when runs cut the pixel count this much.
 RLE_MIN_PIXELS_PER_RUN = 4
 # Split geometry: tile-aligned pieces when a rectangle must be cut.
@@ -101,8 +108,6 @@ class EncodedUpdate:
         self.nbytes += len(data)
 
 
-
-
 class EncodeManager:
     """Per-connection encoder state (persistent zlib streams, JPEG settings, statistics)."""
 
@@ -125,6 +130,7 @@ class EncodeManager:
         self._active: list[Encoder] = [self._raw] * len(Kind)
         self._photo: Encoder | None = None
         self._photo_full: Encoder = self._raw
+        self._packed: Encoder | None = None  # ZRLE storing, for few colours below an outer compressor
         self._lossy = LossyRegion()
         self._fb_size: tuple[int, int] | None = None
         self._palette = np.empty(ANALYSE_MAX_COLOURS, np.uint32)
@@ -166,13 +172,17 @@ class EncodeManager:
 
         Then zlib inside RFB only hides repetition from the outer compressor: a glyph, a word, a line
         of a page seen a minute ago. Every rectangle that is not a fill, a photo or a photo-like
-        full-colour area goes Raw, whose pixels repeat byte for byte wherever the screen does.
+        full-colour area goes Raw, whose pixels repeat byte for byte wherever the screen does; except
+        areas of a few colours (text without antialiasing, flat dialogs), which go ZRLE with zlib
+        storing (PACKED_MAX_COLOURS).
         """
         return self._outer_compression
 
     @outer_compression.setter
     def outer_compression(self, value: bool) -> None:
         self._outer_compression = value
+        if value:
+            self._zrle.store_only()
         self._prepare()
 
     def _prepare(self) -> None:
@@ -212,6 +222,8 @@ class EncodeManager:
         if solid is raw:
             solid = tight or rre or zrle or hextile or raw
         self._photo_full = full
+        # below an outer compressor: ZRLE with stored zlib for few colours (see outer_compression)
+        self._packed = zrle if self._outer_compression and zrle is not None and zrle.stored else None
         if self._outer_compression:
             bitmap = bitmap_rle = indexed = indexed_rle = full = raw
         self._active = [solid, bitmap, bitmap_rle, indexed, indexed_rle, full]
@@ -295,6 +307,8 @@ class EncodeManager:
                 return Kind.FULL, photo
         if self._outer_compression and palette is None and runs * PHOTO_MAX_PIXELS_PER_RUN >= area:
             return Kind.FULL, self._photo_full  # lossless photo: the gradient filter beats the outer compressor
+        if self._packed is not None and 2 <= ncol <= PACKED_MAX_COLOURS:
+            return (Kind.BITMAP if ncol == 2 else Kind.INDEXED), self._packed
         if ncol == 1:
             kind = Kind.SOLID
         elif ncol == 2:

@@ -4,6 +4,10 @@ The stream lives as long as the connection: every ZRLE rectangle continues
 it and ends with a sync flush so the client can decode it whole. ZRLE has no
 way to tell the client to reset its stream, and Python's zlib cannot change
 a stream's level, so the level is fixed by the first ZRLE rectangle.
+
+Below an outer compressor (the secure channel's zstd) the stream stores
+(level 0): the packed tiles stay visible to the outer compressor's long
+window, where a glyph's bits recur page after page.
 """
 from __future__ import annotations
 
@@ -33,10 +37,21 @@ class ZRLEEncoder(Encoder):
     def __init__(self) -> None:
         self._level = ZRLE_ZLIB_LEVELS[ZRLE_DEFAULT_COMPRESS_LEVEL]
         self._stream: zlib._Compress | None = None
+        self._stored = False
 
     def set_compress_level(self, level: int | None) -> None:
-        if self._stream is None:  # see module docstring: fixed once the stream exists
+        if self._stream is None and not self._stored:  # see module docstring: fixed once the stream exists
             self._level = ZRLE_ZLIB_LEVELS[ZRLE_DEFAULT_COMPRESS_LEVEL if level is None else level]
+
+    @property
+    def stored(self) -> bool:
+        return self._stored
+
+    def store_only(self) -> None:
+        """Let zlib store, not compress (an outer compressor follows); only before the first rectangle."""
+        if self._stream is None:
+            self._stored = True
+            self._level = 0
 
     def encode(self, rect: RectInput) -> bytes:
         codec = rect.codec

@@ -9,6 +9,7 @@ import simplejpeg
 
 from agent.capture.base import CursorShape
 from agent.encode import EncodedUpdate, EncodeManager, EncoderError
+from agent.encode.manager import PACKED_MAX_COLOURS
 from agent.models import split_rect
 from agent.rfb import constants as C
 from agent.rfb.decode import DecoderState, decode_rect, quantize
@@ -258,7 +259,8 @@ def test_outer_compression_sends_text_raw_and_keeps_fills_and_photos(lossy: bool
     m.outer_compression = True
     rng = np.random.default_rng(3)
     frame = np.full((240, 320, 4), 230, np.uint8)
-    frame[8:40, 8:300, :3] = (rng.random((32, 292, 1)) < 0.3) * 40  # text-like: two colours, short runs
+    # antialiased-text-like: dozens of greys in short runs
+    frame[8:40, 8:300, :3] = (rng.random((32, 292, 1)) < 0.3) * rng.integers(0, 60, (32, 292, 1))
     frame[100:228, 40:296, :3] = rng.integers(0, 256, (128, 256, 3), dtype=np.uint8)  # photo-like
     update = m.encode(frame, [], [(0, 0, 320, 40), (0, 60, 320, 20), (40, 100, 256, 128)])
     found = headers(update)
@@ -274,3 +276,26 @@ def test_outer_compression_sends_text_raw_and_keeps_fills_and_photos(lossy: bool
     assert lossy or np.array_equal(fb[100:228, 40:296, :3], frame[100:228, 40:296, :3])
     m.set_encodings(encodings)  # renegotiation keeps the mode
     assert m.outer_compression
+
+
+@pytest.mark.parametrize("colours", [2, 3, PACKED_MAX_COLOURS])
+def test_outer_compression_packs_few_colours_in_zrle_tiles_with_zlib_storing(colours: int) -> None:
+    """Text without antialiasing and flat dialogs: ZRLE's bit-packed tiles, left to the outer compressor."""
+    m = manager(C.ENC_TIGHT, C.ENC_ZRLE, C.ENC_COPYRECT, C.ENC_COMPRESS_LEVEL_0 + 9)
+    m.outer_compression = True
+    rng = np.random.default_rng(colours)
+    greys = np.linspace(0, 250, colours).astype(np.uint8)
+    frame = np.zeros((96, 200, 4), np.uint8)
+    glyphs = greys[rng.integers(0, colours, (12, 8))]  # one "word", repeated as text repeats
+    frame[..., :3] = np.tile(glyphs, (8, 25))[..., None]
+    update = m.encode(frame, [], [(0, 0, 200, 96)])
+    assert {h[4] for h in headers(update)} == {C.ENC_ZRLE}
+    payload = update.rects[0][16:]  # after the rectangle header and ZRLE's length
+    # zlib's first deflate block is a stored one (BTYPE 00), whatever level the client asked for
+    assert payload[2] & 0b110 == 0
+    fb = np.zeros_like(frame)
+    apply(update, fb, NATIVE, DecoderState())
+    assert np.array_equal(fb[..., :3], frame[..., :3])
+    plain = manager(C.ENC_ZRLE, C.ENC_COPYRECT, C.ENC_COMPRESS_LEVEL_0 + 9)  # no outer compressor
+    sent = plain.encode(frame, [], [(0, 0, 200, 96)]).rects[0]
+    assert headers(EncodedUpdate([sent]))[0][4] == C.ENC_ZRLE and sent[18] & 0b110 != 0  # zlib compresses
