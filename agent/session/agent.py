@@ -27,6 +27,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable
 
 from agent.capture.base import ScreenSource
@@ -42,6 +43,13 @@ from agent.session.admission import HANDSHAKE_TIMEOUT, PREAUTH_TIMEOUT, VIEWER_A
 from agent.session.resuming import ResumingViewer
 
 log = logging.getLogger(__name__)
+
+def _utc(at: float | None) -> str | None:
+    """A timestamp as the ledger keeps it, for people and launchers: ISO 8601 in UTC, to the second."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
 
 CONFIRM_TIMEOUT = 120.0     # seconds the customer has to accept a connection (--confirm-each)
 RESUME_TIMEOUT = 120.0      # seconds a cut viewer has to resume before the session gives it up
@@ -88,6 +96,7 @@ class Agent(AdmittingViewer, ResumingViewer):
         self._on_credentials = on_credentials
         self.machine = lc.SessionMachine(confirm_each=config.confirm_each, keep_waiting=config.keep_waiting)
         self.started_at = time.time()
+        self.consent_recorded_at: float | None = None  # when the last consent row was written
         self.source: Any = None
         self.ledger: Any = None
         self.control: Any = None
@@ -252,11 +261,13 @@ class Agent(AdmittingViewer, ResumingViewer):
                                 f"(version {version}); show the packaged text")
         if self.machine.state is lc.State.ENDED:
             raise SessionOver("the session has ended")
+        at = time.time()
         try:
             row = await asyncio.to_thread(self.ledger.record_consent, scope=scope, terms_version=version,
-                                          terms_sha256=digest, session_start=self.started_at)
+                                          terms_sha256=digest, session_start=self.started_at, now=at)
         except LedgerError as exc:
             raise ConsentNotRecorded(f"consent not recorded, nothing is shared: {exc}") from None
+        self.consent_recorded_at = at
         self._apply(lc.ConsentRecorded(scope, row))
         return row
 
@@ -301,7 +312,8 @@ class Agent(AdmittingViewer, ResumingViewer):
                 return self.credentials()
             if cmd == "consent":
                 row = await self.consent(args["scope"], args.get("terms_version"), args.get("terms_sha256"))
-                return {"recorded": True, "consent_row": row, "scope": args["scope"]}
+                return {"recorded": True, "consent_row": row, "scope": args["scope"],
+                        "recorded_at": _utc(self.consent_recorded_at)}
             if cmd == "accept":
                 await self.accept()
             elif cmd == "reject":

@@ -232,6 +232,8 @@ class SessionMachine:
         actions = getattr(self, "_on_" + type(event).__name__)(event, target)
         if self._state is State.CONSENT_PENDING and self._ready():
             actions += self._enter_active()
+        elif isinstance(event, ConsentRecorded) and not any(isinstance(a, EmitEvent) for a in actions):
+            actions.append(self._state_event())  # the same state, now with a consent: subscribers see it
         if self._state is not before:
             log.debug("session %s -> %s on %s", before.value, self._state.value, type(event).__name__)
         return actions
@@ -475,4 +477,6 @@ class SessionMachine:
         return actions
 
     def _state_event(self) -> EmitEvent:
-        return EmitEvent({"event": "state", "state": self._state.value, "scope": self.scope})
+        # the consent row too: a launcher sees from the event alone that what it shows was recorded
+        return EmitEvent({"event": "state", "state": self._state.value, "scope": self.scope,
+                          "consent": None if self._consent is None else self._consent[0]})

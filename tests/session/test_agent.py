@@ -347,3 +347,34 @@ def test_the_session_speaks_to_the_service_and_the_control_socket_only_through_n
         assert "agent.control.protocol" not in imported, path.name  # refusals are RefusedErrors
         attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
         assert not attributes & {"updater", "manager"}, path.name  # the service's internals
+
+
+async def test_consent_reply_and_state_events_say_what_was_recorded_and_when(tmp_path):
+    import time
+    from datetime import datetime
+
+    from agent.consent.terms import CURRENT_VERSION
+    from agent.control.client import AsyncControlClient
+
+    async with chain(tmp_path) as (agent, relay):
+        seen: list[dict] = []
+
+        async def collect():
+            async for event in agent.events():
+                seen.append(event)
+
+        collector = asyncio.create_task(collect())
+        client = await AsyncControlClient.open(str(tmp_path / "control.sock"))
+        try:
+            before = time.time()
+            reply = await client.request("consent", scope="control", terms_version=CURRENT_VERSION,
+                                         terms_sha256=load_terms_digest(CURRENT_VERSION))
+            assert reply["recorded"] is True and reply["scope"] == "control"
+            at = datetime.fromisoformat(reply["recorded_at"].replace("Z", "+00:00")).timestamp()
+            assert int(before) <= at <= time.time()  # the ledger row's own time, to the second
+            [row] = [r for r in agent.ledger.rows() if r["kind"] == "consent"]
+            assert row["id"] == reply["consent_row"] and int(row["at"]) == int(at)
+            await _until(lambda: any(e.get("event") == "state" and e.get("consent") == "control" for e in seen))
+        finally:
+            await client.close()
+            collector.cancel()

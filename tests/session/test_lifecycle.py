@@ -51,8 +51,10 @@ def test_happy_path_with_consent_given_before_the_viewer() -> None:
     m = _machine()
     assert m.state is State.STARTING
     assert _feed(m, Registered(SID)) == [ShowCredentials(), EmitEvent({"event": "state", "state": "waiting",
-                                                                       "scope": None})]
-    assert _feed(m, ConsentRecorded("control", 7)) == []
+                                                                       "scope": None, "consent": None})]
+    # nothing to do, but subscribers learn that a consent is recorded (the scope stays None until active)
+    assert _feed(m, ConsentRecorded("control", 7)) == [EmitEvent({"event": "state", "state": "waiting",
+                                                                   "scope": None, "consent": "control"})]
     assert m.state is State.WAITING and m.scope is None
     _feed(m, ViewerArrived(PEER))
     assert m.state is State.AUTHENTICATING and m.attempt == 1
