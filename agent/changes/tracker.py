@@ -7,9 +7,7 @@ UpdateTracker / ComparingUpdateTracker are the model).
 
 State, per viewer: ``copies``, a list of pending copies in order, and a
 pixel-exact dirty mask, such that applying the copies to what the viewer shows
-makes it equal the current frame everywhere outside the mask. The mask holds
-one bit per pixel (DirtyBits): 1 MB at 3840x2160 where a byte per pixel took
-8.3 MB, per viewer, for the whole session. That invariant
+makes it equal the current frame everywhere outside the mask. That invariant
 gives every operation its rule:
 
 * changed pixels set mask bits;
@@ -22,6 +20,9 @@ gives every operation its rule:
   goes on) is folded into it, when the pixels the fold gives up are stale
   anyway, so a slow viewer still gets one copy per moving region;
 * dropping every pending copy is always allowed by marking their destinations.
+
+The mask holds one bit per pixel (DirtyBits): 1 MB at 3840x2160, where a byte
+per pixel took 8.3 MB, per viewer, for the whole session.
 """
 from __future__ import annotations
 

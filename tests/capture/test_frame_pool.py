@@ -87,3 +87,73 @@ def test_a_new_size_drops_the_old_buffers():
     pool.commit(pool.take(), [])
     pool.adopt(_frame(2, (10, 20, 4)))
     assert pool.take().shape == (10, 20, 4)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _slow_spell(pool: FramePool, clock: _Clock) -> None:
+    """A reader holds each frame over the next grab: the pool needs a third buffer."""
+    held = None
+    for i in range(4):
+        buf = pool.take()
+        buf[0, i] = i + 1
+        pool.commit(buf, [(i, 0, 1, 1)])
+        held = buf if i % 2 == 0 else held  # noqa: F841 - the slow encoder's frame
+        clock.now += 0.1
+
+
+def test_a_third_buffer_is_dropped_once_the_slow_reader_is_gone():
+    clock = _Clock()
+    pool = FramePool(clock=clock)
+    pool.adopt(_frame())
+    _slow_spell(pool, clock)
+    assert len(pool._buffers) == 3 and pool.allocated == 2
+    for i in range(20):  # quick readers again: one buffer is spare at every take
+        buf = pool.take()
+        assert np.array_equal(buf, pool.current)
+        buf[1, i] = i
+        pool.commit(buf, [(i, 1, 1, 1)])
+        del buf
+        clock.now += 0.5
+    assert pool.dropped == 1 and len(pool._buffers) == 2 and pool.nbytes() == 2 * _frame().nbytes
+    _slow_spell(pool, clock)  # slow again later: a new third buffer, still always equal to the current frame
+    assert pool.allocated == 3
+
+
+def test_a_surplus_buffer_is_kept_for_a_slow_reader_that_comes_back_soon():
+    clock = _Clock()
+    pool = FramePool(clock=clock)
+    pool.adopt(_frame())
+    for spell in range(5):
+        _slow_spell(pool, clock)
+        for _ in range(3):
+            pool.commit(pool.take(), [])
+            clock.now += 0.5
+    assert pool.dropped == 0 and pool.allocated == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), steps=st.integers(1, 40))
+def test_buffers_dropped_and_allocated_on_the_way_always_come_back_current(seed, steps):
+    rng = np.random.default_rng(seed)
+    clock = _Clock()
+    pool = FramePool(clock=clock, surplus_seconds=1.0)
+    pool.adopt(rng.integers(0, 256, (21, 40, 4), dtype=np.uint8))
+    kept: list[np.ndarray] = []
+    for _ in range(steps):
+        clock.now += float(rng.uniform(0, 0.8))
+        buf = pool.take()
+        assert np.array_equal(buf, pool.current)
+        assert not any(buf is k for k in kept)
+        pool.commit(buf, _edit(rng, buf))
+        kept.append(buf)
+        readers = int(rng.integers(0, 3))  # readers come and go, holding the last few frames
+        kept = kept[len(kept) - readers:] if readers else []
+        del buf
+        assert len(pool._buffers) <= pool.max_pooled
