@@ -40,10 +40,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="send the screen without the channel's long-window compression: less CPU on this "
                              "PC, several times the bytes on text (default: compress)")
     parser.add_argument("--json", action="store_true",
-                        help="machine-readable: a {\"event\":\"ready\",...} line, then one JSON event per line")
+                        help="machine-readable: a {\"event\":\"ready\",...} line, then one JSON event per line; "
+                             "a failure to start is a {\"event\":\"error\",\"message\":...,\"exit_code\":N} line")
 
 
 def run(args: argparse.Namespace) -> int:
+    from agent.errors import RejnetError
+
+    try:
+        return _run(args)
+    except RejnetError as exc:
+        if args.json:  # a launcher reads stdout: the failure as an event too (stderr keeps the sentence)
+            from agent.errors import printable
+
+            event = {"event": "error", "message": printable(exc), "exit_code": exc.exit_code}
+            if getattr(exc, "code", None):
+                event["code"] = exc.code
+            print(json.dumps(event), flush=True)
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     from agent.session.agent import AgentConfig
 
     relay = args.relay or (None if args.listen else os.environ.get("REJNET_RELAY"))
