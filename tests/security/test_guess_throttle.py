@@ -18,6 +18,7 @@ from agent.secure.stream import connect_viewer
 from agent.session.agent import Agent, AgentConfig
 from agent.session.password import PasswordPolicy
 from agent.workloads import SyntheticSource
+from tests.support.agent_events import agent_events
 
 
 async def _guess(address, session_id: str, password: str) -> str:
@@ -36,30 +37,23 @@ async def test_a_fast_stranger_is_throttled_and_rotates_the_password_once(tmp_pa
     agent = Agent(AgentConfig(listen="127.0.0.1:0", source=SyntheticSource("idle", 64, 48), control=False,
                               consent_db=str(tmp_path / "consent.db"), auth_failure_delay=0.01))
     await agent.start()
-    events: list[dict] = []
-
-    async def collect() -> None:
-        async for event in agent.events():
-            events.append(event)
-
-    collector = asyncio.ensure_future(collect())
     try:
-        session_id = agent.credentials()["session"]
-        outcomes = []
-        for n in range(12):  # a stranger, as fast as the agent answers
-            outcomes.append(await _guess(agent.listen_address, session_id, f"guess{n}"))
-            await asyncio.sleep(0.02)
-        rotations = [e for e in events if e.get("event") == "password_rotated"]
-        assert len(rotations) == 1, outcomes  # before: one rotation per three guesses, four of them
-        assert outcomes.count("wrong") == 4, outcomes  # three free, the fourth starts the back-off
-        assert "refused" in outcomes
-        told = [e for e in events if e.get("event") == "guessing_throttled"]
-        assert told and told[0]["retry_after"] > 0 and told[0]["reason"] == "backoff", events
-        # the technician, once the back-off ran out, gets in with what the customer reads out
-        await asyncio.sleep(told[-1]["retry_after"] + 0.1)
-        assert await _guess(agent.listen_address, session_id, agent.credentials()["password"]) == "in"
+        async with agent_events(agent) as events:
+            session_id = agent.credentials()["session"]
+            outcomes = []
+            for n in range(12):  # a stranger, as fast as the agent answers
+                outcomes.append(await _guess(agent.listen_address, session_id, f"guess{n}"))
+                await asyncio.sleep(0.02)
+            rotations = [e for e in events if e.get("event") == "password_rotated"]
+            assert len(rotations) == 1, outcomes  # before: one rotation per three guesses, four of them
+            assert outcomes.count("wrong") == 4, outcomes  # three free, the fourth starts the back-off
+            assert "refused" in outcomes
+            told = [e for e in events if e.get("event") == "guessing_throttled"]
+            assert told and told[0]["retry_after"] > 0 and told[0]["reason"] == "backoff", events
+            # the technician, once the back-off ran out, gets in with what the customer reads out
+            await asyncio.sleep(told[-1]["retry_after"] + 0.1)
+            assert await _guess(agent.listen_address, session_id, agent.credentials()["password"]) == "in"
     finally:
-        collector.cancel()
         await agent.close()
 
 

@@ -15,6 +15,7 @@ import struct
 from agent.secure.handshake import ViewerHandshake
 from agent.session.agent import Agent, AgentConfig
 from agent.workloads import SyntheticSource
+from tests.support.agent_events import agent_events
 
 FAILURE_DELAY = 1.0  # the agent's default pause before it answers a wrong password
 
@@ -40,26 +41,19 @@ async def test_three_guesses_reset_during_the_failure_delay_rotate_the_password(
                          consent_db=str(tmp_path / "consent.db"), auth_failure_delay=FAILURE_DELAY)
     agent = Agent(config)
     await agent.start()
-    events: list[dict] = []
-
-    async def collect() -> None:
-        async for event in agent.events():
-            events.append(event)
-
-    collector = asyncio.ensure_future(collect())
     try:
-        first = agent.credentials()
-        for n in range(3):
-            await _guess_and_reset(agent.listen_address, first["session"], "wrong" + str(n))
-            for _ in range(200):  # the agent is back to waiting before the next guess can start
-                if agent.status()["state"] == "waiting" and agent._link is not None:
-                    break
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(FAILURE_DELAY)  # let this attempt's delay run out, as a patient attacker would
-        assert agent.credentials()["password"] != first["password"], "three guesses went uncounted"
-        rotations = [e for e in events if e.get("event") == "password_rotated"]
-        assert rotations and rotations[-1]["reason"] == "failures", events
-        assert sum(e.get("event") == "auth_failed" for e in events) == 3, events
+        async with agent_events(agent) as events:
+            first = agent.credentials()
+            for n in range(3):
+                await _guess_and_reset(agent.listen_address, first["session"], "wrong" + str(n))
+                for _ in range(200):  # the agent is back to waiting before the next guess can start
+                    if agent.status()["state"] == "waiting" and agent._link is not None:
+                        break
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(FAILURE_DELAY)  # let this attempt's delay run out, as a patient attacker would
+            assert agent.credentials()["password"] != first["password"], "three guesses went uncounted"
+            rotations = [e for e in events if e.get("event") == "password_rotated"]
+            assert rotations and rotations[-1]["reason"] == "failures", events
+            assert sum(e.get("event") == "auth_failed" for e in events) == 3, events
     finally:
-        collector.cancel()
         await agent.close()

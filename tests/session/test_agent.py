@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from agent.secure.errors import WrongPasswordError
 from agent.session.agent import Agent, AgentConfig
 from agent.session.errors import ConsentNotRecorded
 from agent.viewer.bridge import BridgeConfig, ViewerBridge
+from tests.support.agent_events import agent_events
 
 SIZE = (320, 200)
 
@@ -134,25 +134,18 @@ async def test_confirm_timeout_never_accepts(tmp_path):
 
 async def test_wrong_password_keeps_agent_up_and_rotates_after_three(tmp_path):
     async with chain(tmp_path) as (agent, relay):
-        events = []
-
-        async def collect():
-            async for event in agent.events():
-                events.append(event)
-
-        collector = asyncio.create_task(collect())
-        first = agent.credentials()["password"]
-        for _ in range(3):
-            with pytest.raises(WrongPasswordError):
-                await _bridge(agent, relay, password="wrong1")
-            await _until(lambda: agent.status()["state"] == "waiting")
-        second = agent.credentials()["password"]
-        assert second != first
-        assert any(e.get("event") == "password_rotated" for e in events)
-        await agent.consent("view")
-        bridge = await _bridge(agent, relay)  # the new password works
-        await bridge.close()
-        collector.cancel()
+        async with agent_events(agent) as events:
+            first = agent.credentials()["password"]
+            for _ in range(3):
+                with pytest.raises(WrongPasswordError):
+                    await _bridge(agent, relay, password="wrong1")
+                await _until(lambda: agent.status()["state"] == "waiting")
+            second = agent.credentials()["password"]
+            assert second != first
+            assert any(e.get("event") == "password_rotated" for e in events)
+            await agent.consent("view")
+            bridge = await _bridge(agent, relay)  # the new password works
+            await bridge.close()
 
 
 async def test_terminate_wipes_the_session_and_records_the_end(tmp_path, caplog):
@@ -222,20 +215,13 @@ def test_bridge_refuses_non_loopback():
 async def test_subscribers_get_link_statistics(tmp_path):
     async with chain(tmp_path) as (agent, relay):
         await agent.consent("view")
-        seen: list[dict] = []
-
-        async def collect():
-            async for event in agent.events():
-                seen.append(event)
-
-        collector = asyncio.create_task(collect())
-        bridge = await _bridge(agent, relay)
-        client = await open_rfb(*bridge.address, timeout=10)
-        await client.update(incremental=False, timeout=10)
-        await _until(lambda: any(e.get("event") == "link" for e in seen), timeout=10)
+        async with agent_events(agent) as seen:
+            bridge = await _bridge(agent, relay)
+            client = await open_rfb(*bridge.address, timeout=10)
+            await client.update(incremental=False, timeout=10)
+            await _until(lambda: any(e.get("event") == "link" for e in seen), timeout=10)
         link = [e for e in seen if e["event"] == "link"][-1]
         assert link["bytes_sent"] > 0 and "rtt_ms" in link and "bandwidth_kbit" in link
-        collector.cancel()
         await client.close()
         await bridge.close()
 
@@ -275,23 +261,16 @@ async def test_acks_drive_the_services_link_quality_with_no_polling_task(tmp_pat
 
 async def test_a_viewer_leaving_before_consent_is_noticed_from_the_end_of_its_stream(tmp_path):
     async with chain(tmp_path, keep_waiting=True) as (agent, relay):
-        seen: list[dict] = []
-
-        async def collect():
-            async for event in agent.events():
-                seen.append(event)
-
-        collector = asyncio.create_task(collect())
-        bridge = await _bridge(agent, relay)
-        await _until(lambda: agent.status()["state"] == "consent_pending")
-        assert agent._stream_task is None  # no RFB runs that could notice it
-        await bridge.close("technician changed their mind")
-        await _until(lambda: agent.status()["state"] == "waiting")
-        await _until(lambda: any(e.get("event") == "viewer_left" for e in seen))
+        async with agent_events(agent) as seen:
+            bridge = await _bridge(agent, relay)
+            await _until(lambda: agent.status()["state"] == "consent_pending")
+            assert agent._stream_task is None  # no RFB runs that could notice it
+            await bridge.close("technician changed their mind")
+            await _until(lambda: agent.status()["state"] == "waiting")
+            await _until(lambda: any(e.get("event") == "viewer_left" for e in seen))
         [left] = [e for e in seen if e.get("event") == "viewer_left"]
         assert left["reason"] == "technician changed their mind"
         assert agent._stream is None
-        collector.cancel()
 
 
 async def test_refusals_reach_the_control_socket_with_the_same_codes_and_messages(tmp_path):
@@ -357,24 +336,18 @@ async def test_consent_reply_and_state_events_say_what_was_recorded_and_when(tmp
     from agent.control.client import AsyncControlClient
 
     async with chain(tmp_path) as (agent, relay):
-        seen: list[dict] = []
-
-        async def collect():
-            async for event in agent.events():
-                seen.append(event)
-
-        collector = asyncio.create_task(collect())
         client = await AsyncControlClient.open(str(tmp_path / "control.sock"))
         try:
-            before = time.time()
-            reply = await client.request("consent", scope="control", terms_version=CURRENT_VERSION,
-                                         terms_sha256=load_terms_digest(CURRENT_VERSION))
-            assert reply["recorded"] is True and reply["scope"] == "control"
-            at = datetime.fromisoformat(reply["recorded_at"].replace("Z", "+00:00")).timestamp()
-            assert int(before) <= at <= time.time()  # the ledger row's own time, to the second
-            [row] = [r for r in agent.ledger.rows() if r["kind"] == "consent"]
-            assert row["id"] == reply["consent_row"] and int(row["at"]) == int(at)
-            await _until(lambda: any(e.get("event") == "state" and e.get("consent") == "control" for e in seen))
+            async with agent_events(agent) as seen:
+                before = time.time()
+                reply = await client.request("consent", scope="control", terms_version=CURRENT_VERSION,
+                                             terms_sha256=load_terms_digest(CURRENT_VERSION))
+                assert reply["recorded"] is True and reply["scope"] == "control"
+                at = datetime.fromisoformat(reply["recorded_at"].replace("Z", "+00:00")).timestamp()
+                assert int(before) <= at <= time.time()  # the ledger row's own time, to the second
+                [row] = [r for r in agent.ledger.rows() if r["kind"] == "consent"]
+                assert row["id"] == reply["consent_row"] and int(row["at"]) == int(at)
+                await _until(lambda: any(e.get("event") == "state" and e.get("consent") == "control"
+                                         for e in seen))
         finally:
             await client.close()
-            collector.cancel()
