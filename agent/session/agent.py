@@ -371,7 +371,7 @@ class Agent(AdmittingViewer, ResumingViewer):
             stream.close("the RFB stream ended")
 
     async def _drop_viewer(self, reason: str) -> None:
-        channel, session, task, rfb = self._channel, self._session, self._stream_task, self._rfb
+        channel, session, task = self._channel, self._session, self._stream_task
         self._channel = self._session = self._rfb = None
         self._stream_task = None
         if self._resume_timer is not None:
