@@ -14,6 +14,10 @@ picture, for ``--seconds``: the server process's (rejnet: the agent's) RSS
 sampled every 50 ms, then its peak RSS (VmHWM of /proc/PID/status, which also
 covers start-up and the first full update: what the customer's PC must have
 free; or a sample, if larger: the kernel updates VmHWM lazily), RSS at the end, and CPU seconds (utime + stime) over the window.
+At the end it also notes where the memory is: RSS split into anonymous, file
+(libraries) and shared memory, and the largest mappings of /proc/PID/smaps (a
+4K frame, 3840x2160x4 bytes, is one 31.6 MB anonymous mapping), so a
+regression names its buffer.
 
 Targets (ratios within one run, as PASS/FAIL lines; ``n/a`` when TigerVNC did
 not run): agent peak RSS <= 1.5x TigerVNC's peak, agent CPU <= 1.5x TigerVNC's.
@@ -45,6 +49,7 @@ QUICK_SECONDS = 3.0
 SERVERS = "rejnet,tigervnc,x11vnc"
 QUICK_SERVERS = "rejnet,tigervnc"
 SAMPLE = 0.05             # seconds between RSS samples
+LARGEST = 8               # mappings listed per server in "where the memory is"
 SYNC_TIMEOUT = 60.0       # the first 4K picture, unshaped
 TOP_START = 1.0           # seconds for top to draw its first screen
 TOP_GEOMETRY = "160x50+240+180"
@@ -62,11 +67,35 @@ def proc_status(pid: Optional[int]) -> dict[str, int]:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
+                if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
                     out[key] = int(value.split()[0])
     except (OSError, ValueError, IndexError):
         return {}
     return out
+
+
+def largest_mappings(pid: Optional[int], count: int = LARGEST) -> list[dict[str, Any]]:
+    """The ``count`` mappings of a live process with the most resident memory, from /proc/PID/smaps.
+
+    Each is ``{"rss_kb", "size_kb", "what"}``, ``what`` being the mapped file, or ``[anon]``, ``[heap]``...
+    Empty when the process is gone or smaps cannot be read.
+    """
+    maps: list[dict[str, Any]] = []
+    if pid is None:
+        return maps
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                fields = line.split()
+                if fields and "-" in fields[0] and not fields[0].endswith(":"):
+                    start, _, end = fields[0].partition("-")
+                    maps.append({"rss_kb": 0, "size_kb": (int(end, 16) - int(start, 16)) // 1024,
+                                 "what": " ".join(fields[5:]) or "[anon]"})
+                elif fields and fields[0] == "Rss:" and maps:
+                    maps[-1]["rss_kb"] = int(fields[1])
+    except (OSError, ValueError, IndexError):
+        return []
+    return sorted(maps, key=lambda m: -m["rss_kb"])[:count]
 
 
 async def measure_server(name: str, display: str, link: LinkSpec, seconds: float, workdir: Path) -> dict[str, Any]:
@@ -101,10 +130,13 @@ async def measure_server(name: str, display: str, link: LinkSpec, seconds: float
                 raise RuntimeError(f"{name} (pid {pid}) exited during the measurement")
             samples.append(rss)
         end = proc_status(pid)
+        mappings = largest_mappings(pid)
         row.update(seconds=round(time.monotonic() - start, 3), cpu=cpu_seconds(pid) - cpu0, cpu_total=cpu_seconds(pid),
                    # the kernel updates VmHWM lazily: a sample can exceed it by a few pages
                    peak_rss_kb=max(end["VmHWM"], *samples), vmhwm_kb=end["VmHWM"], max_sampled_rss_kb=max(samples),
                    end_rss_kb=end["VmRSS"],
+                   end_parts_kb={k: end[k] for k in ("RssAnon", "RssFile", "RssShmem") if k in end},
+                   largest_mappings=mappings,
                    samples=len(samples), bytes_down=server.down.counter.total - down0,
                    updates=viewer.log.pixel_updates(start, time.monotonic()),
                    helpers={str(p): proc_status(p) for p in server.helper_pids})
@@ -170,6 +202,12 @@ def report(rows: list[dict], meta: dict) -> str:
         lines.append(f"| {r['server']} | {r['peak_rss_kb'] * mb:.1f} | {r['max_sampled_rss_kb'] * mb:.1f} | "
                      f"{r['end_rss_kb'] * mb:.1f} | {r['cpu']:.2f} | {r['updates']} | {r['bytes_down'] / 1e3:.1f} | "
                      f"{r['sync_seconds']:.2f} |")
+    where = [_where(r) for r in rows if not r["error"] and r.get("end_parts_kb")]
+    if where:
+        lines += ["", "### Where the memory is (at the end)", "",
+                  "RSS split into anonymous / files (libraries) / shared memory, then the largest mappings "
+                  "(MB resident, what is mapped; a 4K frame, 3840x2160x4 bytes, is one 31.6 MB anonymous "
+                  "mapping).", ""] + where
     lines += ["", "### Targets", ""]
     found = {r["server"]: r for r in rows}
     missing = next((f"n/a ({srv} {'failed' if srv in found else 'not run'})" for srv in ("rejnet", "tigervnc")
@@ -178,6 +216,14 @@ def report(rows: list[dict], meta: dict) -> str:
         ours, theirs = (float("nan") if missing else found[s][key] * scale for s in ("rejnet", "tigervnc"))
         lines.append(ratio_line(f"4K: agent {label} vs tigervnc", ours, theirs, limit, missing=missing, unit=unit))
     return "\n".join(lines) + "\n"
+
+
+def _where(row: dict) -> str:
+    parts = row["end_parts_kb"]
+    split = " / ".join(f"{parts.get(k, 0) / 1024:.1f}" for k in ("RssAnon", "RssFile", "RssShmem"))
+    maps = ", ".join(f"{m['rss_kb'] / 1024:.1f} {m['what'].rsplit('/', 1)[-1]}"
+                     for m in row.get("largest_mappings", []))
+    return f"- {row['server']}: {split} MB; largest: {maps}"
 
 
 def preflight(servers: list[str]) -> list[str]:
