@@ -313,19 +313,23 @@ class RFBServer:
         """
         self._send("send_update")
         start = len(self._out)
+        out = self._out
         if len(rects) < M.LAST_RECT_COUNT:
-            self._out += SM.write_update_header(len(rects))
-            self._out += b"".join(rects)
+            out += SM.write_update_header(len(rects))
+            for rect in rects:  # appended one by one: a joined copy of a page of Raw pixels costs a copy more
+                out += rect
         elif self.supports(C.ENC_LAST_RECT):
-            self._out += SM.write_update_header(M.LAST_RECT_COUNT)
-            self._out += b"".join(rects)
-            self._out += SM.write_last_rect()
+            out += SM.write_update_header(M.LAST_RECT_COUNT)
+            for rect in rects:
+                out += rect
+            out += SM.write_last_rect()
         else:
             step = M.LAST_RECT_COUNT - 1
             for i in range(0, len(rects), step):
                 chunk = rects[i:i + step]
-                self._out += SM.write_update_header(len(chunk))
-                self._out += b"".join(chunk)
+                out += SM.write_update_header(len(chunk))
+                for rect in chunk:
+                    out += rect
         return len(self._out) - start
 
     def send_bell(self) -> None:

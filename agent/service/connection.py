@@ -132,8 +132,10 @@ class RFBConnection:
         return len(self._replies)
 
     async def _flush(self) -> None:
-        data = bytes(self._replies) + self.server.data_to_send()  # replies first: they were queued first
-        self._replies.clear()
+        data = self.server.data_to_send()
+        if self._replies:  # replies first: they were queued first
+            data = bytes(self._replies) + data
+            self._replies.clear()
         self._replies_taken.set()
         if data:
             self._writer.write(data)
