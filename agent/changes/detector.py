@@ -157,8 +157,13 @@ class ChangeDetector:
         self._boxes = np.zeros((-(-height // t), -(-width // t), 4), np.int32)
         self._cells = (-(-height // c), -(-width // c))
         self._votes = np.zeros(2 * height - 1, np.int32)
-        self._hash_prev = np.empty(height, np.uint64)
-        self._hash_cur = np.empty(height, np.uint64)
+        # Row hashes of the vote spans, per tile column: ``_held`` of the kept previous frame, ``_fresh`` of
+        # the frame being compared, each with a (tile row, tile column) mask of what it holds. The new
+        # frame's hashes are the next update's previous-frame hashes (what stayed on screen, a scrolling
+        # terminal, is hashed once instead of twice): half the hashing of a search that recurs.
+        grid = self._boxes.shape[:2]
+        self._held, self._fresh = np.empty((grid[1], height), np.uint64), np.empty((grid[1], height), np.uint64)
+        self._held_ok, self._fresh_ok = np.zeros(grid, bool), np.zeros(grid, bool)
         self._whole = True
         self._recent_vectors: list[tuple[int, int]] = []  # the last changed frame's move vectors
 
@@ -185,10 +190,25 @@ class ChangeDetector:
             changes = self._diff(frame, stats, None if damage is None else self._damage_tiles(damage))
             if self.frames_immutable and not changes.is_empty():
                 self._prev = frame
+        self._keep_hashes(not changes.is_empty())
         stats.rects, stats.copies = len(changes.rects), len(changes.copies)
         stats.seconds = time.perf_counter() - start
         self.stats = stats
         return changes
+
+    def _keep_hashes(self, replaced: bool) -> None:
+        """After an update: the new frame's row hashes become the kept frame's when it was replaced.
+
+        After every update the kept frame equals the new one where compared (a
+        kept copy is patched to it), so hashes of the new frame serve as the
+        previous frame's next time. They only nominate shifts: every shift is
+        verified pixel by pixel (``match_cells``), so a stale hash costs a
+        candidate, never a wrong copy. Unchanged: the held hashes stay valid.
+        """
+        if replaced:
+            self._held, self._fresh = self._fresh, self._held
+            self._held_ok, self._fresh_ok = self._fresh_ok, self._held_ok
+        self._fresh_ok[:] = False
 
     def _checked(self, frame: np.ndarray) -> np.ndarray:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 4:
@@ -317,7 +337,6 @@ class ChangeDetector:
         t, h, w = self.tile, self.height, self.width
         votes = self._votes
         votes[:] = 0
-        hp, hc = self._hash_prev, self._hash_cur
         padded = np.zeros((dirty.shape[0] + 2, dirty.shape[1]), bool)
         padded[1:-1] = dirty
         cols, rows = np.nonzero((padded[1:] != padded[:-1]).T)  # run edges, column by column
@@ -337,10 +356,16 @@ class ChangeDetector:
             x0, x1 = tx * t, min(tx * t + t, w)
             x0 = max(x0, (x0 + x1 - VOTE_WIDTH) // 2)
             x1 = min(x1, x0 + VOTE_WIDTH)
-            _scroll.row_hashes(self._prev, x0, x1, y0, y1, hp)
+            hp, hc = self._held[tx, y0:y1], self._fresh[tx, y0:y1]
+            if not self._held_ok[ty0:ty1, tx].all():
+                _scroll.row_hashes(self._prev, x0, x1, y0, y1, hp)
+                self._held_ok[ty0:ty1, tx] = True
             _scroll.row_hashes(frame, x0, x1, y0, y1, hc)
-            _scroll.vote_shifts(hp[:y1 - y0], hc[:y1 - y0], h - 1, MAX_ROW_REPEAT, votes)
-        best = np.argsort(votes)[::-1][:MAX_SHIFT_CANDIDATES].tolist()
+            self._fresh_ok[ty0:ty1, tx] = True
+            _scroll.vote_shifts(hp, hc, h - 1, MAX_ROW_REPEAT, votes)
+        # numpy's default (quick)sort is pathological on this mostly-zero array (~0.3 ms a frame, more
+        # than the hashing); the stable sort takes microseconds
+        best = np.argsort(votes, kind="stable")[::-1][:MAX_SHIFT_CANDIDATES].tolist()
         # A runner-up far behind the winner is rows that repeat (rules, blank lines), not a second scroll.
         floor = max(MIN_SHIFT_VOTES, int(votes[best[0]]) // RUNNER_UP_SHARE)
         return [(0, i - (h - 1)) for i in best if votes[i] >= floor]
