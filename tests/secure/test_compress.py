@@ -9,7 +9,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.secure.compress import CHUNK, MAX_INFLATED, Deflater, Inflater
+from agent.secure.compress import CHUNK, MAX_INFLATED, MAX_WINDOW_LOG, WINDOW_LOG, Deflater, Inflater
 from agent.secure.errors import ProtocolViolationError
 from agent.secure.records import MAX_PLAINTEXT, NEED_DATA, Ack, Data, RecordType
 from tests.support.channels import drain, pair, record_header, records
@@ -52,14 +52,17 @@ def test_counters_and_acks_count_what_the_link_carries():
 
 
 def test_a_screen_seen_before_costs_almost_nothing_the_second_time():
-    # The point of the long window: zlib (32 KiB) forgets a 1080p screen within a line.
+    # The point of the long window: zlib (32 KiB) forgets a 1080p screen within a line; the 8 MiB
+    # window holds all of it (7.9 MiB), with a little room for what changed in between.
     viewer, agent = compressing_pair()
     rng = np.random.default_rng(1)
-    screen = rng.integers(0, 256, (1080, 1920, 4), dtype=np.uint8).tobytes()  # 8 MiB, incompressible alone
+    screen = rng.integers(0, 256, (1080, 1920, 4), dtype=np.uint8).tobytes()  # 7.9 MiB, incompressible alone
+    between = 64 * 1024
+    assert len(screen) + between < 1 << WINDOW_LOG
     first = agent.send_data(screen)
-    other = agent.send_data(bytes(1 << 20))
+    other = agent.send_data(bytes(between))
     again = agent.send_data(screen)
-    assert deliver(first + other + again, viewer) == screen + bytes(1 << 20) + screen
+    assert deliver(first + other + again, viewer) == screen + bytes(between) + screen
     assert len(again) < len(first) // 50
 
 
@@ -143,3 +146,22 @@ def test_a_stream_that_asks_for_a_bigger_window_is_refused():
     viewer.receive_data(_zdata(agent, payload))
     with pytest.raises(ProtocolViolationError):
         viewer.next_event()
+
+
+def test_our_stream_declares_the_window_we_chose_and_no_more():
+    # The window is the compressor's memory (agent.secure.compress.WINDOW_LOG): the frame header says it.
+    deflater = Deflater(max_piece=MAX_PLAINTEXT)
+    first = deflater.compress(os.urandom(4 * CHUNK))[0]
+    assert zstandard.get_frame_parameters(first).window_size == 1 << WINDOW_LOG
+
+
+def test_a_peer_with_the_former_16_mib_window_is_still_understood():
+    # A peer built when the window was 16 MiB (MAX_WINDOW_LOG) keeps working with a smaller-window one.
+    params = zstandard.ZstdCompressionParameters.from_level(8, window_log=MAX_WINDOW_LOG)
+    obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    data = os.urandom(3 * CHUNK)
+    payload = obj.compress(data) + obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+    assert zstandard.get_frame_parameters(payload).window_size == 1 << MAX_WINDOW_LOG > 1 << WINDOW_LOG
+    inflater = Inflater()
+    assert b"".join(inflater.inflate(payload[i:i + MAX_PLAINTEXT])
+                    for i in range(0, len(payload), MAX_PLAINTEXT)) == data
