@@ -104,6 +104,13 @@ class _X11Watch:
         self.poll()
         return self.damage.damaged if self.damage.available else None
 
+    def sync(self) -> None:
+        """Round trip: everything sent on this connection so far is applied."""
+        try:
+            self._d.sync()
+        except self._errors as exc:
+            raise CaptureError(_gone(self.display, exc)) from None
+
     def rearm_damage(self) -> None:
         try:
             self.damage.rearm()
@@ -207,6 +214,9 @@ class MssSource(ScreenSource):
             self._watch = _X11Watch(self.display) if sys.platform.startswith("linux") else _PollWatch(self._sct)
             self._width, self._height = self._watch.poll()
             self._check()  # fail now, with a clear message, rather than in the middle of a session
+            if self._shm is not None and self._watch.damage.available:
+                self._watch.sync()  # the DAMAGE object exists on the server before the grabber names it
+                self._shm.use_damage(self._watch.damage.damage_id)
         except BaseException:
             self.close()
             raise
@@ -298,7 +308,29 @@ class MssSource(ScreenSource):
         """Whether ``grab_into`` can serve (MIT-SHM works on this display)."""
         return self._shm is not None
 
-    def grab_into(self, frame: np.ndarray, also: Sequence[Rect] = ()) -> list[Rect] | None:
+    def take_damage(self) -> list[Rect] | None:
+        """Move what X DAMAGE accumulated out of the server and return its rectangles (re-arms the hint).
+
+        None when X cannot say where it drew (grab everything then). Lets a
+        capture loop see how much was drawn before choosing where to grab it
+        (a few glyphs at once, a screenful in a worker thread); hand the result
+        to ``grab_into(damage=...)``. Over the grabber's own connection when it
+        could take the damage there (one round trip, no python-xlib).
+        """
+        if self._closed:
+            raise CaptureError("this screen source was closed")
+        if self._shm is not None and self._shm.damage_ready:
+            try:
+                rects = self._shm.take_damage()
+            except OSError as exc:  # the display went away (or the watch's DAMAGE object with it)
+                log.debug("taking the damage failed: %s", exc)
+                return None
+            self._watch.damage.damaged = False
+            return rects
+        return self._watch.take_damage()
+
+    def grab_into(self, frame: np.ndarray, also: Sequence[Rect] = (),
+                  damage: Sequence[Rect] | None | bool = False) -> list[Rect] | None:
         """Write what X DAMAGE reported since the last grab, and the rectangles ``also``, into ``frame``.
 
         ``frame`` is the caller's (H, W, 4) buffer holding the previous frame;
@@ -306,6 +338,8 @@ class MssSource(ScreenSource):
         cannot serve (no MIT-SHM grabber, the size changed, a request failed):
         the caller then uses ``grab()``, which sorts out why. Re-arms the hint;
         where X cannot say what was drawn, the whole screen is written.
+        ``damage``: what ``take_damage()`` returned just before, if the caller
+        took it already (False: take it here).
         """
         if self._closed:
             raise CaptureError("this screen source was closed")
@@ -314,7 +348,7 @@ class MssSource(ScreenSource):
         size = self._watch.poll()
         if size != (self._width, self._height) or frame.shape[:2] != (self._height, self._width):
             return None
-        rects = self._watch.take_damage()
+        rects = self.take_damage() if damage is False else damage
         if rects is None or (0, 0, self._width, self._height) in also:
             rects = [(0, 0, self._width, self._height)]
         else:
@@ -333,7 +367,10 @@ class MssSource(ScreenSource):
         if size != (self._width, self._height):
             self._reopen(size)
         if self._hinting:
-            self._watch.rearm_damage()
+            if self._shm is not None and self._shm.damage_ready:
+                self.take_damage()  # a round trip: the reset is applied before mss's grab is served
+            else:
+                self._watch.rearm_damage()
         try:
             return self._grab_once()
         except CaptureError:

@@ -49,6 +49,11 @@ class DamageHint:
             self._region = create_region(xdisplay)
             self.regions = True
 
+    @property
+    def damage_id(self) -> int:
+        """The DAMAGE object's XID: another connection (the XShm grabber's) may take its region."""
+        return int(self._damage) if self.available else 0
+
     def note_event(self, event: Any) -> None:
         if self.available and getattr(event, "type", None) == self._event_type:
             self.damaged = True

@@ -7,7 +7,15 @@ idle. Nobody connected means no capture at all.
 
 A source that can write sub-images into a buffer we own (``grab_into``: X11
 over MIT-SHM) gets only the rectangles DAMAGE reported grabbed, and only their
-tiles compared. The buffers come from a FramePool: a frame handed out is
+tiles compared. When the source can hand over the damage first
+(``take_damage``) and it is small (a typed character: a few glyphs), grab and
+compare run right on the event loop: well under a millisecond, where the
+thread hop alone (a futex wake each way, the loop's self-pipe) cost about as
+much as the grab. Large damage, confirming and whole grabs stay in the worker
+thread. A tick costs wake-ups, and on a VM each is charged far more than the
+work it does: an idle loop sleeps in one wait until X reports drawing (or a
+wake-up, or the next confirming grab), then in one timer for the settle pause
+and the frame-rate cap together. The buffers come from a FramePool: a frame handed out is
 never written again; a buffer no one holds any more is brought up to date by
 copying the regions changed since and reused. DAMAGE is never trusted alone:
 every HINT_CONFIRM_INTERVAL one of CONFIRM_BANDS bands of the screen is grabbed
@@ -43,6 +51,7 @@ DAMAGE_SETTLE = 0.004       # seconds between X's first damage report and the gr
 HINT_CONFIRM_INTERVAL = 1.0 # with a damage hint: grab at least this often anyway (a hint is never trusted alone)
 CONFIRM_BANDS = 4           # sub-image sources: each confirming grab covers one band of rows, in turn
 IDLE_BACKOFF = 1.5          # poll interval growth per unchanged frame
+INLINE_MAX_PIXELS = 64 * 64 * 8  # damage up to this many pixels is grabbed and compared on the event loop
 
 FrameHandler = Callable[[np.ndarray, Optional[Changes], Optional[CursorShape]], None]
 
@@ -67,6 +76,8 @@ class CaptureLoop:
         self._pool = FramePool()
         self._band = 0  # the next band a confirming grab covers
         self._wake = asyncio.Event()
+        self._waiter: Optional[asyncio.Future[str]] = None  # _wait_for_damage's future, resolved by wake-ups
+        self._small_damage = True  # the last grab's damage was small: take the next on the event loop
         self._input_seen = False  # input usually changes the screen: poll at full rate again
         self._force = False  # grab_now(): the next grab ignores the damage hint
         self._task: Optional[asyncio.Task[None]] = None
@@ -84,22 +95,28 @@ class CaptureLoop:
     def wake(self) -> None:
         """Look at the screen now (a viewer arrived, or asked)."""
         self._wake.set()
+        self._resolve("wake")
 
     def grab_now(self) -> None:
         """Grab at once, whatever the damage hint says: a client arrived after the loop had been idle, so
         the last frame may be stale and only a fresh grab tells what the screen shows now."""
         self._force = True
-        self._wake.set()
+        self.wake()
 
     def note_input(self) -> None:
         """Input was injected: the screen is about to change, so grab now rather than after a back-off."""
         if not self._input_seen:
             self._input_seen = True
-            self._wake.set()
+            self.wake()
+
+    def _resolve(self, why: str) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(why)
 
     async def close(self) -> None:
         self._closing = True
-        self._wake.set()
+        self.wake()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -113,19 +130,21 @@ class CaptureLoop:
             self._hint = query if callable(query) and query() is not None else False
         return self._hint or None
 
-    def _grab(self, force: bool = True, confirm: bool = True, whole: bool = False
+    def _grab(self, force: bool = True, confirm: bool = True, whole: bool = False,
+              damage: Sequence[tuple[int, int, int, int]] | None | bool = False
               ) -> Optional[tuple[np.ndarray, Changes, Optional[CursorShape]]]:
-        """Worker thread: capture, detect, and hand out a new frame only when it changed.
+        """Capture, detect, and hand out a new frame only when it changed (worker thread, or inline when small).
 
         Returns None, without grabbing, when the damage hint says nothing was
         drawn and ``force`` is off. ``confirm``: compare more than the damage
         (the next band, or everything with ``whole``), since DAMAGE may miss drawing.
+        ``damage``: what the source's ``take_damage()`` returned just before (False: not taken yet).
         """
         hint = self._damage_hint()
         if not force and hint is not None and hint() is False:
             return None
         if getattr(self.source, "sub_images", False):
-            grabbed = self._grab_sub_images(confirm, whole)
+            grabbed = self._grab_sub_images(confirm, whole, damage)
             if grabbed is not None:
                 return grabbed[0], grabbed[1], self.source.cursor()
         frame = self.source.grab()
@@ -149,14 +168,17 @@ class CaptureLoop:
         self._detector_size = (width, height)
         return self._detector.update(frame, damage)
 
-    def _grab_sub_images(self, confirm: bool, whole: bool) -> Optional[tuple[np.ndarray, Changes]]:
+    def _grab_sub_images(self, confirm: bool, whole: bool,
+                         damage: Sequence[tuple[int, int, int, int]] | None | bool = False
+                         ) -> Optional[tuple[np.ndarray, Changes]]:
         """Grab what DAMAGE reported into a pooled buffer (plus a band, or all, to confirm); None: not possible."""
         current = self.frame
         width, height = self.source.size
+        taken = {} if damage is False else {"damage": damage}  # sources without take_damage get no keyword
         if current is None or self._pool.current is not current or current.shape[:2] != (height, width):
             # the first frame, or after a full grab(): a whole grab into a new buffer the pool adopts
             buffer = np.empty((height, width, 4), np.uint8)
-            if self.source.grab_into(buffer, [(0, 0, width, height)]) is None:  # type: ignore[attr-defined]
+            if self.source.grab_into(buffer, [(0, 0, width, height)], **taken) is None:  # type: ignore[attr-defined]
                 return None
             changes = self._detect(buffer, None)
             if current is not None and changes.is_empty() and current.shape == buffer.shape:
@@ -173,13 +195,15 @@ class CaptureLoop:
                 also = [(0, top, width, bottom - top)]
         buffer = self._pool.take()
         try:
-            written = self.source.grab_into(buffer, also)  # type: ignore[attr-defined]
+            written = self.source.grab_into(buffer, also, **taken)  # type: ignore[attr-defined]
         except BaseException:
             self._pool.discard(buffer)
             raise
         if written is None:
             self._pool.discard(buffer)
             return None
+        # what DAMAGE reported (the rects before the confirming band): small enough to take inline next time?
+        self._small_damage = _area(written[:len(written) - len(also)]) <= INLINE_MAX_PIXELS
         changes = self._detect(buffer, written)
         if changes.is_empty():
             self._pool.release(buffer)  # equal to the current frame: back to the pool, untouched by anyone
@@ -187,32 +211,53 @@ class CaptureLoop:
         self._pool.commit(buffer, [c[2:] for c in changes.copies] + list(changes.rects))
         return buffer, changes
 
-    async def _wait_for_damage(self, timeout: float) -> None:
-        """Sleep until the X connection has news (a DAMAGE event), a wake-up, or ``timeout``."""
+    async def _wait_for_damage(self, timeout: float, not_before: float) -> None:
+        """Sleep until the X connection has news (a DAMAGE event), a wake-up, or ``timeout``.
+
+        One future serves all three (no task per wait: each tick's cost is
+        mostly its wake-ups). After news from X, one more sleep covers both the
+        settle pause and the frame-rate cap (no grab before ``not_before``).
+        """
+        loop = asyncio.get_running_loop()
         fileno = getattr(self.source, "hint_fileno", None)
         fd = fileno() if callable(fileno) else None
         if fd is None or timeout <= 0:
-            await asyncio.sleep(min(max(timeout, 0.0), 1.0 / self.fps))
+            await asyncio.sleep(max(min(max(timeout, 0.0), 1.0 / self.fps), not_before - loop.time()))
             return
-        loop = asyncio.get_running_loop()
-        readable = loop.create_future()
-        loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
-        waker = asyncio.ensure_future(self._wake.wait())
+        if self._wake.is_set():
+            return  # woken while grabbing: look again at once
+        waiter: asyncio.Future[str] = loop.create_future()
+        self._waiter = waiter
+        loop.add_reader(fd, self._resolve, "x")
+        timer = loop.call_later(timeout, self._resolve, "timeout")
         try:
-            await asyncio.wait({readable, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            why = await waiter
         finally:
             loop.remove_reader(fd)
-            waker.cancel()
-            readable.cancel()
-        if readable.done() and not readable.cancelled():
+            timer.cancel()
+            self._waiter = None
+        if why == "x":
             # one keystroke is several X drawing requests (glyph, cursor, status line):
             # a short pause lets one grab catch them all instead of one now and one a frame later
-            await asyncio.sleep(DAMAGE_SETTLE)
+            await asyncio.sleep(max(DAMAGE_SETTLE, not_before - loop.time()))
+
+    def _inline_damage(self, confirm: bool) -> Sequence[tuple[int, int, int, int]] | None | bool:
+        """Take the damage on the event loop when the last was small and nothing more is to be grabbed.
+
+        False: not taken (the worker thread takes it). One round trip to X
+        blocks the loop; skipped after large damage (a busy X server answers slowly).
+        """
+        take = getattr(self.source, "take_damage", None)
+        if confirm or not self._small_damage or take is None or not getattr(self.source, "sub_images", False) \
+                or self.frame is None or self._pool.current is not self.frame:
+            return False
+        return take()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        interval = 1.0 / self.fps
-        last_confirm = float("-inf")
+        frame_time = 1.0 / self.fps
+        interval = frame_time
+        last_confirm = last_grab = float("-inf")
         try:
             while not self._closing:
                 if not self._wanted():
@@ -229,12 +274,27 @@ class CaptureLoop:
                          or input_seen and not getattr(self.source, "sub_images", False))
                 hint = self._damage_hint()
                 # the hint is a non-blocking read of the X connection: asked here, an idle tick costs no thread hop
-                idle = not force and hint is not None and hint() is False
-                grabbed = None if idle else await asyncio.to_thread(self._grab, True, confirm or forced, forced)
-                if grabbed is None:  # the damage hint says idle: sleep until X reports drawing
+                if not force and hint is not None and hint() is False:
+                    # idle: sleep until X reports drawing (no grab before a frame time after the last)
                     self.frames_skipped += 1
-                    await self._wait_for_damage(last_confirm + HINT_CONFIRM_INTERVAL - loop.time())
-                    await asyncio.sleep(max(0.0, 1.0 / self.fps - (loop.time() - started)))
+                    await self._wait_for_damage(last_confirm + HINT_CONFIRM_INTERVAL - loop.time(),
+                                                last_grab + frame_time)
+                    continue
+                if hint is not None and last_grab + frame_time > started:
+                    # with a hint, the loop comes straight back after a grab: keep to --fps here
+                    await asyncio.sleep(last_grab + frame_time - started)
+                    started = loop.time()
+                damage = self._inline_damage(confirm or forced)
+                if damage is not False and (damage is None or _area(damage) > INLINE_MAX_PIXELS):
+                    self._small_damage = False
+                if damage is not False and self._small_damage:
+                    grabbed = self._grab(True, False, False, damage)  # a few glyphs: cheaper than a thread hop
+                else:
+                    grabbed = await asyncio.to_thread(self._grab, True, confirm or forced, forced, damage)
+                last_grab = started
+                if grabbed is None:  # the source could not grab (a display going away, a resize): look again
+                    self.frames_skipped += 1
+                    await asyncio.sleep(frame_time)
                     continue
                 frame, changes, cursor = grabbed
                 if confirm or forced or not getattr(self.source, "sub_images", False):
@@ -242,6 +302,8 @@ class CaptureLoop:
                 self.frames_captured += 1
                 self.frame, self.cursor = frame, cursor
                 self._on_frame(frame, changes, cursor)
+                if hint is not None:
+                    continue  # the next tick waits for X's damage report; the frame-rate cap is kept above
                 if changes.is_empty() and not input_seen and self._hint is False:
                     # no damage hint: back off polling an idle screen (with one, ticks are cheap hint checks)
                     interval = min(interval * IDLE_BACKOFF, MAX_IDLE_INTERVAL)
@@ -259,3 +321,7 @@ class CaptureLoop:
         except Exception as exc:  # a bug must not leave viewers hanging on a dead loop
             log.exception("capture loop crashed")
             self._on_failure(exc)
+
+
+def _area(rects: Sequence[tuple[int, int, int, int]]) -> int:
+    return sum(w * h for _, _, w, h in rects)

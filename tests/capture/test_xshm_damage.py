@@ -48,3 +48,56 @@ def test_coalesce_covers_every_rect_within_the_limit() -> None:
     for x, y, w, h in rects:
         assert any(mx <= x and my <= y and x + w <= mx + mw and y + h <= my + mh for mx, my, mw, mh in merged)
     assert coalesce(rects[:3], MAX_DAMAGE_RECTS) == rects[:3]
+
+
+@pytest.mark.xvfb
+def test_damage_is_taken_over_the_grabbers_connection(xvfb_factory) -> None:
+    """DamageSubtract + FetchRegion ride the XShm connection (ordered before its grabs, no python-xlib
+    round trip); the hint on the watch connection still reports the next drawing."""
+    from Xlib import display as xdisplay
+
+    name = xvfb_factory(320, 240)
+    d = xdisplay.Display(name)
+    with MssSource(name) as source:
+        assert source.sub_images and source._shm.damage_ready
+        frame = np.zeros((240, 320, 4), np.uint8)
+        source.grab_into(frame, [(0, 0, 320, 240)])
+        assert source.damaged() is not None
+        source.take_damage()
+        fetches = []
+        source._watch.damage.take_rects = lambda: fetches.append(1)  # the python-xlib path must stay unused
+        win = paint_window(d, 30, 40, 50, 20, 0x102030)
+        try:
+            assert wait_for(lambda: source.damaged() is True)
+            rects = source.take_damage()
+            assert rects and all(x <= 30 and y <= 40 and x + w >= 80 and y + h >= 60 for x, y, w, h in rects)
+            assert source.damaged() is False and source.take_damage() == []
+            canvas = np.full_like(frame, 7)
+            assert source.grab_into(canvas, damage=rects) == rects
+            assert (canvas[40:60, 30:80, :3] == (0x30, 0x20, 0x10)).all()
+            win.configure(x=200)
+            d.sync()
+            assert wait_for(lambda: source.damaged() is True), "the hint still fires after a take"
+            assert source.take_damage()
+            assert not fetches
+        finally:
+            win.destroy()
+            d.close()
+
+
+@pytest.mark.xvfb
+def test_a_damage_object_the_grabber_cannot_use_leaves_it_on_python_xlib(xvfb_factory) -> None:
+    from agent.capture.xshm import XShmGrabber
+
+    name = xvfb_factory(64, 48)
+    grabber = XShmGrabber.open(name)
+    assert grabber is not None
+    try:
+        assert grabber.use_damage(0x3FFFFFF) is False  # no such DAMAGE object: BadDamage on the trial subtract
+        assert not grabber.damage_ready
+        with pytest.raises(OSError):
+            grabber.take_damage()
+        frame = np.zeros((48, 64, 4), np.uint8)
+        grabber.grab(frame, [(0, 0, 64, 48)])  # the connection survived the refused request
+    finally:
+        grabber.close()

@@ -1,0 +1,82 @@
+"""CaptureLoop on a source that hands over its damage first: small damage (typing) is grabbed on the
+event loop, large damage and confirming grabs in the worker thread, and every frame stays exact."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Optional, Sequence
+
+import numpy as np
+
+from agent.service.capture_loop import INLINE_MAX_PIXELS, CaptureLoop
+from tests.service.test_capture_loop import FakeDamageScreen
+from tests.support import reference as ref
+
+Rect = tuple[int, int, int, int]
+
+
+class TakingScreen(FakeDamageScreen):
+    """FakeDamageScreen with ``take_damage``, recording on which thread each grab ran and what it wrote."""
+
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(width, height)
+        self.grabs: list[tuple[int, list[Rect]]] = []  # (thread ident, rects written)
+
+    def take_damage(self) -> list[Rect]:
+        rects, self.damage = self.damage, []
+        return rects
+
+    def grab_into(self, frame: np.ndarray, also: Sequence[Rect] = (),
+                  damage: Sequence[Rect] | None | bool = False) -> Optional[list[Rect]]:
+        taken = self.take_damage() if damage is False else list(damage or [])
+        rects = taken + list(also)
+        for x, y, w, h in rects:
+            frame[y:y + h, x:x + w] = self.screen[y:y + h, x:x + w]
+        self.grabs.append((threading.get_ident(), rects))
+        return rects
+
+
+async def _settle(loop: CaptureLoop, count: int, timeout: float = 2.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while loop.frames_captured < count and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.005)
+    assert loop.frames_captured >= count, "the loop did not grab the drawing"
+
+
+def test_small_damage_is_grabbed_inline_and_large_damage_in_the_worker_thread():
+    source = TakingScreen(320, 200)
+    shown: list[tuple[np.ndarray, np.ndarray]] = []  # (frame, what a viewer reconstructs)
+
+    def on_frame(frame, changes, cursor):
+        previous = shown[-1][1] if shown else None
+        if previous is None or changes is None:
+            shown.append((frame, frame.copy()))
+        else:
+            shown.append((frame, ref.apply_changes(previous, frame, changes.copies, changes.rects)))
+
+    async def scenario() -> list[tuple[str, bool]]:
+        main = threading.get_ident()
+        loop = CaptureLoop(source, 200, on_frame=on_frame, wanted=lambda: True, on_failure=lambda e: None)
+        loop.start()
+        await _settle(loop, 1)  # the first frame: a whole grab, in the worker thread
+        seen: list[tuple[str, bool]] = []
+        for kind, rect in [("glyph", (10, 10, 8, 14)), ("glyph", (18, 10, 8, 14)), ("page", (0, 0, 320, 200)),
+                           ("glyph", (26, 10, 8, 14)), ("glyph", (34, 10, 8, 14))]:
+            count = loop.frames_captured
+            before = len(source.grabs)
+            source.draw(rect)
+            loop.wake()
+            await _settle(loop, count + 1)
+            assert len(source.grabs) == before + 1
+            seen.append((kind, source.grabs[-1][0] == main))
+            assert np.array_equal(loop.frame, source.screen)
+        await loop.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert 8 * 14 <= INLINE_MAX_PIXELS < 320 * 200
+    assert seen == [("glyph", True), ("glyph", True), ("page", False),
+                    ("glyph", False),  # right after large damage, the next is taken in the thread
+                    ("glyph", True)], seen
+    for frame, rebuilt in shown:
+        assert np.array_equal(frame, rebuilt), "copies then rects must give the new frame"
