@@ -95,3 +95,29 @@ def test_unchanged_frames_keep_the_hashes_of_the_kept_frame(monkeypatch):
     changes = det.update(frames[2])
     assert {c[1] - c[3] for c in changes.copies} == {32}
     assert id(frames[1]) not in counting.hashed
+
+
+def test_a_drag_beside_a_scrolling_terminal_keeps_its_step():
+    """The last frame's vector is matched only where the voted shift explains nothing, and still
+    finds the dragged window beside the scroll."""
+    rng = np.random.default_rng(11)
+    width, height = 640, 480
+    text = _terminal(rng, 60, 300)
+    window = rng.integers(0, 256, (120, 160, 4), dtype=np.uint8)
+    background = ref.desktop(rng, height, width)
+
+    def screen(top: int, left: int) -> np.ndarray:
+        frame = background.copy()
+        frame[20:460, 0:300] = text[top:top + 440]
+        frame[300:420, left:left + 160] = window
+        return frame
+
+    frames = [screen(0, 330), screen(0, 362), screen(48, 394)]  # a drag of 32 px, then the same beside a scroll
+    det = ChangeDetector(width, height, frames_immutable=True)
+    det.update(frames[0])
+    first = det.update(frames[1])
+    assert (32, 0) in {(c[2] - c[0], c[3] - c[1]) for c in first.copies}
+    second = det.update(frames[2])
+    np.testing.assert_array_equal(ref.apply_changes(frames[1], frames[2], second.copies, second.rects), frames[2])
+    vectors = {(c[2] - c[0], c[3] - c[1]) for c in second.copies}
+    assert (0, -48) in vectors and (32, 0) in vectors
