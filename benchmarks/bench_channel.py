@@ -12,9 +12,17 @@ fires; the largest lateness is how long the loop could not read input or answer 
 small (100-byte) compressed writes, timed, to show the worker costs small writes nothing. ``--inline``
 compresses on the loop (the offload threshold set beyond any write), as before the worker.
 
+Paced input (``--paced``): the agent's CPU per record of a viewer's padded input (agent.secure.pacing),
+the cost issue 14 counts while the technician types (50 records a second, most of them chaff). A viewer
+SessionChannel in a child process paces a KeyEvent every 25 ticks, its tick shortened to 2 ms so a few
+seconds hold thousands of records, each still its own socket read; the agent's SessionChannel, in this
+process, echoes each key. Printed: the agent's CPU seconds (user + system, getrusage) per record opened.
+The floor is the event loop's own wake-up (~60-80 us a read on a 2-core VM, most of it in the kernel).
+
     python -m pytest benchmarks/bench_channel.py       # pytest-benchmark
     python benchmarks/bench_channel.py                 # a table of both and their ratio
     python benchmarks/bench_channel.py --lag [--inline]
+    python benchmarks/bench_channel.py --paced [SECONDS]
 """
 from __future__ import annotations
 
@@ -187,9 +195,94 @@ def lag_main(inline: bool) -> int:
     return 0
 
 
+PACED_TICK = 0.002  # seconds: 500 records a second instead of 50, each still its own read
+_KEY = b"\x04\x01\x00\x00\x00\x00\x00a"  # an RFB KeyEvent
+
+
+async def _paced_viewer(port: int, seconds: float) -> None:
+    from agent.secure.session_channel import SessionChannel
+    from agent.secure.stream import connect_viewer
+
+    stream = await connect_viewer(*await asyncio.open_connection("127.0.0.1", port), "123456789", "k3mx7q",
+                                  timeout=10)
+    channel = SessionChannel(stream, "viewer", on_message=lambda m: None, pace_input=True)
+    assert channel._pacer is not None
+    channel._pacer.tick = PACED_TICK
+    rfb = channel.open_stream("rfb")
+
+    async def drain() -> None:
+        while await rfb.recv():
+            pass
+
+    draining = asyncio.ensure_future(drain())
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        rfb.write(_KEY)
+        await asyncio.sleep(25 * PACED_TICK)
+    await channel.close("done")
+    draining.cancel()
+
+
+async def _paced_agent(seconds: float) -> tuple[int, float, float]:
+    """(records opened, CPU seconds, of which user) of the agent's side while the viewer types."""
+    import resource
+    import subprocess
+
+    from agent.secure.session_channel import SessionChannel
+    from agent.secure.stream import accept_agent
+
+    accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = \
+        asyncio.get_running_loop().create_future()
+    server = await asyncio.start_server(lambda r, w: accepted.set_result((r, w)), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    child = subprocess.Popen([sys.executable, __file__, "--paced-viewer", str(port), str(seconds + 2)])
+    stream = await accept_agent(*await accepted, "123456789", "k3mx7q", timeout=10, failure_delay=0,
+                                compress=True, ack_delay=1.0)
+    server.close()
+    opened: list[object] = []
+    SessionChannel(stream, "agent", on_message=lambda m: None, on_open=opened.append)
+    while not opened:
+        await asyncio.sleep(0.01)
+    rfb = opened[0]
+
+    async def echo() -> None:
+        while await rfb.recv():  # type: ignore[attr-defined]
+            rfb.write(b"x" * 200)  # type: ignore[attr-defined]
+
+    echoing = asyncio.ensure_future(echo())
+
+    def cpu() -> tuple[float, float]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime, usage.ru_utime
+
+    await asyncio.sleep(1.0)
+    (cpu0, user0), records0 = cpu(), stream._channel._opener.counter
+    await asyncio.sleep(seconds)
+    (cpu1, user1), records1 = cpu(), stream._channel._opener.counter
+    child.wait()
+    echoing.cancel()
+    return records1 - records0, cpu1 - cpu0, user1 - user0
+
+
+def paced_main(seconds: float) -> int:
+    print(f"paced input, tick {PACED_TICK * 1000:g} ms, a key every 25 ticks: the agent's CPU per record")
+    for run in range(3):
+        records, total, user = asyncio.run(_paced_agent(seconds))
+        print(f"  run {run + 1}: {records} records in {seconds:g} s, {total:.3f} s CPU: "
+              f"{total / max(records, 1) * 1e6:.1f} us a record ({user / max(records, 1) * 1e6:.1f} us user)")
+    return 0
+
+
 def main() -> int:
     if "--lag" in sys.argv:
         return lag_main("--inline" in sys.argv)
+    if "--paced-viewer" in sys.argv:
+        at = sys.argv.index("--paced-viewer")
+        asyncio.run(_paced_viewer(int(sys.argv[at + 1]), float(sys.argv[at + 2])))
+        return 0
+    if "--paced" in sys.argv:
+        at = sys.argv.index("--paced")
+        return paced_main(float(sys.argv[at + 1]) if len(sys.argv) > at + 1 else 4.0)
     print(f"{'record':>7} {'raw AES-GCM MB/s':>17} {'record layer MB/s':>18} {'ratio':>6}   "
           f"(seal + open; target ratio >= {TARGET})")
     for size in SIZES:

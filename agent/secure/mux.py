@@ -85,6 +85,13 @@ class Role(enum.Enum):
     AGENT = "agent"
 
 
+_KINDS = frozenset(int(kind) for kind in FrameKind)
+_PAD = int(FrameKind.PAD)  # a plain int for the hot path
+# The most payload bytes a frame of each kind may announce (a session-stream DATA frame: MAX_MESSAGE).
+_LIMITS = {int(FrameKind.OPEN): MAX_KIND, int(FrameKind.DATA): MAX_FRAME, int(FrameKind.CLOSE): MAX_REASON,
+           _PAD: MAX_FRAME}
+
+
 @dataclass(slots=True)
 class StreamOpened:
     stream: int
@@ -127,7 +134,8 @@ class Mux:
 
     def __init__(self, role: Role) -> None:
         self.role = role
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""  # received bytes from _pos on are not parsed yet
+        self._pos = 0
         self._open: set[int] = {SESSION_STREAM}
         self._last_opened = 0  # highest stream id opened (by the viewer) so far
         self.sent_total = 0
@@ -139,6 +147,16 @@ class Mux:
 
     def is_open(self, stream: int) -> bool:
         return stream in self._open
+
+    @property
+    def pending(self) -> bool:
+        """Whether received bytes wait unparsed (a frame not complete yet, or not asked for yet)."""
+        return self._pos < len(self._buf)
+
+    @property
+    def buffered(self) -> bytes:
+        """Received bytes not parsed into a frame yet (the start of an incomplete one)."""
+        return bytes(self._buf[self._pos:])
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -201,7 +219,18 @@ class Mux:
         if self._error is not None:
             raise self._error
         self.received_total += len(data)
-        self._buf += data
+        buf, pos = self._buf, self._pos
+        if pos == len(buf):
+            # Nothing pending (the usual case: records carry whole frames): parse the caller's bytes in place.
+            self._buf = data if type(data) is bytes else bytes(data)
+            self._pos = 0
+            return
+        if type(buf) is bytearray:
+            del buf[:pos]
+        else:
+            buf = self._buf = bytearray(memoryview(buf)[pos:])
+        self._pos = 0
+        buf += data
 
     def next_event(self) -> MuxEvent:
         """The next event, NEED_DATA, or ProtocolViolationError (then this end is in error for good)."""
@@ -211,43 +240,53 @@ class Mux:
             return self._next_event()
         except ProtocolViolationError as exc:
             self._error = exc
-            self._buf.clear()
+            self._buf = b""
+            self._pos = 0
             raise
 
     def _next_event(self) -> MuxEvent:
-        while True:
-            buf = self._buf
-            if not buf:
-                return NEED_DATA
-            kind, stream = buf[0] >> 4, buf[0] & 0x0F
-            if kind not in (FrameKind.OPEN, FrameKind.DATA, FrameKind.CLOSE, FrameKind.PAD):
+        buf, pos = self._buf, self._pos
+        size = len(buf)
+        while pos < size:
+            tag = buf[pos]
+            kind, stream = tag >> 4, tag & 0x0F
+            if kind not in _KINDS:
                 raise ProtocolViolationError(f"the peer sent a stream frame of unknown kind {kind}")
-            pos = 1
+            start = pos + 1
             if stream == _WIDE:
-                if len(buf) < 1 + _STREAM.size:
-                    return NEED_DATA
-                (stream,) = _STREAM.unpack_from(buf, 1)
-                pos += _STREAM.size
-            field = _read_varint(buf, pos, _MAX_LEN_BYTES, "a stream frame length")
-            if field is None:
-                return NEED_DATA
-            length, header = field
-            limit = MAX_MESSAGE if (kind == FrameKind.DATA and stream == SESSION_STREAM) else \
-                MAX_REASON if kind == FrameKind.CLOSE else MAX_KIND if kind == FrameKind.OPEN else MAX_FRAME
+                if size < start + _STREAM.size:
+                    break
+                (stream,) = _STREAM.unpack_from(buf, start)
+                start += _STREAM.size
+            if start < size and buf[start] < 0x80:  # a length below 128: one byte, most frames
+                length = buf[start]
+                start += 1
+            else:
+                field = _read_varint(buf, start, _MAX_LEN_BYTES, "a stream frame length")
+                if field is None:
+                    break
+                length, start = field
+            limit = _LIMITS[kind] if stream != SESSION_STREAM or kind != FrameKind.DATA else MAX_MESSAGE
             if length > limit:
                 raise ProtocolViolationError(f"the peer sent a stream frame of {length} bytes, more than {limit}")
-            end = header + length
-            if len(buf) < end:
-                return NEED_DATA
-            payload = bytes(buf[header:end])
-            del buf[:end]
-            event = self._event(kind, stream, payload)
+            end = start + length
+            if size < end:
+                break
+            pos = end
+            if kind == _PAD:
+                continue  # padding (bounded by MAX_FRAME above) is dropped unread: no copy, no event
+            self._pos = pos
+            event = self._event(kind, stream, buf[start:end] if type(buf) is bytes else bytes(buf[start:end]))
             if event is not None:
                 return event
+        if pos == size:
+            self._buf = b""  # all parsed: let the caller's bytes go now
+            self._pos = 0
+        else:
+            self._pos = pos
+        return NEED_DATA
 
     def _event(self, kind: int, stream: int, payload: bytes) -> MuxEvent | None:
-        if kind == FrameKind.PAD:
-            return None  # bounded by MAX_FRAME above, and dropped
         if kind == FrameKind.OPEN:
             if self.role is not Role.AGENT:
                 raise ProtocolViolationError("the agent may not open streams")

@@ -379,14 +379,17 @@ class Channel:
         buf = self._buf
         pos = self._pos
         size = len(buf)
-        try:
-            header = _read_varint(buf, pos, HEADER_SIZE, "a record header")
-        except ChannelError:  # more than 3 bytes: a length of 2^17 or more
-            raise self._fail(RecordTooLargeError(f"a record header announced more than the {MAX_RECORD_LENGTH} "
-                                                 "bytes allowed")) from None
-        if header is None:
-            return self._short(size > pos)
-        value, body = header
+        if pos + 1 < size and buf[pos] & 0x80 and not buf[pos + 1] & 0x80:  # 2 bytes: up to 1,023, most records
+            value, body = buf[pos] & 0x7F | buf[pos + 1] << 7, pos + 2
+        else:
+            try:
+                header = _read_varint(buf, pos, HEADER_SIZE, "a record header")
+            except ChannelError:  # more than 3 bytes: a length of 2^17 or more
+                raise self._fail(RecordTooLargeError(f"a record header announced more than the "
+                                                     f"{MAX_RECORD_LENGTH} bytes allowed")) from None
+            if header is None:
+                return self._short(size > pos)
+            value, body = header
         length, rtype = value >> TYPE_BITS, value & _TYPE_MASK
         if not TAG_SIZE <= length <= MAX_RECORD_LENGTH:
             raise self._fail(self._bad_length(length))  # refused before any of the body is buffered

@@ -9,6 +9,11 @@ restart), the owner reconnects, runs the resume handshake
 the log is replayed from the inner byte the peer says it has, so every
 stream continues byte for byte (RFB included) as if the cut never happened.
 
+Received bytes are handled inside the transport's read callback (``SecureStream.set_receiver``):
+the Mux parses them and a stream's bytes are queued for its ``recv``; a chaff record (only a PAD
+frame) ends there without an event. A stream holding STREAM_BUFFER unread bytes stops the
+transport's reading until it is read below that.
+
 The owner hears of the end of a transport through ``on_transport_end(cut)``:
 ``cut`` True means resumable (no CLOSE arrived), False an authenticated end
 (``close_reason``). Session messages arrive at ``on_message(dict)``; a stream
@@ -54,8 +59,6 @@ class MuxStream:
         self._rx: deque[bytes] = deque()
         self._rx_size = 0
         self._ready = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
         self.closed = False           # no more bytes will arrive
         self.close_reason: str | None = None
         self._sent_close = False
@@ -67,19 +70,19 @@ class MuxStream:
     def compressing(self) -> bool:
         return self._owner.compressing
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes) -> bool:
+        """Queue bytes for ``recv``; False once STREAM_BUFFER or more wait (the channel stops reading)."""
         self._rx.append(data)
         self._rx_size += len(data)
         self._ready.set()
-        if self._rx_size >= STREAM_BUFFER:
-            self._room.clear()
+        return self._rx_size < STREAM_BUFFER
 
     def _end(self, reason: str) -> None:
         if not self.closed:
             self.closed = True
             self.close_reason = reason
         self._ready.set()
-        self._room.set()
+        self._owner._room_made(self)
 
     async def recv(self) -> bytes:
         """The next bytes of this stream; b"" once it (or the channel) ended."""
@@ -89,9 +92,9 @@ class MuxStream:
             self._ready.clear()
             await self._ready.wait()
         chunk = self._rx.popleft()
-        self._rx_size -= len(chunk)
-        if self._rx_size < STREAM_BUFFER:
-            self._room.set()
+        size = self._rx_size = self._rx_size - len(chunk)
+        if size < STREAM_BUFFER and self._owner._full is self:
+            self._owner._room_made(self)
         return chunk
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -172,7 +175,7 @@ class SessionChannel:
         self.closed = False  # for good: authenticated CLOSE either way, or a failure we cannot resume from
         self._watch: dict[str, Any] = {}
         self._transport: Any = None
-        self._reader: asyncio.Task[None] | None = None
+        self._full: MuxStream | None = None  # the stream whose buffer stopped the reading, until it has room
         self._attach(transport)
         pace = pace_input and not transport.compressing  # fixed-size DATA records on a tick, never ZDATA
         self._pacer = InputPacer(lambda data: self._emit(data, INPUT_RECORD_SIZE), self._mux.pad) if pace else None
@@ -227,7 +230,9 @@ class SessionChannel:
         transport.watch(on_ack=lambda acked, t=transport: self._acked(t, acked),
                         on_rtt=lambda rtt: self._call("on_rtt", rtt),
                         on_end=lambda t=transport: self._ended(t))
-        self._reader = asyncio.get_running_loop().create_task(self._read_loop(transport))
+        transport.set_receiver(lambda data, t=transport: self._received(t, data))
+        if self._full is None and self._mux.pending:  # frames the last connection brought, held for room
+            asyncio.get_running_loop().call_soon(self._unblock, transport)
 
     def _call(self, name: str, *args: Any) -> None:
         callback = self._watch.get(name)
@@ -246,7 +251,7 @@ class SessionChannel:
             return
         self._transport = None
         self._acked_base += transport.bytes_sent
-        self._stop_reader()
+        self._stop_reader(transport)
         if transport.peer_closed and not self.closed:
             self.peer_closed = True
         if transport.peer_closed or self.closed:
@@ -264,17 +269,17 @@ class SessionChannel:
         if self._on_transport_end is not None:
             self._on_transport_end(cut)
 
-    def _stop_reader(self) -> None:
-        reader, self._reader = self._reader, None
-        if reader is not None and reader is not asyncio.current_task():
-            reader.cancel()
+    def _stop_reader(self, transport: Any) -> None:
+        # What the mux holds was received (it counts in inner_received): it goes on once there is room,
+        # through whichever connection is current then.
+        transport.set_receiver(None)
 
     def detach(self) -> None:
         """Stop using the current connection now (a resume is replacing it): nothing more is read from it,
         so ``inner_received`` is final for the resume handshake."""
         transport, self._transport = self._transport, None
-        self._stop_reader()
         if transport is not None:
+            self._stop_reader(transport)
             self._acked_base += transport.bytes_sent
             transport.abort()
 
@@ -359,46 +364,70 @@ class SessionChannel:
     def refuse_stream(self, stream_id: int, reason: str) -> None:
         self._send_frames(self._mux.close_stream(stream_id, reason))
 
-    async def _read_loop(self, transport: Any) -> None:
+    def _received(self, transport: Any, data: bytes) -> bool:
+        """The SecureStream's receiver: inner bytes, handled in its read callback (no task of our own).
+
+        False when a stream's buffer is full: the SecureStream then opens no further record until
+        ``_room_made`` (what the mux already holds waits in it). A ProtocolViolationError fails the
+        channel for good; any other exception here is our bug and does the same."""
+        if transport is not self._transport:
+            return True  # a connection being replaced: nothing more of it counts
         mux = self._mux
         try:
-            while True:
-                data = await transport.recv()
-                if not data:
-                    return
-                mux.receive_data(data)
-                while True:
-                    event = mux.next_event()
-                    if event is NEED_DATA:
-                        break
-                    if isinstance(event, StreamData):
-                        stream = self._streams.get(event.stream)
-                        if stream is not None:
-                            stream._feed(event.data)
-                            if not stream._room.is_set():
-                                await stream._room.wait()
-                    elif isinstance(event, SessionMessage):
-                        self._on_message(event.message)
-                    elif isinstance(event, StreamOpened):
-                        stream = MuxStream(self, event.stream, event.kind)
-                        if self._on_open is None:
-                            self.refuse_stream(event.stream, "streams are not accepted here")
-                            continue
-                        self._streams[event.stream] = stream
-                        self._on_open(stream)
-                    elif isinstance(event, StreamClosed):
-                        stream = self._streams.pop(event.stream, None)
-                        if stream is not None:
-                            stream._end(event.reason)
-        except ChannelError as exc:
-            if transport is self._transport:
-                transport._fail(exc)
-        except asyncio.CancelledError:
+            mux.receive_data(data)
+            if self._full is not None:
+                return False
+            return self._dispatch(mux)
+        except ChannelError:
             raise
         except Exception as exc:
             log.exception("session channel reader failed")
-            if transport is self._transport:
-                transport._fail(ProtocolViolationError(f"internal error: {type(exc).__name__}"))
+            raise ProtocolViolationError(f"internal error: {type(exc).__name__}") from None
+
+    def _dispatch(self, mux: Mux) -> bool:
+        """Act on every complete frame the mux holds; False if a stream filled up (the rest waits)."""
+        while True:
+            event = mux.next_event()
+            kind = type(event)
+            if kind is StreamData:
+                stream = self._streams.get(event.stream)
+                if stream is not None and not stream._feed(event.data):
+                    self._full = stream
+                    return False
+            elif event is NEED_DATA:
+                return True
+            elif kind is SessionMessage:
+                self._on_message(event.message)
+            elif kind is StreamOpened:
+                if self._on_open is None:
+                    self.refuse_stream(event.stream, "streams are not accepted here")
+                    continue
+                stream = MuxStream(self, event.stream, event.kind)
+                self._streams[event.stream] = stream
+                self._on_open(stream)
+            elif kind is StreamClosed:
+                stream = self._streams.pop(event.stream, None)
+                if stream is not None:
+                    stream._end(event.reason)
+
+    def _room_made(self, stream: MuxStream) -> None:
+        """``stream`` was read below STREAM_BUFFER (or ended): go on with what the mux holds, then read
+        the connection again. Runs as a loop callback, never inside the reader that made the room."""
+        if self._full is stream:
+            self._full = None
+            asyncio.get_running_loop().call_soon(self._unblock, self._transport)
+
+    def _unblock(self, transport: Any) -> None:
+        if transport is not self._transport or self._full is not None or transport is None:
+            return
+        try:
+            if self._dispatch(self._mux):
+                transport.resume_receiving()
+        except ChannelError as exc:
+            transport._fail(exc)
+        except Exception as exc:
+            log.exception("session channel reader failed")
+            transport._fail(ProtocolViolationError(f"internal error: {type(exc).__name__}"))
 
     def _end_streams(self, reason: str) -> None:
         for stream in list(self._streams.values()):
@@ -434,11 +463,6 @@ class SessionChannel:
         if transport is not None and not already:
             with contextlib.suppress(Exception):
                 await transport.close(reason)
-        reader, self._reader = self._reader, None
-        if reader is not None and not reader.done() and reader is not asyncio.current_task():
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
 
 
 # -- the resume handshake over a connection (agent.secure.resume) --------------------------------------

@@ -6,6 +6,14 @@ or ``ack_delay`` of received DATA, folded into the next DATA record we send if o
 second ``ack_delay`` (a record of its own otherwise); a PING every second while data moves, unless an
 ACK gave an RTT sample within that second (every ACK does, see ``records``), and every 10 s when idle. ``as_streams()`` gives duck-typed asyncio streams for RFB code;
 the owner learns of ACKs, RTT samples and the end from the callbacks it gives ``watch()``.
+
+Receiving costs one loop callback per socket read: once established, the stream reads the connection
+through its own protocol (``_Receiver``), which feeds the record layer and acts on every complete
+record at once, with no StreamReader and no reader task in between; a consumer that registers
+``set_receiver`` gets each payload there too, instead of being woken through ``recv()``. That is the
+cost that counts while a technician types: the viewer's paced input (agent.secure.pacing) is 50
+records a second, most of them chaff, each its own read. A full consumer stops the opening of records
+and the reading of the socket (``pause_reading``) until it makes room.
 """
 from __future__ import annotations
 
@@ -21,7 +29,7 @@ from agent.secure.handshake import AgentHandshake, AuthFailed, Established, View
 from agent.secure.handshake_io import _HANDSHAKE_READ_SIZE, _handshake, run_bounded  # noqa: F401  (re-exported)
 from agent.secure.sendqueue import OFFLOAD_THRESHOLD, PendingSend, SendQueue
 from agent.secure.streamio import ChannelReader, ChannelWriter  # re-exported: their home was here
-from agent.secure.records import HEADER_SIZE, MAX_RECORD_LENGTH, NEED_DATA, Ack, Channel, Closed, Data, Ping, Pong
+from agent.secure.records import NEED_DATA, Ack, Channel, Closed, Data, Ping, Pong
 from agent.net import close_stream
 
 log = logging.getLogger(__name__)
@@ -41,7 +49,6 @@ PONG_HIGH_WATER = 64 * 1024  # bytes queued in our transport above which a PONG 
 # a peer that sends PINGs and never reads cannot grow our write buffer by one PONG per PING.
 CLOSE_LINGER = 2.0  # after our CLOSE, how long to wait for the peer's before closing the socket
 FAILURE_DELAY = 1.0  # a wrong password is answered after this pause
-_READ_SIZE = MAX_RECORD_LENGTH + HEADER_SIZE  # one whole record; larger reads cost big allocations, not speed
 _RTT_GAIN = 0.125  # smoothing of RTT samples, as TCP's SRTT
 
 
@@ -82,6 +89,39 @@ async def accept_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     return SecureStream(reader, writer, outcome.channel, **options)
 
 
+class _Receiver(asyncio.Protocol):
+    """The connection's protocol once the channel is established (``SecureStream._take_over``).
+
+    Received bytes go straight into the record layer from the transport's read callback, with no
+    StreamReader, waiter future or reader task between them: one loop callback per read instead of
+    three. Flow control of writing (``StreamWriter.drain``) and the close waiter stay with the
+    StreamWriter's own protocol, to which pause/resume of writing and the connection's loss are passed on.
+    """
+
+    __slots__ = ("_inner", "_stream")
+
+    def __init__(self, stream: SecureStream, inner: asyncio.BaseProtocol) -> None:
+        self._stream = stream
+        self._inner = inner
+
+    def data_received(self, data: bytes) -> None:
+        self._stream._received(data)
+
+    def eof_received(self) -> bool:
+        self._stream._received_eof()
+        return True  # half-open: our answer (a CLOSE, or nothing after a failure) still decides the close
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+        self._stream._lost(exc)
+
+
 class SecureStream:
     """An established channel over one connection; see the module docstring."""
 
@@ -92,7 +132,6 @@ class SecureStream:
                  offload_threshold: int = OFFLOAD_THRESHOLD) -> None:
         if compress and channel.compression_agreed:
             channel.enable_compression()
-        self._reader = reader
         self._writer = writer
         self._channel = channel
         self._ping_interval = ping_interval
@@ -109,8 +148,6 @@ class SecureStream:
         self._rx: deque[bytes] = deque()
         self._rx_size = 0
         self._rx_ready = asyncio.Event()  # data, EOF or an error for recv()
-        self._rx_room = asyncio.Event()  # the receive buffer is below its limit
-        self._rx_room.set()
         self._pong_due: bytes | None = None  # the latest PING's payload, if its PONG waits for room
         self._ack_due = False  # the ACK's delay is over: it goes with the next DATA, or alone after a grace
         self._sampled = float("-inf")  # when the last RTT sample (PONG or ACK) arrived
@@ -128,8 +165,16 @@ class SecureStream:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._ack_timer: asyncio.TimerHandle | None = None
-        self._heard = loop.time()  # when bytes last arrived, or when our reader stopped for room (not the peer's fault)
-        self._reader_task = loop.create_task(self._read_loop())
+        self._heard = loop.time()  # when bytes last arrived, or when we stopped reading for room (not the peer's fault)
+        self._receiver: Callable[[bytes], bool] | None = None
+        self._held = False  # no record is opened (and the socket not read) until the consumer makes room
+        self._processing = False
+        self._eof = False
+        self._reading = True  # False once nothing more is read: the peer's CLOSE, EOF, a failure
+        # Done at the same moment (named for what it replaced: a reader task), for whoever waits for that.
+        self._reader_task: asyncio.Future[None] = loop.create_future()
+        self._transport = writer.transport
+        self._take_over(reader)
         self._ping_task = loop.create_task(self._ping_loop())
 
     def __repr__(self) -> str:
@@ -269,7 +314,9 @@ class SecureStream:
     # -- receiving ------------------------------------------------------------------------------
 
     async def recv(self) -> bytes:
-        """The next DATA payload; b"" after the peer's CLOSE (see close_reason) or our own close."""
+        """The next DATA payload; b"" after the peer's CLOSE (see close_reason) or our own close.
+
+        Only while no receiver is set (``set_receiver``): then payloads wait here, up to the buffer limit."""
         while not self._rx:
             if self._error is not None:
                 raise self._error
@@ -279,72 +326,189 @@ class SecureStream:
             await self._rx_ready.wait()
         chunk = self._rx.popleft()
         self._rx_size -= len(chunk)
-        if self._rx_size < self._recv_limit:
-            self._rx_room.set()
+        if self._held and self._rx_size < self._recv_limit:
+            self.resume_receiving()
         return chunk
 
-    async def _read_loop(self) -> None:
-        channel = self._channel
+    def set_receiver(self, receiver: Callable[[bytes], bool] | None) -> None:
+        """Hand every DATA payload to ``receiver(data)`` the moment its record is opened, instead of
+        queueing it for ``recv()`` (None: queue again).
+
+        This saves the consumer a task wake-up per record (a viewer's paced input is 50 records a second,
+        most of them chaff). ``receiver`` runs inside the connection's read callback: it must not block,
+        and a ChannelError it raises fails the channel. It returns False when its consumer has no room
+        for more: then no further record is opened and the socket is not read until ``resume_receiving()``.
+        Payloads that were queued before it was set go to it first, in order."""
+        self._receiver = receiver
+        if receiver is None or not self._rx:
+            return
+        queued, self._rx = self._rx, deque()
+        self._rx_size = 0
         try:
-            while True:
-                try:
-                    chunk = await self._reader.read(_READ_SIZE)
-                except (ConnectionError, OSError):
-                    raise TruncatedError("the connection was reset without the peer's CLOSE") from None
-                self._heard = self._loop.time()
-                channel.receive_data(chunk)
-                got_data = False
-                while True:
-                    if self._rx_size >= self._recv_limit and not self._discard:
-                        # The budget is spent: open no further record (a ZDATA one may inflate to
-                        # 1 MiB) until recv() makes room; what is left stays compressed in the channel.
-                        if got_data:
-                            got_data = False
-                            self._rx_ready.set()
-                            self._schedule_ack()
-                        self._rx_room.clear()
-                        await self._rx_room.wait()
-                        self._heard = self._loop.time()
-                        continue
-                    event = channel.next_event()
-                    if event is NEED_DATA:
-                        break
-                    if isinstance(event, Data):
-                        if not self._discard:
-                            self._rx.append(event.data)
-                            self._rx_size += len(event.data)
-                        got_data = True
-                    elif isinstance(event, Ack):
-                        self._acked.set()
-                        self._notify(self._on_ack, channel.peer_acked)
-                        if event.rtt is not None:
-                            self._rtt_sample(event.rtt)
-                    elif isinstance(event, Ping):
-                        self._pong_due = event.payload  # coalesced: only the latest PING is answered
-                        self._send_pong()
-                    elif isinstance(event, Pong):
-                        if event.rtt is not None:
-                            self._rtt_sample(event.rtt)
-                    elif isinstance(event, Closed):
-                        self.close_reason = event.reason
-                        self._peer_closed = True
-                        # Answer with our own CLOSE at once, as a WebSocket endpoint does: the peer is
-                        # lingering for it, and nothing more will arrive that we could leave unread.
-                        self._sends.drop()  # the peer discards DATA after its CLOSE: do not keep it waiting
-                        self._send_close("bye")
-                        self._stop_timers()
-                        self._wake()
-                        self._writer.close()
-                        self._end()
-                        return
-                if got_data:
-                    self._rx_ready.set()
-                    self._schedule_ack()
+            while queued:
+                if receiver(queued.popleft()) is False:
+                    self._hold()
+                    break
         except ChannelError as exc:
             self._fail(exc)
+            return
+        if queued:  # the receiver is full: what is left waits for it, ahead of anything newer
+            queued.extend(self._rx)
+            self._rx = queued
+            self._rx_size = sum(map(len, queued))
+
+    def resume_receiving(self) -> None:
+        """The consumer has room again (after ``recv()`` or a receiver that said no): open records and
+        read the socket again, from the next loop iteration (never inside the consumer's own call)."""
+        if self._held:
+            self._held = False
+            self._heard = self._loop.time()  # we were not reading: the peer's silence since is not its own
+            self._loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        if self._held or not self._reading:
+            return
+        receiver = self._receiver
+        if receiver is not None and self._rx:  # left over from set_receiver
+            self.set_receiver(receiver)
+            if self._held:
+                return
+        self._process()
+        if not self._held and self._reading:
+            with contextlib.suppress(RuntimeError):  # the transport closed meanwhile
+                self._transport.resume_reading()
+
+    def _hold(self) -> None:
+        """The consumer is full: open no further record (a ZDATA one may inflate to 1 MiB) and read no
+        more; what arrived stays sealed, and compressed, in the channel until it makes room."""
+        if not self._held:
+            self._held = True
+            with contextlib.suppress(RuntimeError):
+                self._transport.pause_reading()
+
+    # -- the connection's protocol (_Receiver) calls these ----------------------------------------
+
+    def _take_over(self, reader: asyncio.StreamReader) -> None:
+        """Read the connection through our own protocol from now on (one loop callback per read, no task,
+        no StreamReader between the socket and the record layer); writing stays with the StreamWriter.
+
+        What the handshake's StreamReader had buffered beyond the handshake goes to the channel first.
+        Its events are handled from the next loop iteration, so the owner's ``watch()`` right after
+        construction misses nothing."""
+        transport = self._transport
+        buffered = bytes(reader._buffer)  # asyncio's StreamReader keeps unread bytes there (3.8 to 3.13)
+        reader._buffer.clear()
+        eof = reader.at_eof() or reader.exception() is not None or transport.is_closing()
+        if getattr(reader, "_paused", False):  # it stopped reading for a full buffer we just emptied
+            reader._paused = False
+            transport.resume_reading()
+        inner = transport.get_protocol()
+        transport.set_protocol(_Receiver(self, inner))
+        if buffered:
+            self._channel.receive_data(buffered)
+        self._loop.call_soon(self._received_eof if eof else self._process)
+
+    def _received(self, data: bytes) -> None:
+        if not self._reading:
+            return  # nothing after our CLOSE's answer, a failure or EOF is used
+        self._heard = self._loop.time()
+        try:
+            self._channel.receive_data(data)
+        except ChannelError as exc:
+            self._fail(exc)
+            return
+        if not self._held:
+            self._process()
+
+    def _received_eof(self) -> None:
+        if not self._reading or self._eof:
+            return
+        self._eof = True
+        # Once the records before it are opened (after the consumer made room, if it is full), the
+        # channel raises TruncatedError, unless the peer's CLOSE was among them.
+        self._channel.receive_data(b"")
+        if not self._held:
+            self._process()
+
+    def _lost(self, exc: Exception | None) -> None:
+        if not self._reading:
+            return
+        if exc is not None:  # a reset: what the kernel held is gone, so is what we did not open yet
+            self._fail(TruncatedError("the connection was reset without the peer's CLOSE"))
+        else:
+            self._received_eof()
+
+    def _process(self) -> None:
+        """Open every complete record received (until the consumer is full) and act on each."""
+        if self._processing or not self._reading:  # re-entered from a receiver: the loop below goes on anyway
+            return
+        self._processing = True
+        channel = self._channel
+        got_data = False
+        try:
+            while not self._held and self._reading:  # a receiver may end the stream (abort, a failure)
+                event = channel.next_event()
+                kind = type(event)
+                if kind is Data:
+                    got_data = True
+                    if self._discard:
+                        continue
+                    receiver = self._receiver
+                    if receiver is not None:
+                        if receiver(event.data) is False:
+                            self._hold()
+                        continue
+                    self._rx.append(event.data)
+                    self._rx_size += len(event.data)
+                    if self._rx_size >= self._recv_limit:
+                        self._hold()
+                elif event is NEED_DATA:
+                    break
+                elif kind is Ack:
+                    self._acked.set()
+                    self._notify(self._on_ack, channel.peer_acked)
+                    if event.rtt is not None:
+                        self._rtt_sample(event.rtt)
+                elif kind is Ping:
+                    self._pong_due = event.payload  # coalesced: only the latest PING is answered
+                    self._send_pong()
+                elif kind is Pong:
+                    if event.rtt is not None:
+                        self._rtt_sample(event.rtt)
+                elif kind is Closed:
+                    self._peer_closing(event.reason)
+                    return
+        except ChannelError as exc:
+            self._fail(exc)
+            return
         except Exception as exc:  # a bug here must not leave recv() waiting forever
             log.exception("secure channel reader failed")
             self._fail(ChannelError(f"internal error in the secure channel reader: {type(exc).__name__}"))
+            return
+        finally:
+            self._processing = False
+        if got_data:
+            if self._rx:
+                self._rx_ready.set()
+            self._schedule_ack()
+
+    def _peer_closing(self, reason: str) -> None:
+        self.close_reason = reason
+        self._peer_closed = True
+        self._reading_over()
+        # Answer with our own CLOSE at once, as a WebSocket endpoint does: the peer is
+        # lingering for it, and nothing more will arrive that we could leave unread.
+        self._sends.drop()  # the peer discards DATA after its CLOSE: do not keep it waiting
+        self._send_close("bye")
+        self._stop_timers()
+        self._wake()
+        self._writer.close()
+        self._end()
+
+    def _reading_over(self) -> None:
+        self._reading = False
+        if not self._reader_task.done():
+            self._reader_task.set_result(None)
 
     def _rtt_sample(self, rtt: float) -> None:
         self._sampled = self._loop.time()
@@ -393,7 +557,7 @@ class SecureStream:
         while self._channel.can_send and not self._writer.is_closing():
             total = self._channel.bytes_sent + self._channel.bytes_received
             self._send_pong()
-            if self._rx_room.is_set() and self._loop.time() - self._heard > self._silence_limit:
+            if not self._held and self._loop.time() - self._heard > self._silence_limit:
                 self._fail(PeerSilentError(f"nothing arrived from the peer for {self._silence_limit:g} s"))
                 self._writer.transport.abort()  # a dead path would never flush what close() waits to send
                 return
@@ -411,13 +575,13 @@ class SecureStream:
     def _wake(self) -> None:
         self._rx_ready.set()
         self._acked.set()
-        self._rx_room.set()
 
     def _fail(self, error: ChannelError) -> ChannelError:
         """Any failure closes: remember the first error, stop the timers, close the socket."""
         if self._error is None:
             self._error = error
             log.debug("secure channel failed: %s", error)
+        self._reading_over()
         self._sends.drop()  # nothing is sealed after a failure; a running compression's result is dropped
         self._stop_timers()
         self._wake()
@@ -448,6 +612,7 @@ class SecureStream:
             self._rx_size = 0
             self._stop_timers()
             self._wake()
+            self.resume_receiving()  # what waits for room is discarded now: read on until the peer's CLOSE
             self._sends.after(lambda: self._send_close(reason))  # after the DATA written before it
             self._close_task = self._loop.create_task(self._finish_close())
             self._end()
@@ -461,7 +626,7 @@ class SecureStream:
             if not self._reader_task.done():
                 await asyncio.wait({self._reader_task}, timeout=self._close_linger)
         finally:
-            self._reader_task.cancel()
+            self._reading_over()  # the peer did not answer in time: nothing it sends now is read
             self._ping_task.cancel()
             await asyncio.gather(self._reader_task, self._ping_task, return_exceptions=True)
             await close_stream(self._writer)

@@ -7,8 +7,13 @@ stream notifies us (``SecureStream.watch``):
 
 - an ACK feeds the FlowController, then the service learns the JPEG quality
   the link affords (``set_link_quality``, which kicks every client) or, when
-  that did not change, may try an update now (``kick_all``): the window the
-  ACK opened is used at once;
+  that did not change and the service may have been waiting for the link, may
+  try an update now (``kick_all``): the window the ACK opened is used at once.
+  Once the link has a rate estimate, an ACK that found fewer bytes in flight
+  than could hold anything back (below the window, and below half a round trip
+  at the link's peak rate, under the service's backlog bar) kicks nobody: while
+  the technician types, the viewer ACKs every small echo, and each kick costs
+  the service an update attempt;
 - an RTT sample (PONG) feeds the FlowController; a window it widened kicks too;
 - the end of the stream goes to the owner's ``on_end``.
 
@@ -22,9 +27,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Protocol
 
-from agent.session.flow import FlowController
+from agent.session.flow import DEFAULT_RTT, FlowController
 
 LINK_EVENT_INTERVAL = 2.0   # seconds between "link" statistics events to control-socket subscribers
+HOLD_FRACTION = 0.5  # of peak rate x RTT: less in flight than that holds nothing back. The service's bar
+# (agent.service.priority.LinkState.backlogged) is rate x (RTT + an update slice), so this stays below it.
 
 
 class LinkQualitySink(Protocol):
@@ -58,6 +65,7 @@ class ViewerChannel:
         self._clock = clock if clock is not None else self._loop.time
         # A new link starts at the viewer's own quality choice, whatever the last viewer's link afforded.
         self._quality_cap = self.flow.quality_cap
+        self._acked: int | None = None  # the latest ACK's total
         service.set_link_quality(self._quality_cap)
         self._timer: asyncio.TimerHandle | None = self._loop.call_later(self._interval, self._tick)
         stream.watch(on_ack=self._on_ack, on_rtt=self._on_rtt, on_end=self._ended)
@@ -87,13 +95,27 @@ class ViewerChannel:
     # -- the stream's notifications ------------------------------------------------------------
 
     def _on_ack(self, acked: int) -> None:
-        self.flow.on_ack(acked, self._clock())
-        cap = self.flow.quality_cap
+        flow = self.flow
+        # In flight before this ACK: what the service last saw, at most (it sent nothing since unseen).
+        before = self.stream.in_flight + (acked - self._acked if self._acked is not None else 0)
+        held = before >= self._hold_bar()
+        self._acked = acked
+        flow.on_ack(acked, self._clock())
+        cap = flow.quality_cap
         if cap != self._quality_cap:
             self._quality_cap = cap
             self._service.set_link_quality(cap)  # kicks every client too
-        else:
+        elif held:
             self._service.kick_all()
+
+    def _hold_bar(self) -> float:
+        """Bytes in flight below which the link holds nothing of the service's back: under the window
+        (``may_send``) and under HOLD_FRACTION of a round trip at the peak rate (the updater's backlog)."""
+        flow = self.flow
+        peak = flow.peak_bandwidth
+        if peak is None:  # no rate estimate yet (the link's first ACKs): every ACK kicks, as it always did
+            return 0.0
+        return min(flow.window, HOLD_FRACTION * peak * (flow.min_rtt or DEFAULT_RTT))
 
     def _on_rtt(self, rtt: float) -> None:
         window = self.flow.window

@@ -62,7 +62,7 @@ def trailing(mux: Mux, wire: bytes) -> list[object]:
     tail = frame(FrameKind.DATA, SESSION_STREAM, b'{"type":"x"}')[:6]
     mux.receive_data(wire + tail)
     events = drain(mux)
-    assert bytes(mux._buf) == tail
+    assert mux.buffered == tail
     return events
 
 
@@ -212,7 +212,7 @@ def test_a_huge_declared_length_buffers_nothing() -> None:
     mux.receive_data(frame(FrameKind.DATA, 1, length=0xFFFFFFFF))
     with pytest.raises(ProtocolViolationError):
         mux.next_event()
-    assert len(mux._buf) == 0
+    assert mux.buffered == b""
 
 
 # -- violations ---------------------------------------------------------------------------------------
@@ -254,7 +254,7 @@ def test_violations_fail_closed(name: str, feed: str) -> None:
     assert again.value is raised.value
     with pytest.raises(ProtocolViolationError):
         mux.receive_data(good)
-    assert len(mux._buf) == 0
+    assert mux.buffered == b""
 
 
 def test_errors_name_no_payload_bytes() -> None:

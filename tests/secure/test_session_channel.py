@@ -10,7 +10,7 @@ import pytest
 
 from agent.secure.errors import ChannelError, ProtocolViolationError, TruncatedError
 from agent.secure.mux import Mux, Role, StreamData
-from agent.secure.session_channel import REPLAY_LIMIT, SessionChannel, accept_resume, connect_resume
+from agent.secure.session_channel import REPLAY_LIMIT, STREAM_BUFFER, SessionChannel, accept_resume, connect_resume
 from agent.sansio import NEED_DATA
 from tests.secure.test_stream import SESSION, established, tcp_pair
 
@@ -35,7 +35,8 @@ class FakeTransport:
         self.close_reason: str | None = None
         self.error: ChannelError | None = None
         self.aborted = False
-        self._rx: asyncio.Queue[bytes] = asyncio.Queue()
+        self.receiver: Callable[[bytes], bool] | None = None
+        self.resumed = 0  # resume_receiving() calls
         self._callbacks: dict[str, Any] = {}
 
     @property
@@ -53,15 +54,22 @@ class FakeTransport:
     async def _drain(self) -> None:
         return None
 
-    async def recv(self) -> bytes:
-        return await self._rx.get()
+    def set_receiver(self, receiver: Callable[[bytes], bool] | None) -> None:
+        self.receiver = receiver
+
+    def resume_receiving(self) -> None:
+        self.resumed += 1
+
+    def feed(self, data: bytes) -> bool:
+        """Inner bytes from the peer, as a SecureStream hands them over; False: the channel is full."""
+        assert self.receiver is not None
+        return self.receiver(data)
 
     def ack(self, count: int) -> None:
         self._callbacks["ack"](count)
 
     def cut(self) -> None:
         self.error = TruncatedError("the connection was cut")
-        self._rx.put_nowait(b"")
         self._callbacks["end"]()
 
     def abort(self) -> None:
@@ -92,9 +100,7 @@ async def agent_channel() -> tuple[SessionChannel, FakeTransport, list[bool], An
                              on_transport_end=ends.append)
     viewer = Mux(Role.VIEWER)
     _, frames = viewer.open_stream("rfb")
-    transport._rx.put_nowait(frames)
-    for _ in range(20):
-        await asyncio.sleep(0)
+    assert transport.feed(frames)
     assert len(opened) == 1
     return channel, transport, ends, opened[0]
 
@@ -288,5 +294,102 @@ def test_a_path_that_goes_silent_is_a_cut_on_both_sides_and_the_session_stays_re
         assert not agent.closed and not viewer.closed
         await agent.close("bye")
         await viewer.close()
+
+    run(main())
+
+
+# -- receiving in the transport's callback: a full stream stops the reading, reading it restarts it ----------
+
+
+def test_a_full_stream_stops_the_channel_reading_until_it_is_read() -> None:
+    async def main() -> None:
+        channel, transport, _, stream = await agent_channel()
+        viewer = Mux(Role.VIEWER)
+        viewer.open_stream("rfb")
+        big = viewer.send(1, b"b" * STREAM_BUFFER)  # fills the stream's buffer on its own
+        after = viewer.send(1, b"after") + viewer.send_message({"type": "hello"})
+        assert transport.feed(big + after) is False  # full: the transport must open no more records
+        assert stream._rx_size == STREAM_BUFFER  # "after" and the message wait in the mux
+        assert transport.feed(viewer.send(1, b"late")) is False  # had the transport read on, it would wait too
+        await asyncio.sleep(0)
+        assert transport.resumed == 0
+        got = 0
+        while got < STREAM_BUFFER:  # the reader makes room (MAX_FRAME pieces)
+            got += len(await stream.recv())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert transport.resumed == 1  # what the mux held went on, then the transport reads again
+        assert await stream.recv() == b"after"
+        assert await stream.recv() == b"late"
+        assert transport.feed(viewer.send(1, b"more"))
+        assert await stream.recv() == b"more"
+
+    run(main())
+
+
+def test_the_acks_of_small_echoes_kick_the_service_only_when_the_link_could_hold_something_back() -> None:
+    """Typing: the agent sends a small echo, the viewer ACKs it. Once the link has a rate estimate, an ACK
+    that found less in flight than the window and half a round trip at the peak rate kicks nobody (each
+    kick costs the service an update attempt); an ACK behind a backlog still kicks at once."""
+    from agent.session.channel import ViewerChannel
+
+    class Service:
+        def __init__(self) -> None:
+            self.kicks = 0
+
+        def set_link_quality(self, cap: int | None) -> None:
+            self.kicks += 1
+
+        def kick_all(self) -> None:
+            self.kicks += 1
+
+    async def main() -> None:
+        channel, transport, _, stream = await agent_channel()
+        now = [0.0]
+        service = Service()
+        viewer_channel = ViewerChannel(channel, service, report=lambda e: None, on_end=lambda c: None,
+                                       clock=lambda: now[0])
+        viewer_channel.flow.on_rtt(0.1)
+
+        def echo_acked(size: int) -> None:
+            stream.write(b"e" * size)
+            now[0] += 0.25
+            transport.ack(transport.bytes_sent)
+
+        echo_acked(100_000)  # the first ACKs: no rate yet, every one kicks as before
+        echo_acked(100_000)
+        assert viewer_channel.flow.peak_bandwidth is not None
+        kicks = service.kicks
+        for _ in range(10):
+            echo_acked(200)  # 200 bytes in flight: far below 0.5 x 400 kB/s x 0.1 s
+        assert service.kicks == kicks
+        stream.write(b"b" * 60_000)  # a backlog: 60 kB in flight, above that bar
+        now[0] += 0.25
+        transport.ack(transport.bytes_sent)
+        assert service.kicks == kicks + 1
+        viewer_channel.stop()
+
+    run(main())
+
+
+def test_frames_held_for_room_when_the_path_is_cut_arrive_after_the_resume() -> None:
+    # They were received (inner_received counts them, so the peer will not resend them): the next
+    # connection must deliver them once there is room, with nothing new arriving to push them along.
+    async def main() -> None:
+        channel, old, ends, stream = await agent_channel()
+        viewer = Mux(Role.VIEWER)
+        viewer.open_stream("rfb")
+        assert old.feed(viewer.send(1, b"b" * STREAM_BUFFER) + viewer.send(1, b"held")) is False
+        received = channel.inner_received
+        old.cut()
+        await asyncio.sleep(0)
+        assert ends == [True]
+        got = 0
+        while got < STREAM_BUFFER:  # room is made while no connection is there
+            got += len(await stream.recv())
+        new = FakeTransport(secret=b"n" * 32)
+        channel.resume(new, 0)
+        assert await asyncio.wait_for(stream.recv(), 2) == b"held"
+        assert channel.inner_received == received
 
     run(main())

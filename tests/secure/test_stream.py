@@ -450,3 +450,99 @@ def test_while_updates_flow_acks_give_the_rtt_and_ride_on_data_instead_of_pings_
         await agent.close()
 
     run(main())
+
+
+# -- a receiver (set_receiver): payloads handed over in the read callback, what SessionChannel uses ----------
+
+
+def test_a_receiver_gets_every_payload_in_order_inside_the_read_callback() -> None:
+    async def main() -> None:
+        viewer, agent = await established()
+        got: list[bytes] = []
+        tasks: list[object] = []
+
+        def receive(data: bytes) -> bool:
+            got.append(data)
+            tasks.append(asyncio.current_task())  # None: a plain loop callback, no task woken per record
+            return True
+
+        agent.set_receiver(receive)
+        for i in range(20):
+            await viewer.send(b"key %d" % i)
+        await asyncio.wait_for(_until(lambda: len(got) == 20), 5)
+        assert got == [b"key %d" % i for i in range(20)]
+        assert tasks == [None] * 20
+        assert agent.bytes_received == sum(map(len, got))
+        await asyncio.gather(viewer.close(), agent.close())
+
+    run(main())
+
+
+async def _until(condition: Any) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
+def test_a_full_receiver_opens_no_further_record_until_it_has_room() -> None:
+    async def main() -> None:
+        viewer, agent = await established()
+        got: list[bytes] = []
+        room = [False]
+
+        def receive(data: bytes) -> bool:
+            got.append(data)
+            return room[0]
+
+        agent.set_receiver(receive)
+        opened_before = agent._channel._opener.counter
+        for part in (b"one", b"two", b"three"):
+            await viewer.send(part)
+        await viewer.close("done")  # the CLOSE too waits behind the records before it
+        await asyncio.sleep(0.3)
+        assert got == [b"one"]  # the receiver said no room: the rest is still sealed in the channel
+        assert agent._channel._opener.counter == opened_before + 1
+        assert not agent.peer_closed and agent.error is None
+        room[0] = True
+        agent.resume_receiving()
+        await asyncio.wait_for(_until(lambda: agent.peer_closed), 5)
+        assert got == [b"one", b"two", b"three"] and agent.close_reason == "done"
+        assert agent.error is None
+
+    run(main())
+
+
+def test_payloads_queued_before_a_receiver_was_set_go_to_it_first() -> None:
+    async def main() -> None:
+        viewer, agent = await established()
+        await viewer.send(b"early 1")
+        await viewer.send(b"early 2")
+        await asyncio.wait_for(_until(lambda: agent._rx_size == 14), 5)  # queued for recv()
+        got: list[bytes] = []
+        agent.set_receiver(lambda data: got.append(data) or True)
+        assert got == [b"early 1", b"early 2"]
+        await viewer.send(b"late")
+        await asyncio.wait_for(_until(lambda: len(got) == 3), 5)
+        assert got[2] == b"late"
+        await asyncio.gather(viewer.close(), agent.close())
+
+    run(main())
+
+
+def test_bytes_that_arrived_with_the_handshake_are_not_lost_to_the_takeover() -> None:
+    # The viewer's first records can reach the agent's StreamReader in the same read as its last
+    # handshake message; the SecureStream takes the connection over from that reader, bytes and all.
+    async def main() -> None:
+        (cr, cw), (sr, sw) = await tcp_pair()
+        viewer_task = asyncio.ensure_future(connect_viewer(cr, cw, SESSION, PASSWORD, timeout=10))
+        from agent.secure.handshake import AgentHandshake
+        from agent.secure.handshake_io import _handshake
+
+        outcome = await _handshake(AgentHandshake(SESSION, PASSWORD), sr, sw, 10, failure_delay=0)
+        viewer = await viewer_task
+        await viewer.send(b"right after the handshake")
+        await asyncio.wait_for(_until(lambda: len(sr._buffer) > 0), 5)  # it sits in the StreamReader
+        agent = SecureStream(sr, sw, outcome.channel)
+        assert await asyncio.wait_for(agent.recv(), 5) == b"right after the handshake"
+        await asyncio.gather(viewer.close(), agent.close())
+
+    run(main())
