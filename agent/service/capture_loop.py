@@ -253,6 +253,12 @@ class CaptureLoop:
             return False
         return take()
 
+    def _grab_inline(self, damage: Sequence[tuple[int, int, int, int]] | None
+                     ) -> Optional[tuple[np.ndarray, Changes, Optional[CursorShape]]]:
+        """Grab the taken ``damage`` on the event loop; None when sub-images cannot serve (never a full grab here)."""
+        grabbed = self._grab_sub_images(False, False, damage)
+        return None if grabbed is None else (grabbed[0], grabbed[1], self.source.cursor())
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         frame_time = 1.0 / self.fps
@@ -287,9 +293,13 @@ class CaptureLoop:
                 damage = self._inline_damage(confirm or forced)
                 if damage is not False and (damage is None or _area(damage) > INLINE_MAX_PIXELS):
                     self._small_damage = False
+                grabbed = None
                 if damage is not False and self._small_damage:
-                    grabbed = self._grab(True, False, False, damage)  # a few glyphs: cheaper than a thread hop
-                else:
+                    grabbed = self._grab_inline(damage)  # a few glyphs: cheaper than a thread hop
+                    if grabbed is None:  # sub-images could not serve (a resize): the taken damage is gone,
+                        confirm = forced = True  # so the worker thread grabs everything
+                        damage = False
+                if grabbed is None:
                     grabbed = await asyncio.to_thread(self._grab, True, confirm or forced, forced, damage)
                 last_grab = started
                 if grabbed is None:  # the source could not grab (a display going away, a resize): look again

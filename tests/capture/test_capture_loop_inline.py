@@ -21,6 +21,7 @@ class TakingScreen(FakeDamageScreen):
     def __init__(self, width: int, height: int) -> None:
         super().__init__(width, height)
         self.grabs: list[tuple[int, list[Rect]]] = []  # (thread ident, rects written)
+        self.refuse = 0  # grab_into calls to refuse (returning None, as a resize does)
 
     def take_damage(self) -> list[Rect]:
         rects, self.damage = self.damage, []
@@ -29,6 +30,9 @@ class TakingScreen(FakeDamageScreen):
     def grab_into(self, frame: np.ndarray, also: Sequence[Rect] = (),
                   damage: Sequence[Rect] | None | bool = False) -> Optional[list[Rect]]:
         taken = self.take_damage() if damage is False else list(damage or [])
+        if self.refuse:
+            self.refuse -= 1
+            return None
         rects = taken + list(also)
         for x, y, w, h in rects:
             frame[y:y + h, x:x + w] = self.screen[y:y + h, x:x + w]
@@ -80,3 +84,25 @@ def test_small_damage_is_grabbed_inline_and_large_damage_in_the_worker_thread():
                     ("glyph", True)], seen
     for frame, rebuilt in shown:
         assert np.array_equal(frame, rebuilt), "copies then rects must give the new frame"
+
+
+def test_taken_damage_that_sub_images_cannot_serve_is_regrabbed_whole_in_the_worker_thread():
+    source = TakingScreen(160, 120)
+
+    async def scenario() -> None:
+        main = threading.get_ident()
+        loop = CaptureLoop(source, 200, on_frame=lambda *a: None, wanted=lambda: True, on_failure=lambda e: None)
+        loop.start()
+        await _settle(loop, 1)
+        count, before = loop.frames_captured, len(source.grabs)
+        source.refuse = 1  # the inline grab_into fails after its damage was taken
+        source.draw((5, 5, 6, 10))
+        loop.wake()
+        await _settle(loop, count + 1)
+        assert len(source.grabs) == before + 1 and source.full_grabs == 0, "no full grab() on the event loop"
+        thread, rects = source.grabs[-1]
+        assert thread != main and (0, 0, 160, 120) in rects, "the lost damage is covered by a whole grab"
+        assert np.array_equal(loop.frame, source.screen)
+        await loop.close()
+
+    asyncio.run(scenario())
