@@ -303,22 +303,14 @@ class ChangeDetector:
         candidates = cell_dirty | np.repeat(np.repeat(boxed, k, axis=0), k, axis=1)[:ch, :cw]
         select = candidates.view(np.uint8)
         matches: dict[tuple[int, int], np.ndarray] = {}
-        explained = np.zeros((ch, cw), bool)
-        voted = self._shift_candidates(frame, dirty)
-        for vector in voted:
+        # the last frame's moves first: a dragged window keeps its step, and a vector that explains
+        # most of the change spares the 2D search below
+        for vector in self._shift_candidates(frame, dirty) + self._recent_vectors:
             if vector not in matches:
                 matches[vector] = self._match(frame, vector, select)
-                explained |= matches[vector]
-        # the last frame's moves next: a dragged window keeps its step, and a vector that explains most
-        # of the change spares the 2D search below. Only on cells no voted shift explains: a scrolling
-        # terminal's last step would otherwise re-verify every blank cell the new step matched already.
-        rest = None
-        for vector in self._recent_vectors:
-            if vector not in matches:
-                if rest is None:
-                    rest = (candidates & ~explained).view(np.uint8) if voted else select
-                matches[vector] = self._match(frame, vector, rest)
-                explained |= matches[vector]
+        explained = np.zeros((ch, cw), bool)
+        for m in matches.values():
+            explained |= m
         remaining = cell_dirty & ~explained
         left, changed = int(remaining.sum()), int(cell_dirty.sum())
         # Search 2D moves when much is unexplained, unless a vertical move explained most (then the
