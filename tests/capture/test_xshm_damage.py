@@ -101,3 +101,30 @@ def test_a_damage_object_the_grabber_cannot_use_leaves_it_on_python_xlib(xvfb_fa
         grabber.grab(frame, [(0, 0, 64, 48)])  # the connection survived the refused request
     finally:
         grabber.close()
+
+
+@pytest.mark.xvfb
+def test_without_the_grabbers_damage_python_xlib_takes_it(xvfb_factory, monkeypatch) -> None:
+    from Xlib import display as xdisplay
+
+    from agent.capture.xshm import XShmGrabber
+
+    monkeypatch.setattr(XShmGrabber, "use_damage", lambda self, damage: False)
+    name = xvfb_factory(200, 100)
+    d = xdisplay.Display(name)
+    with MssSource(name) as source:
+        assert source.sub_images and not source._shm.damage_ready
+        frame = np.zeros((100, 200, 4), np.uint8)
+        source.grab_into(frame, [(0, 0, 200, 100)])
+        assert source.damaged() is not None
+        source.take_damage()
+        win = paint_window(d, 20, 30, 40, 10, 0x445566)
+        try:
+            assert wait_for(lambda: source.damaged() is True)
+            rects = source.take_damage()
+            assert rects and all(x <= 20 and y <= 30 and x + w >= 60 and y + h >= 40 for x, y, w, h in rects)
+            assert source.grab_into(frame, damage=rects) == rects
+            assert (frame[30:40, 20:60, :3] == (0x66, 0x55, 0x44)).all()
+        finally:
+            win.destroy()
+            d.close()
