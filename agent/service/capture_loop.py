@@ -104,10 +104,16 @@ class CaptureLoop:
         self.wake()
 
     def note_input(self) -> None:
-        """Input was injected: the screen is about to change, so grab now rather than after a back-off."""
+        """Input was injected: the screen is about to change, so grab now rather than after a back-off.
+
+        A sub-image source with a damage hint grabs on X's damage report, not on
+        the input (the echo is not drawn yet): waking the loop there would only
+        cost a tick per key event.
+        """
         if not self._input_seen:
             self._input_seen = True
-            self.wake()
+            if not (self._hint and getattr(self.source, "sub_images", False)):
+                self.wake()
 
     def _resolve(self, why: str) -> None:
         waiter = self._waiter

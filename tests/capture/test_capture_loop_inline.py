@@ -106,3 +106,27 @@ def test_taken_damage_that_sub_images_cannot_serve_is_regrabbed_whole_in_the_wor
         await loop.close()
 
     asyncio.run(scenario())
+
+
+class HintedFullFrameScreen(FakeDamageScreen):
+    """A source with a damage hint but no sub-images (as GNOME's): input must still wake the loop."""
+
+    sub_images = False
+
+
+def test_input_wakes_the_loop_only_where_it_forces_a_grab():
+    async def waits_after_input(source: FakeDamageScreen) -> bool:
+        loop = CaptureLoop(source, 50, on_frame=lambda *a: None, wanted=lambda: True, on_failure=lambda e: None)
+        loop.start()
+        await _settle(loop, 1)
+        await asyncio.sleep(0.05)  # idle: the loop waits for damage (the fake has no fd: short sleeps)
+        loop._waiter = asyncio.get_running_loop().create_future()  # stands for a pending wait
+        waiter = loop._waiter
+        loop.note_input()
+        woken = waiter.done()
+        loop._waiter = None
+        await loop.close()
+        return woken
+
+    assert asyncio.run(waits_after_input(TakingScreen(64, 48))) is False, "X's damage report wakes a sub-image loop"
+    assert asyncio.run(waits_after_input(HintedFullFrameScreen(64, 48))) is True
