@@ -224,7 +224,7 @@ class SecureStream:
         """Register the owner's callbacks, replacing those registered before.
 
         ``on_ack(acked)``: an ACK arrived (DATA bytes the peer has received so far); ``on_rtt(rtt)``: a
-        PONG updated the smoothed RTT. Both run in the reader. ``on_end()``: the stream ended (the
+        PONG updated the smoothed RTT. Both run in the read callback. ``on_end()``: the stream ended (the
         peer's CLOSE, a failure, or our own close: see ``peer_closed``, ``close_reason``, ``error``),
         called once as its own loop callback, even if registered after the end. Nothing arrives before
         the caller's next ``await``, so watching straight after ``accept_agent`` misses nothing.
