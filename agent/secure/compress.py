@@ -38,6 +38,11 @@ SEARCH_LOG = 6  # level 8 searches 2^4 candidates; 2^6 finds the far matches of 
 # typing it prefers old long matches to recent short ones and costs 43% more (2,730 vs 1,906 bytes for
 # the 75 echoes of the link benchmark's typing run, replayed); without it and with the deeper search,
 # paging through a log costs the same (438.6 vs 436.7 kB) for about the same CPU.
+STRATEGY = zstandard.STRATEGY_LAZY
+# Level 8's lazy2 looks two positions ahead for a longer match; on screen pixels that almost never pays:
+# 13 pages of antialiased text in less (xterm, captured): lazy2 485.6 kB at 16.3 ms a page, lazy 485.9 kB
+# at 13.6 ms, greedy 511.4 kB at 9.8 ms. (btopt, level 16's optimal parser, halves two-colour text but
+# costs 7 times the CPU.)
 CHUNK = 1 << 20  # raw bytes compressed, and flushed, at a time
 MAX_INFLATED = CHUNK  # the most one ZDATA record may inflate to
 # The inflater's output buffer. One byte more than a record may yield: legitimate output never
@@ -50,7 +55,8 @@ class Deflater:
     """The sending half: raw inner bytes in, ZDATA record payloads out (one zstd stream per channel)."""
 
     def __init__(self, level: int = LEVEL, *, max_piece: int) -> None:
-        params = zstandard.ZstdCompressionParameters.from_level(level, window_log=WINDOW_LOG, search_log=SEARCH_LOG)
+        params = zstandard.ZstdCompressionParameters.from_level(level, window_log=WINDOW_LOG, search_log=SEARCH_LOG,
+                                                              strategy=STRATEGY)
         self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
         self._max_piece = max_piece
 
