@@ -41,6 +41,11 @@ class AsyncRFBClient:
         self.error: Optional[BaseException] = None  # why the connection ended, once it has
         self._task: Optional[asyncio.Task] = None
 
+    @property
+    def local_address(self) -> str:
+        """This end's address, as the server's peername names it (the bridge's ``local_viewer`` events)."""
+        return str(self._writer.get_extra_info("sockname"))
+
     # ---------------------------------------------------------------- setup
 
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -255,3 +256,59 @@ def test_customer_end_shows_on_the_page_with_the_reason(desk, browser, chains):
     assert from_terminate < CUSTOMER_END_LIMIT
     assert viewer.wait(15) == 4
     page.close()
+
+
+def _hold_vnc(host: str, port: int, got_screen: threading.Event, stop_holding: threading.Event) -> None:
+    """A second VNC viewer on the bridge's --listen port (ours, in a thread): connects, gets a screen,
+    stays until told to go or until the bridge closes it."""
+    import asyncio
+
+    from agent.viewer.rfb_client import open_rfb
+
+    async def main() -> None:
+        client = await open_rfb(host, port, timeout=30)
+        await client.update(incremental=False, timeout=30)
+        got_screen.set()
+        while not stop_holding.is_set() and client.error is None:
+            await asyncio.sleep(0.05)
+        await client.close()
+
+    asyncio.run(main())
+
+
+def test_a_vnc_viewer_taking_the_screen_over_shows_on_the_page(desk, browser, chains, tmp_path):
+    chain = chains(consent="control")
+    viewer, out, url = _web_viewer(chain)
+    page = _open(browser, url)
+    listening = next(json.loads(line) for line in out.seen if '"listening"' in line)
+    elsewhere = "() => !document.getElementById('elsewhere').hidden"
+    here = "() => document.getElementById('elsewhere').hidden && !document.getElementById('screen').classList.contains('noinput')"
+
+    # a VNC viewer on this computer takes the screen (the newest window wins): the page says so
+    got, go = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_vnc, args=(listening["host"], listening["port"], got, go), daemon=True)
+    holder.start()
+    assert got.wait(30)
+    page.wait_for_function(elsewhere, timeout=WAIT_MS)
+    assert "another VNC viewer" in page.text_content("#elsewhere")
+    assert page.evaluate("document.getElementById('screen').classList.contains('noinput')")
+    page.screenshot(path=str(tmp_path / "console-elsewhere.png"))
+    # "Show it here": the page has the screen and the keyboard again, the other viewer is closed
+    page.click("#here")
+    page.wait_for_function(here, timeout=WAIT_MS)
+    holder.join(15)
+    assert not holder.is_alive(), "the bridge kept the other viewer attached"
+    _type(page, "typed-after-taking-it-back")
+    assert _wait_text(desk.typed, "typed-after-taking-it-back", 10.0), desk.typed.read_text()
+
+    # taken again; when that viewer closes, the page gets the screen back by itself
+    got, go = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_vnc, args=(listening["host"], listening["port"], got, go), daemon=True)
+    holder.start()
+    assert got.wait(30)
+    page.wait_for_function(elsewhere, timeout=WAIT_MS)
+    go.set()
+    holder.join(15)
+    page.wait_for_function(here, timeout=WAIT_MS)
+    page.close()
+    stop(viewer)

@@ -186,3 +186,31 @@ async def test_the_bridge_ending_reaches_the_page_with_its_reason():
             bridge.ended.set_result(SessionEndedError("the customer's agent ended the session: ended by the customer"))
             ended = json.loads(await _until(ws, _is_state(lambda s: s["state"] == "ended"), timeout=1.0))
             assert ended["reason"].endswith("ended by the customer")
+
+
+async def test_a_local_vnc_viewer_taking_the_screen_shows_on_the_page_and_it_can_be_taken_back():
+    async with console_on_service("control") as (console, bridge, recorder):
+        async with await _page(console.address[1]) as ws:
+            await _until(ws, _is_state(lambda s: s["state"] == "active" and s["input"] and not s["elsewhere"]))
+            first = console._rfb
+            # what the bridge reports when a VNC viewer on its --listen port takes the stream over
+            console.on_event({"event": "local_viewer", "connected": True, "peer": "('127.0.0.1', 1)"})
+            await _until(ws, _is_state(lambda s: s["elsewhere"] and not s["input"] and s["state"] == "active"))
+            await ws.send(json.dumps({"t": "k", "s": 0x61, "d": True}))  # goes nowhere
+            await ws.send(json.dumps({"t": "here"}))  # "Show it here"
+            await _until(ws, _is_state(lambda s: not s["elsewhere"] and s["input"]))
+            assert console._rfb is not first  # a new RFB connection: the bridge gives it the screen
+            await ws.send(json.dumps({"t": "k", "s": 0x62, "d": True}))
+            for _ in range(100):
+                if ("key", 0x62, True) in recorder.calls:
+                    break
+                await asyncio.sleep(0.05)
+            keys = [c for c in recorder.calls if c[0] == "key"]
+            assert keys == [("key", 0x62, True)]  # the key typed while the screen was elsewhere went nowhere
+            # taken again, then that viewer leaves: the console takes the screen back by itself
+            console.on_event({"event": "local_viewer", "connected": True, "peer": "('127.0.0.1', 2)"})
+            await _until(ws, _is_state(lambda s: s["elsewhere"]))
+            second = console._rfb
+            console.on_event({"event": "local_viewer", "connected": False, "peer": "('127.0.0.1', 2)"})
+            await _until(ws, _is_state(lambda s: not s["elsewhere"] and s["input"]))
+            assert console._rfb is not second

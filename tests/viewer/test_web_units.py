@@ -119,3 +119,18 @@ def test_frames_first_everything_then_only_changes_in_rgba():
 def test_large_rectangles_go_in_strips():
     parts = frames.strips((0, 0, 2000, 1000))
     assert sum(h for _, _, _, h in parts) == 1000 and all(2000 * h * 4 <= frames.STRIP_BYTES for *_, h in parts)
+
+
+def test_another_local_viewer_taking_the_screen_shows_and_stops_input():
+    s = ConsoleState("1")
+    s.pixels(10, 10)
+    assert not s.apply({"event": "local_viewer", "connected": True, "peer": "('127.0.0.1', 5)"})  # own peer unknown
+    assert s.attached("('127.0.0.1', 40000)") is False and s.input_allowed  # nothing to show changed
+    assert not s.apply({"event": "local_viewer", "connected": True, "peer": "('127.0.0.1', 40000)"})  # itself
+    assert s.apply({"event": "local_viewer", "connected": True, "peer": "('127.0.0.1', 40001)"})
+    assert s.elsewhere and s.snapshot()["elsewhere"] and not s.input_allowed and s.state == "active"
+    assert not s.apply({"event": "local_viewer", "connected": False, "peer": "('127.0.0.1', 40000)"})
+    assert s.taken_by == "('127.0.0.1', 40001)"
+    s.apply({"event": "local_viewer", "connected": False, "peer": "('127.0.0.1', 40001)"})
+    assert s.taken_by is None and s.elsewhere  # gone: the console may take it back, until then not shown here
+    assert s.attached("('127.0.0.1', 40002)") and not s.elsewhere and s.input_allowed

@@ -116,6 +116,8 @@ class WebConsole:
         self._fences: dict[bytes, float] = {}
         self._updates = 0
         self._redirect_dir: str | None = None
+        self._take_back: asyncio.Future[None] | None = None
+        self._attaching = asyncio.Lock()  # one take-back at a time (a page opening, a click, a viewer leaving)
         self._closed = False
         self.ended = asyncio.Event()
 
@@ -134,12 +136,17 @@ class WebConsole:
             self._broadcast_state()
             if self.state.state == "ended":
                 self.ended.set()
+        if event.get("event") == "local_viewer" and self.state.elsewhere and self.state.taken_by is None:
+            # the VNC viewer that took the screen over has gone: show it here again
+            self._take_back = asyncio.ensure_future(self._reattach())
+            self._take_back.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def start(self, bridge: Bridge) -> None:
         """Connect to the bridge's RFB port and serve the page; call after ``bridge.start()``."""
         self._bridge = bridge
         assert bridge.address is not None, "the bridge must be listening"
         self._rfb = await open_rfb(*bridge.address, timeout=30.0)
+        self.state.attached(self._rfb.local_address)
         self._server = await serve(self._serve_page, *self.config.listen, process_request=self._check,
                                    compression=None, max_size=MAX_MESSAGE, max_queue=64, server_header=None,
                                    logger=_wire_log)
@@ -150,11 +157,16 @@ class WebConsole:
         self._tasks = [asyncio.create_task(self._figures()), self._watcher]
 
     async def _reattach(self) -> None:
-        """A page opened after our RFB connection was taken over (the bridge gives its port to the
-        newest local viewer): take it back, the newest window wins."""
+        """Take the screen back after another local VNC viewer took it over (the bridge gives its port to
+        the newest local viewer): when a page opens, when the technician asks, or when that viewer left."""
+        async with self._attaching:
+            await self._attach_again()
+
+    async def _attach_again(self) -> None:
         if self._bridge is None or self._bridge.address is None or self.state.state == "ended":
             return
-        if self._rfb is not None and self._rfb.error is None and not self._pump.done():
+        if self._rfb is not None and self._rfb.error is None and not self._pump.done() \
+                and not self.state.elsewhere:
             return
         self._pump.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -162,6 +174,8 @@ class WebConsole:
         if self._rfb is not None:
             await self._rfb.close()
         self._rfb = await open_rfb(*self._bridge.address, timeout=30.0)
+        if self.state.attached(self._rfb.local_address):
+            self._broadcast_state()
         self._pump = asyncio.create_task(self._pump_pixels())
 
     async def close(self) -> None:
@@ -173,7 +187,7 @@ class WebConsole:
             await asyncio.wait([self._watcher], timeout=END_GRACE)
         if self.state.state != "ended":
             self.state.end("rejnet-viewer stopped")
-        tasks = self._tasks + ([self._pump] if self._pump is not None else [])
+        tasks = self._tasks + [t for t in (self._pump, self._take_back) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -312,6 +326,9 @@ class WebConsole:
         kind = msg.get("t")
         if kind == "end":
             await self.end_session()
+            return
+        if kind == "here":  # "Show it here": take the screen back from another local VNC viewer
+            await self._reattach()
             return
         rfb = self._rfb
         if rfb is None or not self.state.input_allowed:

@@ -13,6 +13,8 @@ safety_code           safety code (``code`` or ``safety_code``)
 state                 the agent's lifecycle state and scope (``state``, ``scope``)
 scope                 the scope the customer granted (``scope``: view/control/null)
 link                  link figures: ``rtt_ms``, ``bandwidth_kbit`` (or ``kbit_s``), ``fps``
+local_viewer          another VNC viewer on this computer took the screen (``peer`` is not the
+                      console's own connection, ``own_peer``): "shown elsewhere", no input
 reconnecting          "reconnecting" with ``reason``
 resumed/reconnected   back to "active"
 ended                 "ended" with ``reason``
@@ -72,6 +74,9 @@ class ConsoleState:
     _link_rtt: float | None = field(default=None, repr=False)
     _link_kbit: float | None = field(default=None, repr=False)
     _own_rtt: float | None = field(default=None, repr=False)
+    elsewhere: bool = False           # a VNC viewer on this computer took the screen over (newest wins)
+    taken_by: str | None = None       # that viewer's address, while it has the screen
+    own_peer: str | None = None       # the console's own RFB connection, as the bridge names it
     _pixels: bool = field(default=False, repr=False)
     _ending: bool = field(default=False, repr=False)
     changed_at: float = field(default_factory=time.monotonic, repr=False)
@@ -123,6 +128,21 @@ class ConsoleState:
         if fps is not None:
             self.fps = round(fps, 1)
         self._figures()
+
+    def _on_local_viewer(self, event: dict[str, Any]) -> None:
+        peer = event.get("peer")
+        if self.own_peer is None or not isinstance(peer, str) or peer == self.own_peer:
+            return
+        if event.get("connected") is True:
+            self.elsewhere, self.taken_by = True, peer
+        elif peer == self.taken_by:
+            self.taken_by = None  # gone: the console may take the screen back (it stays "elsewhere" until then)
+
+    def attached(self, own_peer: str) -> bool:
+        """The console's RFB connection is (again) the bridge's: the screen is shown here."""
+        before = self.snapshot()
+        self.own_peer, self.elsewhere, self.taken_by = own_peer, False, None
+        return self._changed(before)
 
     def _on_reconnecting(self, event: dict[str, Any]) -> None:
         self._reconnecting(event.get("reason"))
@@ -177,12 +197,12 @@ class ConsoleState:
 
         A bridge that does not report the scope leaves it to the agent's own gate (input is
         dropped there unless the customer granted control)."""
-        return self.state == "active" and self.scope != "view" and not self._ending
+        return self.state == "active" and self.scope != "view" and not self._ending and not self.elsewhere
 
     def snapshot(self) -> dict[str, Any]:
         return {"type": "state", "session": self.session, "state": self.state, "reason": self.reason,
                 "safety_code": self.safety_code, "scope": self.scope, "scope_reported": self.scope_reported,
-                "input": self.input_allowed, "ending": self._ending,
+                "input": self.input_allowed, "ending": self._ending, "elsewhere": self.elsewhere,
                 "link": {"rtt_ms": self.rtt_ms, "kbit_s": self.kbit_s, "fps": self.fps},
                 "width": self.width, "height": self.height}
 

@@ -19,6 +19,9 @@ const TEXTS = {
     scope_now_view: "The customer changed your access to view only: your keyboard and mouse are not sent.",
     ended_because: "Session ended: ", reconnecting_because: "Reconnecting: ",
     lost: "The console lost its connection to rejnet-viewer.",
+    elsewhere: "The customer's screen is now shown in another VNC viewer on this computer (the newest window " +
+      "wins). Your keyboard and mouse are not sent from this page.",
+    show_here: "Show it here",
   },
   pl: {
     title: "Pomoc zdalna – konsola technika", session: "Sesja", safety_code: "Kod bezpieczeństwa – porównaj przez telefon",
@@ -33,6 +36,9 @@ const TEXTS = {
     scope_now_view: "Klient zmienił Twój dostęp na tylko podgląd: klawiatura i mysz nie są przesyłane.",
     ended_because: "Sesja zakończona: ", reconnecting_because: "Wznawianie połączenia: ",
     lost: "Konsola straciła połączenie z rejnet-viewer.",
+    elsewhere: "Ekran klienta jest teraz pokazywany w innym programie VNC na tym komputerze (wygrywa najnowsze " +
+      "okno). Klawiatura i mysz z tej strony nie są przesyłane.",
+    show_here: "Pokaż tutaj",
   },
 };
 const LANG = (navigator.languages || [navigator.language || "en"])
@@ -164,6 +170,7 @@ function onState(s) {
     showNotice(scope === "control" ? T.scope_now_control : T.scope_now_view, "info");
   }
   if (scope) lastScope = scope;
+  $("elsewhere").hidden = !s.elsewhere || s.state === "ended";
   if (!s.input) releaseAll();
 }
 
@@ -273,6 +280,8 @@ $("keys").addEventListener("change", (e) => {
 
 $("fit").addEventListener("change", layout);
 window.addEventListener("resize", layout);
+
+$("here").addEventListener("click", () => send({ t: "here" }));
 
 $("end").addEventListener("click", () => {
   if (state.state === "ended" || !window.confirm(T.end_confirm)) return;
