@@ -14,7 +14,6 @@ from websockets.exceptions import InvalidStatus
 
 from agent.errors import SessionEndedError
 from agent.inputs.gate import ScopeGate
-from agent.rfb import constants as C
 from agent.service.rfb_service import RFBService
 from agent.viewer.web import ConsoleConfig, WebConsole
 from agent.workloads import SyntheticSource
