@@ -82,8 +82,6 @@ class RecordType(enum.IntEnum):
 
 
 ACK_ATTACHED = 8  # type bit: the plaintext starts with an acknowledgement (DATA and ZDATA only)
-
-
 _DATA = int(RecordType.DATA)  # a plain int for the hot path
 _ZDATA = int(RecordType.ZDATA)
 

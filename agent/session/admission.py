@@ -69,7 +69,7 @@ class AdmittingViewer:
     async def _viewer_attempt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
         from agent.net import close_stream
         from agent.secure.handshake import Kind, peek_kind
-        from agent.secure.session_channel import peek_first_message
+        from agent.secure.resume_io import peek_first_message
 
         try:
             first = await peek_first_message(reader, PREAUTH_TIMEOUT)

@@ -42,7 +42,7 @@ class ResumingViewer:
         """A RESUME: the authenticated viewer is back on a new connection (never the password)."""
         from agent.net import close_stream
         from agent.secure.errors import AuthFailedError, ChannelError
-        from agent.secure.session_channel import accept_resume
+        from agent.secure.resume_io import accept_resume
 
         session, attempt, session_id = self._session, self.machine.attempt, self.machine.session_id
         if session is None or session_id is None or not self.machine.resumable:

@@ -27,7 +27,8 @@ from typing import Any, Callable
 from agent.errors import RejnetError, SessionEndedError, UsageError
 from agent.net import close_stream, require_loopback, stop_server
 from agent.secure.errors import ChannelError
-from agent.secure.session_channel import MuxStream, SessionChannel, connect_resume
+from agent.secure.resume_io import connect_resume
+from agent.secure.session_channel import MuxStream, SessionChannel
 from agent.secure.stream import SecureStream, connect_viewer
 from agent.viewer.input_filter import InputFilter
 

@@ -12,7 +12,8 @@ import threading
 from typing import Any, Callable
 
 from agent.secure.errors import TruncatedError
-from agent.secure.session_channel import SessionChannel, accept_resume, connect_resume
+from agent.secure.resume_io import accept_resume, connect_resume
+from agent.secure.session_channel import SessionChannel
 from agent.secure.stream import SecureStream
 from tests.secure.test_stream import SESSION, established, recv_exactly, run, tcp_pair
 

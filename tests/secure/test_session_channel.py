@@ -10,7 +10,8 @@ import pytest
 
 from agent.secure.errors import ChannelError, ProtocolViolationError, TruncatedError
 from agent.secure.mux import Mux, Role, StreamData
-from agent.secure.session_channel import REPLAY_LIMIT, STREAM_BUFFER, SessionChannel, accept_resume, connect_resume
+from agent.secure.resume_io import accept_resume, connect_resume
+from agent.secure.session_channel import REPLAY_LIMIT, STREAM_BUFFER, SessionChannel
 from agent.sansio import NEED_DATA
 from tests.secure.test_stream import SESSION, established, tcp_pair
 
