@@ -114,11 +114,9 @@ class _Raw:
         err = ctypes.c_void_p()
         reply = self.wait_for_reply(conn, sequence, ctypes.byref(err))
         if err.value:
-            code = ctypes.string_at(err.value, 2)[1]
-            self.libc_free(err.value)
             if reply:
                 self.libc_free(reply)
-            raise OSError(f"{what} failed: X error {code}")
+            self._raise_x_error(err.value, what)
         if not reply:
             raise OSError(f"{what} failed: the X connection broke")
         return reply
@@ -127,9 +125,13 @@ class _Raw:
         """OSError if the checked void request ``sequence`` failed (no round trip once a later reply came)."""
         err = self.request_check(conn, sequence)
         if err:
-            code = ctypes.string_at(err, 2)[1]
-            self.libc_free(err)
-            raise OSError(f"{what} failed: X error {code}")
+            self._raise_x_error(err, what)
+
+    def _raise_x_error(self, err: int, what: str) -> None:
+        """Free the xcb_generic_error_t at ``err`` and raise OSError naming ``what`` and the X error code."""
+        code = ctypes.string_at(err, 2)[1]
+        self.libc_free(err)
+        raise OSError(f"{what} failed: X error {code}")
 
 
 class XShmGrabber:

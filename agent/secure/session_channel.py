@@ -366,24 +366,28 @@ class SessionChannel:
         """The SecureStream's receiver: inner bytes, handled in its read callback (no task of our own).
 
         False when a stream's buffer is full: the SecureStream then opens no further record until
-        ``_room_made`` (what the mux already holds waits in it). A ProtocolViolationError fails the
-        channel for good; any other exception here is our bug and does the same."""
+        ``_room_made`` (what the mux already holds waits in it). Errors: as ``_dispatch``."""
         if transport is not self._transport:
             return True  # a connection being replaced: nothing more of it counts
-        mux = self._mux
+        self._mux.receive_data(data)
+        if self._full is not None:
+            return False
+        return self._dispatch()
+
+    def _dispatch(self) -> bool:
+        """Act on every complete frame the mux holds; False if a stream filled up (the rest waits).
+
+        A ProtocolViolationError fails the channel for good; any other exception here is our bug and
+        does the same (as a ProtocolViolationError, logged)."""
         try:
-            mux.receive_data(data)
-            if self._full is not None:
-                return False
-            return self._dispatch(mux)
+            return self._dispatch_frames(self._mux)
         except ChannelError:
             raise
         except Exception as exc:
             log.exception("session channel reader failed")
             raise ProtocolViolationError(f"internal error: {type(exc).__name__}") from None
 
-    def _dispatch(self, mux: Mux) -> bool:
-        """Act on every complete frame the mux holds; False if a stream filled up (the rest waits)."""
+    def _dispatch_frames(self, mux: Mux) -> bool:
         while True:
             event = mux.next_event()
             kind = type(event)
@@ -419,13 +423,10 @@ class SessionChannel:
         if transport is not self._transport or self._full is not None or transport is None:
             return
         try:
-            if self._dispatch(self._mux):
+            if self._dispatch():
                 transport.resume_receiving()
         except ChannelError as exc:
             transport._fail(exc)
-        except Exception as exc:
-            log.exception("session channel reader failed")
-            transport._fail(ProtocolViolationError(f"internal error: {type(exc).__name__}"))
 
     def _end_streams(self, reason: str) -> None:
         for stream in list(self._streams.values()):
