@@ -1,9 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""Rectangle kernels: merge per-tile change boxes into few rectangles, boxes of a
-dirty mask, and connected groups of dirty tiles.
+"""Rectangle kernels: merge per-tile change boxes into few rectangles, and connected
+groups of dirty tiles.
 
 Boxes are ``(x0, y0, x1, y1)`` (end exclusive) per tile, all zeros for a clean
-tile: the output of ``tiles.diff_tiles`` and ``mask_boxes``.
+tile: the output of ``tiles.diff_tiles`` and of the tracker's ``DirtyBits.tile_boxes``.
 
 Merging is greedy and cost based: a rectangle costs ``overhead`` (its header
 and encoder framing, in pixel units) plus its area, and two rectangles are
@@ -13,9 +13,8 @@ rectangle, which costs pixels sent twice but is bounded by the same rule.
 Pass 1 merges left to right within a tile row, pass 2 merges the row strips
 downwards. tests/reference.py has the same algorithm in plain Python.
 """
-from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
+from libc.stdint cimport uint8_t, int32_t, int64_t
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy
 
 
 cdef struct Box:
@@ -144,89 +143,6 @@ cdef inline void _emit(int32_t[:, ::1] out, Py_ssize_t k, Box b) noexcept nogil:
     out[k, 1] = b.y0
     out[k, 2] = b.x1 - b.x0
     out[k, 3] = b.y1 - b.y0
-
-
-cdef inline Py_ssize_t _first_set(const uint8_t* p, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i = 0
-    cdef uint64_t w
-    while i + 8 <= n:
-        memcpy(&w, p + i, 8)
-        if w:
-            break
-        i += 8
-    while i < n:
-        if p[i]:
-            return i
-        i += 1
-    return -1
-
-
-cdef inline Py_ssize_t _last_set(const uint8_t* p, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i = n
-    cdef uint64_t w
-    while i >= 8:
-        memcpy(&w, p + i - 8, 8)
-        if w:
-            break
-        i -= 8
-    while i > 0:
-        if p[i - 1]:
-            return i - 1
-        i -= 1
-    return -1
-
-
-def mask_boxes(const uint8_t[:, ::1] mask, int tile, int32_t[:, :, ::1] boxes,
-               Py_ssize_t x0, Py_ssize_t y0, Py_ssize_t x1, Py_ssize_t y1) -> int:
-    """Per tile of the region ``[x0, x1) x [y0, y1)``, the box of the non-zero entries of ``mask``.
-
-    The tile grid starts at ``(x0, y0)``; boxes are in mask coordinates,
-    laid out as in ``tiles.diff_tiles``. Returns the number of non-empty tiles.
-    """
-    cdef Py_ssize_t h = mask.shape[0], w = mask.shape[1]
-    if tile < 1:
-        raise ValueError("tile must be >= 1")
-    if not (0 <= x0 <= x1 <= w and 0 <= y0 <= y1 <= h):
-        raise ValueError("region out of the mask")
-    cdef Py_ssize_t th = (y1 - y0 + tile - 1) // tile, tw = (x1 - x0 + tile - 1) // tile
-    if boxes.shape[0] != th or boxes.shape[1] != tw or boxes.shape[2] != 4:
-        raise ValueError(f"boxes must have shape ({th}, {tw}, 4)")
-    cdef Py_ssize_t y, ty, tx, sx, ex, first, last
-    cdef int32_t* box
-    cdef const uint8_t* row
-    cdef int count = 0
-    with nogil:
-        for ty in range(th):
-            for tx in range(tw):
-                box = &boxes[ty, tx, 0]
-                box[0] = 0; box[1] = 0; box[2] = 0; box[3] = 0
-        for y in range(y0, y1):
-            row = &mask[y, 0]
-            if _first_set(row + x0, x1 - x0) < 0:
-                continue
-            ty = (y - y0) // tile
-            for tx in range(tw):
-                sx = x0 + tx * tile
-                ex = sx + tile
-                if ex > x1:
-                    ex = x1
-                first = _first_set(row + sx, ex - sx)
-                if first < 0:
-                    continue
-                last = _last_set(row + sx, ex - sx)
-                box = &boxes[ty, tx, 0]
-                if box[3] == 0:
-                    box[0] = <int32_t>(sx + first)
-                    box[1] = <int32_t>y
-                    box[2] = <int32_t>(sx + last + 1)
-                    count += 1
-                else:
-                    if sx + first < box[0]:
-                        box[0] = <int32_t>(sx + first)
-                    if sx + last + 1 > box[2]:
-                        box[2] = <int32_t>(sx + last + 1)
-                box[3] = <int32_t>(y + 1)
-    return count
 
 
 cdef inline int32_t _find(int32_t* parent, int32_t i) noexcept nogil:

@@ -156,20 +156,6 @@ def test_merge_boxes_refuses_a_short_output():
 
 
 @SETTINGS
-@given(st.integers(1, 70), st.integers(1, 70), TILES, st.integers(0, 2**32 - 1), st.data())
-def test_mask_boxes_match_reference(h, w, tile, seed, data):
-    rng = np.random.default_rng(seed)
-    mask = (rng.random((h, w)) < rng.random() * 0.1).astype(np.uint8)
-    x0, y0 = data.draw(st.integers(0, w)), data.draw(st.integers(0, h))
-    x1, y1 = data.draw(st.integers(x0, w)), data.draw(st.integers(y0, h))
-    boxes = np.full(_grid((y1 - y0, x1 - x0), tile) + (4,), 3, np.int32)
-    n = rects.mask_boxes(mask, tile, boxes, x0, y0, x1, y1)
-    expected = ref.mask_boxes(mask, tile, x0, y0, x1, y1)
-    np.testing.assert_array_equal(boxes, expected)
-    assert n == int((expected[:, :, 2] > 0).sum())
-
-
-@SETTINGS
 @given(st.integers(1, 30), st.integers(1, 30), st.floats(0, 1), st.integers(0, 2**32 - 1))
 def test_label_tiles_matches_reference(h, w, density, seed):
     mask = (np.random.default_rng(seed).random((h, w)) < density).astype(np.uint8)
@@ -295,5 +281,3 @@ def test_kernels_reject_mismatched_shapes():
                              np.zeros((1, 2, 2), np.int32), np.zeros(1, np.int32))
     with pytest.raises(ValueError):
         scroll.apply_copy(a, 5, 0, 0, 0, 6, 1)
-    with pytest.raises(ValueError):
-        rects.mask_boxes(np.zeros((10, 10), np.uint8), 4, np.zeros((3, 3, 4), np.int32), 0, 0, 11, 10)
