@@ -296,6 +296,7 @@ def test_a_vnc_viewer_taking_the_screen_over_shows_on_the_page(desk, browser, ch
     # "Show it here": the page has the screen and the keyboard again, the other viewer is closed
     page.click("#here")
     page.wait_for_function(here, timeout=WAIT_MS)
+    page.screenshot(path=str(tmp_path / "console-taken-back.png"))
     holder.join(15)
     assert not holder.is_alive(), "the bridge kept the other viewer attached"
     _type(page, "typed-after-taking-it-back")
