@@ -70,11 +70,16 @@ JPEG_MIN_SIDE = 8
 PHOTO_MAX_PIXELS_PER_RUN = 2
 # Below the channel's zstd, rectangles of at most this many colours go ZRLE with zlib storing: its
 # tiles pack 1 or 2 bits a pixel, and those bits recur for zstd as Raw's pixels do, at a 16th to a
-# 32nd of the bytes. With more colours (antialiased text) Raw wins: ZRLE's palette RLE hides the
-# repetition, and its 4-bit tiles cost the link benchmark's antialiased typing 6% more bytes.
-# ``python benchmarks/bench_encode.py --text``: paging a two-colour terminal 0.33x Raw's bytes at a
-# quarter of the CPU, flat dialogs 0.46x, antialiased text 1.00x.
+# 32nd of the bytes. (Two colours go Tight's 1-bit rows instead when the viewer offered Tight.)
+# ``python benchmarks/bench_encode.py --text``, a ZRLE viewer: paging a two-colour terminal 0.32x
+# Raw's bytes at a quarter of the CPU, flat dialogs 0.46x; antialiased text 0.99x, hence the limit.
 PACKED_MAX_COLOURS = 4
+# Up to Tight's 256 colours (antialiased text), Tight's palette filter with stored zlib and indices
+# that keep their colour from rectangle to rectangle (encode/stable_palette.py) beats Raw below zstd:
+# 22 captured pages of xterm text in less, 0.78x Raw's bytes, and zstd compresses a quarter of the
+# bytes. On every rectangle, however small: Raw for small ones only (echoes) cost the link
+# benchmark's typing 5.2 kB instead of 3.9, as the glyphs they repeat were sent as indices. (Raw
+# everywhere: 3.5 kB; a Tight rectangle carries zlib's stored-block framing.)
 # RLE-based encoders (RRE) are picked when runs cut the pixel count this much.
 RLE_MIN_PIXELS_PER_RUN = 4
 # Split geometry: tile-aligned pieces when a rectangle must be cut.
@@ -131,6 +136,7 @@ class EncodeManager:
         self._photo: Encoder | None = None
         self._photo_full: Encoder = self._raw
         self._packed: Encoder | None = None  # ZRLE storing, for few colours below an outer compressor
+        self._indexed_below: Encoder | None = None  # Tight with a stable palette, below an outer compressor
         self._lossy = LossyRegion()
         self._fb_size: tuple[int, int] | None = None
         self._palette = np.empty(ANALYSE_MAX_COLOURS, np.uint32)
@@ -174,7 +180,8 @@ class EncodeManager:
         of a page seen a minute ago. Every rectangle that is not a fill, a photo or a photo-like
         full-colour area goes Raw, whose pixels repeat byte for byte wherever the screen does; except
         areas of a few colours (text without antialiasing, flat dialogs), which go ZRLE with zlib
-        storing (PACKED_MAX_COLOURS).
+        storing (PACKED_MAX_COLOURS), and, when the viewer offered Tight, areas of up to 256 colours
+        (antialiased text), which go Tight with a stable palette and zlib storing.
         """
         return self._outer_compression
 
@@ -183,6 +190,7 @@ class EncodeManager:
         self._outer_compression = value
         if value:
             self._zrle.store_only()
+        self._tight.below_compressor(value)
         self._prepare()
 
     def _prepare(self) -> None:
@@ -224,6 +232,9 @@ class EncodeManager:
         self._photo_full = full
         # below an outer compressor: ZRLE with stored zlib for few colours (see outer_compression)
         self._packed = zrle if self._outer_compression and zrle is not None and zrle.stored else None
+        # and Tight's palette filter, storing, with stable indices, for up to 256 colours
+        indexes = tight is not None and self._pf.bits_per_pixel > 8
+        self._indexed_below = tight if self._outer_compression and indexes else None
         if self._outer_compression:
             bitmap = bitmap_rle = indexed = indexed_rle = full = raw
         self._active = [solid, bitmap, bitmap_rle, indexed, indexed_rle, full]
@@ -307,8 +318,13 @@ class EncodeManager:
                 return Kind.FULL, photo
         if self._outer_compression and palette is None and runs * PHOTO_MAX_PIXELS_PER_RUN >= area:
             return Kind.FULL, self._photo_full  # lossless photo: the gradient filter beats the outer compressor
+        stable = self._indexed_below if palette is not None else None
+        if stable is not None and ncol == 2:
+            return Kind.BITMAP, stable  # Tight's 1-bit rows: 0.93x ZRLE's tiles on two-colour text
         if self._packed is not None and 2 <= ncol <= PACKED_MAX_COLOURS:
             return (Kind.BITMAP if ncol == 2 else Kind.INDEXED), self._packed
+        if stable is not None and ncol > 2:
+            return Kind.INDEXED, stable
         if ncol == 1:
             kind = Kind.SOLID
         elif ncol == 2:

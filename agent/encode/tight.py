@@ -12,6 +12,11 @@ Streams: 0 full colour, 1 mono, 2 indexed, 3 gradient (as TigerVNC for
 0..2). Python's zlib cannot change a stream's level, so a new compression
 level starts a new stream and that stream's reset bit goes out with its
 next rectangle: exactly what the reset bits are for.
+
+Below an outer compressor (the secure channel's zstd, ``below_compressor``)
+palette data is stored, not deflated, and indexed rectangles share one
+StablePalette, so the outer compressor's long window sees a glyph's indices
+repeat as it would see Raw's pixels, at a quarter of the bytes.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import numpy as np
 from agent._native import analyze as _analyze
 from agent._native import tight as _tight
 from agent.encode.base import Encoder, EncoderError, RectInput
+from agent.encode.stable_palette import StablePalette
 from agent.models import MAX_RECT_WIDTH
 from agent.rfb import constants as C
 
@@ -71,11 +77,32 @@ class TightEncoder(Encoder):
         self._stream_levels = [-1] * 4
         self._levels = TIGHT_ZLIB_LEVELS[TIGHT_DEFAULT_COMPRESS_LEVEL]
         self._gradient = False
+        self._compress_level: int | None = None
+        self._stable: StablePalette | None = None
 
     def set_compress_level(self, level: int | None) -> None:
+        self._compress_level = level
         level = TIGHT_DEFAULT_COMPRESS_LEVEL if level is None else level
-        self._levels = TIGHT_ZLIB_LEVELS[level]
+        indexed, mono, full = TIGHT_ZLIB_LEVELS[level]
+        if self._stable is not None:
+            indexed = mono = 0  # stored: the outer compressor sees the indices and bits repeat
+        self._levels = (indexed, mono, full)
         self._gradient = level >= TIGHT_GRADIENT_MIN_COMPRESS_LEVEL
+
+    @property
+    def below(self) -> bool:
+        """Whether palette data is stored for an outer compressor, with stable indices."""
+        return self._stable is not None
+
+    def below_compressor(self, below: bool = True) -> None:
+        """Store palette data and keep palette indices stable (True), or compress as usual (False).
+
+        Full-colour data keeps the client's level: only photos go that way then, and the gradient
+        filter beats the outer compressor on them. A changed level resets its stream (see above).
+        """
+        if below != (self._stable is not None):
+            self._stable = StablePalette() if below else None
+            self.set_compress_level(self._compress_level)
 
     # byte writers
 
@@ -168,6 +195,14 @@ class TightEncoder(Encoder):
             return self.full_colour(rect)
         if len(palette) == 1:
             return self.fill(rect, int(palette[0]))
+        if self._stable is not None and rect.codec.bytes_per_pixel > 1:
+            slots = self._stable.cover(palette)
+            if len(palette) == 2:  # the two colours in slot order: a glyph's bits mean the same every time
+                return self.mono(rect, palette if np.flatnonzero(slots == palette[0])[0]
+                                 < np.flatnonzero(slots == palette[1])[0] else palette[::-1].copy())
+            if self._stable.churning:
+                return None  # Raw's pixels repeat where churning indices would not (see StablePalette)
+            return self.indexed(rect, slots)
         if len(palette) == 2:
             return self.mono(rect, palette)
         if rect.codec.bytes_per_pixel == 1:

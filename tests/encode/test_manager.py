@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -252,8 +253,13 @@ def test_read_only_and_strided_frames() -> None:
     assert update.lossy and np.array_equal(fb[lossless], quantize(frame, NATIVE)[lossless])
 
 
+def tight_controls(update: EncodedUpdate, y0: int, y1: int) -> list[int]:
+    """Tight compression-control bytes of the rectangles starting in rows y0..y1-1."""
+    return [r[12] for r, h in zip(update.rects, headers(update)) if y0 <= h[1] < y1 and h[4] == C.ENC_TIGHT]
+
+
 @pytest.mark.parametrize("lossy", [False, True])
-def test_outer_compression_sends_text_raw_and_keeps_fills_and_photos(lossy: bool) -> None:
+def test_outer_compression_sends_text_as_stored_tight_palettes_and_keeps_fills_and_photos(lossy: bool) -> None:
     encodings = [C.ENC_TIGHT, C.ENC_ZRLE, C.ENC_COPYRECT] + ([C.ENC_JPEG_QUALITY_0 + 8] if lossy else [])
     m = manager(*encodings)
     m.outer_compression = True
@@ -265,10 +271,16 @@ def test_outer_compression_sends_text_raw_and_keeps_fills_and_photos(lossy: bool
     update = m.encode(frame, [], [(0, 0, 320, 40), (0, 60, 320, 20), (40, 100, 256, 128)])
     found = headers(update)
     text = [h for h in found if h[1] < 40]
-    assert text and {h[4] for h in text} <= {C.ENC_RAW, C.ENC_TIGHT}
-    assert any(h[4] == C.ENC_RAW for h in text)
+    assert text and {h[4] for h in text} == {C.ENC_TIGHT}
+    for ctl, data in zip(tight_controls(update, 0, 40), [r for r, h in zip(update.rects, found) if h[1] < 40]):
+        assert ctl & 0xF0 == 0x60 and data[13] == C.TIGHT_FILTER_PALETTE  # stream 2, the palette filter
+        ncol = data[14] + 1
+        body = data[15 + 3 * ncol:]
+        start = 1 if body[0] < 0x80 else 2 if body[1] < 0x80 else 3  # after the compact length
+        assert body[start + 2] & 0b110 == 0  # zlib's first block is stored (BTYPE 00)
     assert [h[4] for h in found if h[1] == 60] == [C.ENC_TIGHT]  # a fill
     assert {h[4] for h in found if h[1] >= 100} == {C.ENC_TIGHT}  # gradient/zlib or JPEG, never Raw
+    assert all(ctl & 0xF0 != 0x60 for ctl in tight_controls(update, 100, 240))  # photos: no palette
     fb = np.zeros_like(frame)
     apply(update, fb, NATIVE, DecoderState())
     assert np.array_equal(fb[:40, :, :3], frame[:40, :, :3])
@@ -278,10 +290,54 @@ def test_outer_compression_sends_text_raw_and_keeps_fills_and_photos(lossy: bool
     assert m.outer_compression
 
 
-@pytest.mark.parametrize("colours", [2, 3, PACKED_MAX_COLOURS])
-def test_outer_compression_packs_few_colours_in_zrle_tiles_with_zlib_storing(colours: int) -> None:
+def test_outer_compression_keeps_a_colour_at_its_palette_index_across_rectangles() -> None:
+    """The same glyph in the same colours gives the same index bytes, whatever else each rectangle holds."""
+    m = manager(C.ENC_TIGHT, C.ENC_COPYRECT)
+    m.outer_compression = True
+    rng = np.random.default_rng(8)
+    greys = np.arange(0, 200, 10, dtype=np.uint8)  # 20 antialiasing greys
+    glyph = greys[rng.integers(0, 20, (14, 8))]
+    frame = np.full((40, 200, 4), 255, np.uint8)
+    frame[2:16, 4:12, :3] = glyph[..., None]
+    frame[22:36, 4:12, :3] = glyph[..., None]
+    frame[22:36, 100:180, :3] = rng.integers(200, 250, (14, 80, 1), dtype=np.uint8)  # other colours, many of them
+    first = m.encode(frame, [], [(0, 0, 200, 20)])
+    second = m.encode(frame, [], [(0, 20, 200, 20)])
+    indices, stream = [], zlib.decompressobj()  # Tight's indexed stream runs on across rectangles
+    for update in (first, second):
+        data = update.rects[0]
+        ncol = data[14] + 1
+        body = data[15 + 3 * ncol:]
+        start = 1 if body[0] < 0x80 else 2 if body[1] < 0x80 else 3
+        raw = stream.decompress(body[start:])
+        indices.append(np.frombuffer(raw, np.uint8).reshape(20, 200)[2:16, 4:12])
+    assert np.array_equal(indices[0], indices[1])
+    fb = np.zeros_like(frame)
+    state = DecoderState()
+    apply(first, fb, NATIVE, state)
+    apply(second, fb, NATIVE, state)
+    assert np.array_equal(fb[..., :3], frame[..., :3])
+
+
+@pytest.mark.parametrize("encodings", [(C.ENC_ZRLE, C.ENC_COPYRECT), (C.ENC_TIGHT, C.ENC_ZRLE)])
+def test_outer_compression_sends_raw_without_tight_or_beyond_its_palette(encodings: tuple[int, ...]) -> None:
+    """A viewer without Tight, or more than 256 colours: Raw, whose pixels repeat for zstd."""
+    m = manager(*encodings)
+    m.outer_compression = True
+    rng = np.random.default_rng(5)
+    frame = np.full((64, 256, 4), 255, np.uint8)
+    if C.ENC_TIGHT in encodings:  # 1024 greys-and-tints in short runs, but no photo
+        frame[..., :3] = np.repeat(rng.integers(0, 1024, (64, 128)), 2, axis=1)[..., None].view(np.uint8)[..., :3]
+    else:
+        frame[..., :3] = (rng.random((64, 256, 1)) < 0.3) * rng.integers(0, 60, (64, 256, 1))
+    update = m.encode(frame, [], [(0, 0, 256, 64)])
+    assert {h[4] for h in headers(update)} == {C.ENC_RAW}
+
+
+@pytest.mark.parametrize("colours, tight", [(2, False), (3, True), (PACKED_MAX_COLOURS, True)])
+def test_outer_compression_packs_few_colours_in_zrle_tiles_with_zlib_storing(colours: int, tight: bool) -> None:
     """Text without antialiasing and flat dialogs: ZRLE's bit-packed tiles, left to the outer compressor."""
-    m = manager(C.ENC_TIGHT, C.ENC_ZRLE, C.ENC_COPYRECT, C.ENC_COMPRESS_LEVEL_0 + 9)
+    m = manager(*[C.ENC_TIGHT] * tight, C.ENC_ZRLE, C.ENC_COPYRECT, C.ENC_COMPRESS_LEVEL_0 + 9)
     m.outer_compression = True
     rng = np.random.default_rng(colours)
     greys = np.linspace(0, 250, colours).astype(np.uint8)
@@ -299,3 +355,43 @@ def test_outer_compression_packs_few_colours_in_zrle_tiles_with_zlib_storing(col
     plain = manager(C.ENC_ZRLE, C.ENC_COPYRECT, C.ENC_COMPRESS_LEVEL_0 + 9)  # no outer compressor
     sent = plain.encode(frame, [], [(0, 0, 200, 96)]).rects[0]
     assert headers(EncodedUpdate([sent]))[0][4] == C.ENC_ZRLE and sent[18] & 0b110 != 0  # zlib compresses
+
+
+def test_outer_compression_sends_two_colours_as_stored_tight_mono_in_a_steady_order() -> None:
+    """Two-colour text with Tight offered: 1-bit rows, stored, and a glyph's bits mean the same colour every time."""
+    m = manager(C.ENC_TIGHT, C.ENC_ZRLE, C.ENC_COPYRECT, C.ENC_COMPRESS_LEVEL_0 + 9)
+    m.outer_compression = True
+    rng = np.random.default_rng(2)
+    glyph = rng.random((12, 16)) < 0.4
+    frame = np.full((24, 64, 4), 255, np.uint8)
+    frame[:12, :16, :3][glyph] = 0  # a black glyph on white, in a mostly white band
+    frame[12:, 16:, :3] = 0  # a mostly black band: Tight's own order (most frequent first) would flip
+    frame[12:, :16] = frame[:12, :16]  # with the same glyph
+    first, second = (m.encode(frame, [], [(0, y, 64, 12)]) for y in (0, 12))
+    palettes = []
+    for update in (first, second):
+        data = update.rects[0]
+        assert headers(update)[0][4] == C.ENC_TIGHT and data[12] & 0xF0 == 0x50 and data[14] == 1  # mono
+        palettes.append(data[15:21])
+        start = 21 + (1 if data[21] < 0x80 else 2)
+        assert data[start + 2] & 0b110 == 0  # stored
+    assert palettes[0] == palettes[1]
+    fb = np.zeros_like(frame)
+    state = DecoderState()
+    apply(first, fb, NATIVE, state)
+    apply(second, fb, NATIVE, state)
+    assert np.array_equal(fb[..., :3], frame[..., :3])
+
+
+def test_outer_compression_sends_raw_while_the_palette_churns() -> None:
+    """More colours than Tight's palette, rectangle after rectangle: indices stop repeating, so Raw."""
+    m = manager(C.ENC_TIGHT, C.ENC_ZRLE, C.ENC_COPYRECT)
+    m.outer_compression = True
+    rng = np.random.default_rng(6)
+    frame = np.zeros((20 * 16, 64, 4), np.uint8)
+    for band in range(20):  # each band 200 colours of its own, in runs of 4 (not photo-like)
+        colours = rng.choice(1 << 24, 200, replace=False).astype(np.uint32)
+        frame[band * 16:(band + 1) * 16] = np.repeat(colours[rng.integers(0, 200, (16, 16))], 4, axis=1) \
+            .view(np.uint8).reshape(16, 64, 4)
+    used = [headers(m.encode(frame, [], [(0, band * 16, 64, 16)]))[0][4] for band in range(20)]
+    assert used[0] == C.ENC_TIGHT and used[-1] == C.ENC_RAW
