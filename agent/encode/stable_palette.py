@@ -5,11 +5,13 @@ pixels into 1-byte indices: a quarter of the bytes to compress, and a glyph
 drawn in the same colours repeats byte for byte only if its colours keep
 their indices. Tight's own palette (most frequent colour first) renumbers
 them in every rectangle, which hid the repetition: 610 kB where Raw cost 374
-on 22 captured pages of antialiased xterm text. Sending one palette of up to
-256 slots that keeps its order instead costs 293 kB, 0.78x Raw
-(``python benchmarks/bench_encode.py --text``). A palette may name colours a
-rectangle does not use (rfbproto, Tight), so any Tight client decodes it; the
-repeated palette itself costs zstd a single match.
+on 22 pages of antialiased xterm text in less, captured from the link
+benchmark's Xvfb and replayed through the detector, the encoder and zstd.
+One palette of up to 256 slots that keeps its order instead costs 293 kB,
+0.78x Raw (``python benchmarks/bench_encode.py --text``, on synthetic pages:
+0.72x). A palette may name colours a rectangle does not use (rfbproto,
+Tight), so any Tight client decodes it; the repeated palette itself costs
+zstd a single match.
 """
 from __future__ import annotations
 

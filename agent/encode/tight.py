@@ -89,11 +89,6 @@ class TightEncoder(Encoder):
         self._levels = (indexed, mono, full)
         self._gradient = level >= TIGHT_GRADIENT_MIN_COMPRESS_LEVEL
 
-    @property
-    def below(self) -> bool:
-        """Whether palette data is stored for an outer compressor, with stable indices."""
-        return self._stable is not None
-
     def below_compressor(self, below: bool = True) -> None:
         """Store palette data and keep palette indices stable (True), or compress as usual (False).
 
