@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
 import numpy as np
 
@@ -54,6 +54,11 @@ def box_rect(box: Box) -> Rect:
 
 def box_area(box: Box) -> int:
     return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def rects_area(rects: Iterable[Rect]) -> int:
+    """Pixels of ``rects`` added up (overlaps count twice): what an update or a grab costs."""
+    return sum(w * h for _, _, w, h in rects)
 
 
 def intersect(a: Box, b: Box) -> Optional[Box]:

@@ -26,6 +26,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from agent.models import rects_area
+
 Rect = tuple[int, int, int, int]
 
 MAX_POOLED = 3          # the current frame, the one being built, one still read by a slow encoder
@@ -163,7 +165,7 @@ class FramePool:
             return
         rects = [r for g, changed in self._log if g > generation for r in changed] if generation >= 0 else None
         if rects is None or len(rects) > MAX_LOGGED_RECTS or \
-                sum(w * h for _, _, w, h in rects) * 2 > buffer.shape[0] * buffer.shape[1]:
+                rects_area(rects) * 2 > buffer.shape[0] * buffer.shape[1]:
             np.copyto(buffer, current)
             self.full_copies += 1
             return

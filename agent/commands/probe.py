@@ -23,6 +23,7 @@ import numpy as np
 from agent.capture.base import ScreenSource
 from agent.commands.screens import add_backend_argument, add_screen_arguments, open_screen
 from agent.errors import UsageError
+from agent.models import rects_area
 
 MAX_SECONDS = 3600.0
 INTERVAL = 1.0  # seconds between progress lines
@@ -112,7 +113,7 @@ def probe(source: ScreenSource, seconds: float = 3.0, tile: int = 64,
         window.detect.append(t2 - t1)
         if not fresh:
             area = float(frame.shape[0] * frame.shape[1])
-            window.dirty.append(sum(w * h for _, _, w, h in changes.rects) / area)
+            window.dirty.append(rects_area(changes.rects) / area)
             window.copied.append(sum(c[4] * c[5] for c in changes.copies) / area)
             truth = getattr(source, "truth", None)
             if truth is not None:

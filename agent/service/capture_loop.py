@@ -42,7 +42,7 @@ from agent.capture.base import ScreenSource
 from agent.capture.frame_pool import FramePool
 from agent.changes.detector import ChangeDetector, Changes
 from agent.errors import CaptureError
-from agent.models import CursorShape
+from agent.models import CursorShape, rects_area
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ class CaptureLoop:
             self._pool.discard(buffer)
             return None
         # what DAMAGE reported (the rects before the confirming band): small enough to take inline next time?
-        self._small_damage = _area(written[:len(written) - len(also)]) <= INLINE_MAX_PIXELS
+        self._small_damage = rects_area(written[:len(written) - len(also)]) <= INLINE_MAX_PIXELS
         changes = self._detect(buffer, written)
         if changes.is_empty():
             self._pool.release(buffer)  # equal to the current frame: back to the pool, untouched by anyone
@@ -297,7 +297,7 @@ class CaptureLoop:
                     await asyncio.sleep(last_grab + frame_time - started)
                     started = loop.time()
                 damage = self._inline_damage(confirm or forced)
-                if damage is not False and (damage is None or _area(damage) > INLINE_MAX_PIXELS):
+                if damage is not False and (damage is None or rects_area(damage) > INLINE_MAX_PIXELS):
                     self._small_damage = False
                 grabbed = None
                 if damage is not False and self._small_damage:
@@ -337,7 +337,3 @@ class CaptureLoop:
         except Exception as exc:  # a bug must not leave viewers hanging on a dead loop
             log.exception("capture loop crashed")
             self._on_failure(exc)
-
-
-def _area(rects: Sequence[tuple[int, int, int, int]]) -> int:
-    return sum(w * h for _, _, w, h in rects)

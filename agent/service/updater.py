@@ -27,6 +27,7 @@ from agent.models import (
     copy_destination,
     rect_intersect,
     rect_union,
+    rects_area,
 )
 from agent.rfb import constants as C
 from agent.rfb import messages as M
@@ -73,7 +74,7 @@ class UpdateJob:
     @property
     def pixels(self) -> int:
         """Pixels to encode (copies cost nothing): small jobs are cheaper encoded than handed to a thread."""
-        return sum(w * h for _, _, w, h in self.rects) + sum(w * h for _, _, w, h in self.refresh)
+        return rects_area(self.rects) + rects_area(self.refresh)
 
 
 @dataclass
@@ -288,7 +289,7 @@ class ViewerUpdater:
 
     def learn_link_cost(self, job: UpdateJob, link_bytes: int) -> None:
         """What ``job`` cost on the link once flushed, for the pacing's price per pixel."""
-        self.activity.learn_cost(sum(w * h for _, _, w, h in job.rects), link_bytes)
+        self.activity.learn_cost(rects_area(job.rects), link_bytes)
 
     def encode_job(self, job: UpdateJob) -> EncodedJob:
         """Encode a prepared update. Touches only the EncodeManager, which no one else uses meanwhile."""

@@ -301,6 +301,15 @@ def test_a_path_that_goes_silent_is_a_cut_on_both_sides_and_the_session_stays_re
 
 # -- receiving in the transport's callback: a full stream stops the reading, reading it restarts it ----------
 
+async def read_bytes(stream: Any, size: int) -> None:
+    """Read ``size`` bytes of ``stream`` (they come in MAX_FRAME pieces): what a consumer making room does."""
+    got = 0
+    while got < size:
+        chunk = await stream.recv()
+        assert chunk, "the stream ended early"
+        got += len(chunk)
+
+
 
 def test_a_full_stream_stops_the_channel_reading_until_it_is_read() -> None:
     async def main() -> None:
@@ -314,9 +323,7 @@ def test_a_full_stream_stops_the_channel_reading_until_it_is_read() -> None:
         assert transport.feed(viewer.send(1, b"late")) is False  # had the transport read on, it would wait too
         await asyncio.sleep(0)
         assert transport.resumed == 0
-        got = 0
-        while got < STREAM_BUFFER:  # the reader makes room (MAX_FRAME pieces)
-            got += len(await stream.recv())
+        await read_bytes(stream, STREAM_BUFFER)  # the reader makes room
         for _ in range(3):
             await asyncio.sleep(0)
         assert transport.resumed == 1  # what the mux held went on, then the transport reads again
@@ -385,9 +392,7 @@ def test_frames_held_for_room_when_the_path_is_cut_arrive_after_the_resume() -> 
         old.cut()
         await asyncio.sleep(0)
         assert ends == [True]
-        got = 0
-        while got < STREAM_BUFFER:  # room is made while no connection is there
-            got += len(await stream.recv())
+        await read_bytes(stream, STREAM_BUFFER)  # room is made while no connection is there
         new = FakeTransport(secret=b"n" * 32)
         channel.resume(new, 0)
         assert await asyncio.wait_for(stream.recv(), 2) == b"held"
