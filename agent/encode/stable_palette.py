@@ -62,8 +62,9 @@ class StablePalette:
         n = self._n
         known = self._colours[:n]
         order = np.argsort(known, kind="stable")
-        at = np.minimum(np.searchsorted(known[order], colours), max(n - 1, 0))
-        found = known[order][at] == colours if n else np.zeros(len(colours), bool)
+        ordered = known[order]
+        at = np.minimum(np.searchsorted(ordered, colours), max(n - 1, 0))
+        found = ordered[at] == colours if n else np.zeros(len(colours), bool)
         self._last_used[order[at[found]]] = self._tick
         new = colours[~found]
         evicted = max(0, len(new) - (slots - n))

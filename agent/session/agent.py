@@ -44,6 +44,7 @@ from agent.session.resuming import ResumingViewer
 
 log = logging.getLogger(__name__)
 
+
 def _utc(at: float | None) -> str | None:
     """A timestamp as the ledger keeps it, for people and launchers: ISO 8601 in UTC, to the second."""
     if at is None:
