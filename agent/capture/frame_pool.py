@@ -40,6 +40,8 @@ SURPLUS_SECONDS = 5.0
 class FramePool:
     """Writable buffers equal to the current frame, handed out by ``take`` and returned by ``commit``/``release``."""
 
+    in_place = False  # a frame handed out is never written (agent.capture.shared_frame writes in place)
+
     def __init__(self, max_pooled: int = MAX_POOLED, *, surplus_seconds: float = SURPLUS_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.max_pooled = max_pooled

@@ -167,20 +167,25 @@ class ChangeDetector:
         self._whole = True
         self._recent_vectors: list[tuple[int, int]] = []  # the last changed frame's move vectors
 
-    def update(self, frame: np.ndarray, damage: Optional[Sequence[Rect]] = None) -> Changes:
+    def update(self, frame: np.ndarray, damage: Optional[Sequence[Rect]] = None, *,
+               keep: Optional[np.ndarray] = None) -> Changes:
         """Changes from the previous frame to ``frame`` ((H, W, 4) uint8 BGRA).
 
         ``damage``: rectangles outside which ``frame`` is known to equal the
         previous frame; only tiles they touch are compared. With
         ``frames_immutable`` a frame with changes is kept by reference (one
-        without changes equals the kept one and is not kept).
+        without changes equals the kept one and is not kept); ``keep`` is
+        kept instead: the buffer the caller makes equal to ``frame`` before
+        the next update (a one-frame capture's current frame, which is the
+        previous frame until the caller writes the changes back into it).
         """
         start = time.perf_counter()
         frame = self._checked(frame)
         stats = DetectStats()
+        kept = frame if keep is None else self._checked(keep)
         if self._whole:
             if self.frames_immutable:
-                self._prev = frame
+                self._prev = kept
             else:
                 np.copyto(self._prev, frame)
             self._whole = False
@@ -189,7 +194,7 @@ class ChangeDetector:
         else:
             changes = self._diff(frame, stats, None if damage is None else self._damage_tiles(damage))
             if self.frames_immutable and not changes.is_empty():
-                self._prev = frame
+                self._prev = kept
         self._keep_hashes(not changes.is_empty())
         stats.rects, stats.copies = len(changes.rects), len(changes.copies)
         stats.seconds = time.perf_counter() - start

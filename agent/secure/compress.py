@@ -1,7 +1,7 @@
 """Long-window compression of the inner stream (ZDATA records, DESIGN §4.2 amendment).
 
 RFB's own zlib sees 32 KiB of history: less than one line of pixels on a
-1080p screen. A zstd stream with an 8 MiB window and a deep match search
+1080p screen. A zstd stream with a 4 MiB window and a deep match search
 remembers the last screens' worth of changes, so a glyph, a word or a line of
 text that was on screen a moment ago costs a few bytes the next time, wherever
 it lands.
@@ -24,13 +24,14 @@ import zstandard
 
 from agent.secure.errors import ProtocolViolationError
 
-WINDOW_LOG = 23  # 8 MiB of history: a whole 1080p screen in 32-bit pixels
+WINDOW_LOG = 22  # 4 MiB of history: two 1080p screens of text as palette indices (a byte a pixel)
 # The window is most of the compressor's memory (hash and chain tables are ~6 MB more). Measured with a
-# full window (32 MB through it): 24 -> 21.4 MB anonymous, 23 -> 13.4, 22 -> 9.4, 21 -> 7.4. The link
-# benchmark's paging run costs 382.0 kB at 24, 385.5 at 23 (+0.9%), 401.4 at 22 (+5%), 413.9 at 21 (+8%);
-# typing 3.5 kB and drag 3.7 kB at all of them. So 23: 8 MB less per channel for under 1% of bytes.
-# What it gives up: the screen before last. Switching between two maximized windows (A, B, A again)
-# found A's pixels 16 MB back, inside 16 MiB; now A comes again at its compressed cost.
+# full window (32 MB through it): 24 -> 21.4 MB anonymous, 23 -> 13.4, 22 -> 9.4, 21 -> 7.4. When text
+# went as Raw pixels (4 bytes each) the link benchmark's paging run cost 385.5 kB at 23 and 401.4 at 22
+# (+4%), so it was 23. Now text goes as stable palette indices (agent.encode.stable_palette), a quarter
+# of the bytes through the window: 22 pages of captured paging cost 293.2 kB at 23 and 296.1 at 22 (+1%),
+# 60 frames of the churn workload 398.5 kB at both; the 4K agent's compressor mapping 7.8 -> 4 MB.
+# What it gives up: Raw pixels (more than 256 colours) half a 1080p screen back; the screen before last.
 MAX_WINDOW_LOG = 24  # the most a peer's stream may ask of our inflater (a peer built with the 16 MiB window)
 LEVEL = 8
 SEARCH_LOG = 6  # level 8 searches 2^4 candidates; 2^6 finds the far matches of a scrolled page itself

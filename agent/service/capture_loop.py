@@ -17,8 +17,11 @@ work it does: an idle loop sleeps in one wait until X reports drawing (or a
 wake-up, or the next confirming grab), then in one timer for the settle pause
 and the frame-rate cap together. The buffers come from a FramePool: a frame handed out is
 never written again; a buffer no one holds any more is brought up to date by
-copying the regions changed since and reused. DAMAGE is never trusted alone:
-every HINT_CONFIRM_INTERVAL one of CONFIRM_BANDS bands of the screen is grabbed
+copying the regions changed since and reused. On a screen of ONE_FRAME_MIN_BYTES
+or more a SharedFrame replaces it: one frame, written in place between viewers'
+updates (``gate``), grabs going into copy-on-write scratch mappings of it. DAMAGE is never trusted alone:
+every HINT_CONFIRM_INTERVAL one of CONFIRM_BANDS bands of the screen (smaller ones,
+more often, with a SharedFrame) is grabbed
 and compared whether drawn or not (the whole screen every few seconds, at a
 fraction of a full grab's cost each time), and a client arriving after an idle
 spell gets a full grab.
@@ -27,7 +30,9 @@ Large buffers at W x H (4 W H bytes each, 33 MB at 3840x2160): the current
 frame (``self.frame``, shared by reference with the viewers' updaters and the
 detector, which keeps no copy), the pool's buffer being written (or waiting to
 be), and a third only while a viewer's encoder still reads an older frame;
-plus the grabber's 4 MiB shared segment.
+plus the grabber's 4 MiB shared segment. With a SharedFrame: the current frame
+only, and while a grab is compared the pages it wrote (a confirming band: at
+most SHARED_BAND_MAX_BYTES).
 """
 from __future__ import annotations
 
@@ -40,9 +45,11 @@ import numpy as np
 
 from agent.capture.base import ScreenSource
 from agent.capture.frame_pool import FramePool
+from agent.capture.shared_frame import SharedFrame
 from agent.changes.detector import ChangeDetector, Changes
 from agent.errors import CaptureError
-from agent.models import CursorShape, rects_area
+from agent.models import CursorShape, Rect, rects_area
+from agent.service.frame_gate import FrameGate
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +57,16 @@ MAX_IDLE_INTERVAL = 0.25    # slowest capture poll while nothing changes (no dam
 DAMAGE_SETTLE = 0.004       # seconds between X's first damage report and the grab (TigerVNC: DeferUpdate)
 HINT_CONFIRM_INTERVAL = 1.0 # with a damage hint: grab at least this often anyway (a hint is never trusted alone)
 CONFIRM_BANDS = 4           # sub-image sources: each confirming grab covers one band of rows, in turn
+# One frame (SharedFrame): a band's pages are copied while it is compared, so on a big screen bands are
+# at most this big, more of them, confirmed more often: still the whole screen every CONFIRM_BANDS seconds.
+SHARED_BAND_MAX_BYTES = 4 << 20
 IDLE_BACKOFF = 1.5          # poll interval growth per unchanged frame
 INLINE_MAX_PIXELS = 64 * 64 * 8  # damage up to this many pixels is grabbed and compared on the event loop
+# Screens of this many bytes or more keep one frame (SharedFrame), smaller ones two (FramePool). At
+# 3840x2160 one frame saves 33 MB of an agent's ~140; it costs a page fault per page a grab writes (a
+# whole 4K frame 21 ms instead of 3) and viewers' updates wait while changes are written back. At
+# 1920x1080 the second frame is 8 MB: not worth slower page flips there.
+ONE_FRAME_MIN_BYTES = 16 << 20
 
 FrameHandler = Callable[[np.ndarray, Optional[Changes], Optional[CursorShape]], None]
 
@@ -60,7 +75,8 @@ class CaptureLoop:
     """Captures ``source`` at up to ``fps`` while ``wanted()`` and feeds ``on_frame``."""
 
     def __init__(self, source: ScreenSource, fps: float, *, on_frame: FrameHandler,
-                 wanted: Callable[[], bool], on_failure: Callable[[BaseException], None]) -> None:
+                 wanted: Callable[[], bool], on_failure: Callable[[BaseException], None],
+                 one_frame_min_bytes: int = ONE_FRAME_MIN_BYTES) -> None:
         self.source = source
         self.fps = fps
         self._on_frame = on_frame
@@ -73,7 +89,11 @@ class CaptureLoop:
         self._hint: Any = None  # None: not probed yet; False: the source has no damage hint
         self._detector: Optional[ChangeDetector] = None
         self._detector_size = (0, 0)
-        self._pool = FramePool()
+        self._pool: FramePool | SharedFrame = FramePool()
+        self.one_frame_min_bytes = one_frame_min_bytes
+        # viewers' updates read the frame holding this; a SharedFrame's write-back waits for them
+        self.gate = FrameGate()
+        self._unwritten: Optional[tuple[np.ndarray, list[Rect]]] = None  # a SharedFrame's grab to write back
         self._band = 0  # the next band a confirming grab covers
         self._wake = asyncio.Event()
         self._waiter: Optional[asyncio.Future[str]] = None  # _wait_for_damage's future, resolved by wake-ups
@@ -160,10 +180,13 @@ class CaptureLoop:
             # viewers encode from a frame nobody writes to; a source that may reuse its buffer is copied
             owned = frame if self.source.fresh_frames else frame.copy()
             if self.source.fresh_frames:
+                if not isinstance(self._pool, FramePool):
+                    self._pool = FramePool()
                 self._pool.adopt(owned)
         return owned, changes, self.source.cursor()
 
-    def _detect(self, frame: np.ndarray, damage: Optional[Sequence[tuple[int, int, int, int]]]) -> Changes:
+    def _detect(self, frame: np.ndarray, damage: Optional[Sequence[tuple[int, int, int, int]]],
+                keep: Optional[np.ndarray] = None) -> Changes:
         height, width = frame.shape[:2]
         if self._detector is None:
             # frames kept as they are (fresh or pooled) are never written again: no copy in the detector
@@ -172,7 +195,18 @@ class CaptureLoop:
         elif self._detector_size != (width, height):
             self._detector.resize(width, height)
         self._detector_size = (width, height)
-        return self._detector.update(frame, damage)
+        return self._detector.update(frame, damage, keep=keep)
+
+    def _whole_buffer(self, height: int, width: int) -> tuple[np.ndarray, Optional[SharedFrame]]:
+        """A buffer for a whole grab: a new SharedFrame's frame on a big screen, else a plain array."""
+        if height * width * 4 >= self.one_frame_min_bytes:
+            try:
+                shared = SharedFrame(height, width)
+                return shared.current, shared
+            except OSError as exc:  # no memfd (an old kernel): two frames, as on small screens
+                log.debug("one-frame capture unavailable, keeping two frames: %s", exc)
+                self.one_frame_min_bytes = 1 << 62
+        return np.empty((height, width, 4), np.uint8), None
 
     def _grab_sub_images(self, confirm: bool, whole: bool,
                          damage: Sequence[tuple[int, int, int, int]] | None | bool = False
@@ -183,20 +217,27 @@ class CaptureLoop:
         taken = {} if damage is False else {"damage": damage}  # sources without take_damage get no keyword
         if current is None or self._pool.current is not current or current.shape[:2] != (height, width):
             # the first frame, or after a full grab(): a whole grab into a new buffer the pool adopts
-            buffer = np.empty((height, width, 4), np.uint8)
+            buffer, shared = self._whole_buffer(height, width)
             if self.source.grab_into(buffer, [(0, 0, width, height)], **taken) is None:  # type: ignore[attr-defined]
                 return None
             changes = self._detect(buffer, None)
             if current is not None and changes.is_empty() and current.shape == buffer.shape:
                 return current, changes
-            self._pool.adopt(buffer)
+            if shared is not None:
+                self._pool = shared  # viewers still reading the old frame keep it alive until they move on
+            else:
+                if not isinstance(self._pool, FramePool):
+                    self._pool = FramePool()
+                self._pool.adopt(buffer)
             return buffer, changes
         also: list[tuple[int, int, int, int]] = []
         if whole:
             also = [(0, 0, width, height)]
         elif confirm:
-            top, bottom = height * self._band // CONFIRM_BANDS, height * (self._band + 1) // CONFIRM_BANDS
-            self._band = (self._band + 1) % CONFIRM_BANDS
+            bands = self._confirm_bands()
+            band = self._band % bands
+            top, bottom = height * band // bands, height * (band + 1) // bands
+            self._band = (band + 1) % bands
             if bottom > top:
                 also = [(0, top, width, bottom - top)]
         buffer = self._pool.take()
@@ -210,12 +251,52 @@ class CaptureLoop:
             return None
         # what DAMAGE reported (the rects before the confirming band): small enough to take inline next time?
         self._small_damage = rects_area(written[:len(written) - len(also)]) <= INLINE_MAX_PIXELS
-        changes = self._detect(buffer, written)
+        pool = self._pool
+        changes = self._detect(buffer, written, current if pool.in_place else None)
         if changes.is_empty():
-            self._pool.release(buffer)  # equal to the current frame: back to the pool, untouched by anyone
+            pool.release(buffer)  # equal to the current frame: back to the pool, untouched by anyone
             return current, changes
-        self._pool.commit(buffer, [c[2:] for c in changes.copies] + list(changes.rects))
+        changed = [c[2:] for c in changes.copies] + list(changes.rects)
+        if isinstance(pool, SharedFrame):
+            self._unwritten = (buffer, changed)  # written into the current frame by write_back()
+            return current, changes
+        pool.commit(buffer, changed)
         return buffer, changes
+
+    def write_back(self) -> None:
+        """Write the last grab's changes into a SharedFrame's current frame (under ``gate.writing()``)."""
+        if self._unwritten is not None:
+            buffer, changed = self._unwritten
+            self._unwritten = None
+            self._pool.write_back(buffer, changed)  # type: ignore[union-attr]
+
+    def _confirm_bands(self) -> int:
+        """How many bands a confirming grab takes the screen in: more on a big screen kept as one frame."""
+        if not self._pool.in_place or self.frame is None:
+            return CONFIRM_BANDS
+        return max(CONFIRM_BANDS, -(-self.frame.nbytes // SHARED_BAND_MAX_BYTES))
+
+    def _forget_frame(self) -> None:
+        """Let a SharedFrame go before grab_now()'s whole grab: nobody was watching, so nobody needs the stale
+        frame, and the fresh grab goes into a new one instead of a scratch frame beside it (two frames)."""
+        self.frame = None
+        self._pool = FramePool()
+        self._detector = None
+
+    async def _publish(self, frame: np.ndarray, changes: Changes, cursor: Optional[CursorShape]) -> None:
+        """Hand the frame to the viewers; a SharedFrame's changes are written into it first, between updates."""
+        if self._unwritten is None:
+            self.frame, self.cursor = frame, cursor
+            self._on_frame(frame, changes, cursor)
+            return
+        async with self.gate.writing():
+            if rects_area(self._unwritten[1]) > INLINE_MAX_PIXELS:
+                await asyncio.to_thread(self.write_back)
+            else:
+                self.write_back()
+            # marked before the gate opens: no update can plan from the trackers before they know
+            self.frame, self.cursor = frame, cursor
+            self._on_frame(frame, changes, cursor)
 
     async def _wait_for_damage(self, timeout: float, not_before: float) -> None:
         """Sleep until the X connection has news (a DAMAGE event), a wake-up, or ``timeout``.
@@ -280,7 +361,10 @@ class CaptureLoop:
                 self._wake.clear()  # wake-ups during the grab count for the next wait
                 input_seen, self._input_seen = self._input_seen, False
                 forced, self._force = self._force, False
-                confirm = started - last_confirm >= HINT_CONFIRM_INTERVAL
+                if forced and self._pool.in_place:
+                    self._forget_frame()
+                confirm_interval = HINT_CONFIRM_INTERVAL * CONFIRM_BANDS / self._confirm_bands()
+                confirm = started - last_confirm >= confirm_interval
                 # after input, a full-frame source grabs at once; a sub-image one waits for X's damage report
                 force = (forced or self.frame is None or confirm
                          or input_seen and not getattr(self.source, "sub_images", False))
@@ -289,7 +373,7 @@ class CaptureLoop:
                 if not force and hint is not None and hint() is False:
                     # idle: sleep until X reports drawing (no grab before a frame time after the last)
                     self.frames_skipped += 1
-                    await self._wait_for_damage(last_confirm + HINT_CONFIRM_INTERVAL - loop.time(),
+                    await self._wait_for_damage(last_confirm + confirm_interval - loop.time(),
                                                 last_grab + frame_time)
                     continue
                 if hint is not None and last_grab + frame_time > started:
@@ -316,8 +400,7 @@ class CaptureLoop:
                 if confirm or forced or not getattr(self.source, "sub_images", False):
                     last_confirm = started  # every grab of a full-frame source confirms
                 self.frames_captured += 1
-                self.frame, self.cursor = frame, cursor
-                self._on_frame(frame, changes, cursor)
+                await self._publish(frame, changes, cursor)
                 if hint is not None:
                     continue  # the next tick waits for X's damage report; the frame-rate cap is kept above
                 if changes.is_empty() and not input_seen and self._hint is False:

@@ -18,6 +18,7 @@ from agent.net import close_stream
 from agent.rfb import messages as M
 from agent.rfb.server import RFBServer
 from agent.sansio import NEED_DATA, RemoteProtocolError
+from agent.service.frame_gate import FrameGate
 from agent.service.updater import UpdateStats, ViewerUpdater
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,16 @@ INLINE_ENCODE_PIXELS = 128 * 128
 class RFBConnection:
     """One connected RFB client of the service."""
 
-    def __init__(self, peer: str, server: RFBServer, updater: ViewerUpdater, reader: Any, writer: Any) -> None:
+    def __init__(self, peer: str, server: RFBServer, updater: ViewerUpdater, reader: Any, writer: Any, *,
+                 gate: Optional[FrameGate] = None) -> None:
         self.peer = peer
         self.server = server
         self.updater = updater
         self.connected_at = time.monotonic()
         self._reader = reader
         self._writer = writer
+        # held from taking an update's changes to encoding them: the capture may write the frame in place
+        self._gate = gate if gate is not None else FrameGate()
         self._kick = asyncio.Event()
         self._replies = bytearray()  # protocol replies taken from the server, not yet written
         self._replies_taken = asyncio.Event()  # the send loop took them (set), or more wait (clear)
@@ -103,16 +107,17 @@ class RFBConnection:
         while True:
             await self._kick.wait()
             self._kick.clear()
-            now = loop.time()
-            job = updater.prepare_update(now)
             sent_before = None
-            if job is not None:
-                if job.pixels <= INLINE_ENCODE_PIXELS:
-                    encoded = updater.encode_job(job)
-                else:  # encoding releases the GIL: other viewers, input and capture go on meanwhile
-                    encoded = await asyncio.to_thread(updater.encode_job, job)
-                sent_before = updater.link_sent()
-                updater.finish_update(job, encoded, loop.time())
+            async with self._gate:
+                now = loop.time()
+                job = updater.prepare_update(now)
+                if job is not None:
+                    if job.pixels <= INLINE_ENCODE_PIXELS:
+                        encoded = updater.encode_job(job)
+                    else:  # encoding releases the GIL: other viewers, input and capture go on meanwhile
+                        encoded = await asyncio.to_thread(updater.encode_job, job)
+                    sent_before = updater.link_sent()
+                    updater.finish_update(job, encoded, loop.time())
             if updater.close_reason is not None:
                 raise RemoteProtocolError(updater.close_reason)
             await self._flush()

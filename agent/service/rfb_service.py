@@ -156,7 +156,7 @@ class RFBService:
             manager.quality_cap = self._quality_cap
             updater = ViewerUpdater(server, may_send=may_send, manager=manager, link=link)
             updater.push_echoes = link is not None  # a session's channel: see ViewerUpdater.push_echoes
-            viewer = RFBConnection(peer, server, updater, reader, writer)
+            viewer = RFBConnection(peer, server, updater, reader, writer, gate=self._capture.gate)
             viewer.updater.on_update = lambda stats, v=viewer: self._notify(v, stats)
             # The loop captures only while someone watches: the last frame is current only if others do.
             watched = bool(self._viewers)

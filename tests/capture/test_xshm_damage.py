@@ -41,6 +41,38 @@ def test_grab_into_writes_only_the_damage(xvfb_factory) -> None:
             d.close()
 
 
+@pytest.mark.xvfb
+def test_one_frame_capture_follows_a_real_display(xvfb_factory) -> None:
+    # A big screen's capture (forced here on a small one): grabs go into copy-on-write scratch mappings
+    # of the one frame, and the changes are written back into it.
+    from Xlib import display as xdisplay
+
+    from agent.capture.shared_frame import SharedFrame
+    from agent.service.capture_loop import CaptureLoop
+
+    name = xvfb_factory(640, 480)
+    d = xdisplay.Display(name)
+    with MssSource(name) as source:
+        loop = CaptureLoop(source, 30, on_frame=lambda *a: None, wanted=lambda: True, on_failure=lambda e: None,
+                           one_frame_min_bytes=0)
+        frame, _, _ = loop._grab(True, True, True)
+        loop.write_back()
+        loop.frame = frame
+        assert isinstance(loop._pool, SharedFrame) and frame is loop._pool.current
+        win = paint_window(d, 100, 50, 40, 30, 0x336699)
+        try:
+            assert wait_for(lambda: source.damaged() is True)
+            got, changes, _ = loop._grab(True, False)
+            assert got is frame and changes.rects
+            assert not (frame[50:80, 100:140, :3] == (0x99, 0x66, 0x33)).all(), "written back only when told"
+            loop.write_back()
+            assert (frame[50:80, 100:140, :3] == (0x99, 0x66, 0x33)).all()
+            assert np.array_equal(frame[..., :3], source.grab()[..., :3])
+        finally:
+            win.destroy()
+            d.close()
+
+
 def test_coalesce_covers_every_rect_within_the_limit() -> None:
     rects = [(x * 10, y * 7, 5, 3) for y in range(30) for x in range(7)]
     merged = coalesce(rects, MAX_DAMAGE_RECTS)

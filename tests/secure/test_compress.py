@@ -52,11 +52,12 @@ def test_counters_and_acks_count_what_the_link_carries():
 
 
 def test_a_screen_seen_before_costs_almost_nothing_the_second_time():
-    # The point of the long window: zlib (32 KiB) forgets a 1080p screen within a line; the 8 MiB
-    # window holds all of it (7.9 MiB), with a little room for what changed in between.
+    # The point of the long window: zlib (32 KiB) forgets a 1080p screen within a line; the 4 MiB
+    # window holds a 1080p screen's worth of palette indices (2 MiB), or half its Raw pixels, with room
+    # for what changed in between.
     viewer, agent = compressing_pair()
     rng = np.random.default_rng(1)
-    screen = rng.integers(0, 256, (1080, 1920, 4), dtype=np.uint8).tobytes()  # 7.9 MiB, incompressible alone
+    screen = rng.integers(0, 256, (1080, 1920), dtype=np.uint8).tobytes()  # 2 MiB, incompressible alone
     between = 64 * 1024
     assert len(screen) + between < 1 << WINDOW_LOG
     first = agent.send_data(screen)

@@ -1,5 +1,6 @@
 """CaptureLoop with a sub-image source: frames handed out are never written, Changes stay exact,
-DAMAGE that misses drawing is caught by the confirming bands, and buffers are recycled."""
+DAMAGE that misses drawing is caught by the confirming bands, and buffers are recycled; on a big
+screen (one frame, written back in place) Changes stay exact and no second frame is allocated."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from agent.capture.base import ScreenSource
+from agent.capture.shared_frame import SharedFrame
 from agent.service.capture_loop import CONFIRM_BANDS, CaptureLoop
 from tests.support import reference as ref
 
@@ -58,19 +60,21 @@ class FakeDamageScreen(ScreenSource):
         return rects
 
 
-def _loop(source: ScreenSource) -> CaptureLoop:
-    return CaptureLoop(source, 30, on_frame=lambda *a: None, wanted=lambda: True, on_failure=lambda e: None)
+def _loop(source: ScreenSource, one_frame: bool = False) -> CaptureLoop:
+    return CaptureLoop(source, 30, on_frame=lambda *a: None, wanted=lambda: True, on_failure=lambda e: None,
+                       one_frame_min_bytes=0 if one_frame else 1 << 40)
 
 
 def _step(loop: CaptureLoop, handed: list, confirm: bool = False) -> None:
+    previous = None if loop.frame is None else loop.frame.copy()  # what the viewers were shown
     got = loop._grab(True, confirm)
     assert got is not None
     frame, changes, _ = got
-    previous = loop.frame
+    loop.write_back()  # one frame: the changes go into it now (the run loop does it under the gate)
     if previous is not None:
         shown = ref.apply_changes(previous, frame, changes.copies, changes.rects)
         assert np.array_equal(shown, frame), "copies then rects must give the new frame"
-    if frame is not previous:
+    if frame is not loop.frame:
         handed.append((frame, frame.copy()))
     loop.frame = frame
 
@@ -131,3 +135,44 @@ def test_grab_now_grabs_the_whole_screen():
     source.draw((0, 0, 64, 48), report=False)
     frame, changes, _ = loop._grab(True, True, True)
     assert np.array_equal(frame, source.screen) and changes.rects
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_frame_stays_exact_and_is_the_only_frame(seed):
+    source = FakeDamageScreen(200, 120, seed)
+    loop = _loop(source, one_frame=True)
+    handed: list = []
+    _step(loop, handed)
+    handed.clear()
+    frame = loop.frame
+    assert isinstance(loop._pool, SharedFrame) and frame is loop._pool.current
+    rng = np.random.default_rng(seed)
+    for i in range(40):
+        kind = rng.integers(0, 3)
+        if kind == 0:
+            x, y = int(rng.integers(0, 190)), int(rng.integers(0, 110))
+            source.draw((x, y, int(rng.integers(1, 200 - x)), int(rng.integers(1, 120 - y))))
+        elif kind == 1:
+            source.scroll(int(rng.integers(1, 40)))
+        _step(loop, handed, confirm=i % 5 == 0)
+        assert loop.frame is frame, "one frame, written in place: no other buffer is handed out"
+        assert np.array_equal(loop.frame, source.screen)
+    assert handed == []
+
+
+def test_one_frame_changes_wait_for_write_back():
+    source = FakeDamageScreen(64, 48)
+    loop = _loop(source, one_frame=True)
+    _step(loop, [])
+    before = loop.frame.copy()
+    source.draw((3, 4, 10, 5))
+    frame, changes, _ = loop._grab(True, False)
+    assert changes.rects and np.array_equal(frame, before), "viewers may be reading: nothing written yet"
+    loop.write_back()
+    assert np.array_equal(frame, source.screen)
+    shown = frame.copy()
+    source.draw((0, 0, 64, 48), report=False)
+    loop.frame = None  # a whole grab again (after a full grab()): a new shared frame; viewers keep the old
+    frame2, _, _ = loop._grab(True, True, True)
+    assert frame2 is not frame and frame2 is loop._pool.current and np.array_equal(frame2, source.screen)
+    assert np.array_equal(frame, shown)
