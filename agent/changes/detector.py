@@ -33,7 +33,7 @@ import numpy as np
 from agent._native import rects as _rects
 from agent._native import scroll as _scroll
 from agent._native import tiles as _tiles
-from agent.changes.copy_geometry import MAX_COPIES, MIN_COPY_AREA, join as _join, label_boxes as _label_boxes
+from agent.changes.copy_geometry import join as _join, label_boxes as _label_boxes
 from agent.changes.copy_geometry import ordered as _ordered, peel as _peel
 from agent.models import MAX_RECT_AREA, MAX_RECT_WIDTH, Copy, Rect, split_rect
 
