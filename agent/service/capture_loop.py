@@ -240,7 +240,11 @@ class CaptureLoop:
             self._band = (band + 1) % bands
             if bottom > top:
                 also = [(0, top, width, bottom - top)]
-        buffer = self._pool.take()
+        try:
+            buffer = self._pool.take()
+        except OSError as exc:  # a SharedFrame could not map (no descriptor or memory left): grab() serves
+            log.warning("cannot map a scratch frame, grabbing the whole screen instead: %s", exc)
+            return None
         try:
             written = self.source.grab_into(buffer, also, **taken)  # type: ignore[attr-defined]
         except BaseException:

@@ -176,3 +176,17 @@ def test_one_frame_changes_wait_for_write_back():
     frame2, _, _ = loop._grab(True, True, True)
     assert frame2 is not frame and frame2 is loop._pool.current and np.array_equal(frame2, source.screen)
     assert np.array_equal(frame, shown)
+
+
+def test_one_frame_that_cannot_map_a_scratch_frame_falls_back_to_a_whole_grab(monkeypatch):
+    source = FakeDamageScreen(64, 48)
+    loop = _loop(source, one_frame=True)
+    _step(loop, [])
+
+    def no_mapping(self):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(SharedFrame, "take", no_mapping)
+    source.draw((1, 2, 5, 5))
+    _step(loop, [])  # grab() instead: the viewers still get the change, from a frame of two
+    assert source.full_grabs == 1 and np.array_equal(loop.frame, source.screen)
