@@ -74,6 +74,25 @@ def proc_status(pid: Optional[int]) -> dict[str, int]:
     return out
 
 
+def proc_pss(pid: Optional[int]) -> Optional[int]:
+    """Pss (kB) of a live process from /proc/PID/smaps_rollup; None when it cannot be read.
+
+    PSS counts a page once however many of the process's mappings hold it: the agent's one-frame
+    capture maps its frame twice while a grab is compared (agent.capture.shared_frame), and RSS counts
+    the pages both mappings touch twice.
+    """
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def largest_mappings(pid: Optional[int], count: int = LARGEST) -> list[dict[str, Any]]:
     """The ``count`` mappings of a live process with the most resident memory, from /proc/PID/smaps.
 
@@ -122,19 +141,20 @@ async def measure_server(name: str, display: str, link: LinkSpec, seconds: float
         row["sync_seconds"] = round(time.monotonic() - t0, 3)
         pid = server.server_pid
         cpu0, down0, start = cpu_seconds(pid), server.down.counter.total, time.monotonic()
-        samples = []
+        samples, pss = [], []
         while time.monotonic() - start < seconds:
             await asyncio.sleep(SAMPLE)
             rss = proc_status(pid).get("VmRSS")
             if rss is None:
                 raise RuntimeError(f"{name} (pid {pid}) exited during the measurement")
             samples.append(rss)
+            pss.append(proc_pss(pid) or 0)
         end = proc_status(pid)
         mappings = largest_mappings(pid)
         row.update(seconds=round(time.monotonic() - start, 3), cpu=cpu_seconds(pid) - cpu0, cpu_total=cpu_seconds(pid),
                    # the kernel updates VmHWM lazily: a sample can exceed it by a few pages
                    peak_rss_kb=max(end["VmHWM"], *samples), vmhwm_kb=end["VmHWM"], max_sampled_rss_kb=max(samples),
-                   end_rss_kb=end["VmRSS"],
+                   max_sampled_pss_kb=max(pss), end_rss_kb=end["VmRSS"],
                    end_parts_kb={k: end[k] for k in ("RssAnon", "RssFile", "RssShmem") if k in end},
                    largest_mappings=mappings,
                    samples=len(samples), bytes_down=server.down.counter.total - down0,
@@ -191,16 +211,16 @@ def report(rows: list[dict], meta: dict) -> str:
              f"Xvfb {meta['size']}x24 with `top -d 0.5` in an xterm; one viewer pulling updates continuously "
              f"(link {meta['link']}); {meta['seconds']:g} s measured after the first picture. Server process "
              "only (rejnet: the agent; relay and bridge in results.json). Peak RSS: the larger of VmHWM (since start) "
-             "and the sampled VmRSS; "
+             "and the sampled VmRSS (PSS, sampled alike, counts a page mapped twice once); "
              "CPU is utime+stime over the window. Shared 2-core machine: compare within this run.", "",
-             "| server | peak RSS MB | max sampled RSS MB | RSS at end MB | CPU s | updates | down kB "
-             "| sync s |", "|---|---|---|---|---|---|---|---|"]
+             "| server | peak RSS MB | max sampled RSS MB | max sampled PSS MB | RSS at end MB | CPU s | updates "
+             "| down kB | sync s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["error"]:
-            lines.append(f"| {r['server']} | failed: {r['error']} | | | | | | |")
+            lines.append(f"| {r['server']} | failed: {r['error']} | | | | | | | |")
             continue
         lines.append(f"| {r['server']} | {r['peak_rss_kb'] * mb:.1f} | {r['max_sampled_rss_kb'] * mb:.1f} | "
-                     f"{r['end_rss_kb'] * mb:.1f} | {r['cpu']:.2f} | {r['updates']} | {r['bytes_down'] / 1e3:.1f} | "
+                     f"{r.get('max_sampled_pss_kb', 0) * mb:.1f} | {r['end_rss_kb'] * mb:.1f} | {r['cpu']:.2f} | {r['updates']} | {r['bytes_down'] / 1e3:.1f} | "
                      f"{r['sync_seconds']:.2f} |")
     where = [_where(r) for r in rows if not r["error"] and r.get("end_parts_kb")]
     if where:

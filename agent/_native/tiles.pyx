@@ -237,3 +237,45 @@ def diff_tiles_after_copies(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, :
         ndirty = _finish_boxes(boxes)
     free(active)
     return ndirty
+
+
+def copy_changed_rows(uint8_t[:, :, ::1] dst, const uint8_t[:, :, ::1] src, Py_ssize_t x, Py_ssize_t y,
+                      const uint8_t[:, :, ::1] base=None, uint8_t[::1] changed=None) -> int:
+    """Copy ``src`` ((h, w, 4)) into ``dst[y:y + h, x:x + w]``, skipping rows that are equal already.
+
+    Rows are compared with ``base`` (same shape as ``dst``, which equals it wherever this does not
+    write), else with ``dst`` itself. ``changed[r]`` (if given, h bytes) is set to 1 for each row
+    written, 0 for the others. Returns the number of rows written.
+
+    Why: a one-frame capture grabs into a copy-on-write mapping of the current frame
+    (agent.capture.shared_frame) where every page written, even read, counts again. X's damage,
+    coalesced, covers many rows that did not change (the unchanged lines of a ``top`` refresh):
+    comparing with the current frame first touches only the rows that differ, and the change
+    detector, told just those rows, compares only them.
+    """
+    cdef Py_ssize_t h = src.shape[0], w = src.shape[1], r, written = 0
+    cdef bint has_base = base is not None, has_changed = changed is not None
+    cdef const uint8_t* ref
+    if src.shape[2] != 4 or dst.shape[2] != 4:
+        raise ValueError("dst and src must be (H, W, 4)")
+    if x < 0 or y < 0 or x + w > dst.shape[1] or y + h > dst.shape[0]:
+        raise ValueError("src does not fit dst at (x, y)")
+    if has_base and (base.shape[0] != dst.shape[0] or base.shape[1] != dst.shape[1] or base.shape[2] != 4):
+        raise ValueError("base must have dst's shape")
+    if has_changed and changed.shape[0] < h:
+        raise ValueError("changed must hold a byte per row of src")
+    if w == 0:  # empty rows: none differs
+        for r in range(h if has_changed else 0):
+            changed[r] = 0
+        return 0
+    with nogil:
+        for r in range(h):
+            ref = &base[y + r, x, 0] if has_base else &dst[y + r, x, 0]
+            if memcmp(ref, &src[r, 0, 0], 4 * w) != 0:
+                memcpy(&dst[y + r, x, 0], &src[r, 0, 0], 4 * w)
+                written += 1
+                if has_changed:
+                    changed[r] = 1
+            elif has_changed:
+                changed[r] = 0
+    return written

@@ -330,7 +330,8 @@ class MssSource(ScreenSource):
         return self._watch.take_damage()
 
     def grab_into(self, frame: np.ndarray, also: Sequence[Rect] = (),
-                  damage: Sequence[Rect] | None | bool = False) -> list[Rect] | None:
+                  damage: Sequence[Rect] | None | bool = False,
+                  base: np.ndarray | None = None) -> list[Rect] | None:
         """Write what X DAMAGE reported since the last grab, and the rectangles ``also``, into ``frame``.
 
         ``frame`` is the caller's (H, W, 4) buffer holding the previous frame;
@@ -339,7 +340,10 @@ class MssSource(ScreenSource):
         the caller then uses ``grab()``, which sorts out why. Re-arms the hint;
         where X cannot say what was drawn, the whole screen is written.
         ``damage``: what ``take_damage()`` returned just before, if the caller
-        took it already (False: take it here).
+        took it already (False: take it here). ``base``: the previous frame,
+        when ``frame`` equals it (a scratch or pooled copy): then only rows
+        that differ from it are written, and returned (X's damage covers many
+        rows that did not change).
         """
         if self._closed:
             raise CaptureError("this screen source was closed")
@@ -354,11 +358,11 @@ class MssSource(ScreenSource):
         else:
             rects = coalesce(rects, MAX_DAMAGE_RECTS) + list(also)
         try:
-            self._shm.grab(frame, rects)
+            changed = self._shm.grab(frame, rects, base)
         except OSError as exc:  # the display shrank or went away: grab() finds out which
             log.debug("sub-image grab failed: %s", exc)
             return None
-        return rects
+        return rects if base is None else changed
 
     def grab(self) -> np.ndarray:
         if self._closed:

@@ -6,7 +6,8 @@ Here one small shared segment (``SEGMENT_BYTES``, not a screen's worth) is
 reused for every request: damaged rectangles are requested back to back at
 different offsets (one round trip for all of them), a large rectangle goes in
 bands of rows, and each result is copied straight into the caller's frame
-buffer at its place. numpy's copy releases the GIL.
+buffer at its place, only the rows that differ (``tiles.copy_changed_rows``,
+which releases the GIL).
 
 Built on mss's own XCB bindings (mss.linux.xcb, mss >= 10.2), on a connection
 of our own; ``XShmGrabber.open`` returns None wherever that is not possible
@@ -31,11 +32,15 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from agent._native import tiles as _tiles
+
 log = logging.getLogger(__name__)
 
 Rect = tuple[int, int, int, int]
 
-SEGMENT_BYTES = 4 << 20  # 4 MiB: 273 rows of a 3840-pixel screen per request
+# 2 MiB: 136 rows of a 3840-pixel screen per request. The segment is resident in every agent; larger
+# grabs take one more round trip per 2 MiB (a whole 1080p screen four).
+SEGMENT_BYTES = 2 << 20
 _ALL_PLANES = 0xFFFFFFFF
 _ZPIXMAP = 2
 # xcb_send_request flags; DAMAGE minor opcodes (damageproto); XFixes FetchRegion reply header bytes
@@ -235,12 +240,16 @@ class XShmGrabber:
         raw.check(conn, subtract, "DamageSubtract")
         return rects
 
-    def grab(self, frame: np.ndarray, rects: Sequence[Rect]) -> None:
+    def grab(self, frame: np.ndarray, rects: Sequence[Rect], base: Optional[np.ndarray] = None) -> list[Rect]:
         """Copy the screen's pixels of ``rects`` (clipped to ``frame``) into ``frame`` at the same places.
 
+        Rows already equal are not written. With ``base`` (a frame equal to ``frame`` wherever this
+        does not write), rows are compared with it and only the rows that differ are written and
+        returned, as rectangles: exactly what changed. Without, the clipped ``rects`` are returned.
         Requests are pipelined while they fit in the segment; OSError if the server refuses one.
         """
         height, width = frame.shape[:2]
+        written: list[Rect] = []
         pending: list[tuple[Any, int, Rect]] = []
         offset = 0
         for x, y, w, h in _clipped(rects, width, height):
@@ -249,11 +258,12 @@ class XShmGrabber:
                 part = (x, top, w, min(band, y + h - top))
                 nbytes = 4 * part[2] * part[3]
                 if offset + nbytes > self._size:
-                    self._collect(frame, pending)
+                    self._collect(frame, pending, base, written)
                     pending, offset = [], 0
                 pending.append((self._request(part, offset), offset, part))
                 offset += (nbytes + 63) & ~63
-        self._collect(frame, pending)
+        self._collect(frame, pending, base, written)
+        return written
 
     def _request(self, rect: Rect, offset: int) -> Any:
         x, y, w, h = rect
@@ -261,7 +271,8 @@ class XShmGrabber:
         return self._xcb.LIB.shm.xcb_shm_get_image(self._conn, self._root, x, y, w, h, _ALL_PLANES, _ZPIXMAP,
                                                     self._seg, offset)
 
-    def _collect(self, frame: np.ndarray, pending: list[tuple[Any, int, Rect]]) -> None:
+    def _collect(self, frame: np.ndarray, pending: list[tuple[Any, int, Rect]], base: Optional[np.ndarray],
+                 written: list[Rect]) -> None:
         for cookie, offset, (x, y, w, h) in pending:
             try:
                 reply = cookie.reply(self._conn)
@@ -269,7 +280,15 @@ class XShmGrabber:
                 raise OSError(f"XShmGetImage {w}x{h}+{x}+{y} failed: {exc}") from None
             if reply.size != 4 * w * h:
                 raise OSError(f"XShmGetImage returned {reply.size} bytes for {w}x{h}: not 32 bits a pixel")
-            frame[y:y + h, x:x + w] = self._pixels[offset:offset + 4 * w * h].reshape(h, w, 4)
+            pixels = self._pixels[offset:offset + 4 * w * h].reshape(h, w, 4)
+            if base is None:
+                _tiles.copy_changed_rows(frame, pixels, x, y)
+                written.append((x, y, w, h))
+                continue
+            changed = np.zeros(h + 2, np.int8)  # a row's flag at [1 + row], zero guards at both ends
+            if _tiles.copy_changed_rows(frame, pixels, x, y, base, changed[1:-1].view(np.uint8)):
+                edges = np.flatnonzero(np.diff(changed)).tolist()  # starts and ends of runs of changed rows
+                written.extend((x, y + top, w, end - top) for top, end in zip(edges[0::2], edges[1::2]))
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

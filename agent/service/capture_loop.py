@@ -246,15 +246,16 @@ class CaptureLoop:
             log.warning("cannot map a scratch frame, grabbing the whole screen instead: %s", exc)
             return None
         try:
-            written = self.source.grab_into(buffer, also, **taken)  # type: ignore[attr-defined]
+            # only rows that differ from the current frame are written, and reported: what changed
+            written = self.source.grab_into(buffer, also, base=current, **taken)  # type: ignore[attr-defined]
         except BaseException:
             self._pool.discard(buffer)
             raise
         if written is None:
             self._pool.discard(buffer)
             return None
-        # what DAMAGE reported (the rects before the confirming band): small enough to take inline next time?
-        self._small_damage = rects_area(written[:len(written) - len(also)]) <= INLINE_MAX_PIXELS
+        # what changed: small enough to take the next damage on the event loop?
+        self._small_damage = rects_area(written) <= INLINE_MAX_PIXELS
         pool = self._pool
         changes = self._detect(buffer, written, current if pool.in_place else None)
         if changes.is_empty():

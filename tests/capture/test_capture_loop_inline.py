@@ -28,7 +28,8 @@ class TakingScreen(FakeDamageScreen):
         return rects
 
     def grab_into(self, frame: np.ndarray, also: Sequence[Rect] = (),
-                  damage: Sequence[Rect] | None | bool = False) -> Optional[list[Rect]]:
+                  damage: Sequence[Rect] | None | bool = False,
+                  base: Optional[np.ndarray] = None) -> Optional[list[Rect]]:
         taken = self.take_damage() if damage is False else list(damage or [])
         if self.refuse:
             self.refuse -= 1

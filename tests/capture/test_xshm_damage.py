@@ -42,6 +42,30 @@ def test_grab_into_writes_only_the_damage(xvfb_factory) -> None:
 
 
 @pytest.mark.xvfb
+def test_grab_into_with_a_base_writes_and_returns_only_the_rows_that_changed(xvfb_factory) -> None:
+    from Xlib import display as xdisplay
+
+    name = xvfb_factory(640, 480)
+    d = xdisplay.Display(name)
+    with MssSource(name) as source:
+        if not source.sub_images:
+            pytest.skip("no MIT-SHM on this Xvfb")
+        base = np.zeros((480, 640, 4), np.uint8)
+        source.grab_into(base, [(0, 0, 640, 480)])
+        frame = base.copy()
+        win = paint_window(d, 100, 50, 40, 30, 0x336699)
+        try:
+            assert wait_for(lambda: source.damaged() is True)
+            rects = source.grab_into(frame, [(0, 0, 640, 480)], base=base)  # the whole screen asked for
+            rows = sorted({r for _, y, _, h in rects for r in range(y, y + h)})
+            assert rows == list(range(50, 80)), "only the window's rows differ, so only they come back"
+            assert np.array_equal(frame[..., :3], source.grab()[..., :3])
+        finally:
+            win.destroy()
+            d.close()
+
+
+@pytest.mark.xvfb
 def test_one_frame_capture_follows_a_real_display(xvfb_factory) -> None:
     # A big screen's capture (forced here on a small one): grabs go into copy-on-write scratch mappings
     # of the one frame, and the changes are written back into it.

@@ -23,7 +23,7 @@ from benchmarks import memory_4k  # noqa: E402
 
 def _row(server: str, peak_mb: float, cpu: float, error: str | None = None) -> dict:
     return {"server": server, "error": error, "peak_rss_kb": int(peak_mb * 1024), "max_sampled_rss_kb": 1024,
-            "end_rss_kb": 1024, "cpu": cpu, "updates": 5, "bytes_down": 5000, "sync_seconds": 0.5}
+            "max_sampled_pss_kb": 900, "end_rss_kb": 1024, "cpu": cpu, "updates": 5, "bytes_down": 5000, "sync_seconds": 0.5}
 
 
 META = {"command": "test", "size": "3840x2160", "seconds": 3.0, "link": "unlimited"}
@@ -31,7 +31,7 @@ META = {"command": "test", "size": "3840x2160", "seconds": 3.0, "link": "unlimit
 
 def test_report_targets_are_ratios_against_tigervnc():
     text = memory_4k.report([_row("rejnet", 150, 0.3), _row("tigervnc", 100, 0.1)], META)
-    assert "| rejnet | 150.0 | 1.0 | 1.0 | 0.30 | 5 | 5.0 | 0.50 |" in text
+    assert "| rejnet | 150.0 | 1.0 | 0.9 | 1.0 | 0.30 | 5 | 5.0 | 0.50 |" in text
     assert "PASS 4K: agent peak RSS vs tigervnc: 1.50x" in text
     assert "FAIL 4K: agent CPU over the window vs tigervnc: 3.00x" in text
 
@@ -49,6 +49,7 @@ def test_proc_status_reads_this_process():
     status = memory_4k.proc_status(os.getpid())
     assert status["VmHWM"] >= status["VmRSS"] > 0
     assert memory_4k.proc_status(None) == {}
+    assert 0 < memory_4k.proc_pss(os.getpid()) <= status["VmRSS"] + 1024 and memory_4k.proc_pss(None) is None
 
 
 @pytest.mark.xvfb
@@ -69,6 +70,7 @@ def test_quick_memory_benchmark_measures_the_agent_and_tigervnc(tmp_path):
         assert r["error"] is None, (server, r["error"])
         assert r["peak_rss_kb"] >= r["max_sampled_rss_kb"] >= r["end_rss_kb"] * 0.5 > 0, r
         assert r["peak_rss_kb"] >= r["end_rss_kb"] and r["samples"] > 10, r
+        assert 0 < r["max_sampled_pss_kb"] <= r["max_sampled_rss_kb"], r
         assert r["updates"] > 0 and r["bytes_down"] > 0, r   # top kept changing and the viewer kept pulling
         assert 2.5 <= r["seconds"] < 10, r
     agent = rows["rejnet"]

@@ -52,12 +52,23 @@ class FakeDamageScreen(ScreenSource):
         self.damage = []
         return self.screen.copy()
 
-    def grab_into(self, frame: np.ndarray, also: Sequence[Rect] = ()) -> Optional[list[Rect]]:
+    def grab_into(self, frame: np.ndarray, also: Sequence[Rect] = (),
+                  base: Optional[np.ndarray] = None) -> Optional[list[Rect]]:
         rects, self.damage = self.damage + list(also), []
         for x, y, w, h in rects:
             frame[y:y + h, x:x + w] = self.screen[y:y + h, x:x + w]
             self.written += w * h
-        return rects
+        return rects if base is None else changed_rows(rects, base, self.screen)
+
+
+def changed_rows(rects: Sequence[Rect], base: np.ndarray, screen: np.ndarray) -> list[Rect]:
+    """The rows of ``rects`` where ``screen`` differs from ``base``, as rects (what MssSource returns)."""
+    out = []
+    for x, y, w, h in rects:
+        for r in range(y, y + h):
+            if not np.array_equal(base[r, x:x + w], screen[r, x:x + w]):
+                out.append((x, r, w, 1))
+    return out
 
 
 def _loop(source: ScreenSource, one_frame: bool = False) -> CaptureLoop:
