@@ -30,7 +30,7 @@ Large buffers at W x H (4 W H bytes each, 33 MB at 3840x2160): the current
 frame (``self.frame``, shared by reference with the viewers' updaters and the
 detector, which keeps no copy), the pool's buffer being written (or waiting to
 be), and a third only while a viewer's encoder still reads an older frame;
-plus the grabber's 4 MiB shared segment. With a SharedFrame: the current frame
+plus the grabber's 2 MiB shared segment. With a SharedFrame: the current frame
 only, and while a grab is compared the pages it wrote (a confirming band: at
 most SHARED_BAND_MAX_BYTES).
 """

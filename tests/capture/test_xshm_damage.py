@@ -1,6 +1,9 @@
 """On a real Xvfb: sub-image grabs write exactly what X drew, where it drew it, and nothing else."""
 from __future__ import annotations
 
+import contextlib
+from typing import Any, Iterator
+
 import numpy as np
 import pytest
 
@@ -8,15 +11,36 @@ from agent.capture.mss_source import MAX_DAMAGE_RECTS, MssSource, coalesce
 from tests.integration.test_capture_mss import paint_window, wait_for
 
 
-@pytest.mark.xvfb
-def test_grab_into_writes_only_the_damage(xvfb_factory) -> None:
+@contextlib.contextmanager
+def _screen(xvfb_factory) -> Iterator[tuple[Any, MssSource]]:
+    """A 640x480 Xvfb's X connection and a sub-image source on it."""
     from Xlib import display as xdisplay
 
     name = xvfb_factory(640, 480)
     d = xdisplay.Display(name)
-    with MssSource(name) as source:
-        if not source.sub_images:
-            pytest.skip("no MIT-SHM on this Xvfb")
+    try:
+        with MssSource(name) as source:
+            if not source.sub_images:
+                pytest.skip("no MIT-SHM on this Xvfb")
+            yield d, source
+    finally:
+        d.close()
+
+
+@contextlib.contextmanager
+def _window(d: Any, source: MssSource) -> Iterator[None]:
+    """A 40x30 window at (100, 50) in 0x336699, drawn and reported by DAMAGE."""
+    win = paint_window(d, 100, 50, 40, 30, 0x336699)
+    try:
+        assert wait_for(lambda: source.damaged() is True)
+        yield
+    finally:
+        win.destroy()
+
+
+@pytest.mark.xvfb
+def test_grab_into_writes_only_the_damage(xvfb_factory) -> None:
+    with _screen(xvfb_factory) as (d, source):
         assert source.capture_path == "XShmGetImage"
         frame = np.zeros((480, 640, 4), np.uint8)
         assert source.grab_into(frame, [(0, 0, 640, 480)]) == [(0, 0, 640, 480)]
@@ -24,9 +48,7 @@ def test_grab_into_writes_only_the_damage(xvfb_factory) -> None:
         assert source.damaged() is not None
         source.grab_into(frame)  # forget the damage so far
         canvas = np.full_like(frame, 7)  # not the screen: only written rects may change
-        win = paint_window(d, 100, 50, 40, 30, 0x336699)
-        try:
-            assert wait_for(lambda: source.damaged() is True)
+        with _window(d, source):
             rects = source.grab_into(canvas)
             assert rects and all(x <= 100 and y <= 50 and x + w >= 140 and y + h >= 80 for x, y, w, h in rects)
             assert (canvas[50:80, 100:140, :3] == (0x99, 0x66, 0x33)).all()
@@ -36,65 +58,42 @@ def test_grab_into_writes_only_the_damage(xvfb_factory) -> None:
             assert (canvas[outside] == 7).all(), "pixels outside the damage were written"
             assert source.grab_into(canvas) == [], "the damage was taken: nothing new"
             assert (truth[0, 0] == source.grab()[0, 0]).all()
-        finally:
-            win.destroy()
-            d.close()
 
 
 @pytest.mark.xvfb
 def test_grab_into_with_a_base_writes_and_returns_only_the_rows_that_changed(xvfb_factory) -> None:
-    from Xlib import display as xdisplay
-
-    name = xvfb_factory(640, 480)
-    d = xdisplay.Display(name)
-    with MssSource(name) as source:
-        if not source.sub_images:
-            pytest.skip("no MIT-SHM on this Xvfb")
+    with _screen(xvfb_factory) as (d, source):
         base = np.zeros((480, 640, 4), np.uint8)
         source.grab_into(base, [(0, 0, 640, 480)])
         frame = base.copy()
-        win = paint_window(d, 100, 50, 40, 30, 0x336699)
-        try:
-            assert wait_for(lambda: source.damaged() is True)
+        with _window(d, source):
             rects = source.grab_into(frame, [(0, 0, 640, 480)], base=base)  # the whole screen asked for
             rows = sorted({r for _, y, _, h in rects for r in range(y, y + h)})
             assert rows == list(range(50, 80)), "only the window's rows differ, so only they come back"
             assert np.array_equal(frame[..., :3], source.grab()[..., :3])
-        finally:
-            win.destroy()
-            d.close()
 
 
 @pytest.mark.xvfb
 def test_one_frame_capture_follows_a_real_display(xvfb_factory) -> None:
     # A big screen's capture (forced here on a small one): grabs go into copy-on-write scratch mappings
     # of the one frame, and the changes are written back into it.
-    from Xlib import display as xdisplay
-
     from agent.capture.shared_frame import SharedFrame
     from agent.service.capture_loop import CaptureLoop
 
-    name = xvfb_factory(640, 480)
-    d = xdisplay.Display(name)
-    with MssSource(name) as source:
+    with _screen(xvfb_factory) as (d, source):
         loop = CaptureLoop(source, 30, on_frame=lambda *a: None, wanted=lambda: True, on_failure=lambda e: None,
                            one_frame_min_bytes=0)
         frame, _, _ = loop._grab(True, True, True)
         loop.write_back()
         loop.frame = frame
         assert isinstance(loop._pool, SharedFrame) and frame is loop._pool.current
-        win = paint_window(d, 100, 50, 40, 30, 0x336699)
-        try:
-            assert wait_for(lambda: source.damaged() is True)
+        with _window(d, source):
             got, changes, _ = loop._grab(True, False)
             assert got is frame and changes.rects
             assert not (frame[50:80, 100:140, :3] == (0x99, 0x66, 0x33)).all(), "written back only when told"
             loop.write_back()
             assert (frame[50:80, 100:140, :3] == (0x99, 0x66, 0x33)).all()
             assert np.array_equal(frame[..., :3], source.grab()[..., :3])
-        finally:
-            win.destroy()
-            d.close()
 
 
 def test_coalesce_covers_every_rect_within_the_limit() -> None:

@@ -2,14 +2,13 @@
 from the destination or a base, and releases the GIL."""
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent._native import tiles
+from tests.support.gil import assert_releases_gil
 
 
 @settings(max_examples=150, deadline=None)
@@ -64,23 +63,10 @@ def test_rejects_a_source_that_does_not_fit():
 def test_releases_the_gil():
     dst = np.zeros((2160, 3840, 4), np.uint8)
     src = np.ones((2160, 3840, 4), np.uint8)
-    ticks = 0
-    done = threading.Event()
 
-    def count():
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-
-    t = threading.Thread(target=count)
-    t.start()
-    try:
-        before = ticks
+    def work() -> None:
         for _ in range(10):
             dst[:] = 0
             tiles.copy_changed_rows(dst, src, 0, 0)
-        during = ticks - before
-    finally:
-        done.set()
-        t.join()
-    assert during > 1000, "the counting thread barely ran: the GIL was held"
+
+    assert_releases_gil(work)

@@ -2,14 +2,13 @@
 frame (each reading the frame as it was), then compare tile by tile (tests/support/reference.diff_tiles)."""
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent._native import tiles
+from tests.support.gil import assert_releases_gil
 from tests.support import reference as ref
 
 
@@ -96,22 +95,9 @@ def test_releases_the_gil():
     cur[::7, ::5] = 1
     select = np.ones((34, 60), np.uint8)
     copies = np.array([[0, 64, 3840, 2160, 0, 64]], np.int32)
-    ticks = 0
-    done = threading.Event()
 
-    def count():
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-
-    t = threading.Thread(target=count)
-    t.start()
-    try:
-        before = ticks
+    def work() -> None:
         for _ in range(5):
             _run(prev, cur, 64, select, copies)
-        during = ticks - before
-    finally:
-        done.set()
-        t.join()
-    assert during > 1000, "the counting thread barely ran: the GIL was held"
+
+    assert_releases_gil(work)

@@ -90,6 +90,16 @@ def _step(loop: CaptureLoop, handed: list, confirm: bool = False) -> None:
     loop.frame = frame
 
 
+def _change(source: FakeDamageScreen, rng: np.random.Generator) -> None:
+    """One random step on a 200x120 screen: draw a rectangle, scroll, or nothing."""
+    kind = rng.integers(0, 3)
+    if kind == 0:
+        x, y = int(rng.integers(0, 190)), int(rng.integers(0, 110))
+        source.draw((x, y, int(rng.integers(1, 200 - x)), int(rng.integers(1, 120 - y))))
+    elif kind == 1:
+        source.scroll(int(rng.integers(1, 40)))
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_handed_out_frames_are_never_written_and_changes_are_exact(seed):
     source = FakeDamageScreen(200, 120, seed)
@@ -99,12 +109,7 @@ def test_handed_out_frames_are_never_written_and_changes_are_exact(seed):
     assert source.full_grabs == 0, "the first frame is a whole sub-image grab, not mss's grab()"
     rng = np.random.default_rng(seed)
     for i in range(40):
-        kind = rng.integers(0, 3)
-        if kind == 0:
-            x, y = int(rng.integers(0, 190)), int(rng.integers(0, 110))
-            source.draw((x, y, int(rng.integers(1, 200 - x)), int(rng.integers(1, 120 - y))))
-        elif kind == 1:
-            source.scroll(int(rng.integers(1, 40)))
+        _change(source, rng)
         _step(loop, handed, confirm=i % 5 == 0)
         assert np.array_equal(loop.frame, source.screen)
     for frame, snapshot in handed:  # every viewer may still be encoding any of them
@@ -159,12 +164,7 @@ def test_one_frame_stays_exact_and_is_the_only_frame(seed):
     assert isinstance(loop._pool, SharedFrame) and frame is loop._pool.current
     rng = np.random.default_rng(seed)
     for i in range(40):
-        kind = rng.integers(0, 3)
-        if kind == 0:
-            x, y = int(rng.integers(0, 190)), int(rng.integers(0, 110))
-            source.draw((x, y, int(rng.integers(1, 200 - x)), int(rng.integers(1, 120 - y))))
-        elif kind == 1:
-            source.scroll(int(rng.integers(1, 40)))
+        _change(source, rng)
         _step(loop, handed, confirm=i % 5 == 0)
         assert loop.frame is frame, "one frame, written in place: no other buffer is handed out"
         assert np.array_equal(loop.frame, source.screen)
