@@ -99,9 +99,15 @@ def ctl(agent: ServerThread, *argv: str) -> int:
     return agent_main(["ctl", "--control", agent.server.path, *argv])
 
 
+# A background job's children inherit SIGINT ignored (a shell without job control, e.g. CI started with
+# `&`), and Python then installs no KeyboardInterrupt handler: the child gets it back, as in a terminal.
+_WITH_CTRL_C = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "runpy.run_module('agent', run_name='__main__', alter_sys=True)")
+
+
 def spawn(*argv: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.Popen([sys.executable, "-m", "agent", "ctl", *argv], cwd=ROOT, env=env, text=True,
+    return subprocess.Popen([sys.executable, "-c", _WITH_CTRL_C, "ctl", *argv], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
