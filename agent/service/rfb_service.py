@@ -29,7 +29,7 @@ from agent.models import CursorShape
 from agent.rfb import messages as M
 from agent.rfb.server import RFBServer
 from agent.sansio import RemoteProtocolError
-from agent.service.capture_loop import CaptureLoop
+from agent.service.capture_loop import ONE_FRAME_MIN_BYTES, CaptureLoop
 from agent.service.priority import LinkState
 from agent.service.connection import RFBConnection, close_connection, flush, handshake
 from agent.service.updater import UpdateStats, ViewerUpdater
@@ -46,9 +46,14 @@ class RFBService:
     """Capture once, serve many RFB clients over any stream pair."""
 
     def __init__(self, source: ScreenSource, *, input_backend: Optional[InputBackend] = None,
-                 password: Optional[str] = None, fps: float = 30, name: str = "rejnet") -> None:
+                 password: Optional[str] = None, fps: float = 30, name: str = "rejnet",
+                 one_frame_min_bytes: int = ONE_FRAME_MIN_BYTES) -> None:
+        """``one_frame_min_bytes``: screens of this many bytes (4 x width x height) or more keep one frame
+        in memory instead of two (agent.service.capture_loop); 0 for every screen."""
         if not 0 < fps <= MAX_FPS:
             raise ValueError(f"fps must be in (0, {MAX_FPS}], got {fps}")
+        if isinstance(one_frame_min_bytes, bool) or not isinstance(one_frame_min_bytes, int) or one_frame_min_bytes < 0:
+            raise ValueError(f"one_frame_min_bytes must be a whole number of bytes >= 0, got {one_frame_min_bytes!r}")
         self.source = source
         self.input_backend = input_backend if input_backend is not None else NullInput()
         self.__password = password
@@ -63,7 +68,7 @@ class RFBService:
         self._closing = False
         self._connections: set[asyncio.Task[Any]] = set()
         self._capture = CaptureLoop(source, fps, on_frame=self._on_frame, wanted=lambda: bool(self._viewers),
-                                    on_failure=self._on_capture_failure)
+                                    on_failure=self._on_capture_failure, one_frame_min_bytes=one_frame_min_bytes)
 
     @property
     def viewers(self) -> list[RFBConnection]:

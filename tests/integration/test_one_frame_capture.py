@@ -31,8 +31,7 @@ async def test_one_frame_capture_shows_the_exact_screen_through_scrolls_and_drag
                              "echo done; sleep 600"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     source = MssSource(display)
-    service = RFBService(source, fps=30)
-    service._capture.one_frame_min_bytes = 0  # every screen counts as big
+    service = RFBService(source, fps=30, one_frame_min_bytes=0)  # every screen counts as big
     await service.start()
     server = await asyncio.start_server(service.serve_connection, "127.0.0.1", 0)
     try:

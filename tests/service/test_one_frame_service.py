@@ -23,8 +23,7 @@ def test_a_viewer_sees_the_exact_screen_while_one_frame_is_written_in_place(seed
         # big enough that updates are encoded, and changes written back, in worker threads; without the
         # gate about half of these runs end with the viewer's picture wrong (checked)
         source = FakeDamageScreen(640, 480, seed)
-        service = RFBService(source, fps=120)
-        service._capture.one_frame_min_bytes = 0  # every screen is "big"
+        service = RFBService(source, fps=120, one_frame_min_bytes=0)  # every screen is "big"
         await service.start()
         (sr, sw), (cr, cw) = memory_pipe()
         task = asyncio.ensure_future(service.serve_connection(sr, sw))

@@ -212,6 +212,9 @@ def test_capture_failure_closes_viewers_and_is_reported():
 def test_service_argument_checks():
     with pytest.raises(ValueError):
         RFBService(SyntheticSource("idle", 8, 8), fps=0)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="one_frame_min_bytes"):
+            RFBService(SyntheticSource("idle", 8, 8), one_frame_min_bytes=bad)
 
     async def main() -> None:
         service = RFBService(SyntheticSource("idle", 8, 8))
