@@ -6,8 +6,8 @@ Here one small shared segment (``SEGMENT_BYTES``, not a screen's worth) is
 reused for every request: damaged rectangles are requested back to back at
 different offsets (one round trip for all of them), a large rectangle goes in
 bands of rows, and each result is copied straight into the caller's frame
-buffer at its place, only the rows that differ (``tiles.copy_changed_rows``,
-which releases the GIL).
+buffer at its place (numpy's copy releases the GIL); given the previous frame,
+only the rows that differ from it (``tiles.copy_changed_rows``, GIL-free too).
 
 Built on mss's own XCB bindings (mss.linux.xcb, mss >= 10.2), on a connection
 of our own; ``XShmGrabber.open`` returns None wherever that is not possible
@@ -243,9 +243,9 @@ class XShmGrabber:
     def grab(self, frame: np.ndarray, rects: Sequence[Rect], base: Optional[np.ndarray] = None) -> list[Rect]:
         """Copy the screen's pixels of ``rects`` (clipped to ``frame``) into ``frame`` at the same places.
 
-        Rows already equal are not written. With ``base`` (a frame equal to ``frame`` wherever this
-        does not write), rows are compared with it and only the rows that differ are written and
-        returned, as rectangles: exactly what changed. Without, the clipped ``rects`` are returned.
+        With ``base`` (a frame equal to ``frame`` wherever this does not write), rows are compared with
+        it and only the rows that differ are written, and returned as rectangles: exactly what changed.
+        Without, everything is written and the list returned is empty.
         Requests are pipelined while they fit in the segment; OSError if the server refuses one.
         """
         height, width = frame.shape[:2]
@@ -281,9 +281,8 @@ class XShmGrabber:
             if reply.size != 4 * w * h:
                 raise OSError(f"XShmGetImage returned {reply.size} bytes for {w}x{h}: not 32 bits a pixel")
             pixels = self._pixels[offset:offset + 4 * w * h].reshape(h, w, 4)
-            if base is None:
-                _tiles.copy_changed_rows(frame, pixels, x, y)
-                written.append((x, y, w, h))
+            if base is None:  # a whole grab into a fresh buffer: comparing first would only add a read
+                frame[y:y + h, x:x + w] = pixels
                 continue
             changed = np.zeros(h + 2, np.int8)  # a row's flag at [1 + row], zero guards at both ends
             if _tiles.copy_changed_rows(frame, pixels, x, y, base, changed[1:-1].view(np.uint8)):

@@ -113,7 +113,7 @@ class ReceivingHalf:
             with contextlib.suppress(RuntimeError):
                 self._transport.pause_reading()
 
-    # -- the connection's protocol (_Receiver) calls these ----------------------------------------
+    # -- the connection's protocol (ReceiverProtocol) calls these ----------------------------------------
 
     def _take_over(self, reader: asyncio.StreamReader) -> None:
         """Read the connection through our own protocol from now on (one loop callback per read, no task,

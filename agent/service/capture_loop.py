@@ -180,10 +180,14 @@ class CaptureLoop:
             # viewers encode from a frame nobody writes to; a source that may reuse its buffer is copied
             owned = frame if self.source.fresh_frames else frame.copy()
             if self.source.fresh_frames:
-                if not isinstance(self._pool, FramePool):
-                    self._pool = FramePool()
-                self._pool.adopt(owned)
+                self._adopt(owned)
         return owned, changes, self.source.cursor()
+
+    def _adopt(self, frame: np.ndarray) -> None:
+        """``frame`` (a whole grab in a buffer of its own) is the current frame, pooled from now on."""
+        if not isinstance(self._pool, FramePool):
+            self._pool = FramePool()  # from a SharedFrame: its frame goes once the viewers move on
+        self._pool.adopt(frame)
 
     def _detect(self, frame: np.ndarray, damage: Optional[Sequence[tuple[int, int, int, int]]],
                 keep: Optional[np.ndarray] = None) -> Changes:
@@ -226,9 +230,7 @@ class CaptureLoop:
             if shared is not None:
                 self._pool = shared  # viewers still reading the old frame keep it alive until they move on
             else:
-                if not isinstance(self._pool, FramePool):
-                    self._pool = FramePool()
-                self._pool.adopt(buffer)
+                self._adopt(buffer)
             return buffer, changes
         also: list[tuple[int, int, int, int]] = []
         if whole:
@@ -262,10 +264,10 @@ class CaptureLoop:
             pool.release(buffer)  # equal to the current frame: back to the pool, untouched by anyone
             return current, changes
         changed = [c[2:] for c in changes.copies] + list(changes.rects)
-        if isinstance(pool, SharedFrame):
+        if pool.in_place:
             self._unwritten = (buffer, changed)  # written into the current frame by write_back()
             return current, changes
-        pool.commit(buffer, changed)
+        pool.commit(buffer, changed)  # type: ignore[union-attr]
         return buffer, changes
 
     def write_back(self) -> None:

@@ -160,23 +160,20 @@ class WebConsole:
         """Take the screen back after another local VNC viewer took it over (the bridge gives its port to
         the newest local viewer): when a page opens, when the technician asks, or when that viewer left."""
         async with self._attaching:
-            await self._attach_again()
-
-    async def _attach_again(self) -> None:
-        if self._bridge is None or self._bridge.address is None or self.state.state == "ended":
-            return
-        if self._rfb is not None and self._rfb.error is None and not self._pump.done() \
-                and not self.state.elsewhere:
-            return
-        self._pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._pump
-        if self._rfb is not None:
-            await self._rfb.close()
-        self._rfb = await open_rfb(*self._bridge.address, timeout=30.0)
-        if self.state.attached(self._rfb.local_address):
-            self._broadcast_state()
-        self._pump = asyncio.create_task(self._pump_pixels())
+            if self._bridge is None or self._bridge.address is None or self.state.state == "ended":
+                return
+            if self._rfb is not None and self._rfb.error is None and not self._pump.done() \
+                    and not self.state.elsewhere:
+                return
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pump
+            if self._rfb is not None:
+                await self._rfb.close()
+            self._rfb = await open_rfb(*self._bridge.address, timeout=30.0)
+            if self.state.attached(self._rfb.local_address):
+                self._broadcast_state()
+            self._pump = asyncio.create_task(self._pump_pixels())
 
     async def close(self) -> None:
         """Tell the pages the session ended (if it did), then stop serving."""
