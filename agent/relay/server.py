@@ -82,7 +82,6 @@ every slot; the technician's own client needs one or two (a resume overlaps the 
 @dataclass(eq=False)
 class _Ticket:
     viewer: Connection
-    sent: bool = False
     timer: asyncio.TimerHandle | None = None
 
 
@@ -282,9 +281,11 @@ class RelayServer:
         conn.state = ConnState.CONTROL
         conn.send(p.Registered(session.id, session.token).encode())
         conn.start_keepalive()
-        for ticket, pending in session.waiting.items():
-            if not pending.sent:
-                self._notify_agent(session, ticket)
+        # Every waiting ticket, also those sent before: a ticket sent into a connection that died (a cut the
+        # relay saw late, a NAT that forgot it) is lost, and its viewer would wait out ticket_timeout. The
+        # agent answers a ticket once; a second answer gets NO_SUCH_TICKET.
+        for ticket in session.waiting:
+            self._notify_agent(session, ticket)
 
     def _may_adopt(self, conn: Connection, hello: p.AgentHello) -> bool:
         """May this agent keep an ID (free here) and token it got from the relay before a restart?"""
@@ -322,7 +323,6 @@ class RelayServer:
     def _notify_agent(self, session: _Session, ticket: str) -> None:
         assert session.control is not None
         session.control.send(p.ViewerArrived(ticket).encode())
-        session.waiting[ticket].sent = True
 
     def _ticket_expired(self, session: _Session, ticket: str) -> None:
         pending = session.waiting.pop(ticket, None)

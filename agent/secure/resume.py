@@ -147,6 +147,18 @@ class _Resume:
     def _handle(self, kind: Kind, body: bytes) -> Resumed | Refused | None:
         raise NotImplementedError
 
+    def _resumed(self, keys: Any, peer_received: int) -> Resumed:
+        """The outcome, with the channel fed what arrived behind the last handshake message: the peer's
+        first records can share a read with it, and the connection's reader starts after them."""
+        self._secret = b""
+        channel = Channel(self.role, keys, compression=self._compression)
+        if self._buf:
+            channel.receive_data(bytes(self._buf))
+        if self._eof:
+            channel.receive_data(b"")
+        self._buf = bytearray()
+        return Resumed(channel, peer_received)
+
     def _transcript(self, resume: bytes, resumed_head: bytes) -> bytes:
         return transcript_hash(self._session_id, (_RESUME_LABEL, resume, resumed_head))
 
@@ -175,8 +187,7 @@ class ViewerResume(_Resume):
             self._error = ResumeRefusedError("the agent could not prove it holds this session's resumption secret")
             raise self._error
         self._out += encode_message(Kind.CONFIRM, confirmation_mac(keys.confirm_viewer, transcript))
-        self._secret = b""
-        return Resumed(Channel(Role.VIEWER, keys, compression=self._compression), int.from_bytes(count, "big"))
+        return self._resumed(keys, int.from_bytes(count, "big"))
 
 
 class AgentResume(_Resume):
@@ -215,8 +226,7 @@ class AgentResume(_Resume):
         keys = self._keys
         if not mac_matches(confirmation_mac(keys.confirm_viewer, self._transcript_hash), body):
             return Refused()
-        self._secret = b""
-        return Resumed(Channel(Role.AGENT, keys, compression=self._compression), self._viewer_received)
+        return self._resumed(keys, self._viewer_received)
 
 
 __all__ = ["AgentResume", "Refused", "ResumeRefusedError", "Resumed", "ViewerResume"]

@@ -104,6 +104,7 @@ class Link:
 
     async def _ticket_loop(self, host: str, port: int) -> None:
         from agent.relay.client import RelayError, open_agent_data
+        from agent.relay.protocol import NO_SUCH_TICKET
 
         try:
             async for ticket in self._registration.tickets():
@@ -113,7 +114,11 @@ class Link:
                 try:
                     reader, writer = await open_agent_data(host, port, self._registration.session_id, ticket)
                 except (RelayError, OSError, asyncio.TimeoutError) as exc:
-                    log.warning("could not open the data connection for a viewer: %s", exc)
+                    if isinstance(exc, RelayError) and exc.reason == NO_SUCH_TICKET:
+                        # the relay sends waiting tickets again after a re-registration; answered once already
+                        log.info("a viewer's ticket was already answered or has expired")
+                    else:
+                        log.warning("could not open the data connection for a viewer: %s", exc)
                     continue
                 self._spawn(self._on_viewer(reader, writer, "relay"))
         except RelayError as exc:

@@ -216,15 +216,17 @@ class ResumeChain:
         self.procs: list[subprocess.Popen] = []
         self.relay_port = free_port()
         self.relays: list[Lines] = []
+        self.viewer_outs: list[Lines] = []
         self.proxy: CuttingProxy | None = None
         self.agent: subprocess.Popen | None = None
+        self.agent_out: Lines | None = None
         try:
             self.start_relay()
             self.proxy = CuttingProxy(("127.0.0.1", self.relay_port))
             self.control = str(tmp_path / "control.sock")
             self.consent_db = str(tmp_path / "consent.db")
             args = ["agent", "--relay", f"127.0.0.1:{self.proxy.port}", "--display", display,
-                    "--control", self.control, "--consent-db", self.consent_db, "--json",
+                    "--control", self.control, "--consent-db", self.consent_db, "--json", "-v",
                     "--consent", consent, "--resume-timeout", f"{resume_timeout:g}", *agent_args]
             self.agent = spawn(args, env={"XDG_RUNTIME_DIR": str(tmp_path)})
             self.procs.append(self.agent)
@@ -299,10 +301,28 @@ class ResumeChain:
         pw_file.write_text(password + "\n")
         port = free_port()
         proc = spawn(["agent.commands.viewer", self.session, "--relay", f"127.0.0.1:{self.relay_port}",
-                      "--password-file", str(pw_file), "--listen", f"127.0.0.1:{port}", "--json",
+                      "--password-file", str(pw_file), "--listen", f"127.0.0.1:{port}", "--json", "-v",
                       "--resume-timeout", f"{self.resume_timeout:g}", *extra])
         self.procs.append(proc)
-        return proc, Lines(proc), port
+        self.viewer_outs.append(Lines(proc))
+        return proc, self.viewer_outs[-1], port
+
+    def explain(self, lines: int = 8) -> str:
+        """The last events and log lines of every process: printed at teardown, so a failed test's report
+        says where the chain stood (pytest shows a test's captured output only when it failed)."""
+        parts = []
+        named = [("agent", self.agent_out)] if self.agent_out is not None else []
+        named += [(f"relay {i}", out) for i, out in enumerate(self.relays)]
+        named += [(f"viewer {i}", out) for i, out in enumerate(self.viewer_outs)]
+        for name, out in named:
+            Events(out).mark()  # the events still queued
+            events = [line[:160] for line in out.seen if '"event": "link"' not in line]  # link: once a second
+            parts.append(f"-- {name} (exit {out.proc.poll()}): events {events[-lines:]}")
+            parts += [f"   {l.rstrip()[:200]}" for l in out.stderr[-lines:]]
+        if self.proxy is not None:
+            parts.append(f"-- proxy: accepted {self.proxy.accepted}, live {self.proxy.connections}, "
+                         f"cuts {self.proxy.cuts}")
+        return "\n".join(parts)
 
     def close(self) -> None:
         for proc in reversed(self.procs):
@@ -318,6 +338,7 @@ class LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self.probes: list[Probe] = []  # closed with the loop, so a failed test leaves no socket to a later one
         self._thread = threading.Thread(target=self.loop.run_forever, name="rfb-loop", daemon=True)
         self._thread.start()
 
@@ -326,6 +347,8 @@ class LoopThread:
         return future.result(timeout + 5)
 
     def close(self) -> None:
+        for probe in self.probes:
+            probe.close()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         self.loop.close()
@@ -339,6 +362,7 @@ class Probe:
 
         self.loops = loops
         self.client = loops.run(open_rfb("127.0.0.1", port, timeout=15), 20)
+        loops.probes.append(self)
 
     def update(self, incremental: bool = True, timeout: float = 1.0) -> bool:
         """Ask for an update; True once one arrived and was decoded, False if none came within ``timeout``."""
@@ -483,6 +507,7 @@ def resume_chain(tmp_path, xvfb):
 
     yield make, loops
     for chain in chains:
+        print(chain.explain())  # shown only if the test failed
         chain.close()
     loops.close()
     for proc in painters:
@@ -577,6 +602,8 @@ def test_a_cut_path_resumes_with_the_exact_screen_twice_and_the_session_unchange
     _same_session(chain, before, agent_events, mark)
     # one pairing per path: the first, then one per resume; the viewer never asked for a password again
     assert chain.proxy.cuts == 2 and viewer.poll() is None
+    # the agent's connections: a registration and a data connection per path, so each resume held at once
+    assert chain.proxy.accepted == 6, f"{chain.proxy.accepted} connections: a resumed connection failed"
     assert not [o for o in viewer_events.since(0, lambda o: True) if o.get("event") == "authenticated"][1:]
 
 

@@ -246,6 +246,31 @@ def test_viewer_arriving_while_the_agent_reconnects_gets_its_ticket_on_reregistr
     run(main())
 
 
+def test_a_ticket_sent_to_a_control_connection_that_then_died_is_sent_again_on_reregistration() -> None:
+    """The ticket may have gone into a dead connection (a NAT that forgot it, or a cut the relay saw late):
+    the agent that comes back must get it, or the waiting viewer hangs until the ticket times out."""
+    async def main() -> None:
+        server = await relay()
+        control, session, token = await register(server)
+        viewer = await connect(server, {"v": 1, "role": "viewer", "session": session})
+        assert await line(viewer[0]) == {"status": "waiting"}
+        lost = await line(control[0])
+        assert lost["event"] == "viewer"  # sent, but the agent never answers it on this connection
+        await close_all(control[1])
+        await asyncio.sleep(0.05)
+        back = await connect(server, {"v": 1, "role": "agent", "session": session, "token": token})
+        assert (await line(back[0]))["status"] == "registered"
+        again = await line(back[0])
+        assert again == lost
+        agent = await connect(server, {"v": 1, "role": "agent-data", "session": session, "ticket": again["ticket"]})
+        assert await line(agent[0]) == {"status": "paired"}
+        assert await line(viewer[0]) == {"status": "paired"}
+        await close_all(viewer[1], agent[1], back[1])
+        await server.close()
+
+    run(main())
+
+
 def test_bad_token_is_refused() -> None:
     async def main() -> None:
         server = await relay()

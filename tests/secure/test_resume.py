@@ -10,7 +10,7 @@ import pytest
 
 import agent.secure.resume as resume_module
 from agent.sansio import NEED_DATA
-from agent.secure.errors import HandshakeError
+from agent.secure.errors import ChannelError, HandshakeError
 from agent.secure.handshake import Kind, encode_message
 from agent.secure.keyschedule import derive, derive_session_keys, resume_id
 from agent.secure.records import Channel, Data, Role
@@ -109,6 +109,38 @@ def test_a_resume_works_whole_and_one_byte_at_a_time() -> None:
         event = agent.next_event()
         assert (event is NEED_DATA) == (i < len(confirm) - 1)
     assert isinstance(event, Resumed)
+
+
+def test_records_that_arrive_with_the_last_handshake_message_go_to_the_channel() -> None:
+    """The viewer writes its first records (the replay) right behind CONFIRM, so one read can hold both: the
+    agent's channel must start with those bytes, or its first record is lost and the resumed connection fails
+    at once ("record 0 is not authentic"), again and again on a busy machine."""
+    viewer, agent, _ = machines()
+    shuttle(viewer, agent)                      # RESUME
+    assert agent.next_event() is NEED_DATA
+    shuttle(agent, viewer)                      # RESUMED
+    v = viewer.next_event()
+    assert isinstance(v, Resumed)
+    agent.receive_data(viewer.data_to_send() + v.channel.send_data(b"replayed") + v.channel.send_data(b"input"))
+    a = agent.next_event()                      # CONFIRM and the two records, in one read
+    assert isinstance(a, Resumed)
+    assert a.channel.next_event() == Data(b"replayed")
+    assert a.channel.next_event() == Data(b"input")
+    assert a.channel.next_event() is NEED_DATA
+
+
+def test_an_eof_right_behind_the_last_handshake_message_reaches_the_channel() -> None:
+    viewer, agent, _ = machines()
+    shuttle(viewer, agent)
+    agent.next_event()
+    shuttle(agent, viewer)
+    viewer.next_event()
+    shuttle(viewer, agent)
+    agent.receive_data(b"")
+    a = agent.next_event()
+    assert isinstance(a, Resumed)
+    with pytest.raises(ChannelError):
+        a.channel.next_event()
 
 
 def test_a_wrong_secret_is_refused_before_the_agent_touches_its_connection() -> None:
