@@ -376,7 +376,9 @@ class SessionMachine:
         self._state = back
         actions: list[Action] = [EmitEvent({"event": "resumed"})]
         if back is State.ACTIVE and self._chosen is not None:
-            actions.append(SetScope(self._chosen))
+            # StartStreaming: an RFB stream the bridge opened while the path was down starts now (one
+            # already running goes on untouched)
+            actions += [SetScope(self._chosen), StartStreaming(self._chosen)]
         actions.append(self._state_event())
         return actions
 

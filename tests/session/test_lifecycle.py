@@ -196,6 +196,7 @@ def test_a_cut_releases_input_and_a_resume_restores_the_same_scope() -> None:
     assert m.state is State.RECONNECTING and m.scope is None and m.resumable
     actions = _feed(m, PathResumed(attempt=1))
     assert SetScope("control") in actions and not any(isinstance(a, RecordEnd) for a in actions)
+    assert StartStreaming("control") in actions  # a local viewer that connected during the cut is served now
     assert m.state is State.ACTIVE and m.scope == "control" and m.consent_id == 1
 
 
