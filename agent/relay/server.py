@@ -12,7 +12,8 @@ one read per direction, whatever the peers do.
 
 Timeouts, chosen here:
 - hello within ``hello_timeout`` (10 s) of connecting;
-- a waiting viewer's ticket must be answered by the agent within ``ticket_timeout`` (15 s);
+- a waiting viewer's ticket must be answered by the agent within ``ticket_timeout`` (15 s); an agent
+  that re-registers is sent every waiting ticket again (one sent into a dead connection is lost);
 - a paired connection with no byte either way for ``idle_timeout`` (10 min) is closed
   (the channel's own PINGs, one a second, keep a live session well clear of it);
 - an agent that lost its control connection keeps its ID for ``reregister_window`` (60 s).
