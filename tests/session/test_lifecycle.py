@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from agent.session.lifecycle import (_TRANSITIONS, MAX_PENDING_HANDSHAKES, SCOPES, TERMINATORS, Accepted, AuthFailed, AuthSucceeded, ConfirmTimedOut,
                              ConsentRecorded, ConsentRequired, DisconnectViewer, EmitEvent, Ended, IllegalTransition,
                              LifecycleError, LinkFailed, RecordEnd, Registered, Rejected, ReleaseInputs,
-                             RequestConfirmation, RotatePassword, ScopeChanged, SessionMachine, SetScope,
+                             RequestConfirmation, ScopeChanged, SessionMachine, SetScope,
                              ShowCredentials, StartStreaming, State, StopStreaming, Terminate, ViewerArrived,
                              ViewerLeft, PathLost, PathResumed, ResumeGaveUp, AwaitResume)
 from agent.session.password import PasswordPolicy, SessionPassword
