@@ -61,15 +61,26 @@ async def register(server: RelayServer) -> tuple[Conn, str, str]:
     return conn, reply["session"], reply["token"]
 
 
-async def pair(server: RelayServer, control: Conn, session: str) -> tuple[Conn, Conn]:
+async def ask(server: RelayServer, control: Conn, session: str) -> tuple[Conn, str]:
+    """A viewer asks for the session: it is told to wait, and the agent's control connection gets a ticket."""
     viewer = await connect(server, {"v": 1, "role": "viewer", "session": p.format_session_id(session)})
     assert await line(viewer[0]) == {"status": "waiting"}
     event = await line(control[0])
     assert event["event"] == "viewer"
-    agent = await connect(server, {"v": 1, "role": "agent-data", "session": session, "ticket": event["ticket"]})
+    return viewer, event["ticket"]
+
+
+async def answer(server: RelayServer, session: str, ticket: str, viewer: Conn) -> Conn:
+    """The agent's data connection answers ``ticket``: it and the waiting viewer are paired."""
+    agent = await connect(server, {"v": 1, "role": "agent-data", "session": session, "ticket": ticket})
     assert await line(agent[0]) == {"status": "paired"}
     assert await line(viewer[0]) == {"status": "paired"}
-    return viewer, agent
+    return agent
+
+
+async def pair(server: RelayServer, control: Conn, session: str) -> tuple[Conn, Conn]:
+    viewer, ticket = await ask(server, control, session)
+    return viewer, await answer(server, session, ticket, viewer)
 
 
 async def close_all(*writers: asyncio.StreamWriter) -> None:
@@ -252,19 +263,13 @@ def test_a_ticket_sent_to_a_control_connection_that_then_died_is_sent_again_on_r
     async def main() -> None:
         server = await relay()
         control, session, token = await register(server)
-        viewer = await connect(server, {"v": 1, "role": "viewer", "session": session})
-        assert await line(viewer[0]) == {"status": "waiting"}
-        lost = await line(control[0])
-        assert lost["event"] == "viewer"  # sent, but the agent never answers it on this connection
+        viewer, lost = await ask(server, control, session)  # sent, but never answered on this connection
         await close_all(control[1])
         await asyncio.sleep(0.05)
         back = await connect(server, {"v": 1, "role": "agent", "session": session, "token": token})
         assert (await line(back[0]))["status"] == "registered"
-        again = await line(back[0])
-        assert again == lost
-        agent = await connect(server, {"v": 1, "role": "agent-data", "session": session, "ticket": again["ticket"]})
-        assert await line(agent[0]) == {"status": "paired"}
-        assert await line(viewer[0]) == {"status": "paired"}
+        assert await line(back[0]) == {"event": "viewer", "ticket": lost}
+        agent = await answer(server, session, lost, viewer)
         await close_all(viewer[1], agent[1], back[1])
         await server.close()
 
@@ -502,12 +507,10 @@ def test_wrong_ticket_is_refused_and_the_viewer_keeps_waiting() -> None:
     async def main() -> None:
         server = await relay()
         control, session, _ = await register(server)
-        viewer = await connect(server, {"v": 1, "role": "viewer", "session": session})
-        assert await line(viewer[0]) == {"status": "waiting"}
-        event = await line(control[0])
+        viewer, ticket = await ask(server, control, session)
         wrong = await connect(server, {"v": 1, "role": "agent-data", "session": session, "ticket": "forged"})
         assert await error_then_close(wrong[0]) == "no such ticket"
-        right = await connect(server, {"v": 1, "role": "agent-data", "session": session, "ticket": event["ticket"]})
+        right = await connect(server, {"v": 1, "role": "agent-data", "session": session, "ticket": ticket})
         assert await line(right[0]) == {"status": "paired"}
         await close_all(viewer[1], wrong[1], right[1], control[1])
         await server.close()
