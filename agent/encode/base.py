@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -54,6 +54,10 @@ class Encoder(ABC):
     lossy: ClassVar[bool] = False
     max_palette: ClassVar[int] = 0
     """Largest palette this encoder benefits from; 0 when it ignores palettes."""
+
+    matrices: Sequence[tuple[int, int, int]] = ()
+    """(offset, width, rows) of byte matrices in the last payload ``encode`` returned, which the secure
+    channel may send in stripes (agent.secure.stripes); empty for encoders that report none."""
 
     def set_compress_level(self, level: int | None) -> None:
         """The client's compression-level pseudo-encoding (0..9) or None; encoders without levels ignore it."""

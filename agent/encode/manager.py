@@ -107,8 +107,12 @@ class EncodedUpdate:
     nbytes: int = 0
     lossy: list[Rect] = field(default_factory=list)
     """Rectangles sent lossy (JPEG) in this update."""
+    matrices: list[tuple[int, int, int]] = field(default_factory=list)
+    """(offset, width, rows) of byte matrices in the rectangles joined, in order (Encoder.matrices)."""
 
-    def _add(self, data: bytes) -> None:
+    def _add(self, data: bytes, matrices: Sequence[tuple[int, int, int]] = ()) -> None:
+        """``data`` and where its ``matrices`` are (offsets in ``data``)."""
+        self.matrices += [(self.nbytes + offset, width, rows) for offset, width, rows in matrices]
         self.rects.append(data)
         self.nbytes += len(data)
 
@@ -356,8 +360,9 @@ class EncodeManager:
             if payload is None:
                 encoder = self._raw
                 payload = self._raw.encode(rect)
-        data = write_rect_header(ax, ay, pw, ph, encoder.encoding) + payload
-        update._add(data)
+        header = write_rect_header(ax, ay, pw, ph, encoder.encoding)
+        data = header + payload
+        update._add(data, [(len(header) + offset, width, rows) for offset, width, rows in encoder.matrices])
         if encoder.lossy:
             self._lossy.add((ax, ay, pw, ph))
             update.lossy.append((ax, ay, pw, ph))

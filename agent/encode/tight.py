@@ -16,10 +16,14 @@ next rectangle: exactly what the reset bits are for.
 Below an outer compressor (the secure channel's zstd, ``below_compressor``)
 palette data is stored, not deflated, and indexed rectangles share one
 StablePalette, so the outer compressor's long window sees a glyph's indices
-repeat as it would see Raw's pixels, at a quarter of the bytes.
+repeat as it would see Raw's pixels, at a quarter of the bytes. The stored
+blocks are written here, each holding whole rows, and ``matrices`` says where
+they are: the channel sends them in stripes (agent.secure.stripes), which the
+viewer's end puts back in rows before the client sees them.
 """
 from __future__ import annotations
 
+import struct
 import zlib
 from typing import Any
 
@@ -54,6 +58,40 @@ FILTER_PALETTE = C.TIGHT_FILTER_PALETTE
 FILTER_GRADIENT = C.TIGHT_FILTER_GRADIENT
 
 STREAM_FULL, STREAM_MONO, STREAM_INDEXED, STREAM_GRADIENT = 0, 1, 2, 3
+ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window, level "fastest", as zlib.compressobj(0) starts a stream
+MAX_STORED = 0xFFFF  # bytes in one stored deflate block
+_STORED_BLOCK = struct.Struct("<BHH")  # BFINAL=0 BTYPE=00 (byte-aligned), LEN, NLEN
+
+
+def stored_blocks(data: bytes | memoryview, row: int) -> tuple[bytes, list[tuple[int, int]]]:
+    """``data`` (rows of ``row`` bytes) as stored deflate blocks of whole rows; and (offset, rows) of each
+    block's data in them. A block ends byte-aligned, so the inflater delivers it at once (no flush needed)."""
+    view = memoryview(data).cast("B")
+    per_block = max(1, MAX_STORED // row) * row if row <= MAX_STORED else MAX_STORED
+    out = bytearray()
+    where: list[tuple[int, int]] = []
+    for start in range(0, len(view), per_block):
+        piece = view[start:start + per_block]
+        out += _STORED_BLOCK.pack(0, len(piece), len(piece) ^ 0xFFFF)
+        if row <= MAX_STORED:
+            where.append((len(out), len(piece) // row))
+        out += piece
+    return bytes(out), where
+
+
+class _StoredStream:
+    """A zlib stream at level 0 whose header is out: stored blocks, no state (see ``stored_blocks``).
+
+    Written by hand rather than by ``zlib.compressobj(0)`` so the blocks hold whole rows of a matrix."""
+
+    def compress(self, data: bytes | memoryview) -> bytes:
+        return stored_blocks(data, MAX_STORED)[0]
+
+    def flush(self, mode: int = zlib.Z_SYNC_FLUSH) -> bytes:
+        return b""
+
+    def copy(self) -> "_StoredStream":
+        return self
 
 
 def compact_length(n: int) -> bytes:
@@ -121,6 +159,24 @@ class TightEncoder(Encoder):
         out = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
         return reset, compact_length(len(out)) + out, z
 
+    def _stored(self, stream: int, data: np.ndarray) -> tuple[int, bytes, list[tuple[int, int, int]]]:
+        """(reset bits, data as sent, matrices in it) for a 2-D byte array at level 0, committed: stored
+        blocks of whole rows (raw below 12 bytes, as ``_compressed``)."""
+        if data.nbytes < C.TIGHT_MIN_TO_COMPRESS:
+            return 0, data.tobytes(), []
+        reset = 0
+        head = b""
+        if not isinstance(self._streams[stream], _StoredStream) or self._stream_levels[stream] != 0:
+            if self._streams[stream] is not None:
+                reset = 1 << stream
+            head = ZLIB_HEADER
+            self._commit(stream, 0, _StoredStream())  # type: ignore[arg-type]
+        row = data.shape[1]
+        blocks, where = stored_blocks(data.data.cast("B"), row)
+        length = compact_length(len(head) + len(blocks))
+        skip = len(length) + len(head)
+        return reset, length + head + blocks, [(skip + offset, row, rows) for offset, rows in where]
+
     def _commit(self, stream: int, level: int, z: "zlib._Compress | None") -> None:
         if z is not None:
             self._streams[stream] = z
@@ -130,17 +186,32 @@ class TightEncoder(Encoder):
         return bytes((CTL_FILL,)) + rect.codec.pack_tpixels(np.array([colour], np.uint32))
 
     def mono(self, rect: RectInput, palette: np.ndarray) -> bytes:
-        bits = np.empty(((rect.w + 7) // 8) * rect.h, np.uint8)
-        _tight.pack_mono(rect.values, int(palette[0]), bits)
-        reset, body, z = self._compressed(STREAM_MONO, self._levels[1], bits)
+        bits = np.empty((rect.h, (rect.w + 7) // 8), np.uint8)
+        _tight.pack_mono(rect.values, int(palette[0]), bits.reshape(-1))
+        head = bytes((CTL_EXPLICIT_FILTER, FILTER_PALETTE, 1)) + rect.codec.pack_tpixels(palette[:2])
+        if self._stable is not None and self._levels[1] == 0:
+            return self._stored_payload(STREAM_MONO, head, bits)
+        reset, body, z = self._compressed(STREAM_MONO, self._levels[1], bits.data.cast("B"))
         self._commit(STREAM_MONO, self._levels[1], z)
-        head = bytes((reset | (STREAM_MONO << 4) | CTL_EXPLICIT_FILTER, FILTER_PALETTE, 1))
-        return head + rect.codec.pack_tpixels(palette[:2]) + body
+        return bytes((head[0] | reset | STREAM_MONO << 4,)) + head[1:] + body
 
     def indexed(self, rect: RectInput, palette: np.ndarray) -> bytes:
+        if self._stable is not None and self._levels[0] == 0:
+            n = len(palette)
+            idx = np.empty((rect.h, rect.w), np.uint8)
+            if _analyze.index_map(rect.values, palette, n, idx) < 0:
+                raise EncoderError("palette does not cover the rectangle")
+            head = bytes((CTL_EXPLICIT_FILTER, FILTER_PALETTE, n - 1)) + rect.codec.pack_tpixels(palette)
+            return self._stored_payload(STREAM_INDEXED, head, idx)
         payload, *stream = self._indexed(rect, palette, False)
         self._commit(*stream)
         return payload
+
+    def _stored_payload(self, stream: int, head: bytes, data: np.ndarray) -> bytes:
+        """``head`` (its first byte without stream and reset bits) and ``data`` stored, noting the matrices."""
+        reset, body, matrices = self._stored(stream, data)
+        self.matrices = [(len(head) + offset, width, rows) for offset, width, rows in matrices]
+        return bytes((head[0] | reset | stream << 4,)) + head[1:] + body
 
     def full_colour(self, rect: RectInput) -> bytes:
         payload, *stream = self._full_colour(rect, False)
@@ -183,6 +254,7 @@ class TightEncoder(Encoder):
         return payload
 
     def encode(self, rect: RectInput) -> bytes:
+        self.matrices = []
         if rect.w > MAX_RECT_WIDTH:
             raise EncoderError(f"Tight rectangles are at most {MAX_RECT_WIDTH} wide, got {rect.w}")
         palette = rect.palette

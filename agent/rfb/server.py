@@ -141,6 +141,7 @@ class RFBServer:
         self._encoding_set: frozenset[int] = frozenset()
         self._buf = ReceiveBuffer()
         self._out = bytearray(H.write_version(*SERVER_VERSION))
+        self._matrices: list[tuple[int, int, int]] = []  # byte matrices in _out (data_to_send_with_matrices)
         self._eof = False
         self._close_reason = ""
 
@@ -164,9 +165,15 @@ class RFBServer:
 
     def data_to_send(self) -> bytes:
         """Everything written since the last call (may be empty)."""
+        return self.data_to_send_with_matrices()[0]
+
+    def data_to_send_with_matrices(self) -> tuple[bytes, list[tuple[int, int, int]]]:
+        """``data_to_send()``, and (offset, width, rows) of the byte matrices in it that updates carried
+        (``send_update``), for a transport that sends them in stripes (agent.secure.mux)."""
         out = bytes(self._out)
         self._out.clear()
-        return out
+        matrices, self._matrices = self._matrices, []
+        return out, matrices
 
     def next_event(self) -> object:
         """The next event, NEED_DATA, or ConnectionClosed (repeated once closed)."""
@@ -305,17 +312,21 @@ class RFBServer:
     def _send(self, action: str) -> None:
         self._move(SERVER, SENDS[action], action)
 
-    def send_update(self, rects: Sequence[bytes]) -> int:
+    def send_update(self, rects: Sequence[bytes], matrices: Sequence[tuple[int, int, int]] = ()) -> int:
         """Write one FramebufferUpdate of complete rectangles; returns the bytes written.
 
         Up to 65534 rectangles go with their count; more use LastRect when the
-        client offered it, else several consecutive updates.
+        client offered it, else several consecutive updates. ``matrices``:
+        (offset, width, rows) of byte matrices in the rectangles joined, handed
+        on by ``data_to_send_with_matrices`` (kept only with a single header).
         """
         self._send("send_update")
         start = len(self._out)
         out = self._out
         if len(rects) < M.LAST_RECT_COUNT:
             out += SM.write_update_header(len(rects))
+            first = len(out)
+            self._matrices += [(first + offset, width, rows) for offset, width, rows in matrices]
             for rect in rects:  # appended one by one: a joined copy of a page of Raw pixels costs a copy more
                 out += rect
         elif self.supports(C.ENC_LAST_RECT):

@@ -31,6 +31,15 @@ Frame kinds:
 - PAD   (4): padding the viewer adds so its input goes out as fixed-size
   records (agent.secure.pacing); any stream id, payload (at most MAX_FRAME)
   dropped unread.
+- STRIPED (5): stream bytes that are a byte matrix, sent in vertical stripes
+  so the channel's zstd finds a column of text whole (agent.secure.stripes);
+  payload = width:varint | stripe:u8 | the matrix's bytes in stripe order.
+  The receiver restores the rows and delivers the bytes as DATA's; a width
+  or stripe of 0, or bytes that are not whole rows, is a violation. Sent only
+  by the agent, only to a viewer that accepts it: the viewer's channel says
+  so in a session message ``{"type": "mux", "accepts": ["striped"]}`` before
+  it opens a stream (agent.secure.session_channel); a receiver that predates
+  the kind ignores that message and never gets one.
 
 Frames are parsed from the inner byte stream, not from record boundaries
 (ZDATA chunks need not align with them). Every length is bounded before a
@@ -52,10 +61,11 @@ import enum
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 from agent.sansio import NEED_DATA, NeedData
 from agent.secure.errors import ProtocolViolationError
+from agent.secure.stripes import STRIPE_WIDTH, from_stripes, to_stripes
 from agent.secure.varint import decode as _read_varint
 from agent.secure.varint import encode as _varint
 
@@ -78,6 +88,7 @@ class FrameKind(enum.IntEnum):
     DATA = 2
     CLOSE = 3
     PAD = 4  # padding (agent.secure.pacing): any stream id, payload ignored by the receiver
+    STRIPED = 5  # stream bytes of a byte matrix in stripes (agent.secure.stripes)
 
 
 class Role(enum.Enum):
@@ -89,7 +100,10 @@ _KINDS = frozenset(int(kind) for kind in FrameKind)
 _PAD = int(FrameKind.PAD)  # a plain int for the hot path
 # The most payload bytes a frame of each kind may announce (a session-stream DATA frame: MAX_MESSAGE).
 _LIMITS = {int(FrameKind.OPEN): MAX_KIND, int(FrameKind.DATA): MAX_FRAME, int(FrameKind.CLOSE): MAX_REASON,
-           _PAD: MAX_FRAME}
+           _PAD: MAX_FRAME, int(FrameKind.STRIPED): MAX_FRAME}
+STRIPED_FEATURE = "striped"  # the name a viewer's ``mux`` session message accepts STRIPED frames by
+Matrix = tuple[int, int, int]
+"""(offset, width, rows): ``rows`` rows of ``width`` bytes at ``offset`` in the data written."""
 
 
 @dataclass(slots=True)
@@ -129,6 +143,27 @@ def _frame(kind: int, stream: int, payload: bytes | memoryview = b"") -> bytes:
     return _header(kind, stream, len(payload)) + payload
 
 
+def _data_frames(stream: int, data: bytes | bytearray | memoryview) -> bytes:
+    size = len(data)
+    if size <= MAX_FRAME:
+        return _header(FrameKind.DATA, stream, size) + data
+    view = memoryview(data).cast("B")
+    return b"".join(_frame(FrameKind.DATA, stream, view[off:off + MAX_FRAME]) for off in range(0, size, MAX_FRAME))
+
+
+def _unstriped(payload: bytes) -> bytes:
+    """A STRIPED frame's matrix, rows restored (ProtocolViolationError if it is not a matrix)."""
+    field = _read_varint(payload, 0, _MAX_LEN_BYTES, "a striped matrix's width")
+    if field is None or field[1] >= len(payload):
+        raise ProtocolViolationError("a striped frame ends inside its header")
+    width, start = field
+    try:
+        return from_stripes(memoryview(payload)[start + 1:], width, payload[start])
+    except ValueError:
+        raise ProtocolViolationError(f"a striped frame's {len(payload) - start - 1} bytes are not a matrix "
+                                     f"{width} wide in stripes of {payload[start]}") from None
+
+
 class Mux:
     """Frames out, events in, for one end of the channel; see the module docstring."""
 
@@ -141,6 +176,7 @@ class Mux:
         self.sent_total = 0
         self.received_total = 0
         self._error: ProtocolViolationError | None = None  # after a violation every call raises it again
+        self.peer_accepts_striped = False  # the peer said it reads STRIPED frames (see the module docstring)
 
     def __repr__(self) -> str:
         return f"Mux(role={self.role.value}, open={sorted(self._open)})"
@@ -176,16 +212,32 @@ class Mux:
         self._open.add(self._last_opened)
         return self._last_opened, self._count(_frame(FrameKind.OPEN, self._last_opened, kind.encode("ascii")))
 
-    def send(self, stream: int, data: bytes | bytearray | memoryview) -> bytes:
-        """DATA frames carrying ``data`` on an open stream (b"" if the stream is closed)."""
+    def send(self, stream: int, data: bytes | bytearray | memoryview, matrices: Sequence[Matrix] = ()) -> bytes:
+        """Frames carrying ``data`` on an open stream (b"" if the stream is closed).
+
+        ``matrices``, in order and apart: byte matrices in ``data`` that go as STRIPED frames when the peer
+        accepts them (else, like the rest, as DATA)."""
         if stream not in self._open or not data:
             return b""
-        size = len(data)
-        if size <= MAX_FRAME:
-            return self._count(_header(FrameKind.DATA, stream, size) + data)
+        if not matrices or not self.peer_accepts_striped:
+            return self._count(_data_frames(stream, data))
         view = memoryview(data).cast("B")
-        return self._count(b"".join(_frame(FrameKind.DATA, stream, view[off:off + MAX_FRAME])
-                                    for off in range(0, size, MAX_FRAME)))
+        frames: list[bytes] = []
+        done = 0
+        for offset, width, rows in matrices:
+            end = offset + width * rows
+            if offset < done or end > len(view) or width < 1 or rows < 1:
+                raise ValueError(f"matrix {(offset, width, rows)} is not in order inside {len(view)} bytes")
+            head = _varint(width) + bytes((STRIPE_WIDTH,))
+            if len(head) + end - offset > MAX_FRAME:
+                continue  # goes as DATA with the bytes around it
+            if offset > done:
+                frames.append(_data_frames(stream, view[done:offset]))
+            frames.append(_frame(FrameKind.STRIPED, stream, head + to_stripes(view[offset:end], width, STRIPE_WIDTH)))
+            done = end
+        if done < len(view):
+            frames.append(_data_frames(stream, view[done:]))
+        return self._count(b"".join(frames))
 
     def send_message(self, message: dict[str, Any]) -> bytes:
         """One session-stream message (a JSON object with a string ``type``)."""
@@ -301,6 +353,13 @@ class Mux:
             return StreamOpened(stream, stream_kind)
         if stream > self._last_opened and stream != SESSION_STREAM:
             raise ProtocolViolationError(f"the peer used stream {stream}, which was never opened")
+        if kind == FrameKind.STRIPED:
+            if stream == SESSION_STREAM or self.role is not Role.VIEWER:
+                raise ProtocolViolationError("striped frames go from the agent to the viewer, on a stream")
+            data = _unstriped(payload)  # checked even on a stream we closed: a malformed frame is malformed
+            if stream not in self._open or not data:
+                return None
+            return StreamData(stream, data)
         if kind == FrameKind.DATA:
             if stream == SESSION_STREAM:
                 try:

@@ -17,6 +17,13 @@ terminal, the viewer instead
   record on every tick that has nothing, so a silent tick looks like a key;
   outside it nothing is sent (an idle session costs nothing).
 
+Real input is what a person does: keys, the pointer, the clipboard. What a
+viewer sends by itself (an update request after each update, its encodings)
+goes on the tick, padded, but starts no chaff: its timing follows the agent's
+updates, which the relay sees anyway. So a technician who only watches a
+changing screen costs the customer no chaff (it was 50 records a second
+while anything changed), and typing is hidden as before.
+
 Cost (measured by tests/security/test_input_padding.py): each record is
 INPUT_RECORD_SIZE + 18 bytes on the wire (2-byte header, 16-byte tag) = 82 bytes, 50 a
 second while typing: 4.1 KB/s (33 kbit/s) on the customer's downlink for at
@@ -62,14 +69,18 @@ class InputPacer:
         self.record_size = record_size
         self._window = typing_window
         self._pending = bytearray()
+        self._input_pending = False  # what is queued carries a person's input
         self._last_input = float("-inf")
         self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self.records = 0  # records sent (real and chaff), for the cost figures
         self.chaff = 0
 
-    def submit(self, frames: bytes) -> None:
+    def submit(self, frames: bytes, *, user_input: bool = True) -> None:
+        """Queue ``frames`` for the next tick. ``user_input``: they carry a person's input, which starts or
+        extends the typing window (False for what a viewer sends by itself: see the module docstring)."""
         self._pending += frames
+        self._input_pending = self._input_pending or user_input
         if len(self._pending) >= _MAX_PENDING:
             self.flush()
         self._arm()
@@ -82,22 +93,22 @@ class InputPacer:
 
     def _on_tick(self) -> None:
         self._timer = None
-        now = self._loop.time()
         if self._pending:
-            self._last_input = now
             self.flush()
-        elif now - self._last_input < self._window:
+        elif self._loop.time() - self._last_input < self._window:
             self._emit(self._pad(self.record_size))
             self.records += 1
             self.chaff += 1
-        else:
-            return  # idle: nothing until the next input
-        self._arm()
+        if self._loop.time() - self._last_input < self._window:
+            self._arm()  # else idle, or only a viewer's own traffic: nothing until the next submit
 
     def flush(self) -> None:
         """Send what is queued now, padded to whole records (before the channel's CLOSE, or when large)."""
         if not self._pending:
             return
+        if self._input_pending:
+            self._input_pending = False
+            self._last_input = self._loop.time()
         data = bytes(self._pending)
         self._pending.clear()
         count = -(-(len(data) + MIN_HEADER) // self.record_size)
@@ -109,3 +120,4 @@ class InputPacer:
             self._timer.cancel()
             self._timer = None
         self._pending.clear()
+        self._input_pending = False

@@ -17,7 +17,9 @@ transport's reading until it is read below that.
 The owner hears of the end of a transport through ``on_transport_end(cut)``:
 ``cut`` True means resumable (no CLOSE arrived), False an authenticated end
 (``close_reason``). Session messages arrive at ``on_message(dict)``; a stream
-the peer opens at ``on_open(MuxStream)`` (agent side).
+the peer opens at ``on_open(MuxStream)`` (agent side). The channel's own
+``mux`` message (the viewer's, first thing: it reads STRIPED frames) is kept
+here and not passed on.
 """
 from __future__ import annotations
 
@@ -25,11 +27,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from agent.secure.errors import ChannelClosedError, ChannelError, ProtocolViolationError
 from agent.secure.mux import (
     NEED_DATA,
+    STRIPED_FEATURE,
+    Matrix,
     Mux,
     Role,
     SessionMessage,
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 REPLAY_LIMIT = 64 * 1024 * 1024  # unacknowledged inner bytes kept for a resume; more fails the session
 STREAM_BUFFER = 1024 * 1024      # bytes one stream may hold unread before the channel stops reading
 _UNSENT = float("inf")
+MUX_MESSAGE = "mux"  # session message type: the frame kinds the sender's mux reads beyond the first four
 
 
 class MuxStream:
@@ -95,12 +100,16 @@ class MuxStream:
             self._owner._room_made(self)
         return chunk
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def write(self, data: bytes | bytearray | memoryview, *, user_input: bool = True,
+              matrices: Sequence[Matrix] = ()) -> None:
+        """Send ``data`` on this stream. ``user_input=False``: a viewer's own traffic (update requests), which
+        a pacing channel sends padded but without chaff (agent.secure.pacing). ``matrices``: byte matrices
+        in ``data`` that may go in stripes (agent.secure.mux, STRIPED)."""
         if not self._sent_close and not self.closed:
-            self._owner._send_frames(self._owner._mux.send(self.id, data))
+            self._owner._send_frames(self._owner._mux.send(self.id, data, matrices), user_input)
 
-    async def send(self, data: bytes | bytearray | memoryview) -> None:
-        self.write(data)
+    async def send(self, data: bytes | bytearray | memoryview, *, user_input: bool = True) -> None:
+        self.write(data, user_input=user_input)
         await self._owner.drain()
 
     def close(self, reason: str = "closed") -> None:
@@ -118,11 +127,14 @@ class MuxStream:
 class MuxWriter:
     """``write``/``drain``/``close`` over a MuxStream, like asyncio.StreamWriter."""
 
+    writes_matrices = True  # write(data, matrices): see MuxStream.write
+
     def __init__(self, stream: MuxStream) -> None:
         self._stream = stream
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._stream.write(data)
+    def write(self, data: bytes | bytearray | memoryview, matrices: Sequence[Matrix] = ()) -> None:
+        """As StreamWriter.write; ``matrices`` as for MuxStream.write."""
+        self._stream.write(data, matrices=matrices)
 
     def writelines(self, data: list[bytes]) -> None:
         self.write(b"".join(data))
@@ -177,6 +189,8 @@ class SessionChannel:
         self._attach(transport)
         pace = pace_input and not transport.compressing  # fixed-size DATA records on a tick, never ZDATA
         self._pacer = InputPacer(lambda data: self._emit(data, INPUT_RECORD_SIZE), self._mux.pad) if pace else None
+        if self._mux.role is Role.VIEWER:  # before any stream opens, so the agent knows before it writes one
+            self.send_message({"type": MUX_MESSAGE, "accepts": [STRIPED_FEATURE]})
 
     def __repr__(self) -> str:
         return f"SessionChannel(role={self.role}, connected={self.connected}, streams={sorted(self._streams)})"
@@ -328,9 +342,12 @@ class SessionChannel:
                     transport._send_nowait(frames[off:off + record], fixed_size=True,
                                            on_sent=sealed if off >= last else None)
 
-    def _send_frames(self, frames: bytes) -> None:
+    def _send_frames(self, frames: bytes, user_input: bool = True) -> None:
         if frames and not self.closed:  # the viewer's input waits for its tick (agent.secure.pacing)
-            (self._pacer.submit if self._pacer is not None else self._emit)(frames)
+            if self._pacer is not None:
+                self._pacer.submit(frames, user_input=user_input)
+            else:
+                self._emit(frames)
 
     def _emit(self, frames: bytes, record: int = 0) -> None:
         if self._log_size + len(frames) > REPLAY_LIMIT:
@@ -399,7 +416,11 @@ class SessionChannel:
             elif event is NEED_DATA:
                 return True
             elif kind is SessionMessage:
-                self._on_message(event.message)
+                if event.message["type"] == MUX_MESSAGE:  # the channel's own: what the peer's mux reads
+                    accepts = event.message.get("accepts")
+                    mux.peer_accepts_striped = isinstance(accepts, list) and STRIPED_FEATURE in accepts
+                else:
+                    self._on_message(event.message)
             elif kind is StreamOpened:
                 if self._on_open is None:
                     self.refuse_stream(event.stream, "streams are not accepted here")

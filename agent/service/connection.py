@@ -45,6 +45,7 @@ class RFBConnection:
         self.connected_at = time.monotonic()
         self._reader = reader
         self._writer = writer
+        self._writes_matrices = bool(getattr(writer, "writes_matrices", False))  # MuxWriter: write(data, matrices)
         # held from taking an update's changes to encoding them: the capture may write the frame in place
         self._gate = gate if gate is not None else FrameGate()
         self._kick = asyncio.Event()
@@ -137,13 +138,17 @@ class RFBConnection:
         return len(self._replies)
 
     async def _flush(self) -> None:
-        data = self.server.data_to_send()
+        data, matrices = self.server.data_to_send_with_matrices()
         if self._replies:  # replies first: they were queued first
+            matrices = [(len(self._replies) + offset, width, rows) for offset, width, rows in matrices]
             data = bytes(self._replies) + data
             self._replies.clear()
         self._replies_taken.set()
         if data:
-            self._writer.write(data)
+            if matrices and self._writes_matrices:
+                self._writer.write(data, matrices)  # the secure channel's stream: matrices go in stripes
+            else:
+                self._writer.write(data)
             await self._writer.drain()
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from agent.changes.tracker import UpdateTracker
-from agent.encode.manager import EncodeManager
+from agent.encode.manager import EncodedUpdate, EncodeManager
 from agent.models import (
     Copy,
     CursorShape,
@@ -81,6 +81,13 @@ class UpdateJob:
 class EncodedJob:
     rects: list[bytes]
     lossy: list[Rect] = field(default_factory=list)
+    matrices: list[tuple[int, int, int]] = field(default_factory=list)
+    """Byte matrices in the rectangles joined (EncodedUpdate.matrices), for the channel's stripes."""
+
+    def add(self, update: EncodedUpdate) -> None:
+        start = sum(map(len, self.rects))
+        self.matrices += [(start + offset, width, rows) for offset, width, rows in update.matrices]
+        self.rects += update.rects
 
 
 class ViewerUpdater:
@@ -296,10 +303,10 @@ class ViewerUpdater:
         out = EncodedJob(list(job.ready))
         if job.copies or job.rects:
             encoded = self.manager.encode(job.frame, job.copies, job.rects)
-            out.rects += encoded.rects
+            out.add(encoded)
             out.lossy = list(encoded.lossy)
         if job.refresh:
-            out.rects += self.manager.encode(job.frame, [], job.refresh, lossy_allowed=False).rects
+            out.add(self.manager.encode(job.frame, [], job.refresh, lossy_allowed=False))
         return out
 
     def finish_update(self, job: UpdateJob, encoded: EncodedJob, now: float) -> int:
@@ -311,7 +318,7 @@ class ViewerUpdater:
         latency = self.activity.sent(now, job.copies, job.rects, job.later)
         if latency is not None:
             self.stats.change_latencies.append(latency)
-        n = self._send(encoded.rects, now)
+        n = self._send(encoded.rects, now, encoded.matrices)
         deferred, self._deferred = self._deferred, []
         for event in deferred:
             self.handle_event(event)
@@ -357,8 +364,8 @@ class ViewerUpdater:
         self._job = UpdateJob(self.frame, [rect], [], [], [])
         return self._job
 
-    def _send(self, rects: list[bytes], now: float) -> int:
-        n = self.server.send_update(rects)
+    def _send(self, rects: list[bytes], now: float, matrices: Sequence[tuple[int, int, int]] = ()) -> int:
+        n = self.server.send_update(rects, matrices)
         self._requested = None
         self._empty_reply = False
         stats = self.stats

@@ -229,7 +229,7 @@ class ViewerBridge:
                 data = keys.feed(data, drop_input=self.reconnecting)
                 self.input_dropped += keys.dropped - dropped
                 if data:
-                    await rfb.send(data)
+                    await rfb.send(data, user_input=keys.user_input)
         except (ConnectionError, OSError) as exc:
             log.info("local viewer connection ended: %s", exc)
         finally:

@@ -1,4 +1,5 @@
-"""Sans-IO: the local VNC viewer's bytes, with its keys and pointer moves taken out while the link is cut.
+"""Sans-IO: the local VNC viewer's bytes, with its keys and pointer moves taken out while the link is cut,
+and told apart from the viewer's own traffic.
 
 The session channel replays everything sent during a cut once it resumes, so
 a technician typing blind into a frozen picture would have those keys pressed
@@ -7,14 +8,21 @@ through here and drops KeyEvent and PointerEvent while it is reconnecting;
 everything else (update requests, encodings, clipboard) still goes through, so
 the RFB stream stays well formed. The agent released every held key and button
 when the cut began, so a key-up dropped here leaves nothing pressed.
+
+``user_input`` says whether what a feed returned carries a person's input or
+only what the viewer sends by itself (update requests, fences, its encodings
+and pixel format): only input keeps the channel's chaff going (agent.secure.pacing).
 """
 from __future__ import annotations
 
 from agent.rfb.client_messages import read_client_message
-from agent.rfb.messages import KeyEvent, PointerEvent
+from agent.rfb.messages import (EnableContinuousUpdates, Fence, FramebufferUpdateRequest, KeyEvent, PointerEvent,
+                                SetEncodings, SetPixelFormat)
 from agent.sansio import RemoteProtocolError
 
 _VERSION_LENGTH = 12
+_VIEWERS_OWN = (FramebufferUpdateRequest, SetEncodings, SetPixelFormat, EnableContinuousUpdates, Fence)
+"""Messages a viewer sends by itself, not a person's input: they start no chaff (agent.secure.pacing)."""
 
 
 class InputFilter:
@@ -25,9 +33,12 @@ class InputFilter:
         self._handshake_left: int | None = None  # known once the ProtocolVersion is read
         self._passthrough = False
         self.dropped = 0  # input events held back during cuts
+        self.user_input = False  # what the last feed() returned carries a person's input (keys, pointer, clipboard)
 
     def feed(self, data: bytes, drop_input: bool) -> bytes:
+        self.user_input = False
         if self._passthrough:
+            self.user_input = bool(data)  # unparsed: taken for input
             return data
         self._pending += data
         out = bytearray()
@@ -45,10 +56,12 @@ class InputFilter:
                     self.dropped += 1
                 else:
                     out += view[start:start + size]
+                    self.user_input = self.user_input or not isinstance(message, _VIEWERS_OWN)
                 start += size
         except RemoteProtocolError:
             # Not ours to judge: the agent's RFB server refuses it with a clear reason.
             self._passthrough = True
+            self.user_input = self.user_input or start < len(view)
             out += view[start:]
             start = len(view)
         finally:

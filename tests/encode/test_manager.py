@@ -395,3 +395,58 @@ def test_outer_compression_sends_raw_while_the_palette_churns() -> None:
             .view(np.uint8).reshape(16, 64, 4)
     used = [headers(m.encode(frame, [], [(0, band * 16, 64, 16)]))[0][4] for band in range(20)]
     assert used[0] == C.ENC_TIGHT and used[-1] == C.ENC_RAW
+
+
+@pytest.mark.parametrize("width, rows, colours", [(1024, 64, 20), (300, 30, 20), (200, 24, 2)])
+def test_outer_compression_marks_the_stored_index_rows_as_matrices(width: int, rows: int, colours: int) -> None:
+    """Each stored block holds whole rows of indices (or of mono bits), and ``matrices`` says where: the
+    channel sends exactly those bytes in stripes. 1024x64 indices (65,536 bytes) need two blocks."""
+    m = manager(C.ENC_TIGHT, C.ENC_COPYRECT)
+    m.outer_compression = True
+    rng = np.random.default_rng(width)
+    greys = np.linspace(0, 250, colours).astype(np.uint8)
+    frame = np.full((rows, width, 4), 255, np.uint8)
+    frame[..., :3] = greys[rng.integers(0, colours, (rows, width))][..., None]
+    update = m.encode(frame, [], [(0, 0, width, rows)])
+    data = b"".join(update.rects)
+    row = width if colours > 2 else (width + 7) // 8
+    assert [w for _, w, _ in update.matrices] == [row] * len(update.matrices)
+    assert sum(r for _, _, r in update.matrices) == rows
+    assert len(update.matrices) == -(-row * rows // 0xFFFF)
+    stream = zlib.decompressobj()
+    first = update.matrices[0][0]
+    body = stream.decompress(data[first - 7:])  # the zlib header and the first block's header before it
+    for offset, w, r in update.matrices:  # the matrices are the inflated bytes, in order
+        assert data[offset:offset + w * r] == body[:w * r]
+        body = body[w * r:]
+    assert body == b""
+    fb = np.zeros_like(frame)
+    apply(update, fb, NATIVE, DecoderState())
+    assert np.array_equal(fb[..., :3], frame[..., :3])
+    plain = manager(C.ENC_TIGHT, C.ENC_COPYRECT)  # no outer compressor: zlib compresses, no matrices
+    assert plain.encode(frame, [], [(0, 0, width, rows)]).matrices == []
+
+
+def test_matrices_follow_their_rectangles_through_an_update_and_the_rfb_server() -> None:
+    from agent.rfb.client_messages import write_update_request
+    from agent.rfb.server import NEED_DATA, RFBServer
+
+    m = manager(C.ENC_TIGHT, C.ENC_COPYRECT)
+    m.outer_compression = True
+    rng = np.random.default_rng(4)
+    frame = np.full((64, 256, 4), 255, np.uint8)
+    frame[8:40, 8:250, :3] = (rng.random((32, 242, 1)) < 0.3) * rng.integers(0, 60, (32, 242, 1))
+    update = m.encode(frame, [(0, 0, 0, 48, 64, 16)], [(0, 0, 128, 40), (128, 0, 128, 40)])
+    assert len(update.matrices) == 2
+    joined = b"".join(update.rects)
+    server = RFBServer(256, 64, "matrices")
+    server.receive_data(b"RFB 003.008\n\x01\x01")  # version, security None, ClientInit
+    while server.next_event() is not NEED_DATA:
+        pass
+    server.receive_data(write_update_request(False, 0, 0, 256, 64))
+    server.next_event()
+    server.data_to_send()
+    server.send_update(update.rects, update.matrices)
+    sent, matrices = server.data_to_send_with_matrices()
+    assert sent[4:] == joined and matrices == [(4 + o, w, r) for o, w, r in update.matrices]
+    assert server.data_to_send_with_matrices() == (b"", [])

@@ -7,6 +7,7 @@ import struct
 from typing import Callable
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from agent.sansio import NEED_DATA
 from agent.secure.errors import ProtocolViolationError
@@ -220,7 +221,9 @@ def test_a_huge_declared_length_buffers_nothing() -> None:
 
 VIOLATIONS = {
     "unknown frame kind": (Role.AGENT, frame(0, SESSION_STREAM) ),
-    "frame kind 5": (Role.AGENT, frame(5, 1, b"x")),  # 4 is PAD (agent.secure.pacing)
+    "frame kind 6": (Role.AGENT, frame(6, 1, b"x")),  # 4 is PAD (agent.secure.pacing), 5 STRIPED
+    "a striped frame to the agent": (Role.AGENT, frame(FrameKind.OPEN, 1, b"rfb") + frame(5, 1, b"\x01\x01x")),
+    "a striped frame on the session stream": (Role.VIEWER, frame(5, SESSION_STREAM, b"\x01\x01x")),
     "frame kind 15": (Role.VIEWER, frame(15, 0)),
     "frame kind 0": (Role.VIEWER, frame(0, 0)),
     "agent opens a stream": (Role.VIEWER, frame(FrameKind.OPEN, 1, b"rfb")),
@@ -284,3 +287,88 @@ def test_pad_frames_are_dropped_and_bounded() -> None:
     evil.receive_data(frame(FrameKind.PAD, 0, length=MAX_FRAME + 1))
     with pytest.raises(_PVE):
         evil.next_event()
+
+
+# -- STRIPED: byte matrices in stripes, agent -> viewer, only once the viewer accepts them ---------------
+
+
+def _viewer_and_agent() -> tuple[Mux, Mux, int]:
+    viewer, agent = Mux(Role.VIEWER), Mux(Role.AGENT)
+    stream, opened = viewer.open_stream("rfb")
+    agent.receive_data(opened)
+    drain(agent)
+    return viewer, agent, stream
+
+
+def _kinds(wire: bytes) -> list[int]:
+    """The frame kinds on a wire of frames on streams below 15."""
+    kinds, pos = [], 0
+    while pos < len(wire):
+        kinds.append(wire[pos] >> 4)
+        length, pos = varint.decode(wire, pos + 1, 3, "length")
+        pos += length
+    return kinds
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_matrices_go_striped_and_arrive_as_the_bytes_written(data: st.DataObject) -> None:
+    viewer, agent, stream = _viewer_and_agent()
+    agent.peer_accepts_striped = True
+    payload = data.draw(st.binary(min_size=1, max_size=3000))
+    matrices, pos = [], 0
+    while pos < len(payload) and data.draw(st.booleans()):
+        offset = data.draw(st.integers(pos, len(payload) - 1))
+        width = data.draw(st.integers(1, 40))
+        rows = data.draw(st.integers(1, 20))
+        if offset + width * rows > len(payload):
+            break
+        matrices.append((offset, width, rows))
+        pos = offset + width * rows
+    wire = agent.send(stream, payload, matrices)
+    assert _kinds(wire).count(FrameKind.STRIPED) == len(matrices)
+    events = data.draw(st.sampled_from(list(FEEDS.values())))(viewer, wire)
+    assert b"".join(e.data for e in events) == payload
+    assert agent.sent_total == len(wire)
+
+
+def test_without_the_viewers_word_everything_goes_as_data() -> None:
+    viewer, agent, stream = _viewer_and_agent()
+    payload = bytes(range(200))
+    wire = agent.send(stream, payload, [(10, 8, 4), (50, 16, 3)])
+    assert set(_kinds(wire)) == {FrameKind.DATA}
+    assert b"".join(e.data for e in whole(viewer, wire)) == payload
+
+
+def test_matrices_out_of_order_or_outside_the_data_are_refused() -> None:
+    _, agent, stream = _viewer_and_agent()
+    agent.peer_accepts_striped = True
+    for matrices in ([(10, 8, 4), (20, 8, 1)], [(190, 8, 2)], [(0, 0, 3)], [(0, 4, 0)]):
+        with pytest.raises(ValueError):
+            agent.send(stream, bytes(200), matrices)
+
+
+def test_a_matrix_bigger_than_a_frame_goes_as_data() -> None:
+    viewer, agent, stream = _viewer_and_agent()
+    agent.peer_accepts_striped = True
+    payload = bytes(range(256)) * (MAX_FRAME // 256 + 2)
+    wire = agent.send(stream, payload, [(0, 256, len(payload) // 256)])
+    assert FrameKind.STRIPED not in _kinds(wire)
+    assert b"".join(e.data for e in whole(viewer, wire)) == payload
+
+
+@pytest.mark.parametrize("body", [
+    b"",                      # no header
+    b"\x08",                  # no stripe byte
+    b"\x00\x08abcdefgh",       # width 0
+    b"\x08\x00abcdefgh",       # stripe 0
+    b"\x08\x08abcdefghi",      # not whole rows
+    b"\x80\x80\x80\x01\x08x",  # a width longer than 3 bytes
+])
+@pytest.mark.parametrize("feed", ["whole", "bytewise"])
+def test_a_malformed_striped_frame_fails_closed(body: bytes, feed: str) -> None:
+    viewer, _, stream = _viewer_and_agent()
+    with pytest.raises(ProtocolViolationError):
+        FEEDS[feed](viewer, frame(FrameKind.STRIPED, stream, body))
+    with pytest.raises(ProtocolViolationError):
+        viewer.next_event()

@@ -399,3 +399,42 @@ def test_frames_held_for_room_when_the_path_is_cut_arrive_after_the_resume() -> 
         assert channel.inner_received == received
 
     run(main())
+
+
+def test_the_agent_stripes_matrices_only_for_a_viewer_that_said_it_reads_them() -> None:
+    """The viewer's channel says first thing that it reads STRIPED frames (a session message the channel
+    keeps to itself); only then do an update's matrices go in stripes, and the viewer's stream gets the
+    bytes as written, resumed or not."""
+    async def main() -> None:
+        messages: list[dict] = []
+        opened: list[Any] = []
+        viewer_transport, agent_transport = FakeTransport(), FakeTransport()
+        viewer = SessionChannel(viewer_transport, "viewer", on_message=messages.append)
+        agent = SessionChannel(agent_transport, "agent", on_message=messages.append, on_open=opened.append)
+        data = bytes(range(256)) * 3
+        matrices = [(10, 16, 4), (200, 32, 10)]
+        # a viewer that predates STRIPED (a bare Mux, no message): the same bytes as DATA only
+        old_viewer = Mux(Role.VIEWER)
+        old_agent_transport = FakeTransport()
+        old_opened: list[Any] = []
+        SessionChannel(old_agent_transport, "agent", on_message=messages.append, on_open=old_opened.append)
+        old_agent_transport.feed(old_viewer.open_stream("rfb")[1])
+        old_opened[0].write(data, matrices=matrices)
+        events = parse(bytes(old_agent_transport.sent))
+        assert {type(e) for e in events} == {StreamData} and b"".join(e.data for e in events) == data
+        assert bytes(old_agent_transport.sent) == _frame_of(data)  # one DATA frame, as before STRIPED
+
+        rfb = viewer.open_stream("rfb")
+        assert agent_transport.feed(bytes(viewer_transport.sent))
+        assert messages == []  # the channel's own message went no further
+        opened[0].write(data, matrices=matrices)
+        wire = bytes(agent_transport.sent)
+        assert wire.count(bytes([5 << 4 | 1])) >= 2  # two STRIPED frames on stream 1
+        assert bytes(old_agent_transport.sent) != wire
+        assert viewer_transport.feed(wire)
+        received = b""
+        while len(received) < len(data):
+            received += await asyncio.wait_for(rfb.recv(), 2)
+        assert received == data
+
+    run(main())

@@ -128,3 +128,35 @@ async def test_typing_goes_out_on_the_tick_with_chaff_then_stops():
         await viewer.close("done")
         await agent.close("done")
         server.close()
+
+
+UPDATE_REQUEST = struct.pack(">BBHHHH", 3, 1, 0, 0, 640, 480)  # RFB FramebufferUpdateRequest (10 bytes)
+
+
+async def test_a_viewer_that_only_watches_sends_its_requests_padded_on_the_tick_but_no_chaff():
+    """A technician watching a changing screen: the viewer requests an update after each one. Those requests
+    are the viewer's own (no person's timing), so they start no chaff; a key still does."""
+    server, viewer, agent, tap, opened = await _channel_pair()
+    try:
+        rfb = viewer.open_stream("rfb")
+        agent_rfb = await asyncio.wait_for(opened.get(), 2)
+        await asyncio.sleep(TYPING_WINDOW + 3 * INPUT_TICK)
+        start = len(tap.times)
+        for _ in range(8):
+            rfb.write(UPDATE_REQUEST, user_input=False)
+            assert await asyncio.wait_for(agent_rfb.recv(), 2) == UPDATE_REQUEST
+            await asyncio.sleep(0.1)  # an update on a slow link
+        sends = tap.times[start:]
+        assert all(size == 2 + INPUT_RECORD_SIZE + 16 for _, size in sends), sends  # one padded record each
+        assert len(sends) == 8, f"{len(sends)} records for 8 requests: chaff ran"
+        late = [(when / INPUT_TICK) % 1.0 for when, _ in sends]
+        assert sorted(late)[len(late) // 2] < 0.25, late  # on the tick grid, like input
+        start = len(tap.times)
+        rfb.write(KEY_EVENT)
+        await asyncio.sleep(TYPING_WINDOW / 2)
+        records = sum(size // (2 + INPUT_RECORD_SIZE + 16) for _, size in tap.times[start:])
+        assert records >= 0.6 * (TYPING_WINDOW / 2) / INPUT_TICK, records  # a key: chaff fills the ticks
+    finally:
+        await viewer.close("done")
+        await agent.close("done")
+        server.close()

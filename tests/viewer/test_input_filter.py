@@ -56,3 +56,24 @@ def test_bytes_it_cannot_parse_go_through_untouched_for_the_agent_to_refuse() ->
     f.feed(HANDSHAKE_38, drop_input=False)
     assert f.feed(b"\xee\x00junk" + KEY_DOWN, drop_input=True) == b"\xee\x00junk" + KEY_DOWN
     assert f.feed(KEY_UP, drop_input=True) == KEY_UP
+
+
+def test_it_tells_a_persons_input_from_the_viewers_own_traffic() -> None:
+    """Only input keeps the channel's chaff going (agent.secure.pacing): update requests, encodings, pixel
+    format and the handshake are what a viewer sends by itself while the technician only watches."""
+    f = InputFilter()
+    f.feed(HANDSHAKE_38, drop_input=False)
+    assert f.user_input is False
+    own = REQUEST + write_set_encodings([0, 16]) + REQUEST
+    assert f.feed(own, drop_input=False) == own and f.user_input is False
+    for event in (KEY_DOWN, POINTER, write_client_cut_text("hi")):
+        assert f.feed(REQUEST + event, drop_input=False) == REQUEST + event and f.user_input is True
+        assert f.feed(REQUEST, drop_input=False) == REQUEST and f.user_input is False
+    # input dropped during a cut is not sent, so it is not input on the channel either
+    assert f.feed(KEY_DOWN + REQUEST, drop_input=True) == REQUEST and f.user_input is False
+    # half a key now, the rest later: input once the whole message goes
+    assert f.feed(KEY_DOWN[:3], drop_input=False) == b"" and f.user_input is False
+    assert f.feed(KEY_DOWN[3:], drop_input=False) == KEY_DOWN and f.user_input is True
+    # bytes it cannot parse are taken for input
+    assert f.feed(b"\xee\x00junk", drop_input=False) == b"\xee\x00junk" and f.user_input is True
+    assert f.feed(REQUEST, drop_input=False) == REQUEST and f.user_input is True
