@@ -3,7 +3,6 @@ trailing bytes; every bound; OPEN only from the viewer with increasing ids; viol
 from __future__ import annotations
 
 import json
-import struct
 from typing import Callable
 
 import pytest
@@ -14,7 +13,6 @@ from agent.secure.errors import ProtocolViolationError
 from agent.secure import varint
 from agent.secure.mux import (
     _header,
-    HEADER_SIZE,
     MAX_FRAME,
     MAX_KIND,
     MAX_MESSAGE,

@@ -410,7 +410,7 @@ def test_the_agent_stripes_matrices_only_for_a_viewer_that_said_it_reads_them() 
         opened: list[Any] = []
         viewer_transport, agent_transport = FakeTransport(), FakeTransport()
         viewer = SessionChannel(viewer_transport, "viewer", on_message=messages.append)
-        agent = SessionChannel(agent_transport, "agent", on_message=messages.append, on_open=opened.append)
+        SessionChannel(agent_transport, "agent", on_message=messages.append, on_open=opened.append)
         data = bytes(range(256)) * 3
         matrices = [(10, 16, 4), (200, 32, 10)]
         # a viewer that predates STRIPED (a bare Mux, no message): the same bytes as DATA only
