@@ -26,6 +26,16 @@ Box = Tuple[int, int, int, int]
 Copy = Tuple[int, int, int, int, int, int]
 """(src_x, src_y, x, y, w, h): copy the w x h block at (src_x, src_y) to (x, y)."""
 
+Matrix = Tuple[int, int, int, int, int]
+"""(offset, width, rows, stripe, first): ``rows`` rows of ``width`` bytes at ``offset`` in the bytes sent,
+which the secure channel may send in vertical stripes ``stripe`` bytes wide, the first of them ``first``
+wide (0: as wide as the rest) (agent.secure.stripes; the encoders say where their matrices are)."""
+
+
+def shift_matrices(matrices: Iterable[Matrix], by: int) -> list[Matrix]:
+    """``matrices`` with their offsets moved ``by`` bytes (what is written in front of them)."""
+    return [(offset + by, width, rows, stripe, first) for offset, width, rows, stripe, first in matrices]
+
 # RFB and Tight limits every emitted rectangle respects.
 MAX_RECT_WIDTH = 2048
 MAX_RECT_AREA = 65536

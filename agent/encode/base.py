@@ -15,6 +15,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
+from agent.models import Matrix
 from agent.rfb.pixels import PixelCodec
 
 
@@ -55,9 +56,9 @@ class Encoder(ABC):
     max_palette: ClassVar[int] = 0
     """Largest palette this encoder benefits from; 0 when it ignores palettes."""
 
-    matrices: Sequence[tuple[int, int, int]] = ()
-    """(offset, width, rows) of byte matrices in the last payload ``encode`` returned, which the secure
-    channel may send in stripes (agent.secure.stripes); empty for encoders that report none."""
+    matrices: Sequence[Matrix] = ()
+    """Byte matrices in the last payload ``encode`` returned (agent.models.Matrix), which the secure
+    channel may send in stripes; empty for encoders that report none."""
 
     def set_compress_level(self, level: int | None) -> None:
         """The client's compression-level pseudo-encoding (0..9) or None; encoders without levels ignore it."""

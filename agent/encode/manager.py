@@ -32,7 +32,9 @@ from agent.encode.zrle import ZRLEEncoder
 from agent.models import (
     Copy,
     CursorShape,
+    Matrix,
     Rect,
+    shift_matrices,
     split_rect,
 )
 from agent.rfb import constants as C
@@ -107,12 +109,12 @@ class EncodedUpdate:
     nbytes: int = 0
     lossy: list[Rect] = field(default_factory=list)
     """Rectangles sent lossy (JPEG) in this update."""
-    matrices: list[tuple[int, int, int]] = field(default_factory=list)
-    """(offset, width, rows) of byte matrices in the rectangles joined, in order (Encoder.matrices)."""
+    matrices: list[Matrix] = field(default_factory=list)
+    """Byte matrices in the rectangles joined, in order (Encoder.matrices)."""
 
-    def _add(self, data: bytes, matrices: Sequence[tuple[int, int, int]] = ()) -> None:
+    def _add(self, data: bytes, matrices: Sequence[Matrix] = ()) -> None:
         """``data`` and where its ``matrices`` are (offsets in ``data``)."""
-        self.matrices += [(self.nbytes + offset, width, rows) for offset, width, rows in matrices]
+        self.matrices += shift_matrices(matrices, self.nbytes)
         self.rects.append(data)
         self.nbytes += len(data)
 
@@ -362,7 +364,7 @@ class EncodeManager:
                 payload = self._raw.encode(rect)
         header = write_rect_header(ax, ay, pw, ph, encoder.encoding)
         data = header + payload
-        update._add(data, [(len(header) + offset, width, rows) for offset, width, rows in encoder.matrices])
+        update._add(data, shift_matrices(encoder.matrices, len(header)))
         if encoder.lossy:
             self._lossy.add((ax, ay, pw, ph))
             update.lossy.append((ax, ay, pw, ph))

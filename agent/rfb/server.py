@@ -30,6 +30,7 @@ from __future__ import annotations
 import enum
 from typing import Callable, Optional, Sequence, Tuple
 
+from agent.models import Matrix, shift_matrices
 from agent.rfb import client_messages as CM
 from agent.rfb import constants as C
 from agent.rfb import handshake as H
@@ -141,7 +142,7 @@ class RFBServer:
         self._encoding_set: frozenset[int] = frozenset()
         self._buf = ReceiveBuffer()
         self._out = bytearray(H.write_version(*SERVER_VERSION))
-        self._matrices: list[tuple[int, int, int]] = []  # byte matrices in _out (data_to_send_with_matrices)
+        self._matrices: list[Matrix] = []  # byte matrices in _out (data_to_send_with_matrices)
         self._eof = False
         self._close_reason = ""
 
@@ -167,9 +168,9 @@ class RFBServer:
         """Everything written since the last call (may be empty)."""
         return self.data_to_send_with_matrices()[0]
 
-    def data_to_send_with_matrices(self) -> tuple[bytes, list[tuple[int, int, int]]]:
-        """``data_to_send()``, and (offset, width, rows) of the byte matrices in it that updates carried
-        (``send_update``), for a transport that sends them in stripes (agent.secure.mux)."""
+    def data_to_send_with_matrices(self) -> tuple[bytes, list[Matrix]]:
+        """``data_to_send()``, and the byte matrices in it that updates carried (``send_update``), for a
+        transport that sends them in stripes (agent.secure.mux)."""
         out = bytes(self._out)
         self._out.clear()
         matrices, self._matrices = self._matrices, []
@@ -312,21 +313,20 @@ class RFBServer:
     def _send(self, action: str) -> None:
         self._move(SERVER, SENDS[action], action)
 
-    def send_update(self, rects: Sequence[bytes], matrices: Sequence[tuple[int, int, int]] = ()) -> int:
+    def send_update(self, rects: Sequence[bytes], matrices: Sequence[Matrix] = ()) -> int:
         """Write one FramebufferUpdate of complete rectangles; returns the bytes written.
 
         Up to 65534 rectangles go with their count; more use LastRect when the
-        client offered it, else several consecutive updates. ``matrices``:
-        (offset, width, rows) of byte matrices in the rectangles joined, handed
-        on by ``data_to_send_with_matrices`` (kept only with a single header).
+        client offered it, else several consecutive updates. ``matrices``: byte
+        matrices in the rectangles joined (agent.models.Matrix), handed on by
+        ``data_to_send_with_matrices`` (kept only with a single header).
         """
         self._send("send_update")
         start = len(self._out)
         out = self._out
         if len(rects) < M.LAST_RECT_COUNT:
             out += SM.write_update_header(len(rects))
-            first = len(out)
-            self._matrices += [(first + offset, width, rows) for offset, width, rows in matrices]
+            self._matrices += shift_matrices(matrices, len(out))
             for rect in rects:  # appended one by one: a joined copy of a page of Raw pixels costs a copy more
                 out += rect
         elif self.supports(C.ENC_LAST_RECT):

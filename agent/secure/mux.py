@@ -33,9 +33,11 @@ Frame kinds:
   dropped unread.
 - STRIPED (5): stream bytes that are a byte matrix, sent in vertical stripes
   so the channel's zstd finds a column of text whole (agent.secure.stripes);
-  payload = width:varint | stripe:u8 | the matrix's bytes in stripe order.
+  payload = width:varint | stripe:u8 | first:u8 | the matrix's bytes in
+  stripe order (the first stripe ``first`` columns wide, 0: a whole one).
   The receiver restores the rows and delivers the bytes as DATA's; a width
-  or stripe of 0, or bytes that are not whole rows, is a violation. Sent only
+  or stripe of 0, a first stripe not narrower than the others, or bytes that
+  are not whole rows, is a violation. Sent only
   by the agent, only to a viewer that accepts it: the viewer's channel says
   so in a session message ``{"type": "mux", "accepts": ["striped"]}`` before
   it opens a stream (agent.secure.session_channel); a receiver that predates
@@ -65,7 +67,8 @@ from typing import Any, Sequence, Union
 
 from agent.sansio import NEED_DATA, NeedData
 from agent.secure.errors import ProtocolViolationError
-from agent.secure.stripes import STRIPE_WIDTH, from_stripes, to_stripes
+from agent.models import Matrix
+from agent.secure.stripes import from_stripes, to_stripes
 from agent.secure.varint import decode as _read_varint
 from agent.secure.varint import encode as _varint
 
@@ -102,8 +105,6 @@ _PAD = int(FrameKind.PAD)  # a plain int for the hot path
 _LIMITS = {int(FrameKind.OPEN): MAX_KIND, int(FrameKind.DATA): MAX_FRAME, int(FrameKind.CLOSE): MAX_REASON,
            _PAD: MAX_FRAME, int(FrameKind.STRIPED): MAX_FRAME}
 STRIPED_FEATURE = "striped"  # the name a viewer's ``mux`` session message accepts STRIPED frames by
-Matrix = tuple[int, int, int]
-"""(offset, width, rows): ``rows`` rows of ``width`` bytes at ``offset`` in the data written."""
 
 
 @dataclass(slots=True)
@@ -154,14 +155,15 @@ def _data_frames(stream: int, data: bytes | bytearray | memoryview) -> bytes:
 def _unstriped(payload: bytes) -> bytes:
     """A STRIPED frame's matrix, rows restored (ProtocolViolationError if it is not a matrix)."""
     field = _read_varint(payload, 0, _MAX_LEN_BYTES, "a striped matrix's width")
-    if field is None or field[1] >= len(payload):
+    if field is None or field[1] + 2 > len(payload):
         raise ProtocolViolationError("a striped frame ends inside its header")
     width, start = field
+    stripe, first = payload[start], payload[start + 1]
     try:
-        return from_stripes(memoryview(payload)[start + 1:], width, payload[start])
+        return from_stripes(memoryview(payload)[start + 2:], width, stripe, first)
     except ValueError:
-        raise ProtocolViolationError(f"a striped frame's {len(payload) - start - 1} bytes are not a matrix "
-                                     f"{width} wide in stripes of {payload[start]}") from None
+        raise ProtocolViolationError(f"a striped frame's {len(payload) - start - 2} bytes are not a matrix "
+                                     f"{width} wide in stripes of {stripe} (the first {first})") from None
 
 
 class Mux:
@@ -224,16 +226,17 @@ class Mux:
         view = memoryview(data).cast("B")
         frames: list[bytes] = []
         done = 0
-        for offset, width, rows in matrices:
+        for offset, width, rows, stripe, first in matrices:
             end = offset + width * rows
-            if offset < done or end > len(view) or width < 1 or rows < 1:
-                raise ValueError(f"matrix {(offset, width, rows)} is not in order inside {len(view)} bytes")
-            head = _varint(width) + bytes((STRIPE_WIDTH,))
+            if offset < done or end > len(view) or width < 1 or rows < 1 or not 0 <= first < stripe <= 0xFF:
+                raise ValueError(f"matrix {(offset, width, rows, stripe, first)} is not a matrix in order inside "
+                                 f"{len(view)} bytes")
+            head = _varint(width) + bytes((stripe, first))
             if len(head) + end - offset > MAX_FRAME:
                 continue  # goes as DATA with the bytes around it
             if offset > done:
                 frames.append(_data_frames(stream, view[done:offset]))
-            frames.append(_frame(FrameKind.STRIPED, stream, head + to_stripes(view[offset:end], width, STRIPE_WIDTH)))
+            frames.append(_frame(FrameKind.STRIPED, stream, head + to_stripes(view[offset:end], width, stripe, first)))
             done = end
         if done < len(view):
             frames.append(_data_frames(stream, view[done:]))

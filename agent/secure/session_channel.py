@@ -29,11 +29,11 @@ import logging
 from collections import deque
 from typing import Any, Callable, Sequence
 
+from agent.models import Matrix
 from agent.secure.errors import ChannelClosedError, ChannelError, ProtocolViolationError
 from agent.secure.mux import (
     NEED_DATA,
     STRIPED_FEATURE,
-    Matrix,
     Mux,
     Role,
     SessionMessage,

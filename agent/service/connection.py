@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable, Optional
 
 from agent.net import close_stream
+from agent.models import shift_matrices
 from agent.rfb import messages as M
 from agent.rfb.server import RFBServer
 from agent.sansio import NEED_DATA, RemoteProtocolError
@@ -140,7 +141,7 @@ class RFBConnection:
     async def _flush(self) -> None:
         data, matrices = self.server.data_to_send_with_matrices()
         if self._replies:  # replies first: they were queued first
-            matrices = [(len(self._replies) + offset, width, rows) for offset, width, rows in matrices]
+            matrices = shift_matrices(matrices, len(self._replies))
             data = bytes(self._replies) + data
             self._replies.clear()
         self._replies_taken.set()

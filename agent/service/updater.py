@@ -23,11 +23,13 @@ from agent.encode.manager import EncodedUpdate, EncodeManager
 from agent.models import (
     Copy,
     CursorShape,
+    Matrix,
     Rect,
     copy_destination,
     rect_intersect,
     rect_union,
     rects_area,
+    shift_matrices,
 )
 from agent.rfb import constants as C
 from agent.rfb import messages as M
@@ -81,12 +83,11 @@ class UpdateJob:
 class EncodedJob:
     rects: list[bytes]
     lossy: list[Rect] = field(default_factory=list)
-    matrices: list[tuple[int, int, int]] = field(default_factory=list)
+    matrices: list[Matrix] = field(default_factory=list)
     """Byte matrices in the rectangles joined (EncodedUpdate.matrices), for the channel's stripes."""
 
     def add(self, update: EncodedUpdate) -> None:
-        start = sum(map(len, self.rects))
-        self.matrices += [(start + offset, width, rows) for offset, width, rows in update.matrices]
+        self.matrices += shift_matrices(update.matrices, sum(map(len, self.rects)))
         self.rects += update.rects
 
 
@@ -364,7 +365,7 @@ class ViewerUpdater:
         self._job = UpdateJob(self.frame, [rect], [], [], [])
         return self._job
 
-    def _send(self, rects: list[bytes], now: float, matrices: Sequence[tuple[int, int, int]] = ()) -> int:
+    def _send(self, rects: list[bytes], now: float, matrices: Sequence[Matrix] = ()) -> int:
         n = self.server.send_update(rects, matrices)
         self._requested = None
         self._empty_reply = False

@@ -410,13 +410,13 @@ def test_outer_compression_marks_the_stored_index_rows_as_matrices(width: int, r
     update = m.encode(frame, [], [(0, 0, width, rows)])
     data = b"".join(update.rects)
     row = width if colours > 2 else (width + 7) // 8
-    assert [w for _, w, _ in update.matrices] == [row] * len(update.matrices)
-    assert sum(r for _, _, r in update.matrices) == rows
+    assert [w for _, w, _, _, _ in update.matrices] == [row] * len(update.matrices)
+    assert sum(r for _, _, r, _, _ in update.matrices) == rows
     assert len(update.matrices) == -(-row * rows // 0xFFFF)
     stream = zlib.decompressobj()
     first = update.matrices[0][0]
     body = stream.decompress(data[first - 7:])  # the zlib header and the first block's header before it
-    for offset, w, r in update.matrices:  # the matrices are the inflated bytes, in order
+    for offset, w, r, _, _ in update.matrices:  # the matrices are the inflated bytes, in order
         assert data[offset:offset + w * r] == body[:w * r]
         body = body[w * r:]
     assert body == b""
@@ -448,5 +448,20 @@ def test_matrices_follow_their_rectangles_through_an_update_and_the_rfb_server()
     server.data_to_send()
     server.send_update(update.rects, update.matrices)
     sent, matrices = server.data_to_send_with_matrices()
-    assert sent[4:] == joined and matrices == [(4 + o, w, r) for o, w, r in update.matrices]
+    assert sent[4:] == joined and matrices == [(4 + o, *rest) for o, *rest in update.matrices]
     assert server.data_to_send_with_matrices() == (b"", [])
+
+
+def test_outer_compression_lays_the_stripes_on_the_texts_character_cells() -> None:
+    from tests.encode.test_text_cells import text
+
+    m = manager(C.ENC_TIGHT, C.ENC_COPYRECT)
+    m.outer_compression = True
+    greys = np.array([255, 200, 150, 100, 50, 0], np.uint8)  # index 0, the background, is white
+    frame = np.full((80, 400, 4), 255, np.uint8)
+    frame[10:49, 37:37 + 40 * 9, :3] = greys[text(9, 40)][..., None]  # cells start at 37, 46, ...
+    update = m.encode(frame, [], [(0, 0, 400, 60)])
+    assert update.matrices and {(stripe, first) for _, _, _, stripe, first in update.matrices} == {(9, 1)}  # cells at 37 = 1 + 4 * 9
+    fb = np.zeros_like(frame)
+    apply(update, fb, NATIVE, DecoderState())
+    assert np.array_equal(fb[:60, :, :3], frame[:60, :, :3])

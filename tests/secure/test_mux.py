@@ -220,8 +220,8 @@ def test_a_huge_declared_length_buffers_nothing() -> None:
 VIOLATIONS = {
     "unknown frame kind": (Role.AGENT, frame(0, SESSION_STREAM) ),
     "frame kind 6": (Role.AGENT, frame(6, 1, b"x")),  # 4 is PAD (agent.secure.pacing), 5 STRIPED
-    "a striped frame to the agent": (Role.AGENT, frame(FrameKind.OPEN, 1, b"rfb") + frame(5, 1, b"\x01\x01x")),
-    "a striped frame on the session stream": (Role.VIEWER, frame(5, SESSION_STREAM, b"\x01\x01x")),
+    "a striped frame to the agent": (Role.AGENT, frame(FrameKind.OPEN, 1, b"rfb") + frame(5, 1, b"\x01\x01\x00x")),
+    "a striped frame on the session stream": (Role.VIEWER, frame(5, SESSION_STREAM, b"\x01\x01\x00x")),
     "frame kind 15": (Role.VIEWER, frame(15, 0)),
     "frame kind 0": (Role.VIEWER, frame(0, 0)),
     "agent opens a stream": (Role.VIEWER, frame(FrameKind.OPEN, 1, b"rfb")),
@@ -319,9 +319,10 @@ def test_matrices_go_striped_and_arrive_as_the_bytes_written(data: st.DataObject
         offset = data.draw(st.integers(pos, len(payload) - 1))
         width = data.draw(st.integers(1, 40))
         rows = data.draw(st.integers(1, 20))
+        stripe = data.draw(st.integers(1, 12))
         if offset + width * rows > len(payload):
             break
-        matrices.append((offset, width, rows))
+        matrices.append((offset, width, rows, stripe, data.draw(st.integers(0, stripe - 1))))
         pos = offset + width * rows
     wire = agent.send(stream, payload, matrices)
     assert _kinds(wire).count(FrameKind.STRIPED) == len(matrices)
@@ -333,7 +334,7 @@ def test_matrices_go_striped_and_arrive_as_the_bytes_written(data: st.DataObject
 def test_without_the_viewers_word_everything_goes_as_data() -> None:
     viewer, agent, stream = _viewer_and_agent()
     payload = bytes(range(200))
-    wire = agent.send(stream, payload, [(10, 8, 4), (50, 16, 3)])
+    wire = agent.send(stream, payload, [(10, 8, 4, 8, 0), (50, 16, 3, 8, 0)])
     assert set(_kinds(wire)) == {FrameKind.DATA}
     assert b"".join(e.data for e in whole(viewer, wire)) == payload
 
@@ -341,7 +342,8 @@ def test_without_the_viewers_word_everything_goes_as_data() -> None:
 def test_matrices_out_of_order_or_outside_the_data_are_refused() -> None:
     _, agent, stream = _viewer_and_agent()
     agent.peer_accepts_striped = True
-    for matrices in ([(10, 8, 4), (20, 8, 1)], [(190, 8, 2)], [(0, 0, 3)], [(0, 4, 0)]):
+    for matrices in ([(10, 8, 4, 8, 0), (20, 8, 1, 8, 0)], [(190, 8, 2, 8, 0)], [(0, 0, 3, 8, 0)], [(0, 4, 0, 8, 0)],
+                     [(0, 4, 2, 0, 0)], [(0, 4, 2, 3, 3)], [(0, 4, 2, 256, 0)]):
         with pytest.raises(ValueError):
             agent.send(stream, bytes(200), matrices)
 
@@ -350,18 +352,19 @@ def test_a_matrix_bigger_than_a_frame_goes_as_data() -> None:
     viewer, agent, stream = _viewer_and_agent()
     agent.peer_accepts_striped = True
     payload = bytes(range(256)) * (MAX_FRAME // 256 + 2)
-    wire = agent.send(stream, payload, [(0, 256, len(payload) // 256)])
+    wire = agent.send(stream, payload, [(0, 256, len(payload) // 256, 8, 0)])
     assert FrameKind.STRIPED not in _kinds(wire)
     assert b"".join(e.data for e in whole(viewer, wire)) == payload
 
 
 @pytest.mark.parametrize("body", [
-    b"",                      # no header
-    b"\x08",                  # no stripe byte
-    b"\x00\x08abcdefgh",       # width 0
-    b"\x08\x00abcdefgh",       # stripe 0
-    b"\x08\x08abcdefghi",      # not whole rows
-    b"\x80\x80\x80\x01\x08x",  # a width longer than 3 bytes
+    b"",                          # no header
+    b"\x08\x08",                  # no first-stripe byte
+    b"\x00\x08\x00abcdefgh",       # width 0
+    b"\x08\x00\x00abcdefgh",       # stripe 0
+    b"\x08\x04\x04abcdefgh",       # a first stripe as wide as the others
+    b"\x08\x08\x00abcdefghi",      # not whole rows
+    b"\x80\x80\x80\x01\x08\x00x",  # a width longer than 3 bytes
 ])
 @pytest.mark.parametrize("feed", ["whole", "bytewise"])
 def test_a_malformed_striped_frame_fails_closed(body: bytes, feed: str) -> None:

@@ -412,7 +412,7 @@ def test_the_agent_stripes_matrices_only_for_a_viewer_that_said_it_reads_them() 
         viewer = SessionChannel(viewer_transport, "viewer", on_message=messages.append)
         SessionChannel(agent_transport, "agent", on_message=messages.append, on_open=opened.append)
         data = bytes(range(256)) * 3
-        matrices = [(10, 16, 4), (200, 32, 10)]
+        matrices = [(10, 16, 4, 8, 0), (200, 32, 10, 9, 4)]
         # a viewer that predates STRIPED (a bare Mux, no message): the same bytes as DATA only
         old_viewer = Mux(Role.VIEWER)
         old_agent_transport = FakeTransport()

@@ -1,0 +1,43 @@
+"""Text's character cells from palette indices (agent.encode.text_cells): the pitch and where cells start,
+kept for rectangles too small to tell, and no grid where there is no text."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.encode.text_cells import STRIPE_WIDTH, CellGrid, find_cells
+
+
+def text(pitch: int, cells: int, lines: int = 3, height: int = 13, seed: int = 0, lead: int = 0) -> np.ndarray:
+    """Palette indices of ``lines`` lines of random glyphs, each leaving its cell's last column blank (as
+    fixed-pitch fonts do), behind ``lead`` background columns; index 0 is the background."""
+    rng = np.random.default_rng(seed)
+    glyphs = rng.integers(0, 6, (40, height, pitch)) * (rng.random((40, height, pitch)) < 0.5)
+    glyphs[:, :, -1] = 0
+    out = np.zeros((lines * height, lead + cells * pitch), np.uint8)
+    for line in range(lines):
+        chosen = glyphs[rng.integers(0, 40, cells)]
+        out[line * height:(line + 1) * height, lead:] = np.concatenate(list(chosen), axis=1)
+    return out
+
+
+@pytest.mark.parametrize("pitch", [5, 6, 7, 9, 12])
+@pytest.mark.parametrize("x, lead", [(0, 0), (123, 0), (40, 3)])
+def test_the_pitch_and_where_cells_start_on_screen(pitch: int, x: int, lead: int) -> None:
+    found = find_cells(text(pitch, 30, lead=lead), x)
+    assert found == (pitch, (x + lead) % pitch)
+
+
+def test_no_grid_in_noise_a_photo_or_a_blank_area() -> None:
+    rng = np.random.default_rng(1)
+    assert find_cells(rng.integers(0, 200, (40, 300)).astype(np.uint8), 0) is None
+    assert find_cells(np.zeros((40, 300), np.uint8), 0) is None
+    assert find_cells(text(9, 3), 0) is None  # too narrow to tell
+
+
+def test_the_grid_is_kept_for_small_rectangles_and_stripes_lie_on_the_cells() -> None:
+    grid = CellGrid()
+    assert grid.layout(text(9, 2), 50) == (STRIPE_WIDTH, 0)  # nothing known yet: fixed stripes
+    assert grid.layout(text(9, 40), 100) == (9, 0)  # cells start at 100, 109, ...
+    assert grid.layout(text(9, 2, seed=3), 104) == (9, 5)  # a glyph's worth: the grid seen before; 104 + 5 = 109
+    assert grid.layout(text(7, 40, lead=2), 0) == (7, 2)  # another font: a new grid
