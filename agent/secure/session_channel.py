@@ -190,7 +190,8 @@ class SessionChannel:
         pace = pace_input and not transport.compressing  # fixed-size DATA records on a tick, never ZDATA
         self._pacer = InputPacer(lambda data: self._emit(data, INPUT_RECORD_SIZE), self._mux.pad) if pace else None
         if self._mux.role is Role.VIEWER:  # before any stream opens, so the agent knows before it writes one
-            self.send_message({"type": MUX_MESSAGE, "accepts": [STRIPED_FEATURE]})
+            message = {"type": MUX_MESSAGE, "accepts": [STRIPED_FEATURE]}
+            self._send_frames(self._mux.send_message(message), user_input=False)  # no person's input: no chaff
 
     def __repr__(self) -> str:
         return f"SessionChannel(role={self.role}, connected={self.connected}, streams={sorted(self._streams)})"

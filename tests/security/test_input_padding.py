@@ -160,3 +160,15 @@ async def test_a_viewer_that_only_watches_sends_its_requests_padded_on_the_tick_
         await viewer.close("done")
         await agent.close("done")
         server.close()
+
+
+async def test_a_new_viewer_channel_is_silent_after_its_opening_message():
+    """The channel's own opening message (agent.secure.session_channel, ``mux``) is not a person's input."""
+    server, viewer, agent, tap, opened = await _channel_pair()
+    try:
+        await asyncio.sleep(0.3)
+        assert len(tap.times) <= 1, tap.times  # the opening message's record, and no chaff after it
+    finally:
+        await viewer.close("done")
+        await agent.close("done")
+        server.close()
