@@ -10,17 +10,23 @@ along the line, and random text (a log scrolling by) hardly repeats.
 A terminal's font has a fixed pitch, and nearly every glyph leaves a column of
 its cell blank: counted per column, the pixels that differ from the
 background fall to almost nothing once per cell. ``CellGrid`` finds that
-pitch and the blank column's place on the screen, keeps them for rectangles
-too small to tell, and falls back to STRIPE_WIDTH stripes until it knows.
+pitch and the blank column's place on the screen, uses them while most
+recent rectangles agree (for rectangles too small to tell as well), and
+otherwise lays STRIPE_WIDTH stripes.
 
 Captured frames of the link benchmark, replayed through the detector, the
 encoder, the mux and the channel's zstd: 22 pages of a log in ``less`` 296.0
 kB in rows, 135.5 kB on the cells (9 pixels wide there); 60 frames of the
 churn workload (fresh random text) 405.2 and 151.0 kB. Stripes a fixed 8 wide
 gave 191.5 and 309.4. Live (``python -m benchmarks.linkbench --workloads
-paging,churn``): paging 309.7 -> 150.6 kB, churn 774.5 -> 522.5 kB.
+paging,churn``): paging 309.7 -> 150.6 kB, churn 774.5 -> 464.5 kB.
+Proportional text finds no grid and keeps 8-wide stripes: 12 pages of
+DejaVu Sans 13 rendered by Pillow, replayed, 193.8 kB in rows, 138.8 kB in
+stripes (and Serif 15: 214.4 and 138.2).
 """
 from __future__ import annotations
+
+from collections import Counter, deque
 
 import numpy as np
 
@@ -29,23 +35,28 @@ STRIPE_WIDTH = 8  # stripes while no grid is known (agent.secure.stripes measure
 BLANK_SHARE = 0.2  # a cell's emptiest column holds under this share of an average column's ink
 MIN_CELLS = 5  # the narrowest rectangle that can tell a pitch: this many cells of the widest pitch
 MIN_INK_ROWS = 4  # and at least this many rows' worth of ink
+VOTES = 9  # grids found in the last rectangles, remembered
+AGREE = 2 / 3  # the share of them (and at least MIN_AGREE) that must be the same grid for it to be used
+MIN_AGREE = 3
+Grid = tuple[int, int]  # (pitch, screen column modulo the pitch where cells start)
 
 
-def find_cells(indices: np.ndarray, x: int, likely: int | None = None) -> tuple[int, int] | None:
-    """(pitch, where cells start modulo the pitch, in screen columns) of text in ``indices`` (rows of palette
-    indices of a rectangle at screen column ``x``); None when it shows no fixed pitch. The ``likely`` pitch
-    (the last one found) is tried first: on a screen of one font, one try."""
+def _ink(indices: np.ndarray) -> np.ndarray | None:
+    """Pixels per column that differ from the background; None if the rectangle is too small or too empty
+    to tell a pitch."""
     rows, width = indices.shape
     if width < MIN_CELLS * MAX_PITCH or rows < MIN_PITCH:
         return None
     background = np.bincount(indices[::4, ::4].ravel(), minlength=256).argmax()
     ink = np.count_nonzero(indices != background, axis=0)
-    if ink.sum() < MIN_INK_ROWS * rows:
-        return None
-    columns = np.arange(x, x + width)
+    return ink if ink.sum() >= MIN_INK_ROWS * rows else None
+
+
+def _grid(ink: np.ndarray, x: int, likely: int | None) -> Grid | None:
+    columns = np.arange(x, x + len(ink))
     pitches = range(MIN_PITCH, MAX_PITCH + 1)  # the smallest pitch that fits (a multiple fits too)
     for pitch in ([likely] if likely else []) + list(pitches):
-        whole = width // pitch * pitch
+        whole = len(ink) // pitch * pitch
         per_phase = np.bincount(columns[:whole] % pitch, weights=ink[:whole], minlength=pitch)
         blank = int(per_phase.argmin())
         if per_phase[blank] < BLANK_SHARE * per_phase.mean():
@@ -53,18 +64,37 @@ def find_cells(indices: np.ndarray, x: int, likely: int | None = None) -> tuple[
     return None
 
 
+def find_cells(indices: np.ndarray, x: int, likely: int | None = None) -> Grid | None:
+    """(pitch, where cells start modulo the pitch, in screen columns) of text in ``indices`` (rows of palette
+    indices of a rectangle at screen column ``x``); None when it shows no fixed pitch or is too small to
+    tell. The ``likely`` pitch is tried first: on a screen of one font, one try."""
+    ink = _ink(indices)
+    return None if ink is None else _grid(ink, x, likely)
+
+
 class CellGrid:
-    """The text grid last seen on screen; ``layout`` gives each rectangle's stripes."""
+    """The text grid of the last rectangles that could tell; ``layout`` gives each rectangle's stripes.
+
+    A grid is used only while most of the last VOTES grids found agree on it: a proportional font
+    (a browser, a document) now and then looks like a grid in one rectangle, each time another, and
+    stripes laid on such grids cost more than plain 8-wide ones (text rendered in DejaVu Sans 13,
+    replayed: 171.1 kB against 138.8). A rectangle that shows no grid does not vote: in a terminal
+    most wide ones show it, but many hold too little text to (random text: a third of them).
+    """
 
     def __init__(self) -> None:
-        self.pitch: int | None = None
-        self.start = 0  # screen column, modulo the pitch, where cells start
+        self._seen: deque[Grid] = deque(maxlen=VOTES)
+        self.grid: Grid | None = None
 
     def layout(self, indices: np.ndarray, x: int) -> tuple[int, int]:
         """(stripe, first) for the rows of ``indices`` at screen column ``x`` (agent.models.Matrix)."""
-        found = find_cells(indices, x, self.pitch)
+        ink = _ink(indices)
+        found = None if ink is None else _grid(ink, x, self.grid[0] if self.grid else None)
         if found is not None:
-            self.pitch, self.start = found
-        if self.pitch is None:
+            self._seen.append(found)
+            grid, count = Counter(self._seen).most_common(1)[0]
+            self.grid = grid if count >= max(MIN_AGREE, AGREE * len(self._seen)) else None
+        if self.grid is None:
             return STRIPE_WIDTH, 0
-        return self.pitch, (self.start - x) % self.pitch
+        pitch, start = self.grid
+        return pitch, (start - x) % pitch

@@ -459,9 +459,12 @@ def test_outer_compression_lays_the_stripes_on_the_texts_character_cells() -> No
     m.outer_compression = True
     greys = np.array([255, 200, 150, 100, 50, 0], np.uint8)  # index 0, the background, is white
     frame = np.full((80, 400, 4), 255, np.uint8)
-    frame[10:49, 37:37 + 40 * 9, :3] = greys[text(9, 40)][..., None]  # cells start at 37, 46, ...
-    update = m.encode(frame, [], [(0, 0, 400, 60)])
-    assert update.matrices and {(stripe, first) for _, _, _, stripe, first in update.matrices} == {(9, 1)}  # cells at 37 = 1 + 4 * 9
+    frame[10:49, 37:37 + 40 * 9, :3] = greys[text(9, 40)][..., None]  # three lines; cells start at 37, 46, ...
+    updates = [m.encode(frame, [], [(0, y, 400, 13)]) for y in (10, 23, 36)]  # line by line
+    layouts = [{(stripe, first) for _, _, _, stripe, first in u.matrices} for u in updates]
+    assert layouts == [{(8, 0)}, {(8, 0)}, {(9, 1)}]  # the third line agrees: cells at 37 = 1 + 4 * 9
     fb = np.zeros_like(frame)
-    apply(update, fb, NATIVE, DecoderState())
-    assert np.array_equal(fb[:60, :, :3], frame[:60, :, :3])
+    state = DecoderState()
+    for update in updates:
+        apply(update, fb, NATIVE, state)
+    assert np.array_equal(fb[10:49, :, :3], frame[10:49, :, :3])

@@ -35,9 +35,26 @@ def test_no_grid_in_noise_a_photo_or_a_blank_area() -> None:
     assert find_cells(text(9, 3), 0) is None  # too narrow to tell
 
 
-def test_the_grid_is_kept_for_small_rectangles_and_stripes_lie_on_the_cells() -> None:
+def test_a_grid_is_used_once_rectangles_agree_and_kept_for_small_ones() -> None:
     grid = CellGrid()
-    assert grid.layout(text(9, 2), 50) == (STRIPE_WIDTH, 0)  # nothing known yet: fixed stripes
-    assert grid.layout(text(9, 40), 100) == (9, 0)  # cells start at 100, 109, ...
+    assert grid.layout(text(9, 2), 50) == (STRIPE_WIDTH, 0)  # too small to tell, nothing known: fixed stripes
+    assert grid.layout(text(9, 40), 100) == (STRIPE_WIDTH, 0)  # one rectangle is not enough
+    assert grid.layout(text(9, 40, seed=1), 10) == (STRIPE_WIDTH, 0)
+    assert grid.layout(text(9, 40, seed=2), 100) == (9, 0)  # three agree: cells start at 100, 109, ...
     assert grid.layout(text(9, 2, seed=3), 104) == (9, 5)  # a glyph's worth: the grid seen before; 104 + 5 = 109
-    assert grid.layout(text(7, 40, lead=2), 0) == (7, 2)  # another font: a new grid
+    assert grid.layout(np.zeros((13, 400), np.uint8), 0) == (9, 1)  # a blank one does not vote; 0 + 1 = 100 - 11 * 9
+
+
+def test_another_font_takes_over_once_most_recent_grids_show_it() -> None:
+    grid = CellGrid()
+    for seed in range(3):
+        grid.layout(text(9, 40, seed=seed), 100)
+    layouts = [grid.layout(text(7, 40, lead=2, seed=seed), 0) for seed in range(6)]
+    assert layouts[0] == (9, 1) and (STRIPE_WIDTH, 0) in layouts[1:5] and layouts[-1] == (7, 2)
+
+
+def test_grids_that_keep_changing_are_not_used() -> None:
+    """A proportional font now and then looks like a grid, each time another: fixed stripes stay."""
+    grid = CellGrid()
+    layouts = [grid.layout(text(pitch, 30, seed=pitch), x) for pitch, x in zip([6, 9, 7, 11, 6, 10, 8, 12], range(0, 80, 10))]
+    assert set(layouts) == {(STRIPE_WIDTH, 0)}
