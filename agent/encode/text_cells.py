@@ -10,19 +10,22 @@ along the line, and random text (a log scrolling by) hardly repeats.
 A terminal's font has a fixed pitch, and nearly every glyph leaves a column of
 its cell blank: counted per column, the pixels that differ from the
 background fall to almost nothing once per cell. ``CellGrid`` finds that
-pitch and the blank column's place on the screen, uses them while most
-recent rectangles agree (for rectangles too small to tell as well), and
-otherwise lays STRIPE_WIDTH stripes.
+pitch and where each window's cells start, uses them while most recent
+rectangles agree on the pitch (for rectangles too small to tell as well),
+and otherwise lays STRIPE_WIDTH stripes.
 
 Captured frames of the link benchmark, replayed through the detector, the
 encoder, the mux and the channel's zstd: 22 pages of a log in ``less`` 296.0
 kB in rows, 135.5 kB on the cells (9 pixels wide there); 60 frames of the
 churn workload (fresh random text) 405.2 and 151.0 kB. Stripes a fixed 8 wide
 gave 191.5 and 309.4. Live (``python -m benchmarks.linkbench --workloads
-paging,churn``): paging 309.7 -> 150.6 kB, churn 774.5 -> 464.5 kB.
+paging,churn``): paging 309.7 -> 150.3 kB, churn 774.5 -> 430-437 kB.
 Proportional text finds no grid and keeps 8-wide stripes: 12 pages of
 DejaVu Sans 13 rendered by Pillow, replayed, 193.8 kB in rows, 138.8 kB in
-stripes (and Serif 15: 214.4 and 138.2).
+stripes (and Serif 15: 214.4 and 138.2). Monospace at a fractional advance
+(DejaVu Sans Mono 13 from Pillow, 7.8 pixels; browsers do this, terminals do
+not) looks like a pitch of 8 whose start drifts: 147.6 kB, against 137.8 in
+plain 8-wide stripes and 211.3 in rows.
 """
 from __future__ import annotations
 
@@ -35,8 +38,9 @@ STRIPE_WIDTH = 8  # stripes while no grid is known (agent.secure.stripes measure
 BLANK_SHARE = 0.2  # a cell's emptiest column holds under this share of an average column's ink
 MIN_CELLS = 5  # the narrowest rectangle that can tell a pitch: this many cells of the widest pitch
 MIN_INK_ROWS = 4  # and at least this many rows' worth of ink
-VOTES = 9  # grids found in the last rectangles, remembered
-AGREE = 2 / 3  # the share of them (and at least MIN_AGREE) that must be the same grid for it to be used
+VOTES = 9  # pitches found in the last rectangles, remembered
+AGREE = 2 / 3  # the share of them (and at least MIN_AGREE) that must be the same pitch for it to be used
+PLACES = 16  # grids found lately, with where: a rectangle too small to tell takes the latest that covers it
 MIN_AGREE = 3
 Grid = tuple[int, int]  # (pitch, screen column modulo the pitch where cells start)
 
@@ -73,28 +77,42 @@ def find_cells(indices: np.ndarray, x: int, likely: int | None = None) -> Grid |
 
 
 class CellGrid:
-    """The text grid of the last rectangles that could tell; ``layout`` gives each rectangle's stripes.
+    """The text grids of the last rectangles that could tell; ``layout`` gives each rectangle's stripes.
 
-    A grid is used only while most of the last VOTES grids found agree on it: a proportional font
+    The pitch is used only while most of the last VOTES pitches found agree on it: a proportional font
     (a browser, a document) now and then looks like a grid in one rectangle, each time another, and
     stripes laid on such grids cost more than plain 8-wide ones (text rendered in DejaVu Sans 13,
-    replayed: 171.1 kB against 138.8). A rectangle that shows no grid does not vote: in a terminal
-    most wide ones show it, but many hold too little text to (random text: a third of them).
+    replayed: 171.1 kB against 138.8). Where the cells start differs from window to window (each has
+    its own left edge), so a rectangle takes its own, or else that of the latest grid found where it
+    lies (the churn workload's two xterms: 640 kB a run with one start for the screen, 440-600 kB so).
+    A rectangle that shows no grid does not vote: in a terminal most wide ones show it, but many hold
+    too little text to (random text: a third of them).
     """
 
     def __init__(self) -> None:
-        self._seen: deque[Grid] = deque(maxlen=VOTES)
-        self.grid: Grid | None = None
+        self._pitches: deque[int] = deque(maxlen=VOTES)
+        self._found: deque[tuple[tuple[int, int, int, int], Grid]] = deque(maxlen=PLACES)  # newest first
+        self.pitch: int | None = None
 
-    def layout(self, indices: np.ndarray, x: int) -> tuple[int, int]:
-        """(stripe, first) for the rows of ``indices`` at screen column ``x`` (agent.models.Matrix)."""
+    def layout(self, indices: np.ndarray, x: int, y: int = 0) -> tuple[int, int]:
+        """(stripe, first) for the rows of ``indices`` at screen column ``x``, row ``y`` (agent.models.Matrix)."""
+        rows, width = indices.shape
+        place = (x, y, x + width, y + rows)
         ink = _ink(indices)
-        found = None if ink is None else _grid(ink, x, self.grid[0] if self.grid else None)
+        found = None if ink is None else _grid(ink, x, self.pitch)
         if found is not None:
-            self._seen.append(found)
-            grid, count = Counter(self._seen).most_common(1)[0]
-            self.grid = grid if count >= max(MIN_AGREE, AGREE * len(self._seen)) else None
-        if self.grid is None:
+            self._pitches.append(found[0])
+            self._found.appendleft((place, found))
+            pitch, count = Counter(self._pitches).most_common(1)[0]
+            self.pitch = pitch if count >= max(MIN_AGREE, AGREE * len(self._pitches)) else None
+        if self.pitch is None:
             return STRIPE_WIDTH, 0
-        pitch, start = self.grid
-        return pitch, (start - x) % pitch
+        if found is None or found[0] != self.pitch:
+            same = [(where, grid) for where, grid in self._found if grid[0] == self.pitch]
+            near = [grid for where, grid in same if _overlap(where, place)]
+            found = near[0] if near else same[0][1]
+        return self.pitch, (found[1] - x) % self.pitch
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]

@@ -209,7 +209,7 @@ class TightEncoder(Encoder):
             if _analyze.index_map(rect.values, palette, n, idx) < 0:
                 raise EncoderError("palette does not cover the rectangle")
             head = bytes((CTL_EXPLICIT_FILTER, FILTER_PALETTE, n - 1)) + rect.codec.pack_tpixels(palette)
-            return self._stored_payload(STREAM_INDEXED, head, idx, *self._cells.layout(idx, rect.x))
+            return self._stored_payload(STREAM_INDEXED, head, idx, *self._cells.layout(idx, rect.x, rect.y))
         payload, *stream = self._indexed(rect, palette, False)
         self._commit(*stream)
         return payload

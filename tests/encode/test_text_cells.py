@@ -58,3 +58,16 @@ def test_grids_that_keep_changing_are_not_used() -> None:
     grid = CellGrid()
     layouts = [grid.layout(text(pitch, 30, seed=pitch), x) for pitch, x in zip([6, 9, 7, 11, 6, 10, 8, 12], range(0, 80, 10))]
     assert set(layouts) == {(STRIPE_WIDTH, 0)}
+
+
+def test_each_window_keeps_where_its_own_cells_start() -> None:
+    """Two terminals side by side, their cells starting at different columns (100 + 9k on the left,
+    705 + 9k on the right): each rectangle takes the grid of the window it lies in."""
+    grid = CellGrid()
+    for seed in range(3):
+        grid.layout(text(9, 40, seed=seed), 100, 0)
+        grid.layout(text(9, 40, seed=seed + 3), 705, 400)
+    assert grid.layout(text(9, 40, seed=9), 100, 0) == (9, 0)
+    assert grid.layout(text(9, 40, seed=9), 705, 400) == (9, 0)
+    assert grid.layout(text(9, 2), 109, 13) == (9, 0)  # too small to tell, in the left window: 109 is a cell
+    assert grid.layout(text(9, 2), 709, 413) == (9, 5)  # in the right one: 709 + 5 = 714 = 705 + 9
