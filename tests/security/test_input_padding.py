@@ -8,6 +8,7 @@ records of one fixed size, on a fixed tick, with chaff while typing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 
 from tests.support.channels import record_header
@@ -54,7 +55,9 @@ def _records(wire: bytes) -> list[tuple[int, int]]:
     return out
 
 
+@contextlib.asynccontextmanager
 async def _channel_pair():
+    """(viewer channel, agent channel, the viewer's wire tap, the agent's opened streams), closed after."""
     accepted: asyncio.Future = asyncio.get_running_loop().create_future()
 
     async def on_agent(reader, writer):
@@ -72,12 +75,16 @@ async def _channel_pair():
         viewer = SessionChannel(viewer_stream, "viewer", on_message=lambda m: None, pace_input=True)
     except TypeError:  # before the fix
         viewer = SessionChannel(viewer_stream, "viewer", on_message=lambda m: None)
-    return server, viewer, agent, tap, opened
+    try:
+        yield viewer, agent, tap, opened
+    finally:
+        await viewer.close("done")
+        await agent.close("done")
+        server.close()
 
 
 async def test_a_key_and_a_pointer_event_make_identical_records_on_the_wire():
-    server, viewer, agent, tap, opened = await _channel_pair()
-    try:
+    async with _channel_pair() as (viewer, agent, tap, opened):
         rfb = viewer.open_stream("rfb")
         agent_rfb = await asyncio.wait_for(opened.get(), 2)
         sizes = {}
@@ -90,16 +97,11 @@ async def test_a_key_and_a_pointer_event_make_identical_records_on_the_wire():
             sizes[name] = {length for rtype, length in _records(tap.wire[start:]) if rtype == RecordType.DATA}
         assert sizes["key"] == sizes["pointer"] == {INPUT_RECORD_SIZE + 16}, sizes
         assert all(rtype != RecordType.ZDATA for rtype, _ in _records(tap.wire))
-    finally:
-        await viewer.close("done")
-        await agent.close("done")
-        server.close()
 
 
 async def test_typing_goes_out_on_the_tick_with_chaff_then_stops():
-    server, viewer, agent, tap, opened = await _channel_pair()
-    loop = asyncio.get_running_loop()
-    try:
+    async with _channel_pair() as (viewer, agent, tap, opened):
+        loop = asyncio.get_running_loop()
         rfb = viewer.open_stream("rfb")
         await asyncio.wait_for(opened.get(), 2)
         await asyncio.sleep(TYPING_WINDOW + 3 * INPUT_TICK)
@@ -124,10 +126,6 @@ async def test_typing_goes_out_on_the_tick_with_chaff_then_stops():
         quiet = len(tap.times)
         await asyncio.sleep(0.3)
         assert len(tap.times) == quiet  # after the typing window nothing more is sent
-    finally:
-        await viewer.close("done")
-        await agent.close("done")
-        server.close()
 
 
 UPDATE_REQUEST = struct.pack(">BBHHHH", 3, 1, 0, 0, 640, 480)  # RFB FramebufferUpdateRequest (10 bytes)
@@ -136,8 +134,7 @@ UPDATE_REQUEST = struct.pack(">BBHHHH", 3, 1, 0, 0, 640, 480)  # RFB Framebuffer
 async def test_a_viewer_that_only_watches_sends_its_requests_padded_on_the_tick_but_no_chaff():
     """A technician watching a changing screen: the viewer requests an update after each one. Those requests
     are the viewer's own (no person's timing), so they start no chaff; a key still does."""
-    server, viewer, agent, tap, opened = await _channel_pair()
-    try:
+    async with _channel_pair() as (viewer, agent, tap, opened):
         rfb = viewer.open_stream("rfb")
         agent_rfb = await asyncio.wait_for(opened.get(), 2)
         await asyncio.sleep(TYPING_WINDOW + 3 * INPUT_TICK)
@@ -156,19 +153,10 @@ async def test_a_viewer_that_only_watches_sends_its_requests_padded_on_the_tick_
         await asyncio.sleep(TYPING_WINDOW / 2)
         records = sum(size // (2 + INPUT_RECORD_SIZE + 16) for _, size in tap.times[start:])
         assert records >= 0.6 * (TYPING_WINDOW / 2) / INPUT_TICK, records  # a key: chaff fills the ticks
-    finally:
-        await viewer.close("done")
-        await agent.close("done")
-        server.close()
 
 
 async def test_a_new_viewer_channel_is_silent_after_its_opening_message():
     """The channel's own opening message (agent.secure.session_channel, ``mux``) is not a person's input."""
-    server, viewer, agent, tap, opened = await _channel_pair()
-    try:
+    async with _channel_pair() as (viewer, agent, tap, opened):
         await asyncio.sleep(0.3)
         assert len(tap.times) <= 1, tap.times  # the opening message's record, and no chaff after it
-    finally:
-        await viewer.close("done")
-        await agent.close("done")
-        server.close()
