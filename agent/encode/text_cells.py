@@ -33,6 +33,8 @@ from collections import Counter, deque
 
 import numpy as np
 
+from agent.models import Rect, rect_intersect
+
 MIN_PITCH, MAX_PITCH = 5, 12  # terminal fonts from 5x8 to 12x24
 STRIPE_WIDTH = 8  # stripes while no grid is known (agent.secure.stripes measured 8 best among fixed widths)
 BLANK_SHARE = 0.2  # a cell's emptiest column holds under this share of an average column's ink
@@ -91,15 +93,14 @@ class CellGrid:
 
     def __init__(self) -> None:
         self._pitches: deque[int] = deque(maxlen=VOTES)
-        self._found: deque[tuple[tuple[int, int, int, int], Grid]] = deque(maxlen=PLACES)  # newest first
+        self._found: deque[tuple[Rect, Grid]] = deque(maxlen=PLACES)  # newest first
         self.pitch: int | None = None
 
     def layout(self, indices: np.ndarray, x: int, y: int = 0) -> tuple[int, int]:
         """(stripe, first) for the rows of ``indices`` at screen column ``x``, row ``y`` (agent.models.Matrix)."""
         rows, width = indices.shape
-        place = (x, y, x + width, y + rows)
-        ink = _ink(indices)
-        found = None if ink is None else _grid(ink, x, self.pitch)
+        place = (x, y, width, rows)
+        found = find_cells(indices, x, self.pitch)
         if found is not None:
             self._pitches.append(found[0])
             self._found.appendleft((place, found))
@@ -109,10 +110,6 @@ class CellGrid:
             return STRIPE_WIDTH, 0
         if found is None or found[0] != self.pitch:
             same = [(where, grid) for where, grid in self._found if grid[0] == self.pitch]
-            near = [grid for where, grid in same if _overlap(where, place)]
+            near = [grid for where, grid in same if rect_intersect(where, place) is not None]
             found = near[0] if near else same[0][1]
         return self.pitch, (found[1] - x) % self.pitch
-
-
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]

@@ -173,7 +173,7 @@ class TightEncoder(Encoder):
             return 0, data.tobytes(), []
         reset = 0
         head = b""
-        if not isinstance(self._streams[stream], _StoredStream) or self._stream_levels[stream] != 0:
+        if not isinstance(self._streams[stream], _StoredStream):  # (a stored stream is always at level 0)
             if self._streams[stream] is not None:
                 reset = 1 << stream
             head = ZLIB_HEADER

@@ -37,11 +37,11 @@ Frame kinds:
   stripe order (the first stripe ``first`` columns wide, 0: a whole one).
   The receiver restores the rows and delivers the bytes as DATA's; a width
   or stripe of 0, a first stripe not narrower than the others, or bytes that
-  are not whole rows, is a violation. Sent only
-  by the agent, only to a viewer that accepts it: the viewer's channel says
-  so in a session message ``{"type": "mux", "accepts": ["striped"]}`` before
-  it opens a stream (agent.secure.session_channel); a receiver that predates
-  the kind ignores that message and never gets one.
+  are not whole rows, is a violation. Sent only by the agent, only to a
+  viewer that accepts it: the viewer's channel says so in a session message
+  ``{"type": "mux", "accepts": ["striped"]}`` before it opens a stream
+  (agent.secure.session_channel); a receiver that predates the kind ignores
+  that message and never gets one.
 
 Frames are parsed from the inner byte stream, not from record boundaries
 (ZDATA chunks need not align with them). Every length is bounded before a
@@ -65,9 +65,9 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
+from agent.models import Matrix
 from agent.sansio import NEED_DATA, NeedData
 from agent.secure.errors import ProtocolViolationError
-from agent.models import Matrix
 from agent.secure.stripes import from_stripes, to_stripes
 from agent.secure.varint import decode as _read_varint
 from agent.secure.varint import encode as _varint

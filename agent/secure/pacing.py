@@ -93,13 +93,14 @@ class InputPacer:
 
     def _on_tick(self) -> None:
         self._timer = None
+        now = self._loop.time()
         if self._pending:
-            self.flush()
-        elif self._loop.time() - self._last_input < self._window:
+            self.flush()  # a person's input in it moves _last_input to now
+        elif now - self._last_input < self._window:
             self._emit(self._pad(self.record_size))
             self.records += 1
             self.chaff += 1
-        if self._loop.time() - self._last_input < self._window:
+        if now - self._last_input < self._window:
             self._arm()  # else idle, or only a viewer's own traffic: nothing until the next submit
 
     def flush(self) -> None:

@@ -15,12 +15,13 @@ row, 210.4 kB in stripes 8 wide. Choosing fixed widths, offline on 22 captured
 pages of that run replayed through the detector, the encoder and the channel's
 zstd: 296.0 kB row by row; stripes 8 wide 186.5 kB, 6 wide 190.1, 12 wide
 193.4, 16 wide 206.2; bands of 16 rows instead of whole columns 198.3. On the
-cells (agent.encode.text_cells) 135.5 kB, and live 150.6 kB. The receiver
+cells (agent.encode.text_cells) 135.5 kB, and live 150.3 kB. The receiver
 puts the rows back before the RFB client sees a byte: RFB itself is unchanged.
 """
 from __future__ import annotations
 
 import numpy as np
+
 
 def _check(size: int, width: int, stripe: int, first: int) -> int:
     if width < 1 or stripe < 1 or not 0 <= first < stripe or size % width:
