@@ -26,6 +26,7 @@ per pixel took 8.3 MB, per viewer, for the whole session.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -49,6 +50,24 @@ MAX_STALE_SOURCE = 0.5
 _MOVE_STRIP = 256
 _WORD_BITS = 32
 _POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+_BITWISE_COUNT = getattr(np, "bitwise_count", None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _column_masks(x0: int, x1: int) -> tuple[int, int, np.ndarray]:
+    t0, t1 = x0 // _WORD_BITS, -(-x1 // _WORD_BITS)
+    masks = np.full(t1 - t0, 0xFFFFFFFF, np.uint32)
+    masks[0] &= np.uint32((0xFFFFFFFF << (x0 - t0 * _WORD_BITS)) & 0xFFFFFFFF)
+    masks[-1] &= np.uint32(0xFFFFFFFF >> (t1 * _WORD_BITS - x1))
+    masks.setflags(write=False)
+    return t0, t1, masks
+
+
+def _popcount(words: np.ndarray) -> int:
+    """Set bits in ``words`` (numpy >= 2 counts them in one pass; older ones through a byte table)."""
+    if _BITWISE_COUNT is not None:
+        return int(_BITWISE_COUNT(words).sum(dtype=np.int64))
+    return int(_POPCOUNT8[words.view(np.uint8)].sum(dtype=np.int64))
 
 
 class DirtyBits:
@@ -74,13 +93,10 @@ class DirtyBits:
 
     @staticmethod
     def column_masks(x0: int, x1: int) -> tuple[int, int, np.ndarray]:
-        """Word columns ``[t0, t1)`` covering pixels ``[x0, x1)`` (x0 < x1) and, per column, its bits among them."""
-        t0, t1 = x0 // _WORD_BITS, -(-x1 // _WORD_BITS)
-        starts = np.arange(t0, t1, dtype=np.int64) * _WORD_BITS
-        lo = np.maximum(x0 - starts, 0).astype(np.uint64)
-        hi = np.minimum(x1 - starts, _WORD_BITS).astype(np.uint64)
-        one = np.uint64(1)
-        return t0, t1, (((one << hi) - one) ^ ((one << lo) - one)).astype(np.uint32)
+        """Word columns ``[t0, t1)`` covering pixels ``[x0, x1)`` (x0 < x1) and, per column, its bits among them.
+
+        Read-only and cached: the same spans come back frame after frame (a terminal's lines, a window)."""
+        return _column_masks(x0, x1)
 
     def fill(self, box: Box, value: bool) -> None:
         """Set (``value``) or clear every bit of ``box`` (inside the screen, possibly empty)."""
@@ -105,7 +121,7 @@ class DirtyBits:
         x0, y0, x1, y1 = box
         if x0 >= x1 or y0 >= y1:
             return 0
-        return int(_POPCOUNT8[self._region(box).view(np.uint8)].sum(dtype=np.int64))
+        return _popcount(self._region(box))
 
     def any(self, box: Box) -> bool:
         """Whether any bit of ``box`` is set."""

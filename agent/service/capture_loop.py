@@ -12,7 +12,10 @@ tiles compared. When the source can hand over the damage first
 compare run right on the event loop: well under a millisecond, where the
 thread hop alone (a futex wake each way, the loop's self-pipe) cost about as
 much as the grab. Large damage, confirming and whole grabs stay in the worker
-thread. A tick costs wake-ups, and on a VM each is charged far more than the
+thread. Damage in areas that churn (a log printing, an animation: drawn 20-50
+times a second) is held back and grabbed a few times a second with what else
+is held (agent.service.churn_damage): the typed character in another window
+still goes at once. A tick costs wake-ups, and on a VM each is charged far more than the
 work it does: an idle loop sleeps in one wait until X reports drawing (or a
 wake-up, or the next confirming grab), then in one timer for the settle pause
 and the frame-rate cap together. The buffers come from a FramePool: a frame handed out is
@@ -39,6 +42,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -49,6 +54,7 @@ from agent.capture.shared_frame import SharedFrame
 from agent.changes.detector import ChangeDetector, Changes
 from agent.errors import CaptureError
 from agent.models import CursorShape, Rect, rects_area
+from agent.service.churn_damage import ChurnDamage
 from agent.service.frame_gate import FrameGate
 
 log = logging.getLogger(__name__)
@@ -100,6 +106,7 @@ class CaptureLoop:
         self._small_damage = True  # the last grab's damage was small: take the next on the event loop
         self._input_seen = False  # input usually changes the screen: poll at full rate again
         self._force = False  # grab_now(): the next grab ignores the damage hint
+        self._churn: Optional[ChurnDamage] = None  # damage in churning areas, held back (sub-image sources)
         self._task: Optional[asyncio.Task[None]] = None
         self._closing = False
 
@@ -123,13 +130,16 @@ class CaptureLoop:
         self._force = True
         self.wake()
 
-    def note_input(self) -> None:
+    def note_input(self, pointer: bool = False) -> None:
         """Input was injected: the screen is about to change, so grab now rather than after a back-off.
 
         A sub-image source with a damage hint grabs on X's damage report, not on
         the input (the echo is not drawn yet): waking the loop there would only
-        cost a tick per key event.
+        cost a tick per key event. ``pointer``: a pointer event, after which
+        churning areas are grabbed at the full rate for a while (agent.service.churn_damage).
         """
+        if pointer and self._churn is not None:
+            self._churn.note_pointer(asyncio.get_running_loop().time())
         if not self._input_seen:
             self._input_seen = True
             if not (self._hint and getattr(self.source, "sub_images", False)):
@@ -218,6 +228,10 @@ class CaptureLoop:
         """Grab what DAMAGE reported into a pooled buffer (plus a band, or all, to confirm); None: not possible."""
         current = self.frame
         width, height = self.source.size
+        if damage is False and callable(getattr(self.source, "take_damage", None)):
+            damage = self._hold_churn(self.source.take_damage(), time.monotonic())  # type: ignore[attr-defined]
+        if whole and self._churn is not None:
+            self._churn.clear()
         taken = {} if damage is False else {"damage": damage}  # sources without take_damage get no keyword
         if current is None or self._pool.current is not current or current.shape[:2] != (height, width):
             # the first frame, or after a full grab(): a whole grab into a new buffer the pool adopts
@@ -242,6 +256,9 @@ class CaptureLoop:
             self._band = (band + 1) % bands
             if bottom > top:
                 also = [(0, top, width, bottom - top)]
+        if damage == [] and not also:  # all of it held back (churn_damage): nothing to grab now
+            self._small_damage = True
+            return current, Changes()
         try:
             buffer = self._pool.take()
         except OSError as exc:  # a SharedFrame could not map (no descriptor or memory left): grab() serves
@@ -269,6 +286,16 @@ class CaptureLoop:
             return current, changes
         pool.commit(buffer, changed)  # type: ignore[union-attr]
         return buffer, changes
+
+    def _hold_churn(self, damage: Optional[Sequence[tuple[int, int, int, int]]], now: float
+                    ) -> Optional[list[tuple[int, int, int, int]]]:
+        """Of the damage just taken from X, what to grab now: churning areas are held back (churn_damage)."""
+        size = self.source.size
+        if self._churn is None:
+            self._churn = ChurnDamage(*size)
+        elif (self._churn.width, self._churn.height) != size:
+            self._churn.resize(*size)
+        return self._churn.split(now, damage)
 
     def write_back(self) -> None:
         """Write the last grab's changes into a SharedFrame's current frame (under ``gate.writing()``)."""
@@ -372,15 +399,16 @@ class CaptureLoop:
                     self._forget_frame()
                 confirm_interval = HINT_CONFIRM_INTERVAL * CONFIRM_BANDS / self._confirm_bands()
                 confirm = started - last_confirm >= confirm_interval
+                held_due = math.inf if self._churn is None else self._churn.due
                 # after input, a full-frame source grabs at once; a sub-image one waits for X's damage report
-                force = (forced or self.frame is None or confirm
+                force = (forced or self.frame is None or confirm or started >= held_due
                          or input_seen and not getattr(self.source, "sub_images", False))
                 hint = self._damage_hint()
                 # the hint is a non-blocking read of the X connection: asked here, an idle tick costs no thread hop
                 if not force and hint is not None and hint() is False:
                     # idle: sleep until X reports drawing (no grab before a frame time after the last)
                     self.frames_skipped += 1
-                    await self._wait_for_damage(last_confirm + confirm_interval - loop.time(),
+                    await self._wait_for_damage(min(last_confirm + confirm_interval, held_due) - loop.time(),
                                                 last_grab + frame_time)
                     continue
                 if hint is not None and last_grab + frame_time > started:
@@ -388,6 +416,12 @@ class CaptureLoop:
                     await asyncio.sleep(last_grab + frame_time - started)
                     started = loop.time()
                 damage = self._inline_damage(confirm or forced)
+                if damage is not False:
+                    damage = self._hold_churn(damage, started)
+                    if damage == [] and not forced:  # only churning areas drew: they wait for held_due
+                        self.frames_skipped += 1
+                        last_grab = started
+                        continue
                 if damage is not False and (damage is None or rects_area(damage) > INLINE_MAX_PIXELS):
                     self._small_damage = False
                 grabbed = None

@@ -230,7 +230,7 @@ class RFBService:
             log.warning("input dropped: %s", exc)
             return
         if self.input_backend.allows_input:  # dropped at the gate, nothing will change on screen
-            self._capture.note_input()
+            self._capture.note_input(pointer is not None)
             now = asyncio.get_running_loop().time()
             for viewer in self._viewers:  # what changes next is the technician's: it goes first
                 viewer.updater.note_input(now, pointer)

@@ -131,3 +131,50 @@ def test_input_wakes_the_loop_only_where_it_forces_a_grab():
 
     assert asyncio.run(waits_after_input(TakingScreen(64, 48))) is False, "X's damage report wakes a sub-image loop"
     assert asyncio.run(waits_after_input(HintedFullFrameScreen(64, 48))) is True
+
+
+def test_a_churning_area_is_grabbed_a_few_times_a_second_while_a_typed_glyph_goes_at_once_and_nothing_is_lost():
+    from agent.service import churn_damage as CD
+
+    source = TakingScreen(320, 200)
+    log_area, glyphs = (160, 0, 160, 200), [(10 + 8 * i, 10, 8, 14) for i in range(6)]
+
+    def churn_grabs(since: int) -> int:
+        return sum(any(r[0] >= 160 for r in rects) for _, rects in source.grabs[since:])
+
+    async def scenario() -> tuple[int, list[float], int]:
+        aio = asyncio.get_running_loop()
+        loop = CaptureLoop(source, 100, on_frame=lambda *a: None, wanted=lambda: True, on_failure=lambda e: None)
+        loop.start()
+        await _settle(loop, 1)
+        end = aio.time() + CD.BUSY_FOR + 1.3
+        echoes: list[float] = []
+        typed_at = aio.time() + CD.BUSY_FOR + 0.1
+        busy_from = None
+        while aio.time() < end:  # the log redraws every 10 ms; a glyph is typed every 150 ms
+            source.draw(log_area)
+            now = aio.time()
+            if busy_from is None and now > typed_at - 0.05:
+                busy_from = len(source.grabs)
+            if glyphs and now >= typed_at:
+                glyph = glyphs.pop(0)
+                source.draw(glyph)
+                drawn = now
+                while not np.array_equal(loop.frame[10:24, glyph[0]:glyph[0] + 8],
+                                         source.screen[10:24, glyph[0]:glyph[0] + 8]):
+                    assert aio.time() - drawn < 1.0, "the typed glyph never arrived"
+                    await asyncio.sleep(0.002)
+                echoes.append(aio.time() - drawn)
+                typed_at = now + 0.15
+            await asyncio.sleep(0.01)
+        churned = churn_grabs(busy_from)
+        await asyncio.sleep(CD.HELD_INTERVAL + 0.2)  # the log stops: what was held arrives
+        held = np.array_equal(loop.frame, source.screen)
+        await loop.close()
+        return churned, echoes, held
+
+    churned, echoes, exact = asyncio.run(scenario())
+    assert exact, "held damage is grabbed once the log stops"
+    assert len(echoes) == 6 and max(echoes) < CD.HELD_INTERVAL, echoes
+    # about 1.2 s of a busy log at 100 frames a second: every HELD_INTERVAL, not every frame
+    assert 1 <= churned <= 1.2 / CD.HELD_INTERVAL + 3, churned

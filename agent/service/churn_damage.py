@@ -1,0 +1,141 @@
+"""Sans-IO: damage in areas that churn is grabbed a few times a second, not at every frame.
+
+A terminal printing a build log, a progress animation or a video redraws its
+area 20-50 times a second. Grabbing, comparing, tracking and encoding it at
+the capture's full rate (30 frames a second) cost the customer's PC about
+three times what TigerVNC spends on the same screen, for frames nobody can
+read at that pace and that a slow link could not carry anyway. So the capture
+loop passes every batch of X DAMAGE through a ChurnDamage first:
+
+- a TILE x TILE tile is **busy** once X has reported it drawn again and again,
+  never more than BUSY_GAP apart, for at least BUSY_FOR seconds. Typing (6.5
+  keys a second), paging and a window dragged at 10 moves a second leave
+  longer gaps and are never busy;
+- a damage rectangle that lies wholly on busy tiles is **held**: not grabbed
+  now, but remembered, and grabbed with every other held rectangle once
+  HELD_INTERVAL has passed since the held damage was last grabbed. Everything
+  else (the echo of a key in another window, a dialog that opened) is grabbed
+  at once, as before;
+- while the technician moves the pointer (POINTER_HOLD seconds after a pointer
+  event) nothing is held: a window they drag, or scroll, moves at the full
+  rate everywhere, not in pieces.
+
+Held damage is never lost: it is grabbed HELD_INTERVAL after the last grab of
+held damage at the latest (the caller sleeps until ``due``), a whole grab
+covers it (``clear``), and when drawing stops the tile is no longer busy. The
+viewers' trackers and ActivityMaps see fewer, larger changes of the churning
+area; what they carry is still the exact screen.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+from agent.models import Rect
+
+TILE = 32
+BUSY_GAP = 0.06       # seconds: damage again within this keeps a tile busy (more than a 30 fps frame apart)
+BUSY_FOR = 0.5        # seconds a tile must be busy before its damage is held
+HELD_INTERVAL = 0.2   # seconds: held damage is grabbed this often (5 frames a second)
+POINTER_HOLD = 1.0    # seconds after a pointer event during which nothing is held
+
+
+class ChurnDamage:
+    """Which of X's damage rectangles to grab now; see the module docstring."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.resize(width, height)
+        self._pointer_until = -math.inf
+
+    def resize(self, width: int, height: int) -> None:
+        """A new screen size: nothing is busy or held."""
+        self.width, self.height = width, height
+        shape = (-(-height // TILE), -(-width // TILE))
+        self._last = np.full(shape, -math.inf)   # when X last reported the tile drawn
+        self._since = np.full(shape, math.inf)   # when its current run of drawing began
+        self._held = np.zeros(shape, bool)
+        self._released_at = -math.inf             # when held damage was last grabbed
+
+    @property
+    def due(self) -> float:
+        """When the held damage must be grabbed (inf: none is held)."""
+        return self._released_at + HELD_INTERVAL if self._held.any() else math.inf
+
+    def note_pointer(self, now: float) -> None:
+        """The technician moved the pointer (or clicked, or scrolled): hold nothing for a while."""
+        self._pointer_until = now + POINTER_HOLD
+
+    def clear(self) -> None:
+        """Everything is being grabbed (a whole grab): nothing stays held."""
+        self._held[:] = False
+
+    def split(self, now: float, damage: Optional[Sequence[Rect]]) -> Optional[list[Rect]]:
+        """Of ``damage`` (X's rectangles; None: X cannot say), what to grab now, held rectangles due included.
+
+        None stays None (grab everything) and clears what is held.
+        """
+        if damage is None:
+            self.clear()
+            return None
+        busy = self._note(now, damage)
+        holding = now >= self._pointer_until
+        grab: list[Rect] = []
+        for rect in damage:
+            tiles = self._tiles(rect)
+            if tiles is None:
+                continue
+            if holding and busy[tiles].all():
+                self._held[tiles] = True
+            else:
+                grab.append(rect)
+        if self._held.any() and (now >= self.due or not holding):
+            grab.extend(self._take_held())
+            self._released_at = now
+        return grab
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _note(self, now: float, damage: Sequence[Rect]) -> np.ndarray:
+        """Record that ``damage`` was drawn at ``now``; returns which tiles are busy now."""
+        touched = np.zeros(self._held.shape, bool)
+        for rect in damage:
+            tiles = self._tiles(rect)
+            if tiles is not None:
+                touched[tiles] = True
+        restart = touched & (now - self._last > BUSY_GAP)
+        self._since[restart] = now
+        self._last[touched] = now
+        return touched & (now - self._since >= BUSY_FOR)
+
+    def _tiles(self, rect: Rect) -> Optional[tuple[slice, slice]]:
+        x, y, w, h = rect
+        x0, y0 = max(0, x), max(0, y)
+        x1, y1 = min(self.width, x + w), min(self.height, y + h)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return slice(y0 // TILE, -(-y1 // TILE)), slice(x0 // TILE, -(-x1 // TILE))
+
+    def _take_held(self) -> list[Rect]:
+        """The held tiles as rectangles (runs along each tile row, stacked where rows agree); clears them."""
+        rects: list[Rect] = []
+        open_runs: dict[tuple[int, int], int] = {}  # (first, last) tile column -> the rect's index
+        for row, line in enumerate(self._held):
+            edges = np.flatnonzero(np.diff(np.concatenate(([0], line.view(np.int8), [0])))).tolist()
+            runs = list(zip(edges[0::2], edges[1::2]))
+            still: dict[tuple[int, int], int] = {}
+            y0, y1 = row * TILE, min(self.height, (row + 1) * TILE)
+            for a, b in runs:
+                index = open_runs.get((a, b))
+                if index is not None:
+                    x, y, w, _ = rects[index]
+                    rects[index] = (x, y, w, y1 - y)
+                else:
+                    index = len(rects)
+                    x0, x1 = a * TILE, min(self.width, b * TILE)
+                    rects.append((x0, y0, x1 - x0, y1 - y0))
+                still[(a, b)] = index
+            open_runs = still
+        self._held[:] = False
+        return rects
