@@ -56,12 +56,13 @@ class ChurnDamage:
         self._last = np.full(shape, -math.inf)   # when X last reported the tile drawn
         self._since = np.full(shape, math.inf)   # when its current run of drawing began
         self._held = np.zeros(shape, bool)
+        self._holding = False  # any tile held (asked on every capture tick)
         self._released_at = -math.inf             # when held damage was last grabbed
 
     @property
     def due(self) -> float:
         """When the held damage must be grabbed (inf: none is held)."""
-        return self._released_at + HELD_INTERVAL if self._held.any() else math.inf
+        return self._released_at + HELD_INTERVAL if self._holding else math.inf
 
     def note_pointer(self, now: float) -> None:
         """The technician moved the pointer (or clicked, or scrolled): hold nothing for a while."""
@@ -70,6 +71,7 @@ class ChurnDamage:
     def clear(self) -> None:
         """Everything is being grabbed (a whole grab): nothing stays held."""
         self._held[:] = False
+        self._holding = False
 
     def split(self, now: float, damage: Optional[Sequence[Rect]]) -> Optional[list[Rect]]:
         """Of ``damage`` (X's rectangles; None: X cannot say), what to grab now, held rectangles due included.
@@ -88,9 +90,10 @@ class ChurnDamage:
                 continue
             if holding and busy[tiles].all():
                 self._held[tiles] = True
+                self._holding = True
             else:
                 grab.append(rect)
-        if self._held.any() and (now >= self.due or not holding):
+        if self._holding and (now >= self.due or not holding):
             grab.extend(self._take_held())
             self._released_at = now
         return grab
@@ -137,5 +140,5 @@ class ChurnDamage:
                     rects.append((x0, y0, x1 - x0, y1 - y0))
                 still[(a, b)] = index
             open_runs = still
-        self._held[:] = False
+        self.clear()
         return rects

@@ -51,6 +51,8 @@ MIN_BAND_ROWS = 16      # a cut rectangle's band is at least this tall
 INITIAL_BYTES_PER_PIXEL = 0.25  # link bytes per changed pixel before the first measurement
 BPP_GAIN = 0.3          # smoothing of the link-bytes-per-pixel estimate
 
+FEW_AREAS = 32          # up to this many rectangles, tiles are marked one at a time (fewer numpy calls)
+
 INTERACTIVE, CALM, CHURNING = 0, 1, 2
 
 
@@ -275,8 +277,11 @@ class ActivityMap:
 
     def _touched(self, copies: Sequence[Copy], rects: Sequence[Rect]) -> np.ndarray:
         """The tiles that ``rects`` and the copies' destinations cover."""
+        areas = list(rects) + [c[2:] for c in copies]
+        if len(areas) > FEW_AREAS:  # a page of text: hundreds of rects, marked in one go
+            return _cover(self._pending.shape, areas, self.width, self.height)
         touched = np.zeros(self._pending.shape, bool)
-        for area in list(rects) + [c[2:] for c in copies]:
+        for area in areas:
             self._slice(area, touched, True)
         return touched
 
@@ -284,3 +289,18 @@ class ActivityMap:
         tiles = self._tiles(rect)
         if tiles is not None:
             grid[tiles] = value
+
+
+def _cover(shape: tuple[int, int], areas: Sequence[Rect], width: int, height: int) -> np.ndarray:
+    """The TILE tiles ``areas`` cover, clipped to the screen (a 2-D difference array summed up)."""
+    a = np.asarray(areas, np.int64).reshape(-1, 4)
+    x0, y0 = np.clip(a[:, 0], 0, width), np.clip(a[:, 1], 0, height)
+    x1, y1 = np.clip(a[:, 0] + a[:, 2], 0, width), np.clip(a[:, 1] + a[:, 3], 0, height)
+    keep = (x1 > x0) & (y1 > y0)
+    tx0, ty0 = x0[keep] // TILE, y0[keep] // TILE
+    tx1, ty1 = -(-x1[keep] // TILE), -(-y1[keep] // TILE)
+    cols = shape[1] + 1
+    corners = np.concatenate((ty0 * cols + tx0, ty1 * cols + tx1, ty0 * cols + tx1, ty1 * cols + tx0))
+    signs = np.repeat(np.array([1.0, -1.0]), 2 * len(tx0))
+    diff = np.bincount(corners, signs, (shape[0] + 1) * cols).reshape(shape[0] + 1, cols)
+    return diff.cumsum(0).cumsum(1)[:shape[0], :shape[1]] > 0.5

@@ -200,3 +200,16 @@ def test_an_echo_is_pending_until_sent_and_nothing_is_once_the_hold_is_over() ->
     m.note_changes(2.08, [], [TYPED])
     assert m.interactive_pending(2.09)
     assert not m.interactive_pending(2.08 + P.HOT_HOLD + 0.01)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(-40, W + 40), st.integers(-40, H + 40), st.integers(0, 300),
+                          st.integers(0, 300)), min_size=P.FEW_AREAS + 1, max_size=120))
+def test_many_rectangles_mark_the_same_tiles_in_one_go_as_one_at_a_time(rects) -> None:
+    m = ActivityMap(W, H)
+    one_by_one = np.zeros(m._pending.shape, bool)
+    for rect in rects:
+        m._slice(rect, one_by_one, True)
+    assert np.array_equal(m._touched([], rects), one_by_one)
+    copies = [(0, 0) + r[:2] + r[2:] for r in rects[:3]]
+    assert np.array_equal(m._touched(copies, rects[3:]), one_by_one)
