@@ -81,13 +81,11 @@ class ChurnDamage:
         if damage is None:
             self.clear()
             return None
-        busy = self._note(now, damage)
+        spans = [(rect, tiles) for rect in damage if (tiles := self._tiles(rect)) is not None]
+        busy = self._note(now, [tiles for _, tiles in spans])
         holding = now >= self._pointer_until
         grab: list[Rect] = []
-        for rect in damage:
-            tiles = self._tiles(rect)
-            if tiles is None:
-                continue
+        for rect, tiles in spans:
             if holding and busy[tiles].all():
                 self._held[tiles] = True
                 self._holding = True
@@ -100,17 +98,23 @@ class ChurnDamage:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _note(self, now: float, damage: Sequence[Rect]) -> np.ndarray:
-        """Record that ``damage`` was drawn at ``now``; returns which tiles are busy now."""
-        touched = np.zeros(self._held.shape, bool)
-        for rect in damage:
-            tiles = self._tiles(rect)
-            if tiles is not None:
-                touched[tiles] = True
-        restart = touched & (now - self._last > BUSY_GAP)
-        self._since[restart] = now
-        self._last[touched] = now
-        return touched & (now - self._since >= BUSY_FOR)
+    def _note(self, now: float, spans: Sequence[tuple[slice, slice]]) -> np.ndarray:
+        """Record that the tiles of ``spans`` were drawn at ``now``; returns which tiles are busy now
+        (computed over the spans' bounding box only: a typed glyph is a tile or two of the screen's 2,000)."""
+        busy = np.zeros(self._held.shape, bool)
+        if not spans:
+            return busy
+        box = (slice(min(t[0].start for t in spans), max(t[0].stop for t in spans)),
+               slice(min(t[1].start for t in spans), max(t[1].stop for t in spans)))
+        touched = np.zeros(self._held[box].shape, bool)
+        for rows, cols in spans:
+            touched[rows.start - box[0].start:rows.stop - box[0].start,
+                    cols.start - box[1].start:cols.stop - box[1].start] = True
+        last, since = self._last[box], self._since[box]
+        since[touched & (now - last > BUSY_GAP)] = now
+        last[touched] = now
+        busy[box] = touched & (now - since >= BUSY_FOR)
+        return busy
 
     def _tiles(self, rect: Rect) -> Optional[tuple[slice, slice]]:
         x, y, w, h = rect

@@ -41,6 +41,7 @@ class FlowController:
         self._acked = 0
         self._last_ack: tuple[float, int] | None = None
         self._samples: deque[tuple[float, float]] = deque()  # (time, bytes/s), the last PEAK_FILTER_SECONDS
+        self._peak: float | None = None  # their best, once asked (the updater asks on every frame and ACK)
         self.rtt: float | None = None
         self.min_rtt: float | None = None
 
@@ -52,7 +53,9 @@ class FlowController:
     def peak_bandwidth(self) -> float | None:
         """The best rate seen over PEAK_FILTER_SECONDS: the link's rate while the sender holds itself back
         on purpose (pacing the bulk while the technician types), when ACKs show only what it chose to send."""
-        return max((rate for _, rate in self._samples), default=None)
+        if self._peak is None and self._samples:
+            self._peak = max(rate for _, rate in self._samples)
+        return self._peak
 
     @property
     def bandwidth(self) -> float | None:
@@ -86,6 +89,7 @@ class FlowController:
         self._last_ack = (now, total_acked)
         while self._samples[0][0] < now - PEAK_FILTER_SECONDS:
             self._samples.popleft()
+        self._peak = None
         self._update_window()
 
     def _update_window(self) -> None:
