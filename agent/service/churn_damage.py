@@ -81,12 +81,13 @@ class ChurnDamage:
         if damage is None:
             self.clear()
             return None
-        spans = [(rect, tiles) for rect in damage if (tiles := self._tiles(rect)) is not None]
-        busy = self._note(now, [tiles for _, tiles in spans])
         holding = now >= self._pointer_until
         grab: list[Rect] = []
-        for rect, tiles in spans:
-            if holding and busy[tiles].all():
+        for rect in damage:
+            tiles = self._tiles(rect)
+            if tiles is None:
+                continue
+            if self._drawn(now, tiles) and holding:
                 self._held[tiles] = True
                 self._holding = True
             else:
@@ -98,23 +99,12 @@ class ChurnDamage:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _note(self, now: float, spans: Sequence[tuple[slice, slice]]) -> np.ndarray:
-        """Record that the tiles of ``spans`` were drawn at ``now``; returns which tiles are busy now
-        (computed over the spans' bounding box only: a typed glyph is a tile or two of the screen's 2,000)."""
-        busy = np.zeros(self._held.shape, bool)
-        if not spans:
-            return busy
-        box = (slice(min(t[0].start for t in spans), max(t[0].stop for t in spans)),
-               slice(min(t[1].start for t in spans), max(t[1].stop for t in spans)))
-        touched = np.zeros(self._held[box].shape, bool)
-        for rows, cols in spans:
-            touched[rows.start - box[0].start:rows.stop - box[0].start,
-                    cols.start - box[1].start:cols.stop - box[1].start] = True
-        last, since = self._last[box], self._since[box]
-        since[touched & (now - last > BUSY_GAP)] = now
-        last[touched] = now
-        busy[box] = touched & (now - since >= BUSY_FOR)
-        return busy
+    def _drawn(self, now: float, tiles: tuple[slice, slice]) -> bool:
+        """Record that ``tiles`` were drawn at ``now``; whether every one of them is busy now."""
+        last, since = self._last[tiles], self._since[tiles]
+        since[now - last > BUSY_GAP] = now
+        last[...] = now
+        return bool((since <= now - BUSY_FOR).all())
 
     def _tiles(self, rect: Rect) -> Optional[tuple[slice, slice]]:
         x, y, w, h = rect
@@ -126,23 +116,28 @@ class ChurnDamage:
 
     def _take_held(self) -> list[Rect]:
         """The held tiles as rectangles (runs along each tile row, stacked where rows agree); clears them."""
+        rows, cols = self._held.shape
+        padded = np.zeros((rows, cols + 2), np.int8)
+        padded[:, 1:-1] = self._held
+        edges = np.diff(padded, axis=1)
+        starts, ends = np.nonzero(edges == 1), np.nonzero(edges == -1)  # row-major: they pair up in order
         rects: list[Rect] = []
-        open_runs: dict[tuple[int, int], int] = {}  # (first, last) tile column -> the rect's index
-        for row, line in enumerate(self._held):
-            edges = np.flatnonzero(np.diff(np.concatenate(([0], line.view(np.int8), [0])))).tolist()
-            runs = list(zip(edges[0::2], edges[1::2]))
-            still: dict[tuple[int, int], int] = {}
-            y0, y1 = row * TILE, min(self.height, (row + 1) * TILE)
-            for a, b in runs:
-                index = open_runs.get((a, b))
-                if index is not None:
-                    x, y, w, _ = rects[index]
-                    rects[index] = (x, y, w, y1 - y)
-                else:
-                    index = len(rects)
-                    x0, x1 = a * TILE, min(self.width, b * TILE)
-                    rects.append((x0, y0, x1 - x0, y1 - y0))
-                still[(a, b)] = index
-            open_runs = still
+        above: dict[tuple[int, int], int] = {}  # runs of the row above: (first, end) tile column -> rect index
+        here: dict[tuple[int, int], int] = {}
+        current = -1
+        for row, a, b in zip(starts[0].tolist(), starts[1].tolist(), ends[1].tolist()):
+            if row != current:
+                above, here = (here if row == current + 1 else {}), {}
+                current = row
+            y1 = min(self.height, (row + 1) * TILE)
+            index = above.get((a, b))
+            if index is not None:  # the same run as the row above: that rectangle grows down
+                x, y, w, _ = rects[index]
+                rects[index] = (x, y, w, y1 - y)
+            else:
+                index = len(rects)
+                x0, x1 = a * TILE, min(self.width, b * TILE)
+                rects.append((x0, row * TILE, x1 - x0, y1 - row * TILE))
+            here[(a, b)] = index
         self.clear()
         return rects

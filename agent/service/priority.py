@@ -152,6 +152,17 @@ class ActivityMap:
         self._decay(now)
         return CHURNING if float(self._rate[ys, xs].max()) >= CHURN_RATE else CALM
 
+    def classify_all(self, rects: Sequence[Rect], now: float) -> list[int]:
+        """``classify`` for each of ``rects``; a page of them in a few numpy calls (any hot tile, any
+        churning tile: counts over summed-area tables of the two grids)."""
+        if len(rects) <= FEW_AREAS:
+            return [self.classify(rect, now) for rect in rects]
+        self._decay(now)
+        spans = _tile_spans(rects, self.width, self.height)
+        hot = _any_in(self._hot_until > now, spans)
+        churning = _any_in(self._rate >= CHURN_RATE, spans)
+        return np.where(hot, INTERACTIVE, np.where(churning, CHURNING, CALM)).tolist()
+
     def bulk_due(self, now: float) -> float:
         """When held-back areas may go next: the bucket holds half a slice again."""
         if self._bulk_rate <= 0:
@@ -189,8 +200,8 @@ class ActivityMap:
         ``only_interactive``: an update nobody asked for (an echo pushed at once) carries nothing else."""
         if only_interactive:
             plan = Plan()
-            for rect in rects:
-                (plan.rects if self.classify(rect, now) == INTERACTIVE else plan.later).append(rect)
+            for rect, kind in zip(rects, self.classify_all(rects, now)):
+                (plan.rects if kind == INTERACTIVE else plan.later).append(rect)
             return plan
         budget = self.budget(link)
         if budget is None or link is None or not self.interacting(now):
@@ -198,7 +209,7 @@ class ActivityMap:
             return Plan(list(rects))
         self._refill(now, link.rate * BULK_SHARE, budget)
         plan = Plan()
-        for kind, _, rect in sorted((self.classify(r, now), i, r) for i, r in enumerate(rects)):
+        for kind, _, rect in sorted(zip(self.classify_all(rects, now), range(len(rects)), rects)):
             if kind == INTERACTIVE:
                 plan.rects.append(rect)
                 continue
@@ -291,14 +302,31 @@ class ActivityMap:
             grid[tiles] = value
 
 
-def _cover(shape: tuple[int, int], areas: Sequence[Rect], width: int, height: int) -> np.ndarray:
-    """The TILE tiles ``areas`` cover, clipped to the screen (a 2-D difference array summed up)."""
+def _tile_spans(areas: Sequence[Rect], width: int, height: int) -> np.ndarray:
+    """Per area, clipped to the screen, its TILE tiles ``[ty0, ty1) x [tx0, tx1)`` as rows
+    ``(ty0, tx0, ty1, tx1)``; an area off the screen gets an empty span."""
     a = np.asarray(areas, np.int64).reshape(-1, 4)
     x0, y0 = np.clip(a[:, 0], 0, width), np.clip(a[:, 1], 0, height)
     x1, y1 = np.clip(a[:, 0] + a[:, 2], 0, width), np.clip(a[:, 1] + a[:, 3], 0, height)
-    keep = (x1 > x0) & (y1 > y0)
-    tx0, ty0 = x0[keep] // TILE, y0[keep] // TILE
-    tx1, ty1 = -(-x1[keep] // TILE), -(-y1[keep] // TILE)
+    empty = (x1 <= x0) | (y1 <= y0)
+    spans = np.stack([y0 // TILE, x0 // TILE, -(-y1 // TILE), -(-x1 // TILE)], axis=1)
+    spans[empty] = 0
+    return spans
+
+
+def _any_in(grid: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Per span, whether any tile of ``grid`` (bool) in it is set (a summed-area table)."""
+    table = np.zeros((grid.shape[0] + 1, grid.shape[1] + 1), np.int32)
+    np.cumsum(np.cumsum(grid, axis=0, dtype=np.int32), axis=1, out=table[1:, 1:])
+    ty0, tx0, ty1, tx1 = spans.T
+    return table[ty1, tx1] - table[ty0, tx1] - table[ty1, tx0] + table[ty0, tx0] > 0
+
+
+def _cover(shape: tuple[int, int], areas: Sequence[Rect], width: int, height: int) -> np.ndarray:
+    """The TILE tiles ``areas`` cover, clipped to the screen (a 2-D difference array summed up)."""
+    spans = _tile_spans(areas, width, height)
+    spans = spans[(spans[:, 2] > spans[:, 0]) & (spans[:, 3] > spans[:, 1])]
+    ty0, tx0, ty1, tx1 = spans.T
     cols = shape[1] + 1
     corners = np.concatenate((ty0 * cols + tx0, ty1 * cols + tx1, ty0 * cols + tx1, ty1 * cols + tx0))
     signs = np.repeat(np.array([1.0, -1.0]), 2 * len(tx0))

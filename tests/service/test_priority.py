@@ -213,3 +213,17 @@ def test_many_rectangles_mark_the_same_tiles_in_one_go_as_one_at_a_time(rects) -
     assert np.array_equal(m._touched([], rects), one_by_one)
     copies = [(0, 0) + r[:2] + r[2:] for r in rects[:3]]
     assert np.array_equal(m._touched(copies, rects[3:]), one_by_one)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-40, W + 40), st.integers(-40, H + 40), st.integers(0, 300),
+                          st.integers(0, 300)), min_size=P.FEW_AREAS + 1, max_size=80),
+       st.integers(0, 2**31 - 1))
+def test_many_rectangles_are_classified_in_one_go_as_one_at_a_time(rects, seed) -> None:
+    rng = np.random.default_rng(seed)
+    m = churning_map(1.5)
+    m.note_input(1.5, pointer=(int(rng.integers(0, 200)), int(rng.integers(300, H))))  # far from CHURN
+    m.note_changes(1.52, [], [TYPED, (int(rng.integers(0, 200)), int(rng.integers(300, H)), 40, 40)])
+    now = 1.6
+    assert m.classify_all(rects, now) == [m.classify(r, now) for r in rects]
+    assert {INTERACTIVE, CHURNING} <= set(m.classify_all(rects + [TYPED, CHURN] * 20, now))
