@@ -138,19 +138,39 @@ def diff_tiles(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int 
     cdef Py_ssize_t tw = (w + tile - 1) // tile if tile > 0 else 0
     _check_pair(prev, cur, tile, boxes, select)
     cdef bint use_select = select is not None
-    cdef Py_ssize_t y, ty, tx, x0, x1, rowbytes = w * 4
+    cdef Py_ssize_t y, ty, tx, x0, x1, rowbytes = w * 4, th = boxes.shape[0]
     cdef const uint8_t* p
     cdef const uint8_t* c
     cdef int ndirty = 0
+    # with a select, per tile row the first and past-the-last selected tile: a typed glyph selects a
+    # tile or two, and the rows and columns around them are never visited
+    cdef Py_ssize_t* span = NULL
+    cdef Py_ssize_t tx_lo = 0, tx_hi = tw
+    if use_select:
+        span = <Py_ssize_t*>malloc(2 * max(th, 1) * sizeof(Py_ssize_t))
+        if span == NULL:
+            raise MemoryError()
     with nogil:
         _reset_boxes(boxes, tile, w)
+        if use_select:
+            for ty in range(th):
+                span[2 * ty], span[2 * ty + 1] = tw, 0
+                for tx in range(tw):
+                    if select[ty, tx] != 0:
+                        if tx < span[2 * ty]:
+                            span[2 * ty] = tx
+                        span[2 * ty + 1] = tx + 1
         for y in range(h):
+            ty = y // tile
+            if use_select:
+                tx_lo, tx_hi = span[2 * ty], span[2 * ty + 1]
+                if tx_lo >= tx_hi:
+                    continue
             p = &prev[y, 0, 0]
             c = &cur[y, 0, 0]
             if not use_select and memcmp(p, c, rowbytes) == 0:
                 continue
-            ty = y // tile
-            for tx in range(tw):
+            for tx in range(tx_lo, tx_hi):
                 if use_select and select[ty, tx] == 0:
                     continue
                 x0 = tx * tile
@@ -161,6 +181,7 @@ def diff_tiles(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int 
                     continue
                 _widen(&boxes[ty, tx, 0], p + 4 * x0, c + 4 * x0, x0, x1, y)
         ndirty = _finish_boxes(boxes)
+    free(span)
     return ndirty
 
 

@@ -192,7 +192,8 @@ class ChangeDetector:
             changes = Changes([], split_rect(0, 0, self.width, self.height))
             stats.rect_pixels = self.width * self.height
         else:
-            changes = self._diff(frame, stats, None if damage is None else self._damage_tiles(damage))
+            select, within = (None, None) if damage is None else self._damage_tiles(damage)
+            changes = self._diff(frame, stats, select, within)
             if self.frames_immutable and not changes.is_empty():
                 self._prev = kept
         self._keep_hashes(not changes.is_empty())
@@ -224,16 +225,23 @@ class ChangeDetector:
                 "call resize() first")
         return np.ascontiguousarray(frame)
 
-    def _damage_tiles(self, damage: Sequence[Rect]) -> np.ndarray:
-        """The tile grid's mask (uint8) of tiles that meet a damage rectangle."""
+    def _damage_tiles(self, damage: Sequence[Rect]) -> tuple[np.ndarray, tuple[slice, slice]]:
+        """The tile grid's mask (uint8) of tiles that meet a damage rectangle, and the grid's part
+        around them (all else is reported unchanged: a typed glyph's update looks at that part only)."""
         t = self.tile
         select = np.zeros(self._boxes.shape[:2], np.uint8)
+        ty0 = tx0 = 1 << 30
+        ty1 = tx1 = 0
         for x, y, w, h in damage:  # a few dozen rects at most (the capture side coalesces them)
             if w > 0 and h > 0:
-                select[max(y, 0) // t:-(-(y + h) // t), max(x, 0) // t:-(-(x + w) // t)] = 1
-        return select
+                a, b, c, d = max(y, 0) // t, -(-(y + h) // t), max(x, 0) // t, -(-(x + w) // t)
+                select[a:b, c:d] = 1
+                ty0, ty1, tx0, tx1 = min(ty0, a), max(ty1, b), min(tx0, c), max(tx1, d)
+        return select, (slice(min(ty0, ty1), ty1), slice(min(tx0, tx1), tx1))
 
-    def _diff(self, frame: np.ndarray, stats: DetectStats, select: Optional[np.ndarray]) -> Changes:
+    def _diff(self, frame: np.ndarray, stats: DetectStats, select: Optional[np.ndarray],
+              within: Optional[tuple[slice, slice]] = None) -> Changes:
+        """``within``: the part of the tile grid ``select`` lies in (None: all of it)."""
         t0 = time.perf_counter()
         boxes = self._boxes
         ndirty = _tiles.diff_tiles(self._prev, frame, self.tile, boxes, select)
@@ -241,13 +249,15 @@ class ChangeDetector:
         stats.compare_seconds = time.perf_counter() - t0
         if ndirty == 0:
             return Changes()
+        part = boxes if within is None else boxes[within]
+        area = int(((part[:, :, 2] - part[:, :, 0]) * (part[:, :, 3] - part[:, :, 1])).sum())
+        if area < MOVE_MIN_AREA:  # typing, a blinking cursor: no move search, the boxes near the damage
+            self._recent_vectors = []
+            return Changes([], self._rects_from(np.ascontiguousarray(part), frame, stats))
         dirty = boxes[:, :, 2] > 0
-        copies: list[tuple[int, int, int, int, int, int]] = []
-        area = int(((boxes[:, :, 2] - boxes[:, :, 0]) * (boxes[:, :, 3] - boxes[:, :, 1])).sum())
-        if area >= MOVE_MIN_AREA:
-            t1 = time.perf_counter()
-            copies = _ordered(self._find_moves(frame, dirty))
-            stats.move_seconds = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        copies = _ordered(self._find_moves(frame, dirty))
+        stats.move_seconds = time.perf_counter() - t1
         self._recent_vectors = list(dict.fromkeys((c[4], c[5]) for c in copies))[:MAX_PLANAR_CANDIDATES]
         if copies:
             t = self.tile
@@ -263,12 +273,17 @@ class ChangeDetector:
                 ty1 = y1 // t if y1 < self.height else -(-y1 // t)
                 select[ty0:ty1, tx0:tx1] = False
             self._recheck(frame, copies, select)
+        rects = self._rects_from(boxes, frame, stats)
+        return Changes([(x0 - dx, y0 - dy, x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1, dx, dy in copies], rects)
+
+    def _rects_from(self, boxes: np.ndarray, frame: np.ndarray, stats: DetectStats) -> list[Rect]:
+        """The changed rectangles of the tile ``boxes`` (merged by cost); a kept copy is patched to ``frame``."""
         rects, merged = boxes_to_rects(boxes)
         for x, y, w, h in merged.tolist():
             if not self.frames_immutable:
                 self._prev[y:y + h, x:x + w] = frame[y:y + h, x:x + w]
             stats.rect_pixels += w * h
-        return Changes([(x0 - dx, y0 - dy, x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1, dx, dy in copies], rects)
+        return rects
 
     def _recheck(self, frame: np.ndarray, copies: list[tuple[int, int, int, int, int, int]],
                  select: np.ndarray) -> None:
