@@ -16,6 +16,9 @@ loop passes every batch of X DAMAGE through a ChurnDamage first:
   HELD_INTERVAL has passed since the held damage was last grabbed. Everything
   else (the echo of a key in another window, a dialog that opened) is grabbed
   at once, as before;
+- damage of at most SMALL_DAMAGE pixels in all, while nothing is held, is
+  grabbed without being weighed: a typed key costs no bookkeeping, and an
+  area that small costs little to send at the full rate;
 - while the technician moves the pointer (POINTER_HOLD seconds after a pointer
   event) nothing is held: a window they drag, or scroll, moves at the full
   rate everywhere, not in pieces.
@@ -40,6 +43,7 @@ BUSY_GAP = 0.06       # seconds: damage again within this keeps a tile busy (mor
 BUSY_FOR = 0.5        # seconds a tile must be busy before its damage is held
 HELD_INTERVAL = 0.2   # seconds: held damage is grabbed this often (5 frames a second)
 POINTER_HOLD = 1.0    # seconds after a pointer event during which nothing is held
+SMALL_DAMAGE = 64 * 64  # pixels: damage this small, with nothing held, is grabbed without a look
 
 
 class ChurnDamage:
@@ -81,6 +85,8 @@ class ChurnDamage:
         if damage is None:
             self.clear()
             return None
+        if not self._holding and sum(w * h for _, _, w, h in damage) <= SMALL_DAMAGE:
+            return list(damage)  # a few glyphs: cheaper to grab than to weigh
         holding = now >= self._pointer_until
         grab: list[Rect] = []
         for rect in damage:
