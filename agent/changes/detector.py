@@ -41,9 +41,16 @@ __all__ = ["ChangeDetector", "Changes", "DetectStats", "FrameSizeError", "split_
 
 MIN_TILE = 16
 MAX_TILE = 128
-# A rect costs a 12-byte header plus ~20 bytes of encoder framing; a pixel costs
-# about half a byte once compressed, so a rect is worth about 64 pixels.
-RECT_OVERHEAD_PIXELS = 64
+# What a rect costs, in unchanged pixels worth merging into a neighbour to save it. On the wire a
+# rect is a 12-byte header and ~20 bytes of framing, and below the channel's long-window zstd an
+# unchanged pixel sent again costs almost nothing; on the customer's CPU each rect is ~0.1 ms of
+# encoding (palette, cells, stored blocks) and more per rect downstream. 22 pages of the link
+# benchmark's paging and 60 frames of its churn, replayed (detector, encoder, mux, zstd):
+#   64 (a rect's bytes alone): 46.9 rects a page, 136.2 kB, encoding 5.8 ms a page; churn 143.1 kB, 1.7 ms
+#   256: 33.0, 127.7 kB, 4.9 ms; churn 130.5 kB, 1.3 ms
+#   1024: 20.1, 119.7 kB, 4.0 ms; churn 123.0 kB, 1.0 ms
+#   4096: 10.3, 130.3 kB, 3.7 ms; churn 120.3 kB, 1.0 ms
+RECT_OVERHEAD_PIXELS = 1024
 # Changes smaller than this (typing, a blinking cursor) skip the move search.
 MOVE_MIN_AREA = 4096
 # Vertical shifts: rows agreeing on a shift, a row hash seen more often than
