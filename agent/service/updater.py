@@ -267,6 +267,10 @@ class ViewerUpdater:
             return None  # nothing requested, or the link is congested: changes accumulate in the tracker
         if self._pending_resize:
             return None if push else self._resize_job()
+        if not push and self.tracker.is_empty() and not (self._cursor_pending or self._empty_reply or
+                                                         self._pending_resize_reply or self.manager.lossy_region()):
+            self._held = False
+            return None  # the viewer asked before anything changed (after every update): it waits
         region = (0, 0) + self.size if push else rect_union(self._requested, self._cu_region)
         copies, rects = self._take(region)
         plan = self.activity.plan_update(rects, now, self.link(), only_interactive=push)
