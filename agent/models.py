@@ -100,6 +100,17 @@ def rect_intersect(a: Rect, b: Rect) -> Optional[Rect]:
     return None if box is None else box_rect(box)
 
 
+def tile_span(rect: Rect, width: int, height: int, tile: int) -> Optional[tuple[slice, slice]]:
+    """The rows and columns of ``tile``-sized tiles that ``rect``, clipped to a ``width`` x ``height``
+    screen, meets; None when nothing of it is on the screen."""
+    x, y, w, h = rect
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(width, x + w), min(height, y + h)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return slice(y0 // tile, -(-y1 // tile)), slice(x0 // tile, -(-x1 // tile))
+
+
 def rect_union(a: Optional[Rect], b: Optional[Rect]) -> Optional[Rect]:
     """The bounding rectangle of two (either may be None)."""
     if a is None:

@@ -36,7 +36,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from agent.models import Rect
+from agent.models import Rect, tile_span
 
 TILE = 32
 BUSY_GAP = 0.06       # seconds: damage again within this keeps a tile busy (more than a 30 fps frame apart)
@@ -113,12 +113,7 @@ class ChurnDamage:
         return bool((since <= now - BUSY_FOR).all())
 
     def _tiles(self, rect: Rect) -> Optional[tuple[slice, slice]]:
-        x, y, w, h = rect
-        x0, y0 = max(0, x), max(0, y)
-        x1, y1 = min(self.width, x + w), min(self.height, y + h)
-        if x1 <= x0 or y1 <= y0:
-            return None
-        return slice(y0 // TILE, -(-y1 // TILE)), slice(x0 // TILE, -(-x1 // TILE))
+        return tile_span(rect, self.width, self.height, TILE)
 
     def _take_held(self) -> list[Rect]:
         """The held tiles as rectangles (runs along each tile row, stacked where rows agree); clears them."""

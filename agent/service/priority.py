@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from agent.models import Copy, Rect
+from agent.models import Copy, Rect, tile_span
 
 TILE = 32
 ECHO_WINDOW = 0.1       # a change this soon after input may be its echo (xterm, vim, less: 5-30 ms)
@@ -279,12 +279,7 @@ class ActivityMap:
             self._rate_at = now
 
     def _tiles(self, rect: Rect) -> Optional[tuple[slice, slice]]:
-        x, y, w, h = rect
-        x0, y0 = max(0, x), max(0, y)
-        x1, y1 = min(self.width, x + w), min(self.height, y + h)
-        if x1 <= x0 or y1 <= y0:
-            return None
-        return slice(y0 // TILE, -(-y1 // TILE)), slice(x0 // TILE, -(-x1 // TILE))
+        return tile_span(rect, self.width, self.height, TILE)
 
     def _touched(self, copies: Sequence[Copy], rects: Sequence[Rect]) -> np.ndarray:
         """The tiles that ``rects`` and the copies' destinations cover."""
