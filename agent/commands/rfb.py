@@ -15,7 +15,7 @@ import signal
 from typing import Optional
 
 from agent.capture.base import ScreenSource
-from agent.commands.options import read_password
+from agent.commands.options import add_churn_fps, read_password
 from agent.commands.screens import add_screen_arguments, open_screen
 from agent.errors import CaptureError, UsageError
 from agent.inputs.base import InputBackend, InputError
@@ -60,11 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     auth.add_argument("--password-file", metavar="F",
                       help="file whose first line is the VNC password (else REJNET_PASSWORD, else a prompt)")
     parser.add_argument("--fps", type=float, default=30.0, help="capture rate while the screen changes (default 30)")
+    add_churn_fps(parser)
 
 
 async def _serve(source: ScreenSource, host: str, port: int, password: Optional[str], fps: float,
-                 input_backend: Optional[InputBackend]) -> int:
-    service = RFBService(source, password=password, input_backend=input_backend, fps=fps)
+                 input_backend: Optional[InputBackend], churn_fps: float) -> int:
+    service = RFBService(source, password=password, input_backend=input_backend, fps=fps, churn_fps=churn_fps)
     security = "vnc" if password else "none"
     await service.start()
     server = await asyncio.start_server(
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 input_backend = open_input_backend(args.display, source=source)  # XTest, or GNOME RemoteDesktop
             except InputError as exc:
                 raise CaptureError(f"cannot inject input: {exc}") from None
-        return asyncio.run(_serve(source, host, port, password, args.fps, input_backend))
+        return asyncio.run(_serve(source, host, port, password, args.fps, input_backend, args.churn_fps))
     finally:
         if input_backend is not None:
             input_backend.close()

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 
+from agent.commands.options import add_churn_fps
 from agent.commands.screens import add_backend_argument, add_screen_arguments, open_screen
 from agent.session import lifecycle as lc
 
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="record the customer's consent to the packaged service terms at start "
                              "(what a launcher does with 'ctl consent'); without it, nothing is shared until consent")
     parser.add_argument("--fps", type=float, default=30.0, help="highest capture rate (default %(default)s)")
+    add_churn_fps(parser)
     parser.add_argument("--keep-waiting", action="store_true",
                         help="after the technician leaves, wait for a new one (new password, fresh consent) "
                              "instead of ending the session")
@@ -71,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     config = AgentConfig(relay=relay, listen=args.listen, display=args.display, backend=args.backend,
                          source=open_screen(args.screen) if args.screen else None,
                          control_path=args.control, consent_db=args.consent_db, confirm_each=args.confirm_each,
-                         confirm_timeout=args.confirm_timeout, fps=args.fps,
+                         confirm_timeout=args.confirm_timeout, fps=args.fps, churn_fps=args.churn_fps,
                          keep_waiting=args.keep_waiting, resume_timeout=args.resume_timeout,
                          compress=args.compress)
     return asyncio.run(_main(config, args.json, args.consent))

@@ -54,7 +54,7 @@ from agent.capture.shared_frame import SharedFrame
 from agent.changes.detector import ChangeDetector, Changes
 from agent.errors import CaptureError
 from agent.models import CursorShape, Rect, rects_area
-from agent.service.churn_damage import ChurnDamage
+from agent.service.churn_damage import HELD_INTERVAL, ChurnDamage
 from agent.service.frame_gate import FrameGate
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ INLINE_MAX_PIXELS = 64 * 64 * 8  # damage up to this many pixels is grabbed and 
 # 1920x1080 the second frame is 8 MB: not worth slower page flips there.
 ONE_FRAME_MIN_BYTES = 16 << 20
 
+CHURN_FPS = 1.0 / HELD_INTERVAL  # grabs a second of areas that never stop changing (agent.service.churn_damage)
+
 FrameHandler = Callable[[np.ndarray, Optional[Changes], Optional[CursorShape]], None]
 
 
@@ -82,9 +84,11 @@ class CaptureLoop:
 
     def __init__(self, source: ScreenSource, fps: float, *, on_frame: FrameHandler,
                  wanted: Callable[[], bool], on_failure: Callable[[BaseException], None],
-                 one_frame_min_bytes: int = ONE_FRAME_MIN_BYTES) -> None:
+                 one_frame_min_bytes: int = ONE_FRAME_MIN_BYTES, churn_fps: float = CHURN_FPS) -> None:
+        """``churn_fps``: how often areas that never stop changing are grabbed (0: at ``fps`` like the rest)."""
         self.source = source
         self.fps = fps
+        self.churn_fps = churn_fps
         self._on_frame = on_frame
         self._wanted = wanted
         self._on_failure = on_failure
@@ -290,9 +294,11 @@ class CaptureLoop:
     def _hold_churn(self, damage: Optional[Sequence[tuple[int, int, int, int]]], now: float
                     ) -> Optional[list[tuple[int, int, int, int]]]:
         """Of the damage just taken from X, what to grab now: churning areas are held back (churn_damage)."""
+        if not self.churn_fps:
+            return None if damage is None else list(damage)
         size = self.source.size
         if self._churn is None:
-            self._churn = ChurnDamage(*size)
+            self._churn = ChurnDamage(*size, held_interval=1.0 / self.churn_fps)
         elif (self._churn.width, self._churn.height) != size:
             self._churn.resize(*size)
         return self._churn.split(now, damage)

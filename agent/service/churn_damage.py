@@ -49,7 +49,11 @@ SMALL_DAMAGE = 64 * 64  # pixels: damage this small, with nothing held, is grabb
 class ChurnDamage:
     """Which of X's damage rectangles to grab now; see the module docstring."""
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, held_interval: float = HELD_INTERVAL) -> None:
+        """``held_interval``: seconds between grabs of held damage (``--churn-fps``'s inverse)."""
+        if not held_interval > 0:
+            raise ValueError(f"held_interval must be > 0 seconds, got {held_interval!r}")
+        self.held_interval = held_interval
         self.resize(width, height)
         self._pointer_until = -math.inf
 
@@ -66,7 +70,7 @@ class ChurnDamage:
     @property
     def due(self) -> float:
         """When the held damage must be grabbed (inf: none is held)."""
-        return self._released_at + HELD_INTERVAL if self._holding else math.inf
+        return self._released_at + self.held_interval if self._holding else math.inf
 
     def note_pointer(self, now: float) -> None:
         """The technician moved the pointer (or clicked, or scrolled): hold nothing for a while."""

@@ -29,7 +29,7 @@ from agent.models import CursorShape
 from agent.rfb import messages as M
 from agent.rfb.server import RFBServer
 from agent.sansio import RemoteProtocolError
-from agent.service.capture_loop import ONE_FRAME_MIN_BYTES, CaptureLoop
+from agent.service.capture_loop import CHURN_FPS, ONE_FRAME_MIN_BYTES, CaptureLoop
 from agent.service.priority import LinkState
 from agent.service.connection import RFBConnection, close_connection, flush, handshake
 from agent.service.updater import UpdateStats, ViewerUpdater
@@ -47,11 +47,15 @@ class RFBService:
 
     def __init__(self, source: ScreenSource, *, input_backend: Optional[InputBackend] = None,
                  password: Optional[str] = None, fps: float = 30, name: str = "rejnet",
-                 one_frame_min_bytes: int = ONE_FRAME_MIN_BYTES) -> None:
+                 one_frame_min_bytes: int = ONE_FRAME_MIN_BYTES, churn_fps: float = CHURN_FPS) -> None:
         """``one_frame_min_bytes``: screens of this many bytes (4 x width x height) or more keep one frame
-        in memory instead of two (agent.service.capture_loop); 0 for every screen."""
+        in memory instead of two (agent.service.capture_loop); 0 for every screen. ``churn_fps``: grabs
+        a second of areas that never stop changing, such as a scrolling log (agent.service.churn_damage);
+        0 grabs them at ``fps`` like the rest of the screen."""
         if not 0 < fps <= MAX_FPS:
             raise ValueError(f"fps must be in (0, {MAX_FPS}], got {fps}")
+        if not 0 <= churn_fps <= MAX_FPS:
+            raise ValueError(f"churn_fps must be in [0, {MAX_FPS}], got {churn_fps}")
         if isinstance(one_frame_min_bytes, bool) or not isinstance(one_frame_min_bytes, int) or one_frame_min_bytes < 0:
             raise ValueError(f"one_frame_min_bytes must be a whole number of bytes >= 0, got {one_frame_min_bytes!r}")
         self.source = source
@@ -68,7 +72,8 @@ class RFBService:
         self._closing = False
         self._connections: set[asyncio.Task[Any]] = set()
         self._capture = CaptureLoop(source, fps, on_frame=self._on_frame, wanted=lambda: bool(self._viewers),
-                                    on_failure=self._on_capture_failure, one_frame_min_bytes=one_frame_min_bytes)
+                                    on_failure=self._on_capture_failure, one_frame_min_bytes=one_frame_min_bytes,
+                                    churn_fps=churn_fps)
 
     @property
     def viewers(self) -> list[RFBConnection]:

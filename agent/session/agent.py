@@ -73,6 +73,8 @@ class AgentConfig:
     confirm_each: bool = False               # the customer accepts each connection on the control socket
     confirm_timeout: float = CONFIRM_TIMEOUT
     fps: float = 30.0
+    churn_fps: float | None = None           # grabs a second of areas that never stop changing (None: the
+                                             # service's default, agent.service.capture_loop.CHURN_FPS; 0: at fps)
     compress: bool = True                    # long-window zstd under RFB (ZDATA); off saves CPU, costs bytes
     name: str = "rejnet"
     input_backend: InputBackend | None = field(default=None, repr=False)  # None: XTest on a real display
@@ -132,8 +134,8 @@ class Agent(AdmittingViewer, ResumingViewer):
         try:
             self.source = cfg.source if cfg.source is not None else await asyncio.to_thread(open_source, cfg.display, cfg.backend)
             self._gate = ScopeGate(self._open_input())
-            self.service = RFBService(self.source, input_backend=self._gate, fps=cfg.fps,
-                                      name=cfg.name)
+            churn = {} if cfg.churn_fps is None else {"churn_fps": cfg.churn_fps}
+            self.service = RFBService(self.source, input_backend=self._gate, fps=cfg.fps, name=cfg.name, **churn)
             self.service.on_update = self._on_update
             await self.service.start()
             if cfg.control:

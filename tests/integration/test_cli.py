@@ -21,11 +21,12 @@ def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess
 
 @pytest.mark.parametrize("command, words", [
     (["-m", "agent", "--help"], ["--relay", "--listen", "--display", "--screen", "--control", "--consent-db",
-                                 "--confirm-each", "--json", "ctl", "rfb", "demo", "consent-log", "Exit codes"]),
+                                 "--confirm-each", "--churn-fps", "--json", "ctl", "rfb", "demo", "consent-log",
+                                 "Exit codes"]),
     (["-m", "agent", "ctl", "--help"], ["status", "credentials", "consent", "accept", "reject", "set-scope",
                                         "terminate", "events", "--json"]),
     (["-m", "agent", "consent-log", "--help"], ["verify", "export", "purge"]),
-    (["-m", "agent", "rfb", "--help"], ["--listen", "--view-only", "--no-auth", "--password-file"]),
+    (["-m", "agent", "rfb", "--help"], ["--listen", "--view-only", "--no-auth", "--password-file", "--churn-fps"]),
     (["-m", "agent", "demo", "--help"], ["--seconds", "--out"]),
     (["-m", "agent", "probe", "--help"], ["--seconds"]),
     (["-m", "agent.commands.viewer", "--help"], ["SESSION_ID", "--relay", "--direct", "--listen", "--password-file",
@@ -37,6 +38,15 @@ def test_help(command, words):
     assert result.returncode == 0, result.stderr
     for word in words:
         assert word in result.stdout, f"{word!r} missing from {' '.join(command)}"
+
+
+@pytest.mark.parametrize("value, words", [("x", "not a number"), ("-1", "from 0 to 120"), ("500", "from 0 to 120")])
+def test_a_bad_churn_fps_is_a_usage_error(value, words, tmp_path):
+    for command in (["-m", "agent", "--relay", "127.0.0.1:9", "--consent-db", str(tmp_path / "c.db")],
+                    ["-m", "agent", "rfb", "--no-auth"]):
+        result = run(*command, "--churn-fps", value, "--screen", "synthetic:idle")
+        assert result.returncode == 2, result.stderr
+        assert "--churn-fps" in result.stderr and words in result.stderr and "Traceback" not in result.stderr
 
 
 def test_session_without_a_relay_is_a_usage_error(tmp_path):

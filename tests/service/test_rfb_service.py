@@ -215,6 +215,9 @@ def test_service_argument_checks():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="one_frame_min_bytes"):
             RFBService(SyntheticSource("idle", 8, 8), one_frame_min_bytes=bad)
+    for bad in (-0.5, 500):
+        with pytest.raises(ValueError, match="churn_fps"):
+            RFBService(SyntheticSource("idle", 8, 8), churn_fps=bad)
 
     async def main() -> None:
         service = RFBService(SyntheticSource("idle", 8, 8))
