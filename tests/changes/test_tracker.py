@@ -124,6 +124,30 @@ def test_copy_partly_stale_carries_its_stale_pixels():
     _assert_shows(viewer, frame2)
 
 
+def test_a_scroll_over_output_not_sent_yet_stays_a_copy():
+    """A log scrolls again before the viewer got its last lines (a slow link): most of the copy's source
+    is stale, the rest is on the viewer's screen and moves with the copy instead of being sent again."""
+    frame0 = ref.desktop(np.random.default_rng(2), 100, 100)
+    tracker, viewer = UpdateTracker(100, 100), Viewer(100, 100)
+    viewer.receive(tracker.take(), frame0)
+    frame1 = frame0.copy()
+    frame1[20:90, 0:100] = 9  # new output, not yet sent: 70% of the next scroll's source
+    tracker.add_changed([(0, 20, 100, 70)])
+    frame2 = frame1.copy()
+    frame2[0:90] = frame1[10:100]  # the log scrolls by 10 rows
+    frame2[90:100] = 3  # and prints one more line
+    tracker.add_copied((0, 10, 0, 0, 100, 90))
+    tracker.add_changed([(0, 90, 100, 10)])
+    changes = tracker.take()
+    assert changes.copies == [(0, 10, 0, 0, 100, 90)]
+    covered = np.zeros((100, 100), bool)
+    for x, y, w, h in changes.rects:
+        covered[y:y + h, x:x + w] = True
+    assert not covered[0:10].any(), "the rows that were on the viewer's screen move by the copy"
+    viewer.receive(changes, frame2)
+    _assert_shows(viewer, frame2)
+
+
 def test_partial_request_takes_only_its_region():
     frames = ref.scroll_frames(320, 240, 3, seed=4)
     det, tracker, viewer = ChangeDetector(320, 240), UpdateTracker(320, 240), Viewer(320, 240)
