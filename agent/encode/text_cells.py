@@ -19,7 +19,8 @@ encoder, the mux and the channel's zstd: 22 pages of a log in ``less`` 296.0
 kB in rows, 135.5 kB on the cells (9 pixels wide there); 60 frames of the
 churn workload (fresh random text) 405.2 and 151.0 kB. Stripes a fixed 8 wide
 gave 191.5 and 309.4. Live (``python -m benchmarks.linkbench --workloads
-paging,churn``): paging 309.7 -> 150.3 kB, churn 774.5 -> 430-437 kB.
+paging,churn``): paging 309.7 -> 150.3 kB, churn 774.5 -> 430-600 kB (churn's
+bytes vary from run to run with which frames are caught).
 Proportional text finds no grid and keeps 8-wide stripes: 12 pages of
 DejaVu Sans 13 rendered by Pillow, replayed, 193.8 kB in rows, 138.8 kB in
 stripes (and Serif 15: 214.4 and 138.2). Monospace at a fractional advance

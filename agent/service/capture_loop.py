@@ -291,8 +291,7 @@ class CaptureLoop:
         pool.commit(buffer, changed)  # type: ignore[union-attr]
         return buffer, changes
 
-    def _hold_churn(self, damage: Optional[Sequence[tuple[int, int, int, int]]], now: float
-                    ) -> Optional[list[tuple[int, int, int, int]]]:
+    def _hold_churn(self, damage: Optional[Sequence[Rect]], now: float) -> Optional[list[Rect]]:
         """Of the damage just taken from X, what to grab now: churning areas are held back (churn_damage)."""
         if not self.churn_fps:
             return None if damage is None else list(damage)
