@@ -10,6 +10,7 @@ from typing import Iterator
 import pytest
 from hypothesis import settings
 
+from agent.commands import event_loop
 from agent.workloads.xvfb import start_xvfb, stop_process
 from tests.support.tools import need
 
@@ -55,11 +56,12 @@ ASYNC_TEST_TIMEOUT = 120.0
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function):
-    """Run ``async def`` tests in a fresh event loop (no plugin needed), bounded in time."""
+    """Run ``async def`` tests in a fresh event loop (no plugin needed), bounded in time: the commands' own
+    loop (agent.commands.event_loop: uvloop), so the tests see what the product runs on."""
     if not inspect.iscoroutinefunction(pyfuncitem.obj):
         return None
     kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    asyncio.run(asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT))
+    event_loop.run(asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT))
     return True
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.commands import event_loop
 from agent.commands.screens import open_screen
 from agent.errors import SessionEndedError
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise UsageError("--wayland shares a GNOME session: it cannot be combined with --screen")
     os.makedirs(args.out, exist_ok=True)
-    return asyncio.run(_demo(args.seconds, args.out, args.screen, args.json, args.wayland))
+    return event_loop.run(_demo(args.seconds, args.out, args.screen, args.json, args.wayland))
 
 
 @dataclass

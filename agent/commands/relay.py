@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 
+from agent.commands import event_loop
 from agent.errors import RejnetError
 from agent.relay.protocol import DEFAULT_PORT, parse_address
 from agent.relay.server import RelayServer
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     host, port = parse_address(args.listen)
     handler = _configure_logging(args.json)
     try:
-        asyncio.run(_serve(host, port))
+        event_loop.run(_serve(host, port))
     finally:
         logging.getLogger("agent.relay").removeHandler(handler)
     return 0

@@ -14,6 +14,7 @@ import os
 import signal
 from typing import Optional
 
+from agent.commands import event_loop
 from agent.capture.base import ScreenSource
 from agent.commands.options import add_churn_fps, read_password
 from agent.commands.screens import add_screen_arguments, open_screen
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                 input_backend = open_input_backend(args.display, source=source)  # XTest, or GNOME RemoteDesktop
             except InputError as exc:
                 raise CaptureError(f"cannot inject input: {exc}") from None
-        return asyncio.run(_serve(source, host, port, password, args.fps, input_backend, args.churn_fps))
+        return event_loop.run(_serve(source, host, port, password, args.fps, input_backend, args.churn_fps))
     finally:
         if input_backend is not None:
             input_backend.close()

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 
+from agent.commands import event_loop
 from agent.commands.options import add_churn_fps
 from agent.commands.screens import add_backend_argument, add_screen_arguments, open_screen
 from agent.session import lifecycle as lc
@@ -76,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
                          confirm_timeout=args.confirm_timeout, fps=args.fps, churn_fps=args.churn_fps,
                          keep_waiting=args.keep_waiting, resume_timeout=args.resume_timeout,
                          compress=args.compress)
-    return asyncio.run(_main(config, args.json, args.consent))
+    return event_loop.run(_main(config, args.json, args.consent))
 
 
 async def _main(config, as_json: bool, consent: str | None = None) -> int:

@@ -10,6 +10,7 @@ import shlex
 import signal
 import sys
 
+from agent.commands import event_loop
 from agent.commands.options import PASSWORD_ENV, read_password
 from agent.errors import UsageError
 from agent.models import parse_address
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     config = BridgeConfig(session_id=session_id, password=password, relay=relay, direct=direct, listen=listen,
                           resume_timeout=args.resume_timeout)
     web = _web_config(args, session_id)
-    return asyncio.run(_main(config, args.exec_cmd, args.json, web, not args.no_browser))
+    return event_loop.run(_main(config, args.exec_cmd, args.json, web, not args.no_browser))
 
 
 def _web_config(args: argparse.Namespace, session_id: str):

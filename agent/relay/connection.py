@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from agent.relay import protocol as p
 
@@ -123,12 +123,11 @@ class Connection(asyncio.BufferedProtocol):
     # -- asyncio callbacks ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's TCP transport is one, though no subclass
         peer = transport.get_extra_info("peername")
         self.source = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self.source_key = p.source_key(self.source)
-        transport.set_write_buffer_limits(high=self.server.high_water)
+        self.transport.set_write_buffer_limits(high=self.server.high_water)
         if not self.server._admit(self):
             self.fail(p.TOO_MANY_CONNECTIONS)
             return
