@@ -235,16 +235,17 @@ class UpdateTracker:
     def mark_all(self) -> None:
         """The viewer needs everything (a full refresh, or it just connected)."""
         self._copies.clear()
-        self._mask.fill((0, 0, self.width, self.height), True)
-        self._bbox = (0, 0, self.width, self.height)
+        self._mark((0, 0, self.width, self.height))
 
     def resize(self, width: int, height: int) -> None:
         """Adopt a new screen size; everything pending becomes the whole screen."""
         width, height = check_screen_size(width, height)
         self.width, self.height = width, height
         self._mask = DirtyBits(width, height)
-        self._mask.fill((0, 0, width, height), True)
-        self._bbox: Box | None = (0, 0, width, height)
+        self._bbox: Box | None = None
+        self._version = 0  # bumped by every change to the mask: what _rects_in's cache is valid for
+        self._rects_cache: tuple[Box, int, list[Rect]] | None = None
+        self._mark((0, 0, width, height))
         self._copies: list[Copy] = []
 
     # -- reading -----------------------------------------------------------------------------
@@ -260,28 +261,37 @@ class UpdateTracker:
         are taken; pending copies are sent only if they all land inside it,
         otherwise they become changed pixels. The rest stays pending.
         """
-        screen = (0, 0, self.width, self.height)
-        if region is None:
-            box: Box | None = screen
-        else:
-            x, y, w, h = region
-            box = intersect((x, y, x + w, y + h), screen)
-        if box is None:
-            return Changes()
-        copies: list[Copy] = []
-        if self._copies:
-            if all(intersect((c[2], c[3], c[2] + c[4], c[3] + c[5]), box) == (c[2], c[3], c[2] + c[4], c[3] + c[5])
-                   for c in self._copies):
-                copies, self._copies = self._copies, []
-            else:
-                self._flatten()
-        return Changes(copies, self._take_rects(box))
+        box, changes = self._pending(region)
+        if box is not None:
+            self._copies = self._copies[len(changes.copies):]
+            self._clear(box)
+        return changes
+
+    def peek(self, region: Rect | None = None) -> Changes:
+        """What ``take`` would take, left pending: ``forget`` then what an update carries of it.
+
+        An update that carries only part (the echo, a slice of the bulk while
+        the technician types) forgets that part, and the rest stays exactly as
+        it was: given back as rectangles, it would grow by the clean pixels
+        they were merged over, and cost a second pass to mark.
+        """
+        return self._pending(region)[1]
+
+    def forget(self, copies: int, rects: Iterable[Rect]) -> None:
+        """The viewer gets the first ``copies`` pending copies, then ``rects``, now (both from ``peek``)."""
+        del self._copies[:copies]
+        for x, y, w, h in rects:
+            box = intersect((x, y, x + w, y + h), (0, 0, self.width, self.height))
+            if box is not None:
+                self._mask.fill(box, False)
+                self._version += 1
 
     # -- internals ---------------------------------------------------------------------------
 
     def _mark(self, box: Box) -> None:
         x0, y0, x1, y1 = box
         self._mask.fill(box, True)
+        self._version += 1
         b = self._bbox
         self._bbox = box if b is None else (min(b[0], x0), min(b[1], y0), max(b[2], x1), max(b[3], y1))
 
@@ -313,7 +323,7 @@ class UpdateTracker:
             return
         self._copies.append((sx, sy, x, y, w, h))
         if len(self._copies) > MAX_PENDING_COPIES:
-            self._flatten()
+            self.flatten()
 
     def _fold_target(self, src: Box, stale: int) -> Box | None:
         """The part of ``src`` the last pending copy wrote, if every other source pixel is stale."""
@@ -360,25 +370,57 @@ class UpdateTracker:
         if b is None:
             return
         dx0, dy0, dx1, dy1 = dst
+        self._version += 1
         if intersect(src, b) is not None:
             self._mask.move(src, dst)
             self._bbox = (min(b[0], dx0), min(b[1], dy0), max(b[2], dx1), max(b[3], dy1))
         elif intersect(dst, b) is not None:
             self._mask.fill(dst, False)
 
-    def _flatten(self) -> None:
-        """Drop all pending copies: whatever they would have written becomes changed pixels."""
+    def flatten(self) -> None:
+        """Drop all pending copies: whatever they would have written becomes changed pixels (for a viewer
+        without CopyRect, or a region that does not hold them all)."""
         for sx, sy, x, y, w, h in self._copies:
             self._mark((x, y, x + w, y + h))
         self._copies.clear()
 
-    def _take_rects(self, box: Box) -> list[Rect]:
+    def _pending(self, region: Rect | None) -> tuple[Box | None, Changes]:
+        """The screen box of ``region`` and what is pending in it (flattening copies that leave it)."""
+        screen = (0, 0, self.width, self.height)
+        if region is None:
+            box: Box | None = screen
+        else:
+            x, y, w, h = region
+            box = intersect((x, y, x + w, y + h), screen)
+        if box is None:
+            return None, Changes()
+        copies: list[Copy] = []
+        if self._copies:
+            if all(intersect((c[2], c[3], c[2] + c[4], c[3] + c[5]), box) == (c[2], c[3], c[2] + c[4], c[3] + c[5])
+                   for c in self._copies):
+                copies = list(self._copies)
+            else:
+                self.flatten()
+        return box, Changes(copies, self._rects_in(box))
+
+    def _rects_in(self, box: Box) -> list[Rect]:
+        """The changed pixels inside ``box`` as merged rectangles; asked again before anything changed
+        (each update request and pushed echo plans from them), the same list without a second pass."""
         b = self._bbox and intersect(self._bbox, box)
         if b is None:
             return []
+        if self._rects_cache is not None and self._rects_cache[:2] == (b, self._version):
+            return self._rects_cache[2]
         boxes = self._mask.tile_boxes(b)
         rects: list[Rect] = boxes_to_rects(boxes)[0] if boxes.any() else []
+        self._rects_cache = (b, self._version, rects)
+        return rects
+
+    def _clear(self, box: Box) -> None:
+        b = self._bbox and intersect(self._bbox, box)
+        if b is None:
+            return
         self._mask.fill(b, False)
+        self._version += 1
         if b == self._bbox:
             self._bbox = None
-        return rects

@@ -25,7 +25,6 @@ from agent.models import (
     CursorShape,
     Matrix,
     Rect,
-    copy_destination,
     rect_intersect,
     rect_union,
     rects_area,
@@ -272,18 +271,14 @@ class ViewerUpdater:
             self._held = False
             return None  # the viewer asked before anything changed (after every update): it waits
         region = (0, 0) + self.size if push else rect_union(self._requested, self._cu_region)
-        copies, rects = self._take(region)
+        copies, rects = self._peek(region)
         plan = self.activity.plan_update(rects, now, self.link(), only_interactive=push)
         if push and not plan.rects:  # the interactive areas' changes went with an earlier update
-            for copy in copies:
-                self.tracker.add_copied(copy)
-            self.tracker.add_changed(rects)
             self.activity.forget_interactive(now)
             return None
+        self.tracker.forget(len(copies), plan.rects)  # plan.later stays pending: the next update takes it
         pseudo = self._pseudo_rects()
         rects, self._held = plan.rects, plan.held or self._held and push
-        if plan.later:
-            self.tracker.add_changed(plan.later)  # still owed: the next update takes them
         if rects and self.manager.lossy_region():
             # Changed since it was sent, so not settled, however long a congested link kept us from
             # sending: a refresh now would resend moving video losslessly and stall the link further.
@@ -329,18 +324,14 @@ class ViewerUpdater:
             self.handle_event(event)
         return n
 
-    def _take(self, region: Optional[Rect]) -> tuple[list[Copy], list[Rect]]:
+    def _peek(self, region: Optional[Rect]) -> tuple[list[Copy], list[Rect]]:
         if region is None or self.tracker.is_empty():
             return [], []
+        if not self.server.supports(C.ENC_COPYRECT):
+            self.tracker.flatten()  # every destination gets the current pixels: correct whatever the copy order
         whole = region == (0, 0) + self.size
-        changes = self.tracker.take(None if whole else region)
-        copies = list(changes.copies)
-        rects = list(changes.rects)
-        if copies and not self.server.supports(C.ENC_COPYRECT):
-            # Every destination gets the current pixels instead: correct whatever the copy order.
-            rects = [copy_destination(c) for c in copies] + rects
-            copies = []
-        return copies, rects
+        changes = self.tracker.peek(None if whole else region)
+        return list(changes.copies), list(changes.rects)
 
     def _pseudo_rects(self) -> list[bytes]:
         out = []

@@ -216,10 +216,40 @@ def test_changes_outside_the_screen_are_clipped_and_bad_copies_refused():
     assert tracker.take((60, 60, 10, 10)) == Changes()
 
 
+def test_what_an_update_leaves_stays_pending_exactly_not_widened():
+    """Two changes far apart in one tile row merge into one rectangle; sending one keeps the other as it was."""
+    tracker = UpdateTracker(200, 40)
+    tracker.take()
+    tracker.add_changed([(0, 0, 4, 4), (100, 0, 4, 4)])
+    pending = tracker.peek()
+    assert tracker.take() == pending and tracker.is_empty()  # take is peek, then forget it all
+    tracker.add_changed([(0, 0, 4, 4), (100, 0, 4, 4)])
+    tracker.forget(0, [(0, 0, 4, 4)])  # the echo went; the other change did not
+    assert tracker.take() == Changes(rects=[(100, 0, 4, 4)])
+
+
+def test_peek_answers_again_from_what_it_found_until_something_changes():
+    tracker = UpdateTracker(64, 64)
+    tracker.take()
+    tracker.add_changed([(0, 0, 8, 8)])
+    first = tracker.peek()
+    assert tracker.peek().rects is first.rects  # the same list: no second pass over the mask
+    tracker.add_changed([(32, 32, 8, 8)])
+    assert tracker.peek().rects == [(0, 0, 8, 8), (32, 32, 8, 8)]
+    tracker.forget(0, [(0, 0, 8, 8)])
+    assert tracker.peek().rects == [(32, 32, 8, 8)]
+    tracker.add_copied((0, 16, 0, 48, 8, 8))
+    assert tracker.peek() == Changes(copies=[(0, 16, 0, 48, 8, 8)], rects=[(32, 32, 8, 8)])
+    before = tracker.peek()
+    tracker.add_copied((32, 32, 32, 0, 8, 8))  # reads only stale pixels: more changed pixels
+    after = tracker.peek()
+    assert after != before and after == tracker.take()
+
+
 @st.composite
 def edit_sequences(draw: st.DrawFn):
     w, h = draw(st.integers(1, 90)), draw(st.integers(1, 90))
-    steps = draw(st.lists(st.tuples(st.sampled_from(["frame", "frame", "frame", "take", "region", "all"]),
+    steps = draw(st.lists(st.tuples(st.sampled_from(["frame", "frame", "frame", "take", "region", "all", "part"]),
                                     st.integers(0, 2**32 - 1)), min_size=1, max_size=12))
     return w, h, draw(st.integers(1, 5)), steps
 
@@ -258,6 +288,15 @@ def test_random_edits_and_moves_reach_a_slow_viewer_exactly(seq):
                 assert box[0] <= cx and cx + cw <= box[2] and box[1] <= cy and cy + ch <= box[3]
             viewer.receive(changes, frame)
             _assert_shows(viewer, frame, box)
+        elif kind == "part":
+            # an update that carries part of what is pending (the updater's echo or bulk slice): the
+            # copies, some of the rects and a band of another; the rest stays pending, exactly
+            changes = tracker.peek()
+            assert tracker.peek() == changes  # peeking changes nothing
+            rects = [r for i, r in enumerate(changes.rects) if rng.integers(0, 2)]
+            band = [(x, y, w_, max(1, h_ // 2)) for x, y, w_, h_ in changes.rects[:1]]
+            tracker.forget(len(changes.copies), rects + band)
+            viewer.receive(Changes(changes.copies, rects + band), frame)
         elif kind == "take" or n % every == every - 1:
             viewer.receive(tracker.take(), frame)
             _assert_shows(viewer, frame)
