@@ -277,8 +277,10 @@ class CaptureLoop:
         if written is None:
             self._pool.discard(buffer)
             return None
-        # what changed: small enough to take the next damage on the event loop?
-        self._small_damage = rects_area(written) <= INLINE_MAX_PIXELS
+        # what changed: small enough to take the next damage on the event loop? Held churn just grabbed
+        # counts as small: until its next turn it is held again, and taking that costs no grab
+        self._small_damage = rects_area(written) <= INLINE_MAX_PIXELS or (
+            self._churn is not None and self._churn.released)
         pool = self._pool
         changes = self._detect(buffer, written, current if pool.in_place else None)
         if changes.is_empty():

@@ -66,6 +66,7 @@ class ChurnDamage:
         self._held = np.zeros(shape, bool)
         self._holding = False  # any tile held (asked on every capture tick)
         self._released_at = -math.inf             # when held damage was last grabbed
+        self.released = False  # the last split handed the held damage over
 
     @property
     def due(self) -> float:
@@ -86,6 +87,7 @@ class ChurnDamage:
 
         None stays None (grab everything) and clears what is held.
         """
+        self.released = False
         if damage is None:
             self.clear()
             return None
@@ -105,6 +107,7 @@ class ChurnDamage:
         if self._holding and (now >= self.due or not holding):
             grab.extend(self._take_held())
             self._released_at = now
+            self.released = True
         return grab
 
     # -- internals -----------------------------------------------------------------------------

@@ -140,23 +140,36 @@ def test_a_churning_area_is_grabbed_a_few_times_a_second_while_a_typed_glyph_goe
     """With churn_fps=0 (``--churn-fps 0``) the log is grabbed at the loop's full rate instead."""
     from agent.service import churn_damage as CD
 
-    source = TakingScreen(320, 200)
-    log_area, glyphs = (160, 0, 160, 200), [(10 + 8 * i, 10, 8, 14) for i in range(6)]
+    source = TakingScreen(480, 200)
+    # the log is larger than INLINE_MAX_PIXELS: a release of it is grabbed in the worker thread
+    log_area, glyphs = (160, 0, 320, 200), [(10 + 8 * i, 10, 8, 14) for i in range(6)]
+    assert log_area[2] * log_area[3] > INLINE_MAX_PIXELS
 
     def churn_grabs(since: int) -> int:
         return sum(any(r[0] >= 160 for r in rects) for _, rects in source.grabs[since:])
 
+    busy_from = None
+    untaken: list[bool] = []
+
     async def scenario() -> tuple[int, list[float], int]:
+        nonlocal busy_from
         aio = asyncio.get_running_loop()
         extra = {} if churn_fps is None else {"churn_fps": churn_fps}
         loop = CaptureLoop(source, 100, on_frame=lambda *a: None, wanted=lambda: True, on_failure=lambda e: None,
                            **extra)
+        grab = loop._grab
+
+        def counting_grab(force=True, confirm=True, whole=False, damage=False):
+            if busy_from is not None and damage is False and not confirm:
+                untaken.append(damage)  # a thread hop only to take damage that turns out held again
+            return grab(force, confirm, whole, damage)
+
+        loop._grab = counting_grab
         loop.start()
         await _settle(loop, 1)
         end = aio.time() + CD.BUSY_FOR + 1.3
         echoes: list[float] = []
         typed_at = aio.time() + CD.BUSY_FOR + 0.1
-        busy_from = None
         while aio.time() < end:  # the log redraws every 10 ms; a glyph is typed every 150 ms
             source.draw(log_area)
             now = aio.time()
@@ -185,5 +198,6 @@ def test_a_churning_area_is_grabbed_a_few_times_a_second_while_a_typed_glyph_goe
     # about 1.2 s of a busy log at 100 frames a second: every HELD_INTERVAL, not every frame
     if churn_fps is None:
         assert 1 <= churned <= 1.2 / CD.HELD_INTERVAL + 3, churned
+        assert not untaken, "after a release, the damage held again is taken on the loop, not in a thread"
     else:
         assert churned > 3 * (1.2 / CD.HELD_INTERVAL + 3), churned

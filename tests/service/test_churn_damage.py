@@ -42,6 +42,19 @@ def test_a_log_is_grabbed_at_full_rate_at_first_then_only_every_held_interval() 
     assert d.due > batches[-1][0], "what was drawn since the last release is still owed"
 
 
+def test_released_says_whether_the_last_split_handed_the_held_damage_over() -> None:
+    d = ChurnDamage(W, H)
+    _churn(d, 0.0, 1.0)  # busy, and held, by now
+    seen = []
+    for step in range(30):
+        grab = d.split(1.0 + 0.02 * step, [LOG])
+        seen.append((bool(grab), d.released))
+    assert any(released for _, released in seen)
+    assert all(grabbed == released for grabbed, released in seen), seen  # the log's only grab is the release
+    d.split(2.0, None)
+    assert not d.released
+
+
 def test_typing_paging_a_window_dragged_at_ten_moves_a_second_and_a_small_spinner_are_never_held() -> None:
     for step, rect in [(1 / 6.5, GLYPH), (1.0, (0, 0, W, H)), (0.1, (100, 100, 200, 150)),
                        (0.02, (600, 440, 32, 32))]:  # the last: a spinner, too small to weigh
