@@ -5,8 +5,10 @@ types is the loop, not the pixels. Each keystroke's echo is about a dozen
 loop iterations (X's damage report, the settle pause, the update, the
 viewer's request and acknowledgement), and asyncio's selector loop runs
 each in Python. uvloop runs the loop, its timers and its socket transports
-in C: the link benchmark's typing run went from 0.22 to 0.17-0.19 s of
-agent CPU (``python -m benchmarks.linkbench --workloads typing --servers rejnet``).
+in C. The link benchmark's typing run, four runs each, interleaved: 0.16-0.21 s
+of agent CPU on asyncio's loop, 0.16-0.20 s on uvloop (about 7% less); the
+churn run is the same within its noise (``python -m benchmarks.linkbench
+--workloads typing,churn --servers rejnet``).
 
 It is a drop-in (the same asyncio API, streams and tasks) with two
 differences our code must not lean on: its transports are not subclasses
