@@ -39,6 +39,10 @@ SEARCH_LOG = 6  # level 8 searches 2^4 candidates; 2^6 finds the far matches of 
 # typing it prefers old long matches to recent short ones and costs 43% more (2,730 vs 1,906 bytes for
 # the 75 echoes of the link benchmark's typing run, replayed); without it and with the deeper search,
 # paging through a log costs the same (438.6 vs 436.7 kB) for about the same CPU.
+HASH_LOG, CHAIN_LOG = 19, 18  # level 8's are 20 and 19: 4 + 2 MB of tables, resident on the customer's PC
+# Replayed (22 pages of paging, 60 frames of churn, captured from the link benchmark; the 4 MiB window):
+# 20/19 119.7 and 123.0 kB at 1.38 and 0.36 ms a frame; 19/18 120.1 and 124.1 kB at 1.32 and 0.34 ms;
+# 18/18 120.8 and 126.3 kB; 17/17 122.8 and 130.3 kB. 19/18 gives 3 MB back for +0.3-0.9% bytes.
 STRATEGY = zstandard.STRATEGY_LAZY
 # Level 8's lazy2 looks two positions ahead for a longer match; on screen pixels that almost never pays:
 # 13 pages of antialiased text in less (xterm, captured): lazy2 485.6 kB at 16.3 ms a page, lazy 485.9 kB
@@ -57,6 +61,7 @@ class Deflater:
 
     def __init__(self, level: int = LEVEL, *, max_piece: int) -> None:
         params = zstandard.ZstdCompressionParameters.from_level(level, window_log=WINDOW_LOG, search_log=SEARCH_LOG,
+                                                              hash_log=HASH_LOG, chain_log=CHAIN_LOG,
                                                               strategy=STRATEGY)
         self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
         self._max_piece = max_piece
