@@ -14,8 +14,8 @@ import os
 import signal
 from typing import Optional
 
-from agent.commands import event_loop
 from agent.capture.base import ScreenSource
+from agent.commands import event_loop
 from agent.commands.options import add_churn_fps, read_password
 from agent.commands.screens import add_screen_arguments, open_screen
 from agent.errors import CaptureError, UsageError
