@@ -11,7 +11,7 @@ def test_commands_run_on_uvloop_and_get_their_result_back():
     async def main():
         return type(asyncio.get_running_loop())
 
-    assert event_loop.run(main()) is uvloop.Loop
+    assert issubclass(event_loop.run(main()), uvloop.Loop)
 
 
 def test_the_loop_serves_streams_threads_readers_and_timers():
@@ -51,10 +51,28 @@ def test_the_loop_serves_streams_threads_readers_and_timers():
     assert event_loop.run(main()) == (b"hello", 6, "x", "timer")
 
 
+def test_timers_never_fire_before_their_time():
+    """uvloop rounds delays to the nearest millisecond: half its timers fired early, and code waiting for a
+    deadline spun until the millisecond turned (the input pacer sent a chaff record on each turn)."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        early = []
+        for i in range(200):
+            due = loop.time() + 0.0004 + (i % 7) * 0.00031  # deadlines between the milliseconds
+            fired = loop.create_future()
+            loop.call_at(due, lambda f=fired: f.set_result(loop.time()))
+            at = await asyncio.wait_for(fired, 5)
+            if at < due:
+                early.append((due, at))
+        return early
+
+    assert event_loop.run(main()) == []
+
+
 def test_without_uvloop_it_is_asyncio_run(monkeypatch):
     monkeypatch.setattr(event_loop, "uvloop", None)
 
     async def main():
         return type(asyncio.get_running_loop())
 
-    assert event_loop.run(main()) is not uvloop.Loop
+    assert not issubclass(event_loop.run(main()), uvloop.Loop)

@@ -72,6 +72,8 @@ class InputPacer:
         self._input_pending = False  # what is queued carries a person's input
         self._last_input = float("-inf")
         self._timer: asyncio.TimerHandle | None = None
+        self._armed = 0  # the grid point (a multiple of ``tick``) the timer is set for
+        self._served: float = -math.inf  # the last grid point a tick ran on
         self._loop = asyncio.get_running_loop()
         self.records = 0  # records sent (real and chaff), for the cost figures
         self.chaff = 0
@@ -88,11 +90,15 @@ class InputPacer:
     def _arm(self) -> None:
         if self._timer is None:
             now = self._loop.time()
-            next_tick = (math.floor(now / self.tick) + 1) * self.tick  # the grid, not the key's own time
-            self._timer = self._loop.call_at(next_tick, self._on_tick)
+            # The grid, not the key's own time; never the point just served. A loop whose clock moves in
+            # whole milliseconds (uvloop) wakes on a grid point, or a fraction of a millisecond before it,
+            # where ``now / tick`` falls just below it: that point again would be a tick of its own, at once.
+            self._armed = int(max(math.floor(now / self.tick + 1e-6) + 1, self._served + 1))
+            self._timer = self._loop.call_at(self._armed * self.tick, self._on_tick)
 
     def _on_tick(self) -> None:
         self._timer = None
+        self._served = self._armed
         now = self._loop.time()
         if self._pending:
             self.flush()  # a person's input in it moves _last_input to now
