@@ -263,7 +263,7 @@ class UpdateTracker:
         """
         box, changes = self._pending(region)
         if box is not None:
-            self._copies = self._copies[len(changes.copies):]
+            del self._copies[:len(changes.copies)]
             self._clear(box)
         return changes
 
@@ -281,10 +281,7 @@ class UpdateTracker:
         """The viewer gets the first ``copies`` pending copies, then ``rects``, now (both from ``peek``)."""
         del self._copies[:copies]
         for x, y, w, h in rects:
-            box = intersect((x, y, x + w, y + h), (0, 0, self.width, self.height))
-            if box is not None:
-                self._mask.fill(box, False)
-                self._version += 1
+            self._clear((x, y, x + w, y + h))
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -417,6 +414,7 @@ class UpdateTracker:
         return rects
 
     def _clear(self, box: Box) -> None:
+        """Nothing in ``box`` is pending any more (what of it lies in the bounding box of what is)."""
         b = self._bbox and intersect(self._bbox, box)
         if b is None:
             return

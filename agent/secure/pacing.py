@@ -73,7 +73,7 @@ class InputPacer:
         self._last_input = float("-inf")
         self._timer: asyncio.TimerHandle | None = None
         self._armed = 0  # the grid point (a multiple of ``tick``) the timer is set for
-        self._served: float = -math.inf  # the last grid point a tick ran on
+        self._served = 0  # the last grid point a tick ran on (0: none yet; the loop's clock is far past it)
         self._loop = asyncio.get_running_loop()
         self.records = 0  # records sent (real and chaff), for the cost figures
         self.chaff = 0
@@ -93,7 +93,7 @@ class InputPacer:
             # The grid, not the key's own time; never the point just served. A loop whose clock moves in
             # whole milliseconds (uvloop) wakes on a grid point, or a fraction of a millisecond before it,
             # where ``now / tick`` falls just below it: that point again would be a tick of its own, at once.
-            self._armed = int(max(math.floor(now / self.tick + 1e-6) + 1, self._served + 1))
+            self._armed = max(math.floor(now / self.tick + 1e-6) + 1, self._served + 1)
             self._timer = self._loop.call_at(self._armed * self.tick, self._on_tick)
 
     def _on_tick(self) -> None:
