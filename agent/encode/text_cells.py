@@ -34,7 +34,8 @@ from collections import Counter, deque
 
 import numpy as np
 
-from agent.models import Rect, rect_intersect
+from agent._native import cells as _cells
+from agent.models import Rect
 
 MIN_PITCH, MAX_PITCH = 5, 12  # terminal fonts from 5x8 to 12x24
 STRIPE_WIDTH = 8  # stripes while no grid is known (agent.secure.stripes measured 8 best among fixed widths)
@@ -48,35 +49,18 @@ MIN_AGREE = 3
 Grid = tuple[int, int]  # (pitch, screen column modulo the pitch where cells start)
 
 
-def _ink(indices: np.ndarray) -> np.ndarray | None:
-    """Pixels per column that differ from the background; None if the rectangle is too small or too empty
-    to tell a pitch."""
-    rows, width = indices.shape
-    if width < MIN_CELLS * MAX_PITCH or rows < MIN_PITCH:
-        return None
-    background = np.bincount(indices[::4, ::4].ravel(), minlength=256).argmax()
-    ink = np.count_nonzero(indices != background, axis=0)
-    return ink if ink.sum() >= MIN_INK_ROWS * rows else None
-
-
-def _grid(ink: np.ndarray, x: int, likely: int | None) -> Grid | None:
-    columns = np.arange(x, x + len(ink))
-    pitches = range(MIN_PITCH, MAX_PITCH + 1)  # the smallest pitch that fits (a multiple fits too)
-    for pitch in ([likely] if likely else []) + list(pitches):
-        whole = len(ink) // pitch * pitch
-        per_phase = np.bincount(columns[:whole] % pitch, weights=ink[:whole], minlength=pitch)
-        blank = int(per_phase.argmin())
-        if per_phase[blank] < BLANK_SHARE * per_phase.mean():
-            return pitch, (blank + 1) % pitch  # a cell starts after its blank column
-    return None
-
-
 def find_cells(indices: np.ndarray, x: int, likely: int | None = None) -> Grid | None:
     """(pitch, where cells start modulo the pitch, in screen columns) of text in ``indices`` (rows of palette
     indices of a rectangle at screen column ``x``); None when it shows no fixed pitch or is too small to
-    tell. The ``likely`` pitch is tried first: on a screen of one font, one try."""
-    ink = _ink(indices)
-    return None if ink is None else _grid(ink, x, likely)
+    tell. The ``likely`` pitch is tried first: on a screen of one font, one try.
+
+    Per column, the pixels that differ from the background (the commonest index); a pitch fits when
+    the emptiest phase of columns holds under BLANK_SHARE of an average phase's ink, and a cell starts
+    after that blank column. The smallest pitch that fits wins (a multiple fits too). A rectangle
+    narrower than MIN_CELLS cells of MAX_PITCH, or with under MIN_INK_ROWS rows' worth of ink, cannot
+    tell. The kernel (agent._native.cells) does it; tests/support/reference.py holds it in numpy.
+    """
+    return _cells.find_cells(indices, x, likely or 0, MIN_PITCH, MAX_PITCH, BLANK_SHARE, MIN_CELLS, MIN_INK_ROWS)
 
 
 class CellGrid:
@@ -110,7 +94,18 @@ class CellGrid:
         if self.pitch is None:
             return STRIPE_WIDTH, 0
         if found is None or found[0] != self.pitch:
-            same = [(where, grid) for where, grid in self._found if grid[0] == self.pitch]
-            near = [grid for where, grid in same if rect_intersect(where, place) is not None]
-            found = near[0] if near else same[0][1]
+            found = self._nearest(place)
         return self.pitch, (found[1] - x) % self.pitch
+
+    def _nearest(self, place: Rect) -> Grid:
+        """The latest grid of the pitch in use found where ``place`` lies, else the latest of that pitch."""
+        x, y, w, h = place
+        latest: Grid | None = None
+        for (gx, gy, gw, gh), grid in self._found:  # newest first
+            if grid[0] != self.pitch:
+                continue
+            if gx < x + w and x < gx + gw and gy < y + h and y < gy + gh:
+                return grid
+            latest = latest or grid
+        assert latest is not None  # the pitch in use was found in one of the last VOTES < PLACES rectangles
+        return latest

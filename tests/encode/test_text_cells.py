@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agent.encode.text_cells import STRIPE_WIDTH, CellGrid, find_cells
+from agent._native import cells as _cells
+from agent.encode.text_cells import (BLANK_SHARE, MAX_PITCH, MIN_CELLS, MIN_INK_ROWS, MIN_PITCH, STRIPE_WIDTH,
+                                     CellGrid, find_cells)
+from tests.support import reference as ref
 
 
 def text(pitch: int, cells: int, lines: int = 3, height: int = 13, seed: int = 0, lead: int = 0) -> np.ndarray:
@@ -71,3 +76,25 @@ def test_each_window_keeps_where_its_own_cells_start() -> None:
     assert grid.layout(text(9, 40, seed=9), 705, 400) == (9, 0)
     assert grid.layout(text(9, 2), 109, 13) == (9, 0)  # too small to tell, in the left window: 109 is a cell
     assert grid.layout(text(9, 2), 709, 413) == (9, 5)  # in the right one: 709 + 5 = 714 = 705 + 9
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), pitch=st.integers(3, 14), cells=st.integers(1, 40), lines=st.integers(1, 4),
+       lead=st.integers(0, 12), x=st.integers(0, 3000), likely=st.sampled_from([0, 5, 7, 9, 12]),
+       noise=st.sampled_from([0.0, 0.01, 0.2]), step=st.sampled_from([1, 2]))
+def test_the_kernel_matches_numpy(seed: int, pitch: int, cells: int, lines: int, lead: int, x: int, likely: int,
+                                  noise: float, step: int) -> None:
+    """Text of any pitch (some outside the range, some with ink in the blank column), strided views included."""
+    indices = text(pitch, cells, lines=lines, seed=seed % 1000, lead=lead)
+    rng = np.random.default_rng(seed)
+    indices[rng.random(indices.shape) < noise] = rng.integers(0, 8)
+    indices = indices[:, ::step]
+    args = (x, likely, MIN_PITCH, MAX_PITCH, BLANK_SHARE, MIN_CELLS, MIN_INK_ROWS)
+    assert _cells.find_cells(indices, *args) == ref.find_cells(indices, *args)
+
+
+def test_the_kernel_refuses_pitches_it_cannot_hold() -> None:
+    with pytest.raises(ValueError):
+        _cells.find_cells(np.zeros((13, 400), np.uint8), 0, 0, 5, 65, 0.2, 5, 4)
+    with pytest.raises(ValueError):
+        _cells.find_cells(np.zeros((13, 400), np.uint8), -1, 0, 5, 12, 0.2, 5, 4)

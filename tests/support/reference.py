@@ -322,3 +322,25 @@ def drag_frames(w: int, h: int, n: int, seed: int = 0, diagonal: bool = True) ->
         dy = int(rng.integers(-25, 26))
         x, y = int(np.clip(x + dx, 0, w - ww)), int(np.clip(y + dy, 0, h - wh))
     return frames
+
+
+# -- text cells (agent/_native/cells.find_cells) ----------------------------------------------
+
+def find_cells(indices: np.ndarray, x: int, likely: int, min_pitch: int, max_pitch: int, blank_share: float,
+               min_cells: int, min_ink_rows: int) -> tuple[int, int] | None:
+    """The pitch whose emptiest phase of columns is nearly blank, and where its cells start (numpy)."""
+    rows, width = indices.shape
+    if width < min_cells * max_pitch or rows < min_pitch:
+        return None
+    background = np.bincount(indices[::4, ::4].ravel(), minlength=256).argmax()
+    ink = np.count_nonzero(indices != background, axis=0)
+    if ink.sum() < min_ink_rows * rows:
+        return None
+    columns = np.arange(x, x + width)
+    for pitch in ([likely] if likely > 0 else []) + list(range(min_pitch, max_pitch + 1)):
+        whole = width // pitch * pitch
+        per_phase = np.bincount(columns[:whole] % pitch, weights=ink[:whole], minlength=pitch)
+        blank = int(per_phase.argmin())
+        if per_phase[blank] < blank_share * per_phase.mean():
+            return pitch, (blank + 1) % pitch
+    return None
