@@ -254,14 +254,17 @@ cdef inline uint64_t _rotl(uint64_t v, int r) noexcept nogil:
 def find_segments(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur,
                   const int32_t[:, ::1] keys, int length,
                   Py_ssize_t rx0, Py_ssize_t ry0, Py_ssize_t rx1, Py_ssize_t ry1,
-                  int32_t[:, :, ::1] hits, int32_t[::1] counts) -> None:
+                  int32_t[:, :, ::1] hits, int32_t[::1] counts, Py_ssize_t row_step=1) -> None:
     """Look up runs of ``cur`` in a region of ``prev``.
 
     Key k is the run ``cur[y, x:x + length]`` with ``(x, y) = keys[k]``. Every
     position ``(px, py)`` with ``rx0 <= px``, ``px + length <= rx1``,
-    ``ry0 <= py < ry1`` where ``prev[py, px:px + length]`` equals key k
-    exactly is counted in ``counts[k]``; the first ``hits.shape[1]`` of them,
-    in raster order, are stored as ``hits[k, i] = (px, py)``.
+    ``ry0 <= py < ry1``, ``(py - ry0) % row_step == 0``, where
+    ``prev[py, px:px + length]`` equals key k exactly, is counted in
+    ``counts[k]``; the first ``hits.shape[1]`` of them, in raster order, are
+    stored as ``hits[k, i] = (px, py)``. With keys from ``row_step``
+    consecutive rows, one of them lands on a scanned row wherever the block
+    moved: the scan reads 1/row_step of the region.
 
     The scan is a cyclic-polynomial rolling hash (rotate, xor: two cycles a
     pixel on the dependency chain) with a 4096-bit filter in front of the key
@@ -274,6 +277,8 @@ def find_segments(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur,
         raise ValueError("region out of the frame")
     if hits.shape[0] != nkeys or hits.shape[2] != 2 or counts.shape[0] != nkeys or (nkeys and keys.shape[1] != 2):
         raise ValueError("keys (n, 2), hits (n, m, 2) and counts (n,) disagree")
+    if row_step < 1:
+        raise ValueError("row_step must be at least 1")
     cdef Py_ssize_t k, i, px, py, maxhits = hits.shape[1]
     for k in range(nkeys):
         counts[k] = 0
@@ -299,7 +304,8 @@ def find_segments(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur,
             key_hash[k] = hv
             slot = hv >> 52
             filt[slot >> 6] |= (<uint64_t>1) << (slot & 63)
-        for py in range(ry0, ry1):
+        py = ry0
+        while py < ry1:
             row = &prev[py, 0, 0]
             hv = 0
             for i in range(length):
@@ -318,6 +324,7 @@ def find_segments(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur,
                     break
                 hv = _rotl(hv, 1) ^ _rotl(_gear(row + 4 * px), length) ^ _gear(row + 4 * (px + length))
                 px += 1
+            py += row_step
     free(key_hash)
 
 

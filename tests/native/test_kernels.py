@@ -230,8 +230,8 @@ def test_grow_copy_matches_reference(moved, max_grow, data):
 
 
 @SETTINGS
-@given(moved_pairs(), st.integers(1, 12), st.integers(1, 4), st.data())
-def test_find_segments_matches_reference(moved, length, max_hits, data):
+@given(moved_pairs(), st.integers(1, 12), st.integers(1, 4), st.sampled_from([1, 1, 2, 3, 4]), st.data())
+def test_find_segments_matches_reference(moved, length, max_hits, row_step, data):
     prev, cur, *_ = moved
     h, w = cur.shape[:2]
     if w < length:
@@ -242,8 +242,8 @@ def test_find_segments_matches_reference(moved, length, max_hits, data):
     region = (rx0, ry0, data.draw(st.integers(rx0, w)), data.draw(st.integers(ry0, h)))
     hits = np.full((len(keys), max_hits, 2), -1, np.int32)
     counts = np.zeros(len(keys), np.int32)
-    scroll.find_segments(prev, cur, np.array(keys, np.int32).reshape(-1, 2), length, *region, hits, counts)
-    exp_counts, exp_hits = ref.find_segments(prev, cur, keys, length, region, max_hits)
+    scroll.find_segments(prev, cur, np.array(keys, np.int32).reshape(-1, 2), length, *region, hits, counts, row_step)
+    exp_counts, exp_hits = ref.find_segments(prev, cur, keys, length, region, max_hits, row_step)
     assert counts.tolist() == exp_counts
     for k, found in enumerate(exp_hits):
         assert [tuple(p) for p in hits[k, :len(found)].tolist()] == found
@@ -279,5 +279,8 @@ def test_kernels_reject_mismatched_shapes():
     with pytest.raises(ValueError):
         scroll.find_segments(a, a, np.array([[8, 0]], np.int32), 4, 0, 0, 10, 10,
                              np.zeros((1, 2, 2), np.int32), np.zeros(1, np.int32))
+    with pytest.raises(ValueError):
+        scroll.find_segments(a, a, np.array([[0, 0]], np.int32), 4, 0, 0, 10, 10,
+                             np.zeros((1, 2, 2), np.int32), np.zeros(1, np.int32), 0)
     with pytest.raises(ValueError):
         scroll.apply_copy(a, 5, 0, 0, 0, 6, 1)

@@ -222,8 +222,10 @@ def grow_copy(prev: np.ndarray, cur: np.ndarray, dx: int, dy: int, rect: Sequenc
 
 
 def find_segments(prev: np.ndarray, cur: np.ndarray, keys: Sequence[tuple[int, int]], length: int,
-                  region: tuple[int, int, int, int], max_hits: int) -> tuple[list[int], list[list[tuple[int, int]]]]:
-    """Per key, how many positions of the region hold the same run, and the first max_hits in raster order."""
+                  region: tuple[int, int, int, int], max_hits: int,
+                  row_step: int = 1) -> tuple[list[int], list[list[tuple[int, int]]]]:
+    """Per key, how many positions of the region's every ``row_step``-th row hold the same run, and the
+    first max_hits in raster order."""
     rx0, ry0, rx1, ry1 = region
     px = prev.view(np.uint32)[..., 0]
     counts, hits = [], []
@@ -233,7 +235,7 @@ def find_segments(prev: np.ndarray, cur: np.ndarray, keys: Sequence[tuple[int, i
         if rx1 - rx0 >= length:
             windows = np.lib.stride_tricks.sliding_window_view(px[ry0:ry1, rx0:rx1], length, axis=1)
             ys, xs = np.nonzero((windows == key).all(axis=2))
-            found = [(int(x) + rx0, int(y) + ry0) for y, x in zip(ys, xs)]
+            found = [(int(x) + rx0, int(y) + ry0) for y, x in zip(ys, xs) if y % row_step == 0]
         counts.append(len(found))
         hits.append(found[:max_hits])
     return counts, hits
