@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""Rectangle kernels: merge per-tile change boxes into few rectangles, and connected
-groups of dirty tiles.
+"""Rectangle kernels: merge per-tile change boxes into few rectangles, the boxes of a bit
+mask's tiles, and connected groups of dirty tiles.
 
 Boxes are ``(x0, y0, x1, y1)`` (end exclusive) per tile, all zeros for a clean
 tile: the output of ``tiles.diff_tiles`` and of the tracker's ``DirtyBits.tile_boxes``.
@@ -13,7 +13,7 @@ rectangle, which costs pixels sent twice but is bounded by the same rule.
 Pass 1 merges left to right within a tile row, pass 2 merges the row strips
 downwards. tests/reference.py has the same algorithm in plain Python.
 """
-from libc.stdint cimport uint8_t, int32_t, int64_t
+from libc.stdint cimport uint8_t, uint32_t, int32_t, int64_t
 from libc.stdlib cimport malloc, free
 
 
@@ -211,3 +211,79 @@ def label_tiles(const uint8_t[:, ::1] mask, int32_t[:, ::1] labels) -> int:
                 labels[ty, tx] = name[r]
     free(parent); free(name)
     return nlabels
+
+
+cdef inline int _lowest_bit(uint32_t v) noexcept nogil:
+    cdef int i = 0
+    while not (v & 1):
+        v >>= 1
+        i += 1
+    return i
+
+
+cdef inline int _highest_bit(uint32_t v) noexcept nogil:
+    cdef int i = 31
+    while not (v >> 31):
+        v <<= 1
+        i -= 1
+    return i
+
+
+def bit_boxes(const uint32_t[:, ::1] words, Py_ssize_t x0, Py_ssize_t y0, Py_ssize_t x1, Py_ssize_t y1, int tile,
+              int32_t[:, :, ::1] boxes) -> int:
+    """Per tile meeting the box ``(x0, y0, x1, y1)``, the box of its set bits inside it; returns the dirty tiles.
+
+    ``words`` is a bit mask (bit ``x % 32`` of ``words[y, x // 32]`` is pixel (x, y)); a tile is
+    ``tile`` rows of one word column, the grid anchored at the screen's corner. ``boxes`` has
+    shape (tile rows, word columns, 4) of the tiles the box meets and gets ``(x0, y0, x1, y1)``
+    in screen coordinates, all zeros for a tile with no bit set: ``tiles.diff_tiles``'s layout.
+    One pass over the box's words; the tracker called it once a request (numpy took 0.27 ms).
+    """
+    cdef Py_ssize_t top = y0 // tile * tile if tile > 0 else 0, t0 = x0 // 32, t1 = (x1 + 31) // 32
+    if tile < 1 or not (0 <= x0 < x1 <= 32 * words.shape[1] and 0 <= y0 < y1 <= words.shape[0]):
+        raise ValueError("the box must be non-empty and inside the mask, the tile at least a row")
+    cdef Py_ssize_t rows = (y1 - top + tile - 1) // tile, ncols = t1 - t0
+    if boxes.shape[0] != rows or boxes.shape[1] != ncols or boxes.shape[2] != 4:
+        raise ValueError(f"boxes must have the shape ({rows}, {ncols}, 4)")
+    cdef uint32_t* ored = <uint32_t*>malloc(ncols * sizeof(uint32_t))
+    cdef int32_t* first = <int32_t*>malloc(ncols * sizeof(int32_t))
+    cdef int32_t* last = <int32_t*>malloc(ncols * sizeof(int32_t))
+    if ored == NULL or first == NULL or last == NULL:
+        free(ored); free(first); free(last)
+        raise MemoryError()
+    cdef uint32_t full = 0xFFFFFFFFu
+    cdef uint32_t first_mask = full << <int>(x0 - t0 * 32)
+    cdef uint32_t last_mask = full >> <int>(t1 * 32 - x1)
+    cdef uint32_t m, v
+    cdef Py_ssize_t tr, r, j, ry0, ry1
+    cdef int ndirty = 0
+    with nogil:
+        for tr in range(rows):
+            ry0 = max(top + tr * tile, y0)
+            ry1 = min(top + (tr + 1) * tile, y1)
+            for j in range(ncols):
+                ored[j] = 0
+                first[j] = -1
+            for r in range(ry0, ry1):
+                for j in range(ncols):
+                    v = words[r, t0 + j]
+                    if j == 0:
+                        v &= first_mask
+                    if j == ncols - 1:
+                        v &= last_mask
+                    if v:
+                        ored[j] |= v
+                        if first[j] < 0:
+                            first[j] = <int32_t>r
+                        last[j] = <int32_t>r
+            for j in range(ncols):
+                if ored[j]:
+                    ndirty += 1
+                    boxes[tr, j, 0] = <int32_t>((t0 + j) * 32 + _lowest_bit(ored[j]))
+                    boxes[tr, j, 1] = first[j]
+                    boxes[tr, j, 2] = <int32_t>((t0 + j) * 32 + _highest_bit(ored[j]) + 1)
+                    boxes[tr, j, 3] = last[j] + 1
+                else:
+                    boxes[tr, j, 0] = boxes[tr, j, 1] = boxes[tr, j, 2] = boxes[tr, j, 3] = 0
+    free(ored); free(first); free(last)
+    return ndirty

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from agent._native import rects as _rects
 from agent.changes.detector import Changes, boxes_to_rects, check_screen_size
 from agent.models import Box, Copy, Rect, box_area, intersect, subtract
 
@@ -175,31 +176,13 @@ class DirtyBits:
 
         Laid out as ``tiles.diff_tiles`` lays out its boxes: shape (tile rows,
         tile columns, 4), ``(x0, y0, x1, y1)`` in screen coordinates, all zeros
-        for a clean tile; the input of ``rects.merge_boxes``.
+        for a clean tile; the input of ``rects.merge_boxes``. A tile is a
+        word column, so the kernel ORs its rows' words (``rects.bit_boxes``).
         """
         x0, y0, x1, y1 = box
-        tile = TRACK_TILE
-        top = y0 // tile * tile
-        rows = -(-(y1 - top) // tile)
-        t0, t1, m = self.column_masks(x0, x1)
-        words = np.zeros((rows * tile, t1 - t0), np.uint32)
-        words[y0 - top:y1 - top] = self.words[y0:y1, t0:t1] & m
-        words = words.reshape(rows, tile, t1 - t0)
-        ored = np.bitwise_or.reduce(words, axis=1)
-        boxes = np.zeros((rows, t1 - t0, 4), np.int32)
-        ty, tx = np.nonzero(ored)
-        if len(ty) == 0:
-            return boxes
-        # only the dirty tiles are scanned further: typing leaves a handful in a large bounding box
-        nonzero = words[ty, :, tx] != 0  # (dirty tiles, tile rows)
-        first_row = nonzero.argmax(axis=1)
-        last_row = tile - 1 - nonzero[:, ::-1].argmax(axis=1)
-        bits = ored[ty, tx]
-        low_bit = np.frexp((bits & (~bits + np.uint32(1))).astype(np.float64))[1] - 1  # lowest set bit
-        high_bit = np.frexp(bits.astype(np.float64))[1] - 1  # highest set bit (exact: a u32 fits a float64)
-        col = (tx + t0) * _WORD_BITS
-        row = top + ty * tile
-        boxes[ty, tx] = np.stack([col + low_bit, row + first_row, col + high_bit + 1, row + last_row + 1], axis=1)
+        top = y0 // TRACK_TILE * TRACK_TILE
+        boxes = np.empty((-(-(y1 - top) // TRACK_TILE), -(-x1 // _WORD_BITS) - x0 // _WORD_BITS, 4), np.int32)
+        _rects.bit_boxes(self.words, x0, y0, x1, y1, TRACK_TILE, boxes)
         return boxes
 
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from agent._native import rects
 from agent.changes.tracker import TRACK_TILE, DirtyBits, UpdateTracker
 from tests.support import reference as ref
 
@@ -133,3 +134,14 @@ def test_count_is_the_same_with_and_without_numpys_bitwise_count(data) -> None:
         assert bits.count(box) == expected
     finally:
         T._BITWISE_COUNT = saved
+
+
+def test_the_box_kernel_refuses_what_it_cannot_read():
+    words = np.zeros((64, 2), np.uint32)
+    with pytest.raises(ValueError):  # wider than the mask
+        rects.bit_boxes(words, 0, 0, 65, 10, TRACK_TILE, np.zeros((1, 3, 4), np.int32))
+    with pytest.raises(ValueError):  # empty
+        rects.bit_boxes(words, 5, 5, 5, 10, TRACK_TILE, np.zeros((1, 1, 4), np.int32))
+    with pytest.raises(ValueError):  # boxes of the wrong shape
+        rects.bit_boxes(words, 0, 0, 64, 64, TRACK_TILE, np.zeros((1, 2, 4), np.int32))
+    assert rects.bit_boxes(words, 0, 0, 64, 64, TRACK_TILE, np.zeros((2, 2, 4), np.int32)) == 0
