@@ -30,7 +30,7 @@ def find_cells(const uint8_t[:, :] indices, Py_ssize_t x, int likely, int min_pi
         return None
     cdef int64_t hist[256]
     cdef int64_t per_phase[64]
-    cdef int64_t total = 0, low
+    cdef int64_t total = 0
     cdef int background = 0, pitch, tries, phase, blank, found = 0, start = 0
     ink_buf = bytearray(width * sizeof(int64_t))
     cdef int64_t* ink = <int64_t*><char*>ink_buf

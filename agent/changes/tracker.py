@@ -227,6 +227,7 @@ class UpdateTracker:
         self._mask = DirtyBits(width, height)
         self._bbox: Box | None = None
         self._version = 0  # bumped by every change to the mask: what _rects_in's cache is valid for
+        self._seen_dirty = -1  # the version at which a bit in the bounding box was last seen set
         self._rects_cache: tuple[Box, int, list[Rect]] | None = None
         self._mark((0, 0, width, height))
         self._copies: list[Copy] = []
@@ -281,8 +282,12 @@ class UpdateTracker:
         return self._mask.count(box)
 
     def _any_dirty(self) -> bool:
-        if self._bbox is not None and not self._mask.any(self._bbox):
-            self._bbox = None
+        """Asked on every request and frame: the mask is read again only after it changed."""
+        if self._bbox is not None and self._seen_dirty != self._version:
+            if self._mask.any(self._bbox):
+                self._seen_dirty = self._version
+            else:
+                self._bbox = None
         return self._bbox is not None
 
     def _add_copy(self, copy: Copy, soon: Sequence[Rect]) -> None:
