@@ -3,7 +3,6 @@ pseudo-encodings, and the bytes it writes."""
 from __future__ import annotations
 
 import struct
-from typing import Any, Optional
 
 import numpy as np
 import pytest

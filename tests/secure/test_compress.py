@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from agent.secure.compress import CHUNK, MAX_INFLATED, MAX_WINDOW_LOG, WINDOW_LOG, Deflater, Inflater
 from agent.secure.errors import ProtocolViolationError
-from agent.secure.records import MAX_PLAINTEXT, NEED_DATA, Ack, Data, RecordType
+from agent.secure.records import MAX_PLAINTEXT, NEED_DATA, Data, RecordType
 from tests.support.channels import drain, pair, record_header, records
 
 

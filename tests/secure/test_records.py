@@ -1,7 +1,6 @@
 """The sans-IO record layer: round trips, every kind of tampering, limits, ratchet, and a bit-flip property."""
 from __future__ import annotations
 
-import struct
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM

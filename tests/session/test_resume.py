@@ -7,7 +7,6 @@ import asyncio
 
 import numpy as np
 
-from agent.consent.ledger import ConsentLedger
 from agent.errors import SessionEndedError
 from agent.session import lifecycle as lc
 from agent.viewer.rfb_client import open_rfb
