@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent.secure.errors import ChannelError
-
-if TYPE_CHECKING:  # stream.py imports this module: the name is for the annotations only
-    from agent.secure.stream import SecureStream
 
 
 class ChannelReader:
