@@ -68,9 +68,8 @@ KEY_LENGTH = 32
 MAX_KEYS = 16
 MAX_KEY_HITS = 8
 MAX_PLANAR_CANDIDATES = 3
-# Each key is KEY_ROWS runs one above the other, and the previous frame is scanned on every
-# KEY_ROWS-th row only: wherever the block moved, one of its runs lands on a scanned row. A page of
-# text in less (a 1008x1080 region, nothing moved) cost 1.6-2.0 ms a grab scanning every row.
+# A key is KEY_ROWS runs one above another; the previous frame is scanned on every KEY_ROWS-th row (one of
+# them lands on one wherever a block moved). Every row: 1.6-2.0 ms a less page (1008x1080, nothing moved).
 KEY_ROWS = 4
 # The 2D search runs only while this share of the changed cells is unexplained.
 PLANAR_MIN_SHARE = 0.25
@@ -432,10 +431,9 @@ class ChangeDetector:
                         and not np.array_equal(run, self._prev[y, x:x + KEY_LENGTH].view(np.uint32).ravel())):
                     # this run and the ones below it; a run of one colour would match everywhere
                     block = frame[y:min(y + KEY_ROWS, h), x:x + KEY_LENGTH].view(np.uint32)[:, :, 0]
-                    varied = np.count_nonzero(block[:, 1:] != block[:, :-1], axis=1) >= 2
-                    for row in np.flatnonzero(varied).tolist():
-                        keys.append((x, y + row))
-                        owners.append(pick)
+                    varied = np.flatnonzero(np.count_nonzero(block[:, 1:] != block[:, :-1], axis=1) >= 2).tolist()
+                    keys += [(x, y + row) for row in varied]
+                    owners += [pick] * len(varied)
                     break
         if not keys:
             return []
@@ -450,13 +448,11 @@ class ChangeDetector:
         hits = np.zeros((len(keys), MAX_KEY_HITS, 2), np.int32)
         counts = np.zeros(len(keys), np.int32)
         _scroll.find_segments(self._prev, frame, key_arr, KEY_LENGTH, *region, hits, counts, KEY_ROWS)
-        votes: dict[int, set[tuple[int, int]]] = {}  # a pick votes once for each vector its runs found
+        votes: dict[int, set[tuple[int, int]]] = {p: set() for p in owners}  # a pick votes once for a vector
         for (kx, ky), pick, n, found in zip(keys, owners, counts.tolist(), hits.tolist()):
             if 0 < n <= MAX_KEY_HITS:
-                votes.setdefault(pick, set()).update((kx - px, ky - py) for px, py in found[:n])
-        tally: Counter[tuple[int, int]] = Counter()
-        for vectors in votes.values():
-            tally.update(vectors - {(0, 0)})
+                votes[pick].update((kx - px, ky - py) for px, py in found[:n])
+        tally = Counter(v for vectors in votes.values() for v in vectors - {(0, 0)})
         return [v for v, _ in tally.most_common(MAX_PLANAR_CANDIDATES)]
 
     def _take_matches(self, frame: np.ndarray, vector: tuple[int, int], matched: np.ndarray, changed: np.ndarray,
