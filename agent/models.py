@@ -122,11 +122,6 @@ def rect_union(a: Optional[Rect], b: Optional[Rect]) -> Optional[Rect]:
     return (x0, y0, x1 - x0, y1 - y0)
 
 
-def copy_destination(copy: Copy) -> Rect:
-    """Where a copy lands."""
-    return (copy[2], copy[3], copy[4], copy[5])
-
-
 def split_rect(x: int, y: int, w: int, h: int) -> list[Rect]:
     """Cut a rectangle to at most MAX_RECT_WIDTH wide and MAX_RECT_AREA pixels, on 64-pixel tile lines."""
     if w <= MAX_RECT_WIDTH and w * h <= MAX_RECT_AREA:

@@ -239,9 +239,9 @@ def bit_boxes(const uint32_t[:, ::1] words, Py_ssize_t x0, Py_ssize_t y0, Py_ssi
     in screen coordinates, all zeros for a tile with no bit set: ``tiles.diff_tiles``'s layout.
     One pass over the box's words; the tracker called it once a request (numpy took 0.27 ms).
     """
-    cdef Py_ssize_t top = y0 // tile * tile if tile > 0 else 0, t0 = x0 // 32, t1 = (x1 + 31) // 32
     if tile < 1 or not (0 <= x0 < x1 <= 32 * words.shape[1] and 0 <= y0 < y1 <= words.shape[0]):
         raise ValueError("the box must be non-empty and inside the mask, the tile at least a row")
+    cdef Py_ssize_t top = y0 // tile * tile, t0 = x0 // 32, t1 = (x1 + 31) // 32
     cdef Py_ssize_t rows = (y1 - top + tile - 1) // tile, ncols = t1 - t0
     if boxes.shape[0] != rows or boxes.shape[1] != ncols or boxes.shape[2] != 4:
         raise ValueError(f"boxes must have the shape ({rows}, {ncols}, 4)")
@@ -254,7 +254,7 @@ def bit_boxes(const uint32_t[:, ::1] words, Py_ssize_t x0, Py_ssize_t y0, Py_ssi
     cdef uint32_t full = 0xFFFFFFFFu
     cdef uint32_t first_mask = full << <int>(x0 - t0 * 32)
     cdef uint32_t last_mask = full >> <int>(t1 * 32 - x1)
-    cdef uint32_t m, v
+    cdef uint32_t v
     cdef Py_ssize_t tr, r, j, ry0, ry1
     cdef int ndirty = 0
     with nogil:
