@@ -10,9 +10,13 @@ terminal, the viewer instead
   grid (``INPUT_TICK``, aligned to the loop's clock, not to the first key), so
   per-key timing is known to the tick and no finer;
 * pads what a tick carries with a PAD mux frame (agent.secure.mux, ignored by
-  the receiver) to a whole number of ``INPUT_RECORD_SIZE`` plaintext bytes and
-  sends each as its own DATA record, so a key, a click, a pointer move and an
-  update request all look alike;
+  the receiver) to a whole number of ``INPUT_FRAMES_SIZE`` bytes and sends
+  each as its own DATA record of ``INPUT_RECORD_SIZE`` plaintext bytes, so a
+  key, a click, a pointer move and an update request all look alike. Each
+  carries the viewer's acknowledgement at its full width in the rest
+  (``Channel.send_paced``), whether or not there is anything new to
+  acknowledge: one type and one size always, and the ACK an update earned
+  rides the next tick instead of a record of its own;
 * while typing (``TYPING_WINDOW`` after the last real input) sends a chaff
   record on every tick that has nothing, so a silent tick looks like a key;
   outside it nothing is sent (an idle session costs nothing).
@@ -28,8 +32,9 @@ Cost (measured by tests/security/test_input_padding.py): each record is
 INPUT_RECORD_SIZE + 18 bytes on the wire (2-byte header, 16-byte tag) = 82 bytes, 50 a
 second while typing: 4.1 KB/s (33 kbit/s) on the customer's downlink for at
 most TYPING_WINDOW after the last input, and up to one tick (20 ms, 10 ms on
-average) of added input latency. Bulk input (clipboard) still shows its size
-rounded up to INPUT_RECORD_SIZE; records replayed after a resume are not
+average) of added input latency; but no ACK records from the viewer while it
+sends input (each a record of 18 bytes more for the agent to open). Bulk input
+(clipboard) still shows its size rounded up to INPUT_FRAMES_SIZE; records replayed after a resume are not
 re-padded (a resume is visible anyway).
 """
 from __future__ import annotations
@@ -39,14 +44,19 @@ import math
 from typing import Callable
 
 from agent.secure.mux import MIN_HEADER
+from agent.secure.records import MAX_ACK_PREFIX
 
 INPUT_TICK = 0.020
 """Seconds between input sends: per-key timing is known to 20 ms (OpenSSH's default), at most 20 ms
 of added latency, 10 ms on average, well under what a person notices on a remote desktop."""
 
 INPUT_RECORD_SIZE = 64
-"""Plaintext bytes of every input record: a tick's usual load (a KeyEvent frame is 10 bytes, a
-PointerEvent 8, a FramebufferUpdateRequest 12, the PAD frame's header 2) fits in one."""
+"""Plaintext bytes of every input record: the acknowledgement (MAX_ACK_PREFIX) and INPUT_FRAMES_SIZE of mux
+frames."""
+
+INPUT_FRAMES_SIZE = INPUT_RECORD_SIZE - MAX_ACK_PREFIX
+"""Mux bytes of every input record: a tick's usual load (a KeyEvent frame is 10 bytes, a PointerEvent 8,
+a FramebufferUpdateRequest 12, the PAD frame's header 2; a key's press and release and a request: 34) fits."""
 
 TYPING_WINDOW = 1.0
 """Seconds of chaff after the last real input: longer than the gaps within typing, so pauses between
@@ -59,7 +69,7 @@ class InputPacer:
     """Queue frames; on each tick emit them padded to whole records (``emit(data)``), or chaff."""
 
     def __init__(self, emit: Callable[[bytes], None], pad: Callable[[int], bytes], *,
-                 tick: float = INPUT_TICK, record_size: int = INPUT_RECORD_SIZE,
+                 tick: float = INPUT_TICK, record_size: int = INPUT_FRAMES_SIZE,
                  typing_window: float = TYPING_WINDOW) -> None:
         if record_size < MIN_HEADER:
             raise ValueError("an input record must hold at least a PAD frame")

@@ -278,11 +278,31 @@ class Channel:
         self._marks.append((self._bytes_sent, self._clock()))
         return record
 
-    def _ack_payload(self) -> bytes:
-        """``total:varint | delay:varint`` for what we have received; counts as sent."""
+    def send_paced(self, data: bytes | bytearray | memoryview) -> bytes:
+        """One DATA record of ``data`` that carries our acknowledgement, always, at its widest.
+
+        For paced input (agent.secure.pacing): every such record has one type and, for one size of
+        ``data``, one length, whether it acknowledges anything new or not, so the ACK the peer's last
+        update earned rides the next tick instead of a record of its own (one record fewer to open
+        per update, on the peer's side: the customer's agent while a technician types).
+        """
+        if not self._sending:
+            self._check_can_send()
+        if not 0 < len(data) <= MAX_PLAINTEXT - MAX_ACK_PREFIX:
+            raise ValueError(f"a paced record carries 1 to {MAX_PLAINTEXT - MAX_ACK_PREFIX} bytes")
+        record = self._record(_DATA | ACK_ATTACHED, self._ack_payload(wide=True) + bytes(data))
+        self._bytes_sent += len(data)
+        self._marks.append((self._bytes_sent, self._clock()))
+        return record
+
+    def _ack_payload(self, wide: bool = False) -> bytes:
+        """``total:varint | delay:varint`` for what we have received; counts as sent.
+        ``wide``: each varint at its maximum width (MAX_ACK_PREFIX bytes in all, whatever the values)."""
         total = self._bytes_received
         delay = min((1 << 21) - 1, max(0, round((self._clock() - self._last_data_at) / ACK_DELAY_UNIT)))
         self._ack_sent = total
+        if wide:
+            return _varint(total, _MAX_ACK_TOTAL) + _varint(delay, _MAX_ACK_DELAY)
         return _varint(total) + _varint(delay)
 
     def send_ack(self) -> bytes:

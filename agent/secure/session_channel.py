@@ -41,7 +41,7 @@ from agent.secure.mux import (
     StreamData,
     StreamOpened,
 )
-from agent.secure.pacing import INPUT_RECORD_SIZE, InputPacer
+from agent.secure.pacing import INPUT_FRAMES_SIZE, InputPacer
 from agent.secure.stream import ChannelReader
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class SessionChannel:
         self._full: MuxStream | None = None  # the stream whose buffer stopped the reading, until it has room
         self._attach(transport)
         pace = pace_input and not transport.compressing  # fixed-size DATA records on a tick, never ZDATA
-        self._pacer = InputPacer(lambda data: self._emit(data, INPUT_RECORD_SIZE), self._mux.pad) if pace else None
+        self._pacer = InputPacer(lambda data: self._emit(data, INPUT_FRAMES_SIZE), self._mux.pad) if pace else None
         if self._mux.role is Role.VIEWER:  # before any stream opens, so the agent knows before it writes one
             message = {"type": MUX_MESSAGE, "accepts": [STRIPED_FEATURE]}
             self._send_frames(self._mux.send_message(message), user_input=False)  # no person's input: no chaff
@@ -339,7 +339,7 @@ class SessionChannel:
                     transport._send_nowait(frames, on_sent=sealed)
                     return
                 last = len(frames) - record
-                for off in range(0, len(frames), record):  # fixed-size input records: no ACK rides along
+                for off in range(0, len(frames), record):  # fixed-size input records, each with our ACK
                     transport._send_nowait(frames[off:off + record], fixed_size=True,
                                            on_sent=sealed if off >= last else None)
 

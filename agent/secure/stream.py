@@ -244,10 +244,13 @@ class SecureStream(ReceivingHalf):
 
     def _seal(self, data: bytes | bytearray | memoryview, fixed_size: bool, pieces: list[bytes] | None,
               on_sent: Callable[[], None] | None) -> None:
-        """Seal one write on the loop; a due ACK rides along unless the record must keep its size (paced input)."""
-        ack = self._ack_due and not fixed_size and len(data) > 0 and self._channel.unacked_received > 0
+        """Seal one write on the loop; a due ACK rides along. Paced input (``fixed_size``) always carries one,
+        at its full width, so its records keep one size: the ACK's timer has nothing left to send alone."""
+        ack = fixed_size or self._ack_due and len(data) > 0 and self._channel.unacked_received > 0
         if pieces is not None:  # compressed by the worker
             self._write(self._channel.send_deflated(pieces, ack=ack))
+        elif fixed_size:
+            self._write(self._channel.send_paced(data))
         else:
             self._write(self._channel.send_data(data, ack=ack))
         if ack:

@@ -90,6 +90,35 @@ def test_ack_ping_pong_close() -> None:
     assert drain(viewer) == [Data(b"last words"), Closed("bye")]
 
 
+def test_paced_records_carry_the_ack_at_one_size_whatever_they_acknowledge() -> None:
+    """Paced input (agent.secure.pacing) keeps one size and one type: the ACK in front is at full width,
+    for nothing new, a little or a lot received, after a short or a long delay; the peer reads it all."""
+    now = [10.0]
+    viewer, agent = pair(clock=lambda: now[0])
+    agent.receive_data(viewer.send_data(b"request"))
+    drain(agent)
+    sizes, seen = set(), []
+    for update, wait in ((0, 0.0), (5, 0.001), (300_000, 0.02), (0, 300.0)):
+        if update:
+            viewer.receive_data(agent.send_data(b"u" * update))
+            drain(viewer)
+        now[0] += wait
+        wire = viewer.send_paced(b"k" * 50)
+        ((length, rtype, _),) = [record_header(r) for r in records(wire)]
+        sizes.add(length)
+        assert rtype == RecordType.DATA_ACK
+        agent.receive_data(wire)
+        seen += drain(agent)
+    assert sizes == {12 + 50 + 16}
+    assert [e for e in seen if isinstance(e, Data)] == [Data(b"k" * 50)] * 4
+    assert [e.total for e in seen if isinstance(e, Ack)] == [0, 5, 300_005, 300_005]
+    assert agent.in_flight == 0 and viewer.bytes_sent == agent.bytes_received == 7 + 4 * 50
+    with pytest.raises(ValueError):
+        viewer.send_paced(b"x" * (MAX_PLAINTEXT - 11))
+    with pytest.raises(ValueError):
+        viewer.send_paced(b"")
+
+
 def test_close_reason_is_cut_at_a_character_boundary() -> None:
     viewer, agent = pair()
     agent.receive_data(viewer.send_close("ż" * MAX_CLOSE_REASON))

@@ -24,6 +24,7 @@ from agent.secure.stream import accept_agent, connect_viewer
 KEY_EVENT = struct.pack(">BBxxI", 4, 1, 0x61)        # RFB KeyEvent: 'a' down (8 bytes)
 POINTER_EVENT = struct.pack(">BBHH", 5, 0, 100, 200)  # RFB PointerEvent (6 bytes)
 SID = "123456789"
+_DATA_TYPES = (RecordType.DATA, RecordType.DATA_ACK)
 
 
 class _Tap:
@@ -36,7 +37,7 @@ class _Tap:
 
     def write(self, data):
         self.wire += data
-        data_records = [length for rtype, length in _records(bytes(data)) if rtype == RecordType.DATA]
+        data_records = [length for rtype, length in _records(bytes(data)) if rtype in _DATA_TYPES]
         if data_records:  # (ACKs and PINGs are not input)
             self.times.append((asyncio.get_running_loop().time(), len(data_records) * (2 + data_records[0])))
             assert set(data_records) == {data_records[0]}
@@ -94,9 +95,11 @@ async def test_a_key_and_a_pointer_event_make_identical_records_on_the_wire():
             rfb.write(event)
             assert await asyncio.wait_for(agent_rfb.recv(), 2) == event  # delivered, padding dropped
             await asyncio.sleep(2 * INPUT_TICK)
-            sizes[name] = {length for rtype, length in _records(tap.wire[start:]) if rtype == RecordType.DATA}
+            sizes[name] = {length for rtype, length in _records(tap.wire[start:]) if rtype in _DATA_TYPES}
         assert sizes["key"] == sizes["pointer"] == {INPUT_RECORD_SIZE + 16}, sizes
-        assert all(rtype != RecordType.ZDATA for rtype, _ in _records(tap.wire))
+        # one type too: every input record carries the viewer's ACK, something new to acknowledge or not
+        assert {rtype for rtype, _ in _records(tap.wire) if rtype in _DATA_TYPES + (RecordType.ZDATA,)} == {
+            RecordType.DATA_ACK}
 
 
 async def test_typing_goes_out_on_the_tick_with_chaff_then_stops():
@@ -162,3 +165,28 @@ async def test_a_new_viewer_channel_is_silent_after_its_opening_message():
     async with _channel_pair() as (viewer, agent, tap, opened):
         await asyncio.sleep(0.3)
         assert len(tap.times) <= 1, tap.times  # the opening message's record, and no chaff after it
+
+
+async def test_the_ack_an_update_earns_rides_the_next_input_record_with_no_record_of_its_own():
+    """The agent sends an update; the viewer asks for the next one. Its request's record acknowledges the
+    update (an RTT sample for the agent), it is no bigger than any other input record, and the viewer sends
+    no ACK record by itself: one record fewer for the customer's agent to open per update."""
+    async with _channel_pair() as (viewer, agent, tap, opened):
+        rfb = viewer.open_stream("rfb")
+        agent_rfb = await asyncio.wait_for(opened.get(), 2)
+        await asyncio.sleep(0.1)
+        acks_before = agent._transport._channel.peer_acked
+        start = len(tap.wire)
+        for n in range(5):
+            agent_rfb.write(b"u" * 300)  # an update
+            assert len(await asyncio.wait_for(rfb.recv(), 2)) == 300
+            rfb.write(UPDATE_REQUEST, user_input=False)
+            assert await asyncio.wait_for(agent_rfb.recv(), 2) == UPDATE_REQUEST
+        await asyncio.sleep(0.25)  # past the ACK's own delays (2 x 50 ms): any lone ACK would have gone
+        records = _records(tap.wire[start:])
+        assert RecordType.ACK not in {rtype for rtype, _ in records}, records
+        assert {(rtype, length) for rtype, length in records if rtype in _DATA_TYPES} == {
+            (RecordType.DATA_ACK, INPUT_RECORD_SIZE + 16)}
+        channel = agent._transport._channel
+        assert channel.peer_acked > acks_before and channel.in_flight == 0
+        assert agent._transport.rtt is not None
