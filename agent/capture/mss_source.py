@@ -314,7 +314,8 @@ class MssSource(ScreenSource):
         instead of polling ``damaged()``; ``damaged()`` still says what happened.
         """
         d = getattr(self._watch, "_d", None)
-        return d.fileno() if d is not None and self._watch.damaged() is not None else None
+        damage = getattr(self._watch, "damage", None)  # asked without reading X: the loop just did
+        return d.fileno() if d is not None and damage is not None and damage.available else None
 
     @property
     def sub_images(self) -> bool:

@@ -107,12 +107,22 @@ class _Raw:
 
     def damage_request(self, conn: Any, minor: int, words: Sequence[int], checked: bool) -> int:
         """Send a DAMAGE request (``words``: its CARD32 fields); returns its sequence number (0: failed)."""
+        return self.send_prepared(conn, self.prepare_damage_request(minor, words), checked)
+
+    @staticmethod
+    def prepare_damage_request(minor: int, words: Sequence[int]) -> tuple[Any, ...]:
+        """A DAMAGE request's structures, built once for a request sent many times (``send_prepared``)."""
         body = (ctypes.c_uint32 * (1 + len(words)))(0, *words)  # header: libxcb writes opcodes and length
         vec = (_Iovec * 3)()  # libxcb wants two spare iovecs before the first one it sends
-        vec[2].iov_base, vec[2].iov_len = ctypes.addressof(body), ctypes.sizeof(body)
         req = _ProtocolRequest(1, ctypes.pointer(_DAMAGE_EXTENSION), minor, 0 if minor == _DAMAGE_QUERY_VERSION else 1)
-        return self.send_request(conn, _REQUEST_CHECKED if checked else 0,
-                                 ctypes.addressof(vec) + 2 * ctypes.sizeof(_Iovec), ctypes.byref(req))
+        return body, vec, ctypes.addressof(vec) + 2 * ctypes.sizeof(_Iovec), req
+
+    def send_prepared(self, conn: Any, prepared: tuple[Any, ...], checked: bool) -> int:
+        """Send a request from ``prepare_damage_request``. libxcb writes the header word and moves the
+        iovec past what it sent, so the iovec is pointed at the body again first."""
+        body, vec, first, req = prepared
+        vec[2].iov_base, vec[2].iov_len = ctypes.addressof(body), ctypes.sizeof(body)
+        return self.send_request(conn, _REQUEST_CHECKED if checked else 0, first, ctypes.byref(req))
 
     def reply(self, conn: Any, sequence: int, what: str) -> int:
         """Wait for the reply to ``sequence``: its address (free it with ``libc_free``); OSError on an X error."""
@@ -150,6 +160,7 @@ class XShmGrabber:
         self._address = 0  # the connection as a plain address, for _Raw's calls
         self._damage = 0  # the DAMAGE object whose region take_damage moves out (another connection's)
         self._region = 0  # our XFixes region it is moved into
+        self._subtract: tuple[Any, ...] = ()  # the DamageSubtract into it, built once
 
     @classmethod
     def open(cls, display: Optional[str], size: int = SEGMENT_BYTES) -> Optional["XShmGrabber"]:
@@ -207,6 +218,7 @@ class XShmGrabber:
             region = raw.generate_id(conn)
             raw.check(conn, raw.create_region(conn, region, 0, None), "XFixesCreateRegion")
             self._raw, self._address, self._damage, self._region = raw, conn, damage, region
+            self._subtract = raw.prepare_damage_request(_DAMAGE_SUBTRACT, (damage, 0, region))
             self.take_damage()
         except Exception as exc:
             log.info("DAMAGE read over python-xlib, not the capture connection: %s", exc)
@@ -230,7 +242,7 @@ class XShmGrabber:
         raw, conn = self._raw, self._address
         if raw is None or self._conn is None:
             raise OSError("take_damage without use_damage")
-        subtract = raw.damage_request(conn, _DAMAGE_SUBTRACT, (self._damage, 0, self._region), True)
+        subtract = raw.send_prepared(conn, self._subtract, True)
         reply = raw.reply(conn, raw.fetch_region(conn, self._region), "XFixesFetchRegion")
         try:
             count = ctypes.c_uint32.from_address(reply + 4).value // 2  # 8-byte rectangles after the header

@@ -431,10 +431,13 @@ class Channel:
         try:
             if not rtype & ACK_ATTACHED or rtype & ~ACK_ATTACHED not in (_DATA, _ZDATA):
                 return self._data_event(rtype, plaintext)
+            before = self._peer_acked
             ack, plaintext = self._read_ack(plaintext, trailing=True)
             if not plaintext:
                 raise ProtocolViolationError("the peer sent an ACK-carrying DATA record without data")
             event = self._data_event(rtype & ~ACK_ATTACHED, plaintext)
+            if ack.total == before:  # paced input acknowledges nothing new most of the time: no event
+                return event
             if event is not _NOTHING:
                 self._queued = event
             return ack

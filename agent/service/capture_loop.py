@@ -107,6 +107,7 @@ class CaptureLoop:
         self._band = 0  # the next band a confirming grab covers
         self._wake = asyncio.Event()
         self._waiter: Optional[asyncio.Future[str]] = None  # _wait_for_damage's future, resolved by wake-ups
+        self._timer: Optional[asyncio.TimerHandle] = None  # and its timer: the timeout, or the settle after X's news
         self._small_damage = True  # the last grab's damage was small: take the next on the event loop
         self._input_seen = False  # input usually changes the screen: poll at full rate again
         self._force = False  # grab_now(): the next grab ignores the damage hint
@@ -343,8 +344,9 @@ class CaptureLoop:
         """Sleep until the X connection has news (a DAMAGE event), a wake-up, or ``timeout``.
 
         One future serves all three (no task per wait: each tick's cost is
-        mostly its wake-ups). After news from X, one more sleep covers both the
-        settle pause and the frame-rate cap (no grab before ``not_before``).
+        mostly its wake-ups). News from X does not wake the loop: it sets the
+        timer that does, after both the settle pause and the frame-rate cap (no
+        grab before ``not_before``).
         """
         loop = asyncio.get_running_loop()
         fileno = getattr(self.source, "hint_fileno", None)
@@ -356,18 +358,21 @@ class CaptureLoop:
             return  # woken while grabbing: look again at once
         waiter: asyncio.Future[str] = loop.create_future()
         self._waiter = waiter
-        loop.add_reader(fd, self._resolve, "x")
-        timer = loop.call_later(timeout, self._resolve, "timeout")
+        loop.add_reader(fd, self._x_news, loop, fd, not_before)
+        self._timer = loop.call_later(timeout, self._resolve, "timeout")
         try:
-            why = await waiter
+            await waiter
         finally:
             loop.remove_reader(fd)
-            timer.cancel()
+            self._timer.cancel()
             self._waiter = None
-        if why == "x":
-            # one keystroke is several X drawing requests (glyph, cursor, status line):
-            # a short pause lets one grab catch them all instead of one now and one a frame later
-            await asyncio.sleep(max(DAMAGE_SETTLE, not_before - loop.time()))
+
+    def _x_news(self, loop: asyncio.AbstractEventLoop, fd: int, not_before: float) -> None:
+        """X sent something (the wait's reader): one keystroke is several X drawing requests (glyph,
+        cursor, status line), so the wait ends after a short pause that lets one grab catch them all."""
+        loop.remove_reader(fd)
+        self._timer.cancel()
+        self._timer = loop.call_later(max(DAMAGE_SETTLE, not_before - loop.time()), self._resolve, "x")
 
     def _inline_damage(self, confirm: bool) -> Sequence[tuple[int, int, int, int]] | None | bool:
         """Take the damage on the event loop when the last was small and nothing more is to be grabbed.
