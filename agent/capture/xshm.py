@@ -9,18 +9,20 @@ bands of rows, and each result is copied straight into the caller's frame
 buffer at its place (numpy's copy releases the GIL); given the previous frame,
 only the rows that differ from it (``tiles.copy_changed_rows``, GIL-free too).
 
-Built on mss's own XCB bindings (mss.linux.xcb, mss >= 10.2), on a connection
-of our own; ``XShmGrabber.open`` returns None wherever that is not possible
-(older mss, no MIT-SHM, a remote display, an unusual pixel layout) and the
-caller keeps mss's full-frame path.
+Set up with mss's own XCB bindings (mss.linux.xcb, mss >= 10.2), on a
+connection of our own; the requests of every grab then go out from C
+(agent._native.xgrab, through the same libxcb), where ctypes and mss's reply
+objects cost more CPU than the grab itself. ``XShmGrabber.open`` returns None
+wherever that is not possible (older mss, no MIT-SHM, a remote display, an
+unusual pixel layout) and the caller keeps mss's full-frame path.
 
 The same connection can also move X DAMAGE's accumulated region out of the
 server (``use_damage`` then ``take_damage``): DamageSubtract into an XFixes
 region and FetchRegion, sent right before the XShmGetImage requests. One
 connection orders them (no sync needed for the reset to precede the grab),
-and the reply is read through ctypes into numpy: python-xlib's send_and_recv,
-pselect and per-rectangle parsing cost more than the grab itself (~0.1 ms a
-typed character, ~1 ms a frame of a terminal printing text).
+and the reply is read in C: python-xlib's send_and_recv, pselect and
+per-rectangle parsing cost more than the grab itself (~0.1 ms a typed
+character, ~1 ms a frame of a terminal printing text).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from agent._native import tiles as _tiles
+from agent._native import xgrab as _xgrab
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ class _Raw:
         lib = xcb_mod.LIB
         x = ctypes.CDLL(lib.xcb._name)
         fx = ctypes.CDLL(lib.xfixes._name)
+        self.shm = ctypes.CDLL(lib.shm._name)
         self.libc_free = ctypes.CDLL(None).free
         self.libc_free.argtypes, self.libc_free.restype = [ctypes.c_void_p], None
         vp, cp = ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
@@ -107,22 +110,27 @@ class _Raw:
 
     def damage_request(self, conn: Any, minor: int, words: Sequence[int], checked: bool) -> int:
         """Send a DAMAGE request (``words``: its CARD32 fields); returns its sequence number (0: failed)."""
-        return self.send_prepared(conn, self.prepare_damage_request(minor, words), checked)
+        body, vec, first, req = self.prepare_damage_request(minor, words)
+        vec[2].iov_base, vec[2].iov_len = ctypes.addressof(body), ctypes.sizeof(body)
+        return self.send_request(conn, _REQUEST_CHECKED if checked else 0, first, ctypes.byref(req))
 
     @staticmethod
     def prepare_damage_request(minor: int, words: Sequence[int]) -> tuple[Any, ...]:
-        """A DAMAGE request's structures, built once for a request sent many times (``send_prepared``)."""
+        """A DAMAGE request's structures (body, iovecs, the first iovec's address, request), kept for a
+        request sent many times (xgrab.Xcb.take_damage points the iovec at the body before each send)."""
         body = (ctypes.c_uint32 * (1 + len(words)))(0, *words)  # header: libxcb writes opcodes and length
         vec = (_Iovec * 3)()  # libxcb wants two spare iovecs before the first one it sends
         req = _ProtocolRequest(1, ctypes.pointer(_DAMAGE_EXTENSION), minor, 0 if minor == _DAMAGE_QUERY_VERSION else 1)
         return body, vec, ctypes.addressof(vec) + 2 * ctypes.sizeof(_Iovec), req
 
-    def send_prepared(self, conn: Any, prepared: tuple[Any, ...], checked: bool) -> int:
-        """Send a request from ``prepare_damage_request``. libxcb writes the header word and moves the
-        iovec past what it sent, so the iovec is pointed at the body again first."""
-        body, vec, first, req = prepared
-        vec[2].iov_base, vec[2].iov_len = ctypes.addressof(body), ctypes.sizeof(body)
-        return self.send_request(conn, _REQUEST_CHECKED if checked else 0, first, ctypes.byref(req))
+    def native(self, conn: int) -> _xgrab.Xcb:
+        """The C side of grabs and damage (agent._native.xgrab) on the connection at address ``conn``."""
+        def address(function: Any) -> int:
+            return ctypes.cast(function, ctypes.c_void_p).value or 0
+
+        return _xgrab.Xcb(conn, address(self.send_request), address(self.request_check), address(self.fetch_region),
+                          address(self.fetch_region_reply), address(self.shm.xcb_shm_get_image),
+                          address(self.shm.xcb_shm_get_image_reply))
 
     def reply(self, conn: Any, sequence: int, what: str) -> int:
         """Wait for the reply to ``sequence``: its address (free it with ``libc_free``); OSError on an X error."""
@@ -154,13 +162,16 @@ class XShmGrabber:
 
     def __init__(self, xcb: Any, conn: Any, root: Any, segment: Any, buf: mmap.mmap, size: int) -> None:
         self._xcb, self._conn, self._root, self._seg, self._buf, self._size = xcb, conn, root, segment, buf, size
-        self._pixels = np.frombuffer(buf, np.uint8)  # the whole segment, read through views
-        self.requests = 0  # XShmGetImage requests made (tests and figures)
-        self._raw: Optional[_Raw] = None
-        self._address = 0  # the connection as a plain address, for _Raw's calls
+        self._pixels = np.frombuffer(buf, np.uint8)  # the whole segment (kept: its address is the C side's)
+        self._raw = _Raw(xcb)
+        self._address = ctypes.addressof(conn)  # mss's Connection structure, as an address for our calls
+        self._native = self._raw.native(self._address)
+        self._grab_args = (root.value, segment.value, self._pixels.ctypes.data, size)
+        self._damage_ready = False
         self._damage = 0  # the DAMAGE object whose region take_damage moves out (another connection's)
         self._region = 0  # our XFixes region it is moved into
         self._subtract: tuple[Any, ...] = ()  # the DamageSubtract into it, built once
+        self._subtract_args: tuple[int, ...] = ()  # and the addresses xgrab.Xcb.take_damage sends it from
 
     @classmethod
     def open(cls, display: Optional[str], size: int = SEGMENT_BYTES) -> Optional["XShmGrabber"]:
@@ -190,11 +201,11 @@ class XShmGrabber:
             buf = mmap.mmap(fd, size, prot=mmap.PROT_READ)
             segment = xcb.ShmSeg(xcb.generate_id(conn).value)
             xcb.shm_attach_fd(conn, segment, fd, read_only=False)  # XCB closes fd
+            return cls(xcb, conn, screen.root, segment, buf, size)
         except Exception as exc:
             log.info("no XShm sub-image capture: %s", exc)
             xcb.disconnect(conn)
             return None
-        return cls(xcb, conn, screen.root, segment, buf, size)
 
     def use_damage(self, damage: int) -> bool:
         """Take the region of the DAMAGE object ``damage`` (made on another connection) on this one from now on.
@@ -206,8 +217,7 @@ class XShmGrabber:
         if self._conn is None:
             return False
         try:
-            raw = _Raw(self._xcb)
-            conn = ctypes.addressof(self._conn)  # mss's Connection structure, as an address for our calls
+            raw, conn = self._raw, self._address
             ext = raw.get_extension_data(conn, ctypes.byref(_DAMAGE_EXTENSION))
             if not ext or not ext.contents.present:
                 raise OSError("no DAMAGE extension")
@@ -217,19 +227,21 @@ class XShmGrabber:
                 raise OSError("XFixes older than 2 (no regions)")
             region = raw.generate_id(conn)
             raw.check(conn, raw.create_region(conn, region, 0, None), "XFixesCreateRegion")
-            self._raw, self._address, self._damage, self._region = raw, conn, damage, region
-            self._subtract = raw.prepare_damage_request(_DAMAGE_SUBTRACT, (damage, 0, region))
+            self._damage, self._region = damage, region
+            self._subtract = body, _, first, req = raw.prepare_damage_request(_DAMAGE_SUBTRACT, (damage, 0, region))
+            self._subtract_args = (first, ctypes.addressof(req), ctypes.addressof(body), ctypes.sizeof(body), region)
+            self._damage_ready = True
             self.take_damage()
         except Exception as exc:
             log.info("DAMAGE read over python-xlib, not the capture connection: %s", exc)
-            self._raw = None
+            self._damage_ready = False
             return False
         return True
 
     @property
     def damage_ready(self) -> bool:
         """Whether ``take_damage`` works (``use_damage`` succeeded)."""
-        return self._raw is not None and self._conn is not None
+        return self._damage_ready and self._conn is not None
 
     def take_damage(self) -> list[Rect]:
         """Move the damage so far into our region and return its rectangles; call right before ``grab``.
@@ -239,18 +251,9 @@ class XShmGrabber:
         pixels: drawing that races the grab is both captured and reported again.
         OSError when the server refuses (the DAMAGE object or the display is gone).
         """
-        raw, conn = self._raw, self._address
-        if raw is None or self._conn is None:
+        if not self.damage_ready:
             raise OSError("take_damage without use_damage")
-        subtract = raw.send_prepared(conn, self._subtract, True)
-        reply = raw.reply(conn, raw.fetch_region(conn, self._region), "XFixesFetchRegion")
-        try:
-            count = ctypes.c_uint32.from_address(reply + 4).value // 2  # 8-byte rectangles after the header
-            rects = np.frombuffer(ctypes.string_at(reply + _FETCH_REPLY_HEADER, 8 * count), _RECT).tolist()
-        finally:
-            raw.libc_free(reply)
-        raw.check(conn, subtract, "DamageSubtract")
-        return rects
+        return self._native.take_damage(*self._subtract_args)
 
     def grab(self, frame: np.ndarray, rects: Sequence[Rect], base: Optional[np.ndarray] = None) -> list[Rect]:
         """Copy the screen's pixels of ``rects`` (clipped to ``frame``) into ``frame`` at the same places.
@@ -260,46 +263,9 @@ class XShmGrabber:
         Without, everything is written and the list returned is empty.
         Requests are pipelined while they fit in the segment; OSError if the server refuses one.
         """
-        height, width = frame.shape[:2]
-        written: list[Rect] = []
-        pending: list[tuple[Any, int, Rect]] = []
-        offset = 0
-        for x, y, w, h in _clipped(rects, width, height):
-            band = max(1, min(h, self._size // (4 * w)))
-            for top in range(y, y + h, band):
-                part = (x, top, w, min(band, y + h - top))
-                nbytes = 4 * part[2] * part[3]
-                if offset + nbytes > self._size:
-                    self._collect(frame, pending, base, written)
-                    pending, offset = [], 0
-                pending.append((self._request(part, offset), offset, part))
-                offset += (nbytes + 63) & ~63
-        self._collect(frame, pending, base, written)
-        return written
-
-    def _request(self, rect: Rect, offset: int) -> Any:
-        x, y, w, h = rect
-        self.requests += 1
-        return self._xcb.LIB.shm.xcb_shm_get_image(self._conn, self._root, x, y, w, h, _ALL_PLANES, _ZPIXMAP,
-                                                    self._seg, offset)
-
-    def _collect(self, frame: np.ndarray, pending: list[tuple[Any, int, Rect]], base: Optional[np.ndarray],
-                 written: list[Rect]) -> None:
-        for cookie, offset, (x, y, w, h) in pending:
-            try:
-                reply = cookie.reply(self._conn)
-            except Exception as exc:
-                raise OSError(f"XShmGetImage {w}x{h}+{x}+{y} failed: {exc}") from None
-            if reply.size != 4 * w * h:
-                raise OSError(f"XShmGetImage returned {reply.size} bytes for {w}x{h}: not 32 bits a pixel")
-            pixels = self._pixels[offset:offset + 4 * w * h].reshape(h, w, 4)
-            if base is None:  # a whole grab into a fresh buffer: comparing first would only add a read
-                frame[y:y + h, x:x + w] = pixels
-                continue
-            changed = np.zeros(h + 2, np.int8)  # a row's flag at [1 + row], zero guards at both ends
-            if _tiles.copy_changed_rows(frame, pixels, x, y, base, changed[1:-1].view(np.uint8)):
-                edges = np.flatnonzero(np.diff(changed)).tolist()  # starts and ends of runs of changed rows
-                written.extend((x, y + top, w, end - top) for top, end in zip(edges[0::2], edges[1::2]))
+        if self._conn is None:
+            raise OSError("the grabber was closed")
+        return self._native.grab(frame, rects, base, *self._grab_args)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -312,11 +278,3 @@ class XShmGrabber:
             pass
         self._xcb.disconnect(conn)
 
-
-def _clipped(rects: Sequence[Rect], width: int, height: int) -> list[Rect]:
-    out = []
-    for x, y, w, h in rects:
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
-        if x1 > x0 and y1 > y0:
-            out.append((x0, y0, x1 - x0, y1 - y0))
-    return out

@@ -346,3 +346,27 @@ def find_cells(indices: np.ndarray, x: int, likely: int, min_pitch: int, max_pit
         if per_phase[blank] < blank_share * per_phase.mean():
             return pitch, (blank + 1) % pitch
     return None
+
+
+def xshm_grab(screen: np.ndarray, frame: np.ndarray, rects: Iterable[Sequence[int]], base: np.ndarray | None,
+              segment_size: int) -> list[tuple[int, int, int, int]]:
+    """agent._native.xgrab.Xcb.grab, with ``screen`` for what X holds: ``frame`` gets each rectangle (clipped),
+    in bands of the rows that fit the segment; with ``base``, only rows that differ from it, returned as
+    runs within each band."""
+    height, width = frame.shape[:2]
+    written: list[tuple[int, int, int, int]] = []
+    for x, y, w, h in rects:
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        band = max(1, min(y1 - y0, segment_size // (4 * (x1 - x0))))
+        for top in range(y0, y1, band):
+            bottom = min(top + band, y1)
+            if base is None:
+                frame[top:bottom, x0:x1] = screen[top:bottom, x0:x1]
+                continue
+            differs = (base[top:bottom, x0:x1] != screen[top:bottom, x0:x1]).any(axis=(1, 2))
+            frame[top:bottom, x0:x1][differs] = screen[top:bottom, x0:x1][differs]
+            edges = np.flatnonzero(np.diff(np.concatenate(([0], differs.astype(np.int8), [0]))))
+            written += [(x0, top + int(a), x1 - x0, int(b - a)) for a, b in zip(edges[0::2], edges[1::2])]
+    return written
