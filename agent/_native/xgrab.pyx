@@ -33,6 +33,7 @@ ctypedef void *(*reply_t)(void *c, cookie_t cookie, void **error) noexcept nogil
 ctypedef unsigned int (*send_request_t)(void *c, int flags, iovec *vector, const void *request) noexcept nogil
 ctypedef void *(*request_check_t)(void *c, cookie_t cookie) noexcept nogil
 ctypedef cookie_t (*fetch_region_t)(void *c, uint32_t region) noexcept nogil
+ctypedef uint8_t *(*poll_for_event_t)(void *c) noexcept nogil
 
 cdef enum:
     REQUEST_CHECKED = 1  # xcb_send_request's flag
@@ -59,11 +60,13 @@ cdef class Xcb:
     cdef reply_t fetch_region_reply
     cdef shm_get_image_t shm_get_image
     cdef reply_t shm_get_image_reply
+    cdef poll_for_event_t poll_for_event
 
     def __init__(self, uintptr_t conn, uintptr_t send_request, uintptr_t request_check, uintptr_t fetch_region,
-                 uintptr_t fetch_region_reply, uintptr_t shm_get_image, uintptr_t shm_get_image_reply):
+                 uintptr_t fetch_region_reply, uintptr_t shm_get_image, uintptr_t shm_get_image_reply,
+                 uintptr_t poll_for_event):
         if not (conn and send_request and request_check and fetch_region and fetch_region_reply and shm_get_image
-                and shm_get_image_reply):
+                and shm_get_image_reply and poll_for_event):
             raise ValueError("a null X connection or libxcb entry point")
         self.conn = <void *>conn
         self.send_request = <send_request_t>send_request
@@ -72,6 +75,21 @@ cdef class Xcb:
         self.fetch_region_reply = <reply_t>fetch_region_reply
         self.shm_get_image = <shm_get_image_t>shm_get_image
         self.shm_get_image_reply = <reply_t>shm_get_image_reply
+        self.poll_for_event = <poll_for_event_t>poll_for_event
+
+    def events(self, uint8_t wanted):
+        """Read every event X has sent (without blocking) and say whether one was of type ``wanted``
+        (DAMAGE's DamageNotify: the connection selects no others; errors of unchecked requests end
+        here too, ignored: the next grab reports a connection that broke)."""
+        cdef uint8_t *event
+        cdef bint seen = False
+        with nogil:
+            event = self.poll_for_event(self.conn)
+            while event != NULL:
+                seen = seen or (event[0] & 0x7F) == wanted
+                free(event)
+                event = self.poll_for_event(self.conn)
+        return seen
 
     def take_damage(self, uintptr_t vector, uintptr_t request, uintptr_t body, size_t body_size, uint32_t region):
         """Send a prepared DamageSubtract into ``region`` (xshm._Raw.prepare_damage_request: ``vector`` is

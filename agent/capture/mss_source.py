@@ -228,8 +228,11 @@ class MssSource(ScreenSource):
             self._width, self._height = self._watch.poll()
             self._check()  # fail now, with a clear message, rather than in the middle of a session
             if self._shm is not None and self._watch.damage.available:
-                self._watch.sync()  # the DAMAGE object exists on the server before the grabber names it
-                self._shm.use_damage(self._watch.damage.damage_id)
+                if self._shm.own_damage():
+                    self._watch.damage.release()  # its events come to the grabber's connection instead
+                else:
+                    self._watch.sync()  # the DAMAGE object exists on the server before the grabber names it
+                    self._shm.use_damage(self._watch.damage.damage_id)
         except BaseException:
             self.close()
             raise
@@ -305,17 +308,25 @@ class MssSource(ScreenSource):
         every later grab re-arm the hint, which costs one round trip per grab.
         """
         self._hinting = True
-        return self._watch.damaged()
+        if self._shm is not None and self._shm.damage_events():
+            self._watch.damage.damaged = True
+        return self._watch.damaged()  # the watch reads its own events too: the cursor's, the screen size
 
-    def hint_fileno(self) -> int | None:
-        """A file descriptor that becomes readable when X sends an event (DAMAGE among them), or None.
+    def hint_fileno(self) -> int | tuple[int, ...] | None:
+        """File descriptors that become readable when X sends an event (DAMAGE among them), or None.
 
         Lets a capture loop sleep in the event loop until the screen is drawn on,
         instead of polling ``damaged()``; ``damaged()`` still says what happened.
+        Two when DAMAGE's events come to the grabber's connection: the watch's
+        still brings the cursor's changes and the screen's size.
         """
         d = getattr(self._watch, "_d", None)
         damage = getattr(self._watch, "damage", None)  # asked without reading X: the loop just did
-        return d.fileno() if d is not None and damage is not None and damage.available else None
+        if d is None or damage is None or not damage.available:
+            return None
+        if self._shm is not None and self._shm.owns_damage:
+            return self._shm.fileno(), d.fileno()
+        return d.fileno()
 
     @property
     def sub_images(self) -> bool:

@@ -54,6 +54,14 @@ class DamageHint:
         """The DAMAGE object's XID: another connection (the XShm grabber's) may take its region."""
         return int(self._damage) if self.available else 0
 
+    def release(self) -> None:
+        """Destroy the DAMAGE object: another connection made its own (XShmGrabber.own_damage), and this one
+        should not read and parse an event per drawing for nothing. ``damaged`` is its owner's to set then;
+        ``rearm`` and ``take_rects`` no longer work."""
+        if self.available:
+            self._display.damage_destroy(self._damage)
+            self._display.flush()
+
     def note_event(self, event: Any) -> None:
         if self.available and getattr(event, "type", None) == self._event_type:
             self.damaged = True

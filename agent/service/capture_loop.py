@@ -350,27 +350,31 @@ class CaptureLoop:
         """
         loop = asyncio.get_running_loop()
         fileno = getattr(self.source, "hint_fileno", None)
-        fd = fileno() if callable(fileno) else None
-        if fd is None or timeout <= 0:
+        fds = fileno() if callable(fileno) else None
+        if fds is None or timeout <= 0:
             await asyncio.sleep(max(min(max(timeout, 0.0), 1.0 / self.fps), not_before - loop.time()))
             return
         if self._wake.is_set():
             return  # woken while grabbing: look again at once
         waiter: asyncio.Future[str] = loop.create_future()
         self._waiter = waiter
-        loop.add_reader(fd, self._x_news, loop, fd, not_before)
+        fds = (fds,) if isinstance(fds, int) else fds
+        for fd in fds:
+            loop.add_reader(fd, self._x_news, loop, fds, not_before)
         self._timer = loop.call_later(timeout, self._resolve, "timeout")
         try:
             await waiter
         finally:
-            loop.remove_reader(fd)
+            for fd in fds:
+                loop.remove_reader(fd)
             self._timer.cancel()
             self._waiter = None
 
-    def _x_news(self, loop: asyncio.AbstractEventLoop, fd: int, not_before: float) -> None:
+    def _x_news(self, loop: asyncio.AbstractEventLoop, fds: tuple[int, ...], not_before: float) -> None:
         """X sent something (the wait's reader): one keystroke is several X drawing requests (glyph,
         cursor, status line), so the wait ends after a short pause that lets one grab catch them all."""
-        loop.remove_reader(fd)
+        for fd in fds:
+            loop.remove_reader(fd)
         self._timer.cancel()
         self._timer = loop.call_later(max(DAMAGE_SETTLE, not_before - loop.time()), self._resolve, "x")
 

@@ -141,6 +141,41 @@ def test_damage_is_taken_over_the_grabbers_connection(xvfb_factory) -> None:
 
 
 @pytest.mark.xvfb
+def test_damage_events_come_to_the_grabbers_connection_not_to_python_xlib(xvfb_factory) -> None:
+    """The DAMAGE object is the grabber's own: drawing makes its socket readable and is read there, in C;
+    the watch's python-xlib connection parses no DamageNotify (it still brings the cursor's changes)."""
+    import select
+
+    from Xlib import display as xdisplay
+
+    name = xvfb_factory(320, 240)
+    d = xdisplay.Display(name)
+    with MssSource(name) as source:
+        assert source._shm.owns_damage
+        grabber_fd, watch_fd = source.hint_fileno()
+        assert watch_fd == source._watch._d.fileno() and grabber_fd != watch_fd
+        frame = np.zeros((240, 320, 4), np.uint8)
+        source.grab_into(frame, [(0, 0, 320, 240)])
+        source.damaged()
+        source.take_damage()
+        assert source.damaged() is False
+        parsed = []
+        note = source._watch.damage.note_event
+        source._watch.damage.note_event = lambda event: (parsed.append(event.type), note(event))
+        win = paint_window(d, 30, 40, 50, 20, 0x102030)
+        try:
+            assert select.select([grabber_fd], [], [], 3)[0], "drawing makes the grabber's socket readable"
+            assert wait_for(lambda: source.damaged() is True)
+            rects = source.take_damage()
+            assert rects and all(x <= 30 and y <= 40 and x + w >= 80 and y + h >= 60 for x, y, w, h in rects)
+            assert source.damaged() is False
+            assert source._watch.damage._event_type not in parsed
+        finally:
+            win.destroy()
+            d.close()
+
+
+@pytest.mark.xvfb
 def test_a_damage_object_the_grabber_cannot_use_leaves_it_on_python_xlib(xvfb_factory) -> None:
     from agent.capture.xshm import XShmGrabber
 
