@@ -278,19 +278,22 @@ class Channel:
         self._marks.append((self._bytes_sent, self._clock()))
         return record
 
-    def send_paced(self, data: bytes | bytearray | memoryview) -> bytes:
-        """One DATA record of ``data`` that carries our acknowledgement, always, at its widest.
+    def send_paced(self, data: bytes | bytearray | memoryview, *, ack: bool = True) -> bytes:
+        """One DATA record of ``data`` that carries an acknowledgement, always, at its widest.
 
         For paced input (agent.secure.pacing): every such record has one type and, for one size of
-        ``data``, one length, whether it acknowledges anything new or not, so the ACK the peer's last
-        update earned rides the next tick instead of a record of its own (one record fewer to open
-        per update, on the peer's side: the customer's agent while a technician types).
+        ``data``, one length, so the ACK the peer's last update earned can ride the next tick instead
+        of a record of its own (one record fewer to open per update, on the peer's side: the
+        customer's agent while a technician types). ``ack`` False: the ACK repeats our last one,
+        which the peer takes as nothing new (no event), so the ACKs' rate stays the sender's choice.
         """
         if not self._sending:
             self._check_can_send()
         if not 0 < len(data) <= MAX_PLAINTEXT - MAX_ACK_PREFIX:
             raise ValueError(f"a paced record carries 1 to {MAX_PLAINTEXT - MAX_ACK_PREFIX} bytes")
-        record = self._record(_DATA | ACK_ATTACHED, self._ack_payload(wide=True) + bytes(data))
+        prefix = self._ack_payload(wide=True) if ack else _varint(self._ack_sent, _MAX_ACK_TOTAL) + _varint(
+            0, _MAX_ACK_DELAY)
+        record = self._record(_DATA | ACK_ATTACHED, prefix + bytes(data))
         self._bytes_sent += len(data)
         self._marks.append((self._bytes_sent, self._clock()))
         return record

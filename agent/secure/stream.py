@@ -119,6 +119,7 @@ class SecureStream(ReceivingHalf):
         self._rx_ready = asyncio.Event()  # data, EOF or an error for recv()
         self._pong_due: bytes | None = None  # the latest PING's payload, if its PONG waits for room
         self._ack_due = False  # the ACK's delay is over: it goes with the next DATA, or alone after a grace
+        self._acked_at = float("-inf")  # when our last ACK went (alone or in a record)
         self._sampled = float("-inf")  # when the last RTT sample (PONG or ACK) arrived
         self._acked = asyncio.Event()  # an ACK, or the end of the channel
         self._error: ChannelError | None = None
@@ -244,13 +245,20 @@ class SecureStream(ReceivingHalf):
 
     def _seal(self, data: bytes | bytearray | memoryview, fixed_size: bool, pieces: list[bytes] | None,
               on_sent: Callable[[], None] | None) -> None:
-        """Seal one write on the loop; a due ACK rides along. Paced input (``fixed_size``) always carries one,
-        at its full width, so its records keep one size: the ACK's timer has nothing left to send alone."""
-        ack = fixed_size or self._ack_due and len(data) > 0 and self._channel.unacked_received > 0
+        """Seal one write on the loop; a due ACK rides along. Paced input (``fixed_size``) always carries an
+        ACK field, at its full width, so its records keep one size. It acknowledges what came since our
+        last ACK if that one is ``2 * ack_delay`` old (the longest an ACK waits anyway): the first record
+        after an update, while ACKs stay as rare as the timer makes them (chaff is 50 records a second,
+        and every ACK costs the agent flow-control work)."""
+        unacked = len(data) > 0 and self._channel.unacked_received > 0
+        if fixed_size:
+            ack = unacked and self._loop.time() - self._acked_at >= 2 * self._ack_delay
+        else:
+            ack = unacked and self._ack_due
         if pieces is not None:  # compressed by the worker
             self._write(self._channel.send_deflated(pieces, ack=ack))
         elif fixed_size:
-            self._write(self._channel.send_paced(data))
+            self._write(self._channel.send_paced(data, ack=ack))
         else:
             self._write(self._channel.send_data(data, ack=ack))
         if ack:
@@ -340,6 +348,7 @@ class SecureStream(ReceivingHalf):
 
     def _ack_done(self) -> None:
         self._ack_due = False
+        self._acked_at = self._loop.time()
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None

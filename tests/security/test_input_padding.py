@@ -168,9 +168,9 @@ async def test_a_new_viewer_channel_is_silent_after_its_opening_message():
 
 
 async def test_the_ack_an_update_earns_rides_the_next_input_record_with_no_record_of_its_own():
-    """The agent sends an update; the viewer asks for the next one. Its request's record acknowledges the
-    update (an RTT sample for the agent), it is no bigger than any other input record, and the viewer sends
-    no ACK record by itself: one record fewer for the customer's agent to open per update."""
+    """The agent sends a key's echo; the viewer asks for the next update. Its request's record acknowledges
+    the echo (an RTT sample for the agent), it is no bigger than any other input record, and the viewer
+    sends no ACK record by itself: one record fewer for the customer's agent to open per typed key."""
     async with _channel_pair() as (viewer, agent, tap, opened):
         rfb = viewer.open_stream("rfb")
         agent_rfb = await asyncio.wait_for(opened.get(), 2)
@@ -182,6 +182,7 @@ async def test_the_ack_an_update_earns_rides_the_next_input_record_with_no_recor
             assert len(await asyncio.wait_for(rfb.recv(), 2)) == 300
             rfb.write(UPDATE_REQUEST, user_input=False)
             assert await asyncio.wait_for(agent_rfb.recv(), 2) == UPDATE_REQUEST
+            await asyncio.sleep(0.15)  # the next key's echo: a typist's pace
         await asyncio.sleep(0.25)  # past the ACK's own delays (2 x 50 ms): any lone ACK would have gone
         records = _records(tap.wire[start:])
         assert RecordType.ACK not in {rtype for rtype, _ in records}, records
@@ -190,3 +191,30 @@ async def test_the_ack_an_update_earns_rides_the_next_input_record_with_no_recor
         channel = agent._transport._channel
         assert channel.peer_acked > acks_before and channel.in_flight == 0
         assert agent._transport.rtt is not None
+
+
+async def test_chaff_carries_acks_no_more_often_than_the_ack_timer_would_send_them():
+    """While the technician types (a record every tick, 50 a second) and the screen streams updates, the
+    input records acknowledge at most every 2 x ACK_DELAY (as the timer would): every ACK the customer's
+    agent gets costs it flow-control work, and 50 a second cost more than the records they replaced."""
+    from agent.secure.stream import ACK_DELAY
+
+    async with _channel_pair() as (viewer, agent, tap, opened):
+        loop = asyncio.get_running_loop()
+        rfb = viewer.open_stream("rfb")
+        agent_rfb = await asyncio.wait_for(opened.get(), 2)
+        acks: list[float] = []
+        agent.watch(on_ack=lambda total: acks.append(loop.time()))
+        began = loop.time()
+        while loop.time() - began < 1.0:
+            agent_rfb.write(b"u" * 500)  # the screen streams
+            if int((loop.time() - began) / 0.1) % 2 == 0:
+                rfb.write(KEY_EVENT)  # typing: chaff fills the other ticks
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(3 * ACK_DELAY)
+        gaps = [b - a for a, b in zip(acks, acks[1:])]
+        assert 5 <= len(acks) <= 1.0 / (2 * ACK_DELAY) + 3, (len(acks), gaps)
+        assert agent._transport._channel.in_flight == 0  # everything acknowledged in the end
+        start = len(tap.wire)
+        await asyncio.sleep(0.3)
+        assert RecordType.ACK not in {rtype for rtype, _ in _records(tap.wire[start:])}
