@@ -25,36 +25,20 @@ from __future__ import annotations
 
 import enum
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Callable
 
-from collections import deque
-
 from agent.sansio import NEED_DATA, NeedData  # noqa: F401  (NEED_DATA re-exported)
-
-from agent.secure._aead import (
-    MAX_HEADER,
-    TYPE_BITS,
-    LABEL_AGENT_TO_VIEWER,
-    LABEL_VIEWER_TO_AGENT,
-    TAG_SIZE,
-    Opener,
-    Sealer,
-)
+from agent.secure._aead import (LABEL_AGENT_TO_VIEWER, LABEL_VIEWER_TO_AGENT, MAX_HEADER, TAG_SIZE, TYPE_BITS, Opener,
+                                Sealer)
 from agent.secure.compress import LEVEL as COMPRESSION_LEVEL
 from agent.secure.compress import Deflater, Inflater
-from agent.secure.errors import (
-    ChannelClosedError,
-    ChannelError,
-    ProtocolViolationError,
-    RecordAuthenticationError,
-    RecordTooLargeError,
-    TruncatedError,
-)
+from agent.secure.errors import (ChannelClosedError, ChannelError, ProtocolViolationError, RecordAuthenticationError,
+                                 RecordTooLargeError, TruncatedError)
 from agent.secure.keyschedule import SessionKeys
-from agent.secure.record_events import Ack, Closed, Data, Event, Ping, Pong
+from agent.secure.record_events import ACK_DELAY_UNIT, MAX_ACK_PREFIX, Ack, Closed, Data, Event, Ping, Pong
+from agent.secure.record_events import ack_field, read_ack_field
 from agent.secure.varint import decode as _read_varint
-from agent.secure.varint import encode as _varint
 
 HEADER_SIZE = MAX_HEADER  # at most; a record of up to 1,023 bytes has a 2-byte header
 MAX_PLAINTEXT = 64 * 1024
@@ -63,10 +47,6 @@ MAX_CLOSE_REASON = 1024  # bytes of UTF-8 we send; longer reasons are cut at a c
 _TYPE_MASK = (1 << TYPE_BITS) - 1
 _PING_SIZE = 8
 _MAX_OUTSTANDING_PINGS = 16
-ACK_DELAY_UNIT = 1e-4  # seconds: an ACK's delay field counts tenths of a millisecond
-_MAX_ACK_TOTAL = 9  # varint bytes: 63 bits of DATA bytes
-_MAX_ACK_DELAY = 3  # varint bytes: up to 2^21 - 1 units (209 s), saturated
-MAX_ACK_PREFIX = _MAX_ACK_TOTAL + _MAX_ACK_DELAY
 _SEND_MARKS = 64  # (bytes sent, when) of our latest sends, matched against ACKs for RTT samples
 
 
@@ -279,34 +259,25 @@ class Channel:
         return record
 
     def send_paced(self, data: bytes | bytearray | memoryview, *, ack: bool = True) -> bytes:
-        """One DATA record of ``data`` that carries an acknowledgement, always, at its widest.
-
-        For paced input (agent.secure.pacing): every such record has one type and, for one size of
-        ``data``, one length, so the ACK the peer's last update earned can ride the next tick instead
-        of a record of its own (one record fewer to open per update, on the peer's side: the
-        customer's agent while a technician types). ``ack`` False: the ACK repeats our last one,
-        which the peer takes as nothing new (no event), so the ACKs' rate stays the sender's choice.
-        """
+        """A DATA record of ``data`` whose ACK field has its full width whatever it says: paced input keeps one
+        type and size (agent.secure.pacing), and the ACK an update earned rides it, not a record of its own.
+        ``ack`` False: the field repeats our last ACK, which the peer takes as nothing new (no event)."""
         if not self._sending:
             self._check_can_send()
         if not 0 < len(data) <= MAX_PLAINTEXT - MAX_ACK_PREFIX:
             raise ValueError(f"a paced record carries 1 to {MAX_PLAINTEXT - MAX_ACK_PREFIX} bytes")
-        prefix = self._ack_payload(wide=True) if ack else _varint(self._ack_sent, _MAX_ACK_TOTAL) + _varint(
-            0, _MAX_ACK_DELAY)
-        record = self._record(_DATA | ACK_ATTACHED, prefix + bytes(data))
+        record = self._record(_DATA | ACK_ATTACHED, self._ack_payload(wide=True, repeat=not ack) + bytes(data))
         self._bytes_sent += len(data)
         self._marks.append((self._bytes_sent, self._clock()))
         return record
 
-    def _ack_payload(self, wide: bool = False) -> bytes:
-        """``total:varint | delay:varint`` for what we have received; counts as sent.
-        ``wide``: each varint at its maximum width (MAX_ACK_PREFIX bytes in all, whatever the values)."""
-        total = self._bytes_received
+    def _ack_payload(self, wide: bool = False, repeat: bool = False) -> bytes:
+        """The ACK field for what we have received, counted as sent; ``repeat``: our last one again."""
+        if repeat:
+            return ack_field(self._ack_sent, 0, wide)
+        self._ack_sent = self._bytes_received
         delay = min((1 << 21) - 1, max(0, round((self._clock() - self._last_data_at) / ACK_DELAY_UNIT)))
-        self._ack_sent = total
-        if wide:
-            return _varint(total, _MAX_ACK_TOTAL) + _varint(delay, _MAX_ACK_DELAY)
-        return _varint(total) + _varint(delay)
+        return ack_field(self._ack_sent, delay, wide)
 
     def send_ack(self) -> bytes:
         """An ACK telling the peer how many DATA bytes we have received in total."""
@@ -468,11 +439,7 @@ class Channel:
 
     def _read_ack(self, payload: bytes, *, trailing: bool) -> tuple[Ack, bytes]:
         """The acknowledgement at the start of ``payload`` (checked and applied) and what follows it."""
-        total_end = _read_varint(payload, 0, _MAX_ACK_TOTAL, "an ACK total")
-        delay_end = None if total_end is None else _read_varint(payload, total_end[1], _MAX_ACK_DELAY, "an ACK delay")
-        if total_end is None or delay_end is None or (not trailing and delay_end[1] != len(payload)):
-            raise ProtocolViolationError("the peer sent an ACK of the wrong size")
-        total, (delay, end) = total_end[0], delay_end
+        total, delay, end = read_ack_field(payload, trailing)
         if not self._peer_acked <= total <= self._bytes_sent:
             raise ProtocolViolationError("the peer acknowledged bytes that were never sent, or went backwards")
         self._peer_acked = total
