@@ -138,7 +138,9 @@ cdef class Xcb:
         through the shared segment at ``segment`` (``segment_size`` bytes, attached as ``shmseg``).
 
         With ``base`` (a frame equal to ``frame`` wherever this does not write) only rows that differ
-        from it are written, and returned as (x, y, w, h) runs: exactly what changed. Without, all is
+        from it are written, and returned as (x, y, w, h) runs: exactly what changed (X's damage covers
+        many rows that did not; and a one-frame capture's scratch frame is copy-on-write, where every
+        page written counts). Without, all is
         written and the list returned is empty. Requests go back to back while they fit in the segment
         (a large rectangle in bands of rows). OSError if the server refuses one.
         """

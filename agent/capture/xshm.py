@@ -6,8 +6,8 @@ Here one small shared segment (``SEGMENT_BYTES``, not a screen's worth) is
 reused for every request: damaged rectangles are requested back to back at
 different offsets (one round trip for all of them), a large rectangle goes in
 bands of rows, and each result is copied straight into the caller's frame
-buffer at its place (numpy's copy releases the GIL); given the previous frame,
-only the rows that differ from it (``tiles.copy_changed_rows``, GIL-free too).
+buffer at its place; given the previous frame, only the rows that differ from
+it (agent._native.xgrab, with the GIL released).
 
 Set up with mss's own XCB bindings (mss.linux.xcb, mss >= 10.2), on a
 connection of our own; the requests of every grab then go out from C
@@ -43,14 +43,10 @@ Rect = tuple[int, int, int, int]
 # 2 MiB: 136 rows of a 3840-pixel screen per request. The segment is resident in every agent; larger
 # grabs take one more round trip per 2 MiB (a whole 1080p screen four).
 SEGMENT_BYTES = 2 << 20
-_ALL_PLANES = 0xFFFFFFFF
-_ZPIXMAP = 2
-# xcb_send_request flags; DAMAGE minor opcodes (damageproto); XFixes FetchRegion reply header bytes
+# xcb_send_request flags; DAMAGE minor opcodes (damageproto)
 _REQUEST_CHECKED = 1
 _DAMAGE_QUERY_VERSION, _DAMAGE_CREATE, _DAMAGE_SUBTRACT = 0, 1, 3
 _DAMAGE_NOTIFY, _REPORT_NON_EMPTY = 0, 3  # DamageNotify's code past the extension's first event; DamageCreate's level
-_FETCH_REPLY_HEADER = 32
-_RECT = np.dtype([("x", "<i2"), ("y", "<i2"), ("w", "<u2"), ("h", "<u2")])
 
 
 class _Iovec(ctypes.Structure):
