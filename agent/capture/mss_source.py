@@ -328,6 +328,8 @@ class MssSource(ScreenSource):
             return self._shm.fileno(), d.fileno()
         return d.fileno()
 
+    hint_drains = True  # damaged() reads all that hint_fileno()'s sockets hold: a reader may stay on them
+
     @property
     def sub_images(self) -> bool:
         """Whether ``grab_into`` can serve (MIT-SHM works on this display)."""

@@ -18,7 +18,7 @@ is held (agent.service.churn_damage): the typed character in another window
 still goes at once. A tick costs wake-ups, and on a VM each is charged far more than the
 work it does: an idle loop sleeps in one wait until X reports drawing (or a
 wake-up, or the next confirming grab), then in one timer for the settle pause
-and the frame-rate cap together. The buffers come from a FramePool: a frame handed out is
+and the frame-rate cap together (agent.service.damage_wait). The buffers come from a FramePool: a frame handed out is
 never written again; a buffer no one holds any more is brought up to date by
 copying the regions changed since and reused. On a screen of ONE_FRAME_MIN_BYTES
 or more a SharedFrame replaces it: one frame, written in place between viewers'
@@ -55,12 +55,12 @@ from agent.changes.detector import ChangeDetector, Changes
 from agent.errors import CaptureError
 from agent.models import CursorShape, Rect, rects_area
 from agent.service.churn_damage import HELD_INTERVAL, ChurnDamage
+from agent.service.damage_wait import DAMAGE_SETTLE, DamageWait  # noqa: F401  (DAMAGE_SETTLE re-exported)
 from agent.service.frame_gate import FrameGate
 
 log = logging.getLogger(__name__)
 
 MAX_IDLE_INTERVAL = 0.25    # slowest capture poll while nothing changes (no damage hint)
-DAMAGE_SETTLE = 0.004       # seconds between X's first damage report and the grab (TigerVNC: DeferUpdate)
 HINT_CONFIRM_INTERVAL = 1.0 # with a damage hint: grab at least this often anyway (a hint is never trusted alone)
 CONFIRM_BANDS = 4           # sub-image sources: each confirming grab covers one band of rows, in turn
 # One frame (SharedFrame): a band's pages are copied while it is compared, so on a big screen bands are
@@ -106,8 +106,7 @@ class CaptureLoop:
         self._unwritten: Optional[tuple[np.ndarray, list[Rect]]] = None  # a SharedFrame's grab to write back
         self._band = 0  # the next band a confirming grab covers
         self._wake = asyncio.Event()
-        self._waiter: Optional[asyncio.Future[str]] = None  # _wait_for_damage's future, resolved by wake-ups
-        self._timer: Optional[asyncio.TimerHandle] = None  # and its timer: the timeout, or the settle after X's news
+        self._waits = DamageWait(source, self._damage_hint)  # the sleep between grabs
         self._small_damage = True  # the last grab's damage was small: take the next on the event loop
         self._input_seen = False  # input usually changes the screen: poll at full rate again
         self._force = False  # grab_now(): the next grab ignores the damage hint
@@ -127,7 +126,7 @@ class CaptureLoop:
     def wake(self) -> None:
         """Look at the screen now (a viewer arrived, or asked)."""
         self._wake.set()
-        self._resolve("wake")
+        self._waits.resolve("wake")
 
     def grab_now(self) -> None:
         """Grab at once, whatever the damage hint says: a client arrived after the loop had been idle, so
@@ -149,11 +148,6 @@ class CaptureLoop:
             self._input_seen = True
             if not (self._hint and getattr(self.source, "sub_images", False)):
                 self.wake()
-
-    def _resolve(self, why: str) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(why)
 
     async def close(self) -> None:
         self._closing = True
@@ -340,44 +334,6 @@ class CaptureLoop:
             self.frame, self.cursor = frame, cursor
             self._on_frame(frame, changes, cursor)
 
-    async def _wait_for_damage(self, timeout: float, not_before: float) -> None:
-        """Sleep until the X connection has news (a DAMAGE event), a wake-up, or ``timeout``.
-
-        One future serves all three (no task per wait: each tick's cost is
-        mostly its wake-ups). News from X does not wake the loop: it sets the
-        timer that does, after both the settle pause and the frame-rate cap (no
-        grab before ``not_before``).
-        """
-        loop = asyncio.get_running_loop()
-        fileno = getattr(self.source, "hint_fileno", None)
-        fds = fileno() if callable(fileno) else None
-        if fds is None or timeout <= 0:
-            await asyncio.sleep(max(min(max(timeout, 0.0), 1.0 / self.fps), not_before - loop.time()))
-            return
-        if self._wake.is_set():
-            return  # woken while grabbing: look again at once
-        waiter: asyncio.Future[str] = loop.create_future()
-        self._waiter = waiter
-        fds = (fds,) if isinstance(fds, int) else fds
-        for fd in fds:
-            loop.add_reader(fd, self._x_news, loop, fds, not_before)
-        self._timer = loop.call_later(timeout, self._resolve, "timeout")
-        try:
-            await waiter
-        finally:
-            for fd in fds:
-                loop.remove_reader(fd)
-            self._timer.cancel()
-            self._waiter = None
-
-    def _x_news(self, loop: asyncio.AbstractEventLoop, fds: tuple[int, ...], not_before: float) -> None:
-        """X sent something (the wait's reader): one keystroke is several X drawing requests (glyph,
-        cursor, status line), so the wait ends after a short pause that lets one grab catch them all."""
-        for fd in fds:
-            loop.remove_reader(fd)
-        self._timer.cancel()
-        self._timer = loop.call_later(max(DAMAGE_SETTLE, not_before - loop.time()), self._resolve, "x")
-
     def _inline_damage(self, confirm: bool) -> Sequence[tuple[int, int, int, int]] | None | bool:
         """Take the damage on the event loop when the last was small and nothing more is to be grabbed.
 
@@ -404,6 +360,7 @@ class CaptureLoop:
         try:
             while not self._closing:
                 if not self._wanted():
+                    self._waits.pause()
                     self._wake.clear()
                     await self._wake.wait()  # nobody to serve: no capture at all
                     continue
@@ -424,8 +381,9 @@ class CaptureLoop:
                 if not force and hint is not None and hint() is False:
                     # idle: sleep until X reports drawing (no grab before a frame time after the last)
                     self.frames_skipped += 1
-                    await self._wait_for_damage(min(last_confirm + confirm_interval, held_due) - loop.time(),
-                                                last_grab + frame_time)
+                    if not self._wake.is_set():  # (set while grabbing: look again at once)
+                        await self._waits.wait(min(last_confirm + confirm_interval, held_due) - loop.time(),
+                                               last_grab + frame_time, self.fps)
                     continue
                 if hint is not None and last_grab + frame_time > started:
                     # with a hint, the loop comes straight back after a grab: keep to --fps here
@@ -447,6 +405,7 @@ class CaptureLoop:
                         confirm = forced = True  # so the worker thread grabs everything
                         damage = False
                 if grabbed is None:
+                    self._waits.pause()  # the X connections are the worker's until it is done
                     grabbed = await asyncio.to_thread(self._grab, True, confirm or forced, forced, damage)
                 last_grab = started
                 if grabbed is None:  # the source could not grab (a display going away, a resize): look again
@@ -477,3 +436,5 @@ class CaptureLoop:
         except Exception as exc:  # a bug must not leave viewers hanging on a dead loop
             log.exception("capture loop crashed")
             self._on_failure(exc)
+        finally:
+            self._waits.pause()

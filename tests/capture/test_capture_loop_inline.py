@@ -122,11 +122,11 @@ def test_input_wakes_the_loop_only_where_it_forces_a_grab():
         loop.start()
         await _settle(loop, 1)
         await asyncio.sleep(0.05)  # idle: the loop waits for damage (the fake has no fd: short sleeps)
-        loop._waiter = asyncio.get_running_loop().create_future()  # stands for a pending wait
-        waiter = loop._waiter
+        loop._waits._waiter = asyncio.get_running_loop().create_future()  # stands for a pending wait
+        waiter = loop._waits._waiter
         loop.note_input()
         woken = waiter.done()
-        loop._waiter = None
+        loop._waits._waiter = None
         await loop.close()
         return woken
 

@@ -50,3 +50,45 @@ async def test_idle_screen_is_not_grabbed_but_changes_arrive(xvfb_factory):
         server.close()
         await service.close()
         source.close()
+
+
+async def test_the_reader_on_x_stays_between_waits_and_drawing_still_wakes_the_loop(xvfb_factory):
+    """The X11 source's sockets keep one reader from wait to wait (no poll handle made and dropped per typed
+    key); each drawing still ends a wait and is grabbed, and the reader is off while a worker thread grabs."""
+    from Xlib import display as xdisplay
+
+    from tests.integration.test_capture_mss import paint_window
+
+    display = xvfb_factory(320, 240)
+    loop = asyncio.get_running_loop()
+    added: list[int] = []
+    add_reader = loop.add_reader
+    loop.add_reader = lambda fd, *args: (added.append(fd), add_reader(fd, *args))[1]
+    source, service, server = await _serve(display)
+    d = xdisplay.Display(display)
+    try:
+        assert source.hint_drains and len(source.hint_fileno()) == 2
+        client = await open_rfb("127.0.0.1", server.sockets[0].getsockname()[1])
+        await client.update(incremental=False)
+        await asyncio.sleep(0.3)
+        added.clear()
+        waits = service.frames_skipped
+        windows = []
+        for i in range(6):
+            windows.append(paint_window(d, 20 + 40 * i, 30, 30, 20, 0x203040 + 0x10 * i))
+            update = await client.update(incremental=True, timeout=5)
+            assert update is not None
+            await asyncio.sleep(0.15)
+        assert (client.framebuffer[30:50, 220:250, :3] == np.array([0x90, 0x30, 0x20], np.uint8)).all()  # the last window
+        waits = service.frames_skipped - waits
+        # a worker thread's confirming grab (once a second) takes the reader off; nothing else does
+        assert waits >= 6 and len(added) <= 2 * (2 + 2), (waits, added)
+        for win in windows:
+            win.destroy()
+        await client.close()
+    finally:
+        d.close()
+        server.close()
+        await service.close()
+        source.close()
+        loop.add_reader = add_reader
