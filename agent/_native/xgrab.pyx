@@ -145,7 +145,7 @@ cdef class Xcb:
         (a large rectangle in bands of rows). OSError if the server refuses one.
         """
         cdef Py_ssize_t height = frame.shape[0], width = frame.shape[1]
-        cdef int x, y, w, h, x1, y1, band, top, n = 0
+        cdef int x, y, w, h, x1, y1, band, top, rows, n = 0
         cdef size_t offset = 0, nbytes
         cdef Part *pending
         if frame.shape[2] != 4:
@@ -168,15 +168,16 @@ cdef class Xcb:
                 w, h = x1 - x, y1 - y
                 band = max(1, min(h, <int>(segment_size // (4 * w))))
                 for top in range(y, y1, band):
-                    nbytes = 4 * w * min(band, y1 - top)
+                    rows = min(band, y1 - top)
+                    nbytes = 4 * w * rows
                     if offset + nbytes > segment_size or n == MAX_PENDING:
                         self._collect(frame, base, pending, n, <const uint8_t *>segment, written)
                         n, offset = 0, 0
                     with nogil:
-                        pending[n].cookie = self.shm_get_image(self.conn, drawable, x, top, w, min(band, y1 - top),
+                        pending[n].cookie = self.shm_get_image(self.conn, drawable, x, top, w, rows,
                                                                ALL_PLANES, ZPIXMAP, shmseg, <uint32_t>offset)
                     pending[n].offset, pending[n].x, pending[n].y = <uint32_t>offset, x, top
-                    pending[n].w, pending[n].h = w, min(band, y1 - top)
+                    pending[n].w, pending[n].h = w, rows
                     n += 1
                     offset += (nbytes + 63) & ~(<size_t>63)
             self._collect(frame, base, pending, n, <const uint8_t *>segment, written)

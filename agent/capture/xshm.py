@@ -162,17 +162,18 @@ class XShmGrabber:
     """Grabs rectangles of the root window of ``display`` into a BGRA frame buffer."""
 
     def __init__(self, xcb: Any, conn: Any, root: Any, segment: Any, buf: mmap.mmap, size: int) -> None:
-        self._xcb, self._conn, self._root, self._seg, self._buf, self._size = xcb, conn, root, segment, buf, size
+        self._xcb, self._conn, self._buf = xcb, conn, buf
         self._pixels = np.frombuffer(buf, np.uint8)  # the whole segment (kept: its address is the C side's)
         self._raw = _Raw(xcb)
         self._address = ctypes.addressof(conn)  # mss's Connection structure, as an address for our calls
         self._native = self._raw.native(self._address)
+        self._fileno = int(self._raw.get_file_descriptor(self._address))  # asked before every wait: kept
         self._grab_args = (root.value, segment.value, self._pixels.ctypes.data, size)
+        self._damage_first_event: Optional[int] = None  # DAMAGE negotiated on this connection: its first event
         self._damage_ready = False
-        self._damage = 0  # the DAMAGE object whose region take_damage moves out (another connection's)
-        self._region = 0  # our XFixes region it is moved into
-        self._subtract: tuple[Any, ...] = ()  # the DamageSubtract into it, built once
-        self._subtract_args: tuple[int, ...] = ()  # and the addresses xgrab.Xcb.take_damage sends it from
+        # the DamageSubtract into our XFixes region, built once, and the addresses xgrab.Xcb.take_damage sends it from
+        self._subtract: tuple[Any, ...] = ()
+        self._subtract_args: tuple[int, ...] = ()
         self.owns_damage = False  # the DAMAGE object is ours (own_damage): its events come here
         self._damage_event = 0  # their type
 
@@ -221,15 +222,10 @@ class XShmGrabber:
             return False
         raw, conn = self._raw, self._address
         try:
-            ext = raw.get_extension_data(conn, ctypes.byref(_DAMAGE_EXTENSION))
-            if not ext or not ext.contents.present:
-                raise OSError("no DAMAGE extension")
-            raw.libc_free(raw.reply(conn, raw.damage_request(conn, _DAMAGE_QUERY_VERSION, (1, 1), True),
-                                    "DamageQueryVersion"))
+            event = self._negotiate_damage() + _DAMAGE_NOTIFY
             damage = raw.generate_id(conn)
             create = raw.damage_request(conn, _DAMAGE_CREATE, (damage, self._grab_args[0], _REPORT_NON_EMPTY), True)
             raw.check(conn, create, "DamageCreate")
-            event = ext.contents.first_event + _DAMAGE_NOTIFY
         except Exception as exc:
             log.info("DAMAGE stays on python-xlib's connection: %s", exc)
             return False
@@ -244,7 +240,21 @@ class XShmGrabber:
 
     def fileno(self) -> int:
         """The connection's socket: readable when X sent something (DAMAGE's events, with ``own_damage``)."""
-        return int(self._raw.get_file_descriptor(self._address))
+        return self._fileno
+
+    def _negotiate_damage(self) -> int:
+        """DAMAGE's QueryVersion on this connection (the protocol wants it before any other DAMAGE request),
+        once; returns the extension's first event code. OSError when the server has no DAMAGE."""
+        if self._damage_first_event is None:
+            raw, conn = self._raw, self._address
+            ext = raw.get_extension_data(conn, ctypes.byref(_DAMAGE_EXTENSION))
+            if not ext or not ext.contents.present:
+                raise OSError("no DAMAGE extension")
+            first_event = ext.contents.first_event
+            raw.libc_free(raw.reply(conn, raw.damage_request(conn, _DAMAGE_QUERY_VERSION, (1, 1), True),
+                                    "DamageQueryVersion"))
+            self._damage_first_event = first_event
+        return self._damage_first_event
 
     def use_damage(self, damage: int) -> bool:
         """Take the region of the DAMAGE object ``damage`` (made on another connection, or ours: ``own_damage``)
@@ -258,16 +268,11 @@ class XShmGrabber:
             return False
         try:
             raw, conn = self._raw, self._address
-            ext = raw.get_extension_data(conn, ctypes.byref(_DAMAGE_EXTENSION))
-            if not ext or not ext.contents.present:
-                raise OSError("no DAMAGE extension")
-            raw.libc_free(raw.reply(conn, raw.damage_request(conn, _DAMAGE_QUERY_VERSION, (1, 1), True),
-                                    "DamageQueryVersion"))
+            self._negotiate_damage()
             if self._xcb.xfixes_query_version(self._conn, 5, 0).major_version < 2:
                 raise OSError("XFixes older than 2 (no regions)")
             region = raw.generate_id(conn)
             raw.check(conn, raw.create_region(conn, region, 0, None), "XFixesCreateRegion")
-            self._damage, self._region = damage, region
             self._subtract = body, _, first, req = raw.prepare_damage_request(_DAMAGE_SUBTRACT, (damage, 0, region))
             self._subtract_args = (first, ctypes.addressof(req), ctypes.addressof(body), ctypes.sizeof(body), region)
             self._damage_ready = True

@@ -34,8 +34,8 @@ second while typing: 4.1 KB/s (33 kbit/s) on the customer's downlink for at
 most TYPING_WINDOW after the last input, and up to one tick (20 ms, 10 ms on
 average) of added input latency; but no ACK records from the viewer while it
 sends input (each a record of 18 bytes more for the agent to open). Bulk input
-(clipboard) still shows its size rounded up to INPUT_FRAMES_SIZE; records replayed after a resume are not
-re-padded (a resume is visible anyway).
+(clipboard) still shows its size rounded up to INPUT_FRAMES_SIZE; records
+replayed after a resume are not re-padded (a resume is visible anyway).
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ import math
 from typing import Callable
 
 from agent.secure.mux import MIN_HEADER
-from agent.secure.records import MAX_ACK_PREFIX
+from agent.secure.record_events import MAX_ACK_PREFIX
 
 INPUT_TICK = 0.020
 """Seconds between input sends: per-key timing is known to 20 ms (OpenSSH's default), at most 20 ms
