@@ -44,6 +44,11 @@ class ScreenSource(ABC):
         """The current cursor shape, where the backend can read it."""
         return None
 
+    def cursor_news(self) -> bool:
+        """Whether the cursor changed shape since ``cursor()`` last read it, with nothing drawn on the screen
+        (the pointer entering a text field): a capture loop sending it then needs no grab."""
+        return False
+
     def close(self) -> None:
         """Release the display connection or buffers. Idempotent."""
 

@@ -423,6 +423,11 @@ class MssSource(ScreenSource):
     def cursor(self) -> CursorShape | None:
         return None if self._closed or self._watch is None else self._watch.cursor_shape()
 
+    def cursor_news(self) -> bool:
+        """Read by the last ``damaged()``, like the damage: asking costs no trip to X."""
+        cursor = getattr(self._watch, "cursor", None)
+        return not self._closed and cursor is not None and cursor.changed
+
     def close(self) -> None:
         self._closed = True
         shm, self._shm = self._shm, None

@@ -81,6 +81,11 @@ class XFixesCursor:
         if self.available and getattr(event, "type", None) == self._event_type:
             self._stale = True
 
+    @property
+    def changed(self) -> bool:
+        """X reported a new cursor that ``shape()`` has not read yet."""
+        return self.available and self._stale
+
     def shape(self) -> CursorShape | None:
         """The current cursor, re-read from the server only after it changed."""
         if not self.available:

@@ -379,6 +379,10 @@ class CaptureLoop:
                 hint = self._damage_hint()
                 # the hint is a non-blocking read of the X connection: asked here, an idle tick costs no thread hop
                 if not force and hint is not None and hint() is False:
+                    if self.frame is not None and self.source.cursor_news():
+                        # the pointer changed shape, nothing was drawn: the shape goes now, alone
+                        await self._publish(self.frame, Changes(), self.source.cursor())
+                        continue
                     # idle: sleep until X reports drawing (no grab before a frame time after the last)
                     self.frames_skipped += 1
                     if not self._wake.is_set():  # (set while grabbing: look again at once)

@@ -80,7 +80,8 @@ class DamageWait:
         wait after the settle."""
         hint = self._hint()
         try:
-            drawn = hint is None or hint() is not False
+            # a new cursor shape alone (nothing drawn) ends the wait too: the loop sends it without a grab
+            drawn = hint is None or hint() is not False or self.source.cursor_news()
         except Exception as exc:  # the display went away: the loop's own next look reports it
             log.debug("reading X's news failed: %s", exc)
             self.pause()

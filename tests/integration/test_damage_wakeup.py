@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 
@@ -92,3 +93,59 @@ async def test_the_reader_on_x_stays_between_waits_and_drawing_still_wakes_the_l
         await service.close()
         source.close()
         loop.add_reader = add_reader
+
+
+
+async def test_a_cursor_change_without_drawing_reaches_the_viewer_before_any_confirming_grab(xvfb_factory,
+                                                                                             monkeypatch):
+    """The pointer's shape changing (over a link, a window's border) draws nothing on the screen: X
+    reports it as cursor news alone. The viewer still gets the new shape at once, without a grab, not
+    with the next drawing or confirming grab (here a minute away: only the news itself can bring it)."""
+    from Xlib import display as xdisplay
+
+    from agent.rfb.messages import CursorChanged
+    from agent.service import capture_loop
+    from tests.integration.test_capture_mss import paint_window
+
+    monkeypatch.setattr(capture_loop, "HINT_CONFIRM_INTERVAL", 60.0)
+    display = xvfb_factory(320, 240)
+    d = xdisplay.Display(display)  # the windows' client: their cursors live as long as it does
+    font = d.open_font("cursor")
+    cursors = [font.create_glyph_cursor(font, glyph, glyph + 1, (0, 0, 0), (65535, 65535, 65535))
+               for glyph in (60, 150)]  # XC_hand2, XC_watch
+    windows = [paint_window(d, 20, 20, 100, 100, 0x808080, cursor=cursors[0]),
+               paint_window(d, 180, 20, 100, 100, 0x808080, cursor=cursors[1])]
+    d.screen().root.warp_pointer(300, 200)  # on the root window: its own cursor
+    d.sync()
+    source, service, server = await _serve(display)
+    client = None
+    try:
+        client = await open_rfb("127.0.0.1", server.sockets[0].getsockname()[1])
+        await client.update(incremental=False)
+        await asyncio.sleep(0.3)
+        shapes = []
+        for x, y in ((70, 70), (230, 70), (300, 200)):
+            client.events.clear()
+            captured = service.frames_captured
+            d.screen().root.warp_pointer(x, y)
+            d.sync()
+            shape = None
+            for _ in range(5):  # each update answers one request: a bounded number of them
+                with contextlib.suppress(asyncio.TimeoutError):  # no update: nothing brought the shape
+                    await client.update(incremental=True, timeout=1)
+                shape = next((e for e in client.events if isinstance(e, CursorChanged)), None)
+                if shape is not None:
+                    break
+            assert shape is not None, f"the cursor at {x},{y} never reached the viewer"
+            assert service.frames_captured == captured  # the shape alone: no grab of the screen for it
+            shapes.append((shape.pixels.shape, shape.hot_x, shape.hot_y, shape.pixels.tobytes()))
+        assert len(set(shapes)) == 3
+    finally:
+        if client is not None:
+            await client.close()
+        for win in windows:
+            win.destroy()
+        d.close()
+        server.close()
+        await service.close()
+        source.close()
