@@ -42,6 +42,7 @@ class FlowController:
         self._last_ack: tuple[float, int] | None = None
         self._samples: deque[tuple[float, float]] = deque()  # (time, bytes/s), the last PEAK_FILTER_SECONDS
         self._peak: float | None = None  # their best, once asked (the updater asks on every frame and ACK)
+        self._rate: float | None = None  # the best of the last RATE_FILTER_SECONDS of them, once asked
         self.rtt: float | None = None
         self.min_rtt: float | None = None
 
@@ -61,10 +62,10 @@ class FlowController:
     def bandwidth(self) -> float | None:
         """Estimated bottleneck rate in bytes per second (the best of the last RATE_FILTER_SECONDS of
         samples), or None before enough ACKs."""
-        if not self._samples:
-            return None
-        since = self._samples[-1][0] - RATE_FILTER_SECONDS
-        return max(rate for at, rate in self._samples if at >= since)
+        if self._rate is None and self._samples:
+            since = self._samples[-1][0] - RATE_FILTER_SECONDS
+            self._rate = max(rate for at, rate in self._samples if at >= since)
+        return self._rate
 
     def on_rtt(self, rtt: float) -> None:
         if rtt <= 0:
@@ -89,7 +90,7 @@ class FlowController:
         self._last_ack = (now, total_acked)
         while self._samples[0][0] < now - PEAK_FILTER_SECONDS:
             self._samples.popleft()
-        self._peak = None
+        self._peak = self._rate = None
         self._update_window()
 
     def _update_window(self) -> None:
