@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 log = logging.getLogger(__name__)
 
 DAMAGE_SETTLE = 0.004  # seconds between X's first damage report and the grab (TigerVNC: DeferUpdate)
+TIMEOUT_SLACK = 0.002  # a wait's timeout within this of the one already set keeps that timer
 
 
 class DamageWait:
@@ -33,7 +34,10 @@ class DamageWait:
         self.source = source
         self._hint = hint
         self._waiter: Optional[asyncio.Future[str]] = None
-        self._timer: Optional[asyncio.TimerHandle] = None  # the timeout, or the settle after X's news
+        # The timeout (the next confirming grab's time) stays set from wait to wait while it is the same: a
+        # typed key then costs one timer (the settle), not three timer operations.
+        self._timeout: Optional[asyncio.TimerHandle] = None
+        self._settle: Optional[asyncio.TimerHandle] = None  # the settle after X's news
         self._not_before = 0.0
         self._settling = False
         self._kept: tuple[int, ...] = ()  # sockets our reader stays on between waits (a draining source)
@@ -65,15 +69,29 @@ class DamageWait:
                 loop.add_reader(fd, self._news, fds)
         self._waiter = loop.create_future()
         self._not_before, self._settling = not_before, False
-        self._timer = loop.call_later(timeout, self.resolve, "timeout")
+        deadline = loop.time() + timeout
+        if self._timeout is None or abs(self._timeout.when() - deadline) > TIMEOUT_SLACK:
+            self._cancel_timeout()
+            self._timeout = loop.call_later(timeout, self._timed_out)
         try:
             await self._waiter
         finally:
             if not keep:
                 for fd in fds:
                     loop.remove_reader(fd)
-            self._timer.cancel()
+            if self._settle is not None:
+                self._settle.cancel()
+                self._settle = None
             self._waiter = None
+
+    def _timed_out(self) -> None:
+        self._timeout = None
+        self.resolve("timeout")
+
+    def _cancel_timeout(self) -> None:
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
 
     def _readable(self) -> None:
         """A kept reader's callback: read what X sent (its socket must not stay readable); drawing ends the
@@ -94,14 +112,14 @@ class DamageWait:
         loop = asyncio.get_running_loop()
         for fd in fds:
             loop.remove_reader(fd)
-        if self._waiter is None or self._waiter.done() or self._settling or self._timer is None:
+        if self._waiter is None or self._waiter.done() or self._settling:
             return
         self._settling = True
-        self._timer.cancel()
-        self._timer = loop.call_later(max(DAMAGE_SETTLE, self._not_before - loop.time()), self.resolve, "x")
+        self._settle = loop.call_later(max(DAMAGE_SETTLE, self._not_before - loop.time()), self.resolve, "x")
 
     def pause(self) -> None:
         """Take the kept reader off (before the source is used from another thread, or at the end)."""
+        self._cancel_timeout()
         if self._kept:
             loop = asyncio.get_running_loop()
             for fd in self._kept:
