@@ -86,12 +86,14 @@ class RFBConnection:
             task.result()  # re-raise the reason, for the service to log
 
     async def _receive_loop(self, dispatch: Callable[["RFBConnection", object], None]) -> None:
+        loop = asyncio.get_running_loop()
         server = self.server
         while True:
             event = server.next_event()
             if event is NEED_DATA:
                 self._replies += server.data_to_send()  # only replies here: the send loop flushes updates at once
-                self.kick()  # answer requests and flush fence replies before blocking
+                if self._replies or not self.updater.idle(loop.time()):
+                    self.kick()  # answer requests and flush fence replies before blocking
                 while len(self._replies) > REPLY_HIGH_WATER:  # a client flooding requests it never reads
                     self._replies_taken.clear()
                     await self._replies_taken.wait()

@@ -237,6 +237,18 @@ class ViewerUpdater:
 
     # ---------------------------------------------------------------- output
 
+    def idle(self, now: float) -> bool:
+        """Nothing for an update now: ``prepare_update(now)`` would return None and change nothing.
+
+        Lets the connection skip waking its sender for a request that arrives
+        when everything was sent already (a viewer asks again after every
+        update, most often after a pushed echo that answered it): on the
+        customer's PC, that wake-up costs more than the request itself."""
+        return (self._job is None and self.close_reason is None and not self._pending_resize
+                and not self._cursor_pending and not self._empty_reply and self._pending_resize_reply is None
+                and not self._held and self.tracker.is_empty() and not self.manager.lossy_region()
+                and not (self.push_echoes and self.activity.interactive_pending(now)))
+
     @property
     def wants_update(self) -> bool:
         """Whether the viewer currently accepts an update (a request is outstanding or CU is on)."""

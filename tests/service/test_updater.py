@@ -61,7 +61,9 @@ class ViewerLink:
                 self.server.receive_data(to_server)
                 for event in drain_events(self.server):
                     self.updater.handle_event(event)
-            self.updater.write_update(self.now)
+            idle = self.updater.idle(self.now)
+            written = self.updater.write_update(self.now)
+            assert not (idle and written), "idle() said nothing would go, and an update went"
             to_client = self.server.data_to_send()
             if to_client:
                 self.client.receive_data(to_client)
@@ -119,6 +121,31 @@ def test_nothing_pending_keeps_request_outstanding():
     link.updater.on_frame(link.frame, None)  # something changed (unknown what)
     assert len(link.updates(link.exchange())) == 1
     assert not link.updater.wants_update
+
+
+def test_idle_says_when_a_request_would_find_nothing_to_send():
+    """The connection skips waking its sender while ``idle()``: it must be False whenever anything at all
+    could go (ViewerLink checks the other half, that nothing goes while it is True, at every step)."""
+    link = ViewerLink(SyntheticSource("typing", 160, 120, seed=2), LOSSLESS + [C.ENC_CURSOR])
+    link.request(incremental=False)
+    assert link.updater.idle(link.now)  # everything sent
+    link.next_frame()
+    assert not link.updater.idle(link.now)  # the typed text changed
+    link.request()
+    assert link.updater.idle(link.now)
+    link.updater.on_cursor(CursorShape(np.zeros((4, 4, 4), np.uint8), 0, 0, serial=7))
+    assert not link.updater.idle(link.now)
+    assert len(link.updates(link.request())) == 1
+    assert link.updater.idle(link.now)
+    link.client.request_update(True, (500, 500, 10, 10))  # outside the screen: an empty reply is owed
+    link.server.receive_data(link.client.data_to_send())
+    for event in drain_events(link.server):
+        link.updater.handle_event(event)
+    assert not link.updater.idle(link.now)
+    link.exchange()
+    assert link.updater.idle(link.now)
+    link.updater.on_frame(link.frame, None)  # something changed, unknown what: all of it is owed
+    assert not link.updater.idle(link.now)
 
 
 def test_region_limited_request_is_honoured():
