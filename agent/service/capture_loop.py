@@ -357,6 +357,7 @@ class CaptureLoop:
         frame_time = 1.0 / self.fps
         interval = frame_time
         last_confirm = last_grab = float("-inf")
+        news = False  # the last wait ended on X's news: its reader just read that something was drawn
         try:
             while not self._closing:
                 if not self._wanted():
@@ -378,7 +379,8 @@ class CaptureLoop:
                          or input_seen and not getattr(self.source, "sub_images", False))
                 hint = self._damage_hint()
                 # the hint is a non-blocking read of the X connection: asked here, an idle tick costs no thread hop
-                if not force and hint is not None and hint() is False:
+                drawn, news = news, False
+                if not force and hint is not None and not drawn and hint() is False:
                     if self.frame is not None and self.source.cursor_news():
                         # the pointer changed shape, nothing was drawn: the shape goes now, alone
                         await self._publish(self.frame, Changes(), self.source.cursor())
@@ -386,8 +388,8 @@ class CaptureLoop:
                     # idle: sleep until X reports drawing (no grab before a frame time after the last)
                     self.frames_skipped += 1
                     if not self._wake.is_set():  # (set while grabbing: look again at once)
-                        await self._waits.wait(min(last_confirm + confirm_interval, held_due) - loop.time(),
-                                               last_grab + frame_time, self.fps)
+                        news = await self._waits.wait(min(last_confirm + confirm_interval, held_due) - loop.time(),
+                                                      last_grab + frame_time, self.fps) == "x"
                     continue
                 if hint is not None and last_grab + frame_time > started:
                     # with a hint, the loop comes straight back after a grab: keep to --fps here

@@ -48,15 +48,17 @@ class DamageWait:
         if waiter is not None and not waiter.done():
             waiter.set_result(why)
 
-    async def wait(self, timeout: float, not_before: float, fps: float) -> None:
+    async def wait(self, timeout: float, not_before: float, fps: float) -> str:
         """Sleep until X has news (then the settle pause, and never before ``not_before``), a ``resolve``,
-        or ``timeout``; a source without a hint socket sleeps at most a frame (1 / ``fps``)."""
+        or ``timeout``; a source without a hint socket sleeps at most a frame (1 / ``fps``).
+
+        Returns why it ended: "x" (X's news, already read), "timeout", or what ``resolve`` was given."""
         loop = asyncio.get_running_loop()
         fileno = getattr(self.source, "hint_fileno", None)
         fds = fileno() if callable(fileno) else None
         if fds is None or timeout <= 0:
             await asyncio.sleep(max(min(max(timeout, 0.0), 1.0 / fps), not_before - loop.time()))
-            return
+            return "timeout"
         fds = (fds,) if isinstance(fds, int) else tuple(fds)
         keep = bool(getattr(self.source, "hint_drains", False))
         if keep and fds != self._kept:
@@ -74,7 +76,7 @@ class DamageWait:
             self._cancel_timeout()
             self._timeout = loop.call_later(timeout, self._timed_out)
         try:
-            await self._waiter
+            return await self._waiter
         finally:
             if not keep:
                 for fd in fds:
