@@ -60,6 +60,7 @@ class XFixesCursor:
         self._display = xdisplay
         self._shape: CursorShape | None = None
         self._stale = True
+        self._refused = False  # X refused the last cursor image asked for
         self.available = False
         self.reason = ""
         if not xdisplay.has_extension("XFIXES"):
@@ -83,16 +84,21 @@ class XFixesCursor:
 
     @property
     def changed(self) -> bool:
-        """X reported a new cursor that ``shape()`` has not read yet."""
-        return self.available and self._stale
+        """X reported a new cursor that ``shape()`` has not read yet (and X answered the last time)."""
+        return self.available and self._stale and not self._refused
 
     def shape(self) -> CursorShape | None:
         """The current cursor, re-read from the server only after it changed."""
         if not self.available:
             return None
         if self._stale:
-            reply = self._display.xfixes_get_cursor_image(self._root)
+            # The news is spent when asked, answered or not. X may refuse a cursor's image: Xvfb does, with
+            # BadAccess, for a root cursor whose client left, and tells of a "new" cursor again after each
+            # refusal. Until X answers again, its news wakes no one (``changed``): grabs still ask.
             self._stale = False
+            self._refused = True
+            reply = self._display.xfixes_get_cursor_image(self._root)
+            self._refused = False
             if self._shape is None or reply.cursor_serial != self._shape.serial:
                 try:
                     self._shape = cursor_from_argb(reply.cursor_image, reply.width, reply.height, reply.xhot,

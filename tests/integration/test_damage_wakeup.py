@@ -149,3 +149,31 @@ async def test_a_cursor_change_without_drawing_reaches_the_viewer_before_any_con
         server.close()
         await service.close()
         source.close()
+
+
+async def test_a_cursor_x_will_not_show_is_asked_for_once_not_again_and_again(xvfb_factory):
+    """X may refuse a new cursor's image (Xvfb does, with BadAccess, for a root cursor whose client has
+    left: ``xsetroot -cursor_name``), and then tells of a "new" cursor again after each refusal. The loop
+    asks once, not again and again: at first it spun (10,000 asks a second), then asked at the frame rate."""
+    display = xvfb_factory(320, 240)
+    env = dict(os.environ, DISPLAY=display)
+    subprocess.run(["xdotool", "mousemove", "100", "100"], env=env, check=True)
+    source, service, server = await _serve(display)
+    asked = []
+    cursor = source.cursor
+    source.cursor = lambda: (asked.append(1), cursor())[1]
+    client = None
+    try:
+        client = await open_rfb("127.0.0.1", server.sockets[0].getsockname()[1])
+        await client.update(incremental=False)
+        await asyncio.sleep(0.3)
+        asked.clear()
+        subprocess.run(["xsetroot", "-cursor_name", "watch"], env=env, check=True)
+        await asyncio.sleep(1.0)
+        assert len(asked) <= 4, len(asked)  # the news once, a grab or two (confirming), not a spin
+    finally:
+        if client is not None:
+            await client.close()
+        server.close()
+        await service.close()
+        source.close()
