@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--netem-check", action="store_true",
                    help="first compare the proxy with tc netem in a network namespace (root only)")
     p.add_argument("--keep", action="store_true", help="keep the per-run work directories (logs) under --out")
+    p.add_argument("--stages", default="", metavar="SPEC,...",
+                   help="rejnet only: thread CPU per call of these agent methods (module:Qualified.name, e.g. "
+                        "agent.service.updater:ViewerUpdater.prepare_update) over each run's script window, in "
+                        "results.json and report.md (benchmarks/linkbench/stages.py)")
     p.add_argument("--desktop", choices=("x11", "gnome"), default="x11",
                    help="x11: an Xvfb display (default); gnome: a headless GNOME Wayland session shared through "
                         "the agent's GNOME backend (rejnet only; typing and idle)")
@@ -97,6 +101,15 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
                              f"(servers: {', '.join(SERVERS)}; settings: {', '.join(SETTINGS)})")
     if args.repeat < 1 or args.seconds <= 0 or args.delay < 0 or args.jitter < 0:
         build_parser().error("--repeat must be >= 1, --seconds > 0, --delay and --jitter >= 0")
+    args.stage_list = _csv(args.stages)
+    if args.stage_list:
+        from benchmarks.linkbench.stages import StageSpecError, resolve as resolve_stage
+
+        try:
+            for spec in args.stage_list:
+                resolve_stage(spec)
+        except StageSpecError as exc:
+            build_parser().error(f"--stages: {exc}")
     if not (args.link_list and args.workload_list and args.server_list and args.setting_list):
         build_parser().error("nothing to run: every list needs at least one entry")
     return args
@@ -167,7 +180,9 @@ async def run_matrix(args: argparse.Namespace, servers: list[str], workloads: li
             spec = LinkSpec(bps, delay=args.delay / 1e3, jitter=args.jitter / 1e3, overhead=TCP_IP_OVERHEAD)
             workdir = work_root / f"{n:03d}-{srv}-{wl.replace(':', '_')}-{link_name}-{setting}-{rep}"
             workdir.mkdir(parents=True, exist_ok=True)
-            res = await measure_run(SERVERS[srv](), make_workload(wl), SETTINGS[setting], spec, link_name, repeat=rep,
+            server = SERVERS[srv]()
+            server.stages = args.stage_list if srv == "rejnet" else []
+            res = await measure_run(server, make_workload(wl), SETTINGS[setting], spec, link_name, repeat=rep,
                                     seconds=args.seconds, display=display if needs_x else None, grabber=grabber,
                                     workdir=workdir, min_psnr=args.psnr)
             results.append(res)
@@ -217,7 +232,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     meta = {"links": args.links, "delay_ms": args.delay, "jitter_ms": args.jitter, "seconds": args.seconds,
             "repeat": args.repeat, "servers": servers, "workloads": workloads, "settings": args.setting_list,
-            "psnr": args.psnr, "desktop": args.desktop, "command": "python -m benchmarks.linkbench " + " ".join(argv or sys.argv[1:]),
+            "psnr": args.psnr, "desktop": args.desktop, "stages": args.stage_list, "command": "python -m benchmarks.linkbench " + " ".join(argv or sys.argv[1:]),
             "typing_editor": editor()}
     (out / "results.json").write_text(json.dumps({"meta": meta, "runs": [r.to_json() for r in results]}, indent=1))
     text = report.write(results, meta, out)

@@ -437,6 +437,7 @@ class RunResult:
     step_lateness_max: float = math.nan
     phases: dict = field(default_factory=dict)
     series: list = field(default_factory=list)
+    stages: dict = field(default_factory=dict)  # --stages: per agent method, calls and thread CPU in the window
 
     @property
     def ok(self) -> bool:

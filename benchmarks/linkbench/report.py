@@ -228,6 +228,25 @@ def plot(results: list, link: str, setting: str, path: Path) -> Optional[Path]:
     return path
 
 
+def stages_table(results: list) -> str:
+    """The --stages figures: per cell and agent method, median calls, CPU and ms a call over the runs."""
+    rows = []
+    for (link, setting, workload, server), cell in group(results).items():
+        specs = dict.fromkeys(spec for r in cell.ok for spec in r.stages)
+        for spec in specs:
+            got = [r.stages[spec] for r in cell.ok if spec in r.stages]
+            rows.append(f"| {link} | {setting} | {workload} | {spec} | {_fmt(_median(g['calls'] for g in got))} | "
+                        f"{_fmt(_median(g['seconds'] for g in got), 1e3, 1)} | "
+                        f"{_fmt(_median(g['ms_per_call'] for g in got), digits=3)} |")
+    if not rows:
+        return ""
+    return "\n".join(["### Agent stages (--stages)", "",
+                      "Thread CPU of each wrapped agent method over the script window (a stage's time includes the "
+                      "stages it calls); medians over the runs.", "",
+                      "| link | setting | workload | method | calls | CPU ms | ms a call |",
+                      "|---|---|---|---|---|---|---|", *rows, ""])
+
+
 def write(results: list, meta: dict, out: Path) -> str:
     """Write report.md and the plots into ``out``; returns the markdown text."""
     plots = []
@@ -245,6 +264,9 @@ def write(results: list, meta: dict, out: Path) -> str:
             "utime+stime from /proc over the same window (rejnet: the agent process). Shared 2-core machine: "
             "expect noise.", ""]
     text = "\n".join(head) + "\n" + table(results) + "\n" + targets(results)
+    stages = stages_table(results)
+    if stages:
+        text += "\n" + stages
     if plots:
         text += "\nPlots: " + ", ".join(plots) + "\n"
     (out / "report.md").write_text(text)

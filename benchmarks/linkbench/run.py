@@ -28,6 +28,7 @@ from benchmarks.linkbench.measure import (
     Grabber, LoopLag, Matcher, Region, RunResult, Setting, Viewer, clip_region, cpu_seconds, frames_match,
     pointer_mask, psnr,
 )
+from benchmarks.linkbench.stages import snapshot as stage_snapshot, window as stages_window
 
 SYNC_TIMEOUT = 120.0      # the first full update at 256 kbit/s can take a while
 SETTLE_TIMEOUT = 15.0     # after the script: time for the viewer to catch up
@@ -75,6 +76,14 @@ class _Capture:
             t_last = last_update()
             if t_last >= t0:
                 self.matcher.check(framebuffer(), t_last)
+
+
+async def _stage_snapshot(server: Any) -> Optional[dict]:
+    """The agent's --stages totals now (None without --stages); asked before the CPU is read at each edge."""
+    path = getattr(server, "stages_file", None)
+    if path is None or server.server_pid is None:
+        return None
+    return await asyncio.to_thread(stage_snapshot, server.server_pid, path)
 
 
 async def measure_run(server: Any, workload: Any, setting: Setting, link: Any, link_name: str, *, repeat: int,
@@ -139,6 +148,7 @@ async def measure_run(server: Any, workload: Any, setting: Setting, link: Any, l
 
         pids = (server.server_pid, display.pid if display else None)
         down0, up0 = server.down.counter.total, server.up.counter.total
+        stages0 = await _stage_snapshot(server)
         cpu0 = [cpu_seconds(p) for p in pids] + [sum(cpu_seconds(p) for p in server.helper_pids)]
         server.proxy.reset_clock()
         t_start = time.monotonic()
@@ -172,6 +182,7 @@ async def measure_run(server: Any, workload: Any, setting: Setting, link: Any, l
         t_end = time.monotonic()
         result.loop_lag_p99, result.loop_lag_max = await lag.stop()
         cpu1 = [cpu_seconds(p) for p in pids] + [sum(cpu_seconds(p) for p in server.helper_pids)]
+        result.stages = stages_window(stages0, await _stage_snapshot(server))
         result.cpu_server, result.cpu_xvfb, result.cpu_helpers = (b - a for a, b in zip(cpu0, cpu1))
         if not display:
             result.cpu_xvfb = math.nan

@@ -135,6 +135,8 @@ class Server:
         self.server_pid: Optional[int] = None
         self.helper_pids: list[int] = []
         self.workdir: Optional[Path] = None
+        self.stages: list[str] = []  # agent methods to time (rejnet only; benchmarks.linkbench.stages)
+        self.stages_file: Optional[Path] = None
 
     @classmethod
     def unavailable(cls) -> Optional[str]:
@@ -275,7 +277,13 @@ class Rejnet(Server):
         else:
             source = ["--display", str(display)]
         agent_log = workdir / "agent.log"
-        agent = self._spawn([py, "-m", "agent", "--relay", "127.0.0.1:%d" % self.proxy.address[1], *source,
+        entry = "agent"
+        if self.stages:
+            from benchmarks.linkbench.stages import ENV_FILE, ENV_SPEC
+
+            entry, self.stages_file = "benchmarks.linkbench.stages", workdir / "stages.json"
+            env = dict(env, **{ENV_SPEC: ",".join(self.stages), ENV_FILE: str(self.stages_file)})
+        agent = self._spawn([py, "-m", entry, "--relay", "127.0.0.1:%d" % self.proxy.address[1], *source,
                              "--consent", "control", "--json", "--control", str(control),
                              "--consent-db", str(workdir / "consent.db")], agent_log, env)
         ready = await _wait(lambda: next((o for o in _json_lines(agent_log) if o.get("event") == "ready"), None),

@@ -259,3 +259,76 @@ def test_quick_benchmark_runs_and_reports(tmp_path):
     assert "| 1m | lossless | typing | rejnet |" in text and "| 1m | lossless | typing | x11vnc |" in text
     assert "### Targets" in text and text in proc.stdout
     assert (out / "plot-1m-lossless.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------- --stages: where the agent's CPU goes
+
+
+def test_stage_specs_are_checked_before_anything_runs():
+    from benchmarks.linkbench.stages import StageSpecError, resolve
+
+    owner, name, fn = resolve("agent.service.updater:ViewerUpdater.prepare_update")
+    assert name == "prepare_update" and owner.__name__ == "ViewerUpdater" and callable(fn)
+    for spec, why in [("agent.service.updater", "expected module:Qualified.name"),
+                      ("agent.nowhere:f", "cannot import"),
+                      ("agent.service.updater:ViewerUpdater.nothing", "not a plain function"),
+                      ("agent.service.updater:Nothing.prepare_update", "has no"),
+                      ("agent.service.connection:RFBConnection.run", "coroutine")]:
+        with pytest.raises(StageSpecError, match=why):
+            resolve(spec)
+
+
+def test_a_stage_counts_its_outermost_calls_and_their_thread_cpu():
+    import types
+
+    from benchmarks.linkbench import stages
+
+    def spin(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += i * i
+        return total
+
+    def nested(depth: int) -> int:  # calls itself: counted once per outermost call
+        return spin(20000) if depth == 0 else mod.nested(depth - 1)
+
+    mod = types.ModuleType("stage_probe")
+    mod.nested, mod.spin = nested, spin
+    sys.modules["stage_probe"] = mod
+    try:
+        totals = stages.install(["stage_probe:nested"])
+        before = {"seq": 1, "stages": {k: list(v) for k, v in totals.items()}}
+        for _ in range(3):
+            mod.nested(4)
+        after = {"seq": 2, "stages": {k: list(v) for k, v in totals.items()}}
+    finally:
+        del sys.modules["stage_probe"]
+    got = stages.window(before, after)["stage_probe:nested"]
+    assert got["calls"] == 3 and got["seconds"] > 0
+    assert got["ms_per_call"] == pytest.approx(1e3 * got["seconds"] / 3, rel=1e-3)
+    assert stages.window(None, after) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.interop
+@pytest.mark.timeout(120)
+def test_stages_time_the_named_agent_methods_over_the_script_window(tmp_path):
+    need("Xvfb", "xdotool", "xterm", "xsetroot")
+    out = tmp_path / "out"
+    specs = ["agent.service.updater:ViewerUpdater.prepare_update", "agent.encode.manager:EncodeManager.encode"]
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.linkbench", "--out", str(out), "--quick",
+                           "--servers", "rejnet", "--stages", ",".join(specs)],
+                          cwd=str(ROOT), capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((out / "results.json").read_text())
+    run = data["runs"][0]
+    assert run["error"] is None and data["meta"]["stages"] == specs
+    got = run["stages"]
+    assert set(got) == set(specs)
+    # every typed key's echo is prepared and encoded inside the window, and no more often than asked
+    assert 0 < got[specs[1]]["calls"] <= got[specs[0]]["calls"] <= 3 * run["steps"] + 10
+    assert all(g["seconds"] > 0 for g in got.values())
+    # the stages are the agent's own CPU over the same window (its /proc figure has a 10 ms tick)
+    assert sum(g["seconds"] for g in got.values()) <= run["cpu_server"] + 0.03
+    text = (out / "report.md").read_text()
+    assert "### Agent stages (--stages)" in text and f"| {specs[1]} |" in text
