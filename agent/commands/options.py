@@ -55,5 +55,6 @@ def add_churn_fps(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--churn-fps", type=rate, default=CHURN_FPS, metavar="N",
                         help="grabs a second of an area that never stops changing (a scrolling log, an "
-                             "animation); the rest of the screen keeps --fps, and so does everything for 1 s "
+                             "animation) of up to 300,000 pixels; a larger one is grabbed less often, in "
+                             "proportion; the rest of the screen keeps --fps, and so does everything for 1 s "
                              "after the technician moves the mouse (default %(default)g; 0: every area at --fps)")

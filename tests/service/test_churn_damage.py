@@ -15,12 +15,12 @@ LOG = (330, 8, 300, 460)   # a terminal printing a log, redrawn every 20 ms
 GLYPH = (40, 400, 8, 16)   # a typed character in another window
 
 
-def _churn(d: ChurnDamage, start: float, until: float, step: float = 0.02) -> list[tuple[float, list]]:
-    """Feed LOG's damage every ``step`` seconds; returns (time, what split said to grab) per batch."""
+def _churn(d: ChurnDamage, start: float, until: float, step: float = 0.02, rect=LOG) -> list[tuple[float, list]]:
+    """Feed ``rect``'s damage every ``step`` seconds; returns (time, what split said to grab) per batch."""
     out = []
     t = start
     while t < until:
-        out.append((t, d.split(t, [LOG])))
+        out.append((t, d.split(t, [rect])))
         t = round(t + step, 6)
     return out
 
@@ -40,6 +40,31 @@ def test_a_log_is_grabbed_at_full_rate_at_first_then_only_every_held_interval() 
                        and r[0] + r[2] >= LOG[0] + LOG[2] and r[1] + r[3] >= LOG[1] + LOG[3]]
             assert covered, f"held tiles come back covering the whole log area: {grab}"
     assert d.due > batches[-1][0], "what was drawn since the last release is still owed"
+
+
+def test_a_large_churning_area_is_grabbed_less_often_in_proportion_to_its_pixels() -> None:
+    width, height = 1920, 1080
+    big = (896, 0, 1024, 1024)  # 32x32 whole tiles: 1,048,576 pixels, 3.5 x HELD_PIXELS
+    d = ChurnDamage(width, height)
+    batches = _churn(d, 0.0, 6.0, rect=big)
+    grabbed, t = [t for t, grab in batches if grab], batches[-1][0] + 0.02
+    interval = CD.HELD_INTERVAL * big[2] * big[3] / CD.HELD_PIXELS
+    gaps = np.diff([g for g in grabbed if g >= CD.BUSY_FOR])
+    assert len(gaps) >= 5 and gaps.min() >= interval - 1e-9 and gaps.max() <= interval + 0.02 + 1e-9, gaps
+    glyph = (40, 400, 8, 16)
+    assert d.split(t, [big, glyph]) == [glyph], "a key's echo elsewhere still goes at once"
+
+
+def test_what_is_held_goes_soon_after_the_drawing_on_it_stops_however_large() -> None:
+    d = ChurnDamage(1920, 1080)
+    big = (0, 0, 1920, 1080)
+    last = [t for t, grab in _churn(d, 0.0, 2.0, rect=big) if grab][-1]
+    stop = 2.0 - 0.02  # the last drawing
+    assert d.due == stop + CD.HELD_SETTLE < last + CD.HELD_INTERVAL * 1920 * 1088 / CD.HELD_PIXELS
+    assert d.split(d.due - 0.01, []) == [], "not yet"
+    out = d.split(d.due, [])
+    assert out and sum(w * h for _, _, w, h in out) == 1920 * 1080, "the whole held area, once"
+    assert d.due == math.inf
 
 
 def test_released_says_whether_the_last_split_handed_the_held_damage_over() -> None:
