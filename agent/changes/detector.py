@@ -90,6 +90,9 @@ class Changes:
 
     copies: list[Copy] = field(default_factory=list)
     rects: list[Rect] = field(default_factory=list)
+    # Areas X drew again and again, held back and grabbed now (agent.service.churn_damage): what changed
+    # there changed on its own, never as the echo of a key, whenever it was grabbed.
+    churn: list[Rect] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not self.copies and not self.rects

@@ -234,6 +234,10 @@ class UpdateTracker:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def has_copies(self) -> bool:
+        """Whether moves are pending (they go whatever the link's budget says: a few bytes each)."""
+        return bool(self._copies)
+
     def is_empty(self) -> bool:
         """Whether the viewer already has the current frame."""
         return not self._copies and not self._any_dirty()

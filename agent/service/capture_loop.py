@@ -278,6 +278,8 @@ class CaptureLoop:
             self._churn is not None and self._churn.released)
         pool = self._pool
         changes = self._detect(buffer, written, current if pool.in_place else None)
+        if self._churn is not None:
+            changes.churn = self._churn.churning()
         if changes.is_empty():
             pool.release(buffer)  # equal to the current frame: back to the pool, untouched by anyone
             return current, changes

@@ -23,9 +23,12 @@ loop passes every batch of X DAMAGE through a ChurnDamage first:
   cells, 0.7 Mpx) is grabbed every 0.46 s instead of every 0.2 s: fresh
   text replaces it faster than either, so the technician sees whole screens
   of it either way, and the agent's CPU on that workload fell 1.40-1.57 s ->
-  1.17-1.30 s, its bytes 483-507 kB -> 404-431 kB (six interleaved pairs).
-  The price: the echo's p95 there rose from 126-148 ms to 170-210 ms (the
-  target is 250), since more of the log waits to go at each release;
+  1.17-1.30 s, its bytes 483-507 kB -> 404-431 kB (six interleaved pairs);
+- what a grab takes of held (or just released) areas is reported with its
+  changes (``churning``, Changes.churn): grabbed this rarely, a log would
+  otherwise look like the echo of the keys typed beside it to the viewers'
+  ActivityMaps (agent.service.priority) and go whole, at once, in front of
+  the typed glyph;
 - when held tiles stop being drawn, what is held goes HELD_SETTLE later,
   however large: the last state of a log that stopped arrives at once;
 - damage of at most SMALL_DAMAGE pixels in all, while nothing is held, is
@@ -81,7 +84,16 @@ class ChurnDamage:
         self._held_pixels: int | None = 0         # the held tiles' area (None: not counted since they grew)
         self._held_drawn = -math.inf              # when held tiles were last drawn
         self._released_at = -math.inf             # when held damage was last grabbed
-        self.released = False  # the last split handed the held damage over
+        self.released_rects: list[Rect] = []  # what the last split handed over of the held damage
+
+    @property
+    def released(self) -> bool:
+        """Whether the last split handed the held damage over (``released_rects``)."""
+        return bool(self.released_rects)
+
+    def churning(self) -> list[Rect]:
+        """Where X keeps drawing: what the last split released, and what is held now (Changes.churn)."""
+        return self.released_rects + self._held_rects() if self._holding else self.released_rects
 
     @property
     def due(self) -> float:
@@ -109,7 +121,7 @@ class ChurnDamage:
 
         None stays None (grab everything) and clears what is held.
         """
-        self.released = False
+        self.released_rects = []
         if damage is None:
             self.clear()
             return None
@@ -129,9 +141,9 @@ class ChurnDamage:
             else:
                 grab.append(rect)
         if self._holding and (now >= self.due or not holding):
-            grab.extend(self._take_held())
+            self.released_rects = self._take_held()
+            grab.extend(self.released_rects)
             self._released_at = now
-            self.released = True
         return grab
 
     # -- internals -----------------------------------------------------------------------------
@@ -147,7 +159,13 @@ class ChurnDamage:
         return tile_span(rect, self.width, self.height, TILE)
 
     def _take_held(self) -> list[Rect]:
-        """The held tiles as rectangles (runs along each tile row, stacked where rows agree); clears them."""
+        """The held tiles as rectangles; clears them."""
+        rects = self._held_rects()
+        self.clear()
+        return rects
+
+    def _held_rects(self) -> list[Rect]:
+        """The held tiles as rectangles (runs along each tile row, stacked where rows agree)."""
         rows, cols = self._held.shape
         padded = np.zeros((rows, cols + 2), np.int8)
         padded[:, 1:-1] = self._held
@@ -171,5 +189,4 @@ class ChurnDamage:
                 x0, x1 = a * TILE, min(self.width, b * TILE)
                 rects.append((x0, row * TILE, x1 - x0, y1 - row * TILE))
             here[(a, b)] = index
-        self.clear()
         return rects

@@ -17,8 +17,9 @@ While the technician interacts, ``plan_update`` sends interactive areas whole
 and at once, and the rest (calm first, churning last) only as a token bucket
 allows: filled at BULK_SHARE of the link's estimated rate, at most UPDATE_SLICE
 seconds of it deep, however often the viewer asks (a rectangle larger than
-what is left is cut into bands). The link therefore always has room for the
-next echo. What is not taken stays pending in the viewer's tracker, so every
+what is left is cut into bands, once at least half a slice is there: every
+update costs the customer's PC about a millisecond, whatever it carries). The
+link therefore always has room for the next echo. What is not taken stays pending in the viewer's tracker, so every
 area still converges to the exact screen; only the order and the pace change.
 
 The map also keeps, per tile, when its oldest unsent change was captured, so
@@ -86,6 +87,7 @@ class ActivityMap:
     def __init__(self, width: int, height: int) -> None:
         self.resize(width, height)
         self.bytes_per_pixel = INITIAL_BYTES_PER_PIXEL
+        self._cost_bytes = self._cost_pixels = 0.0  # recent updates' link bytes and pixels, decaying
         self.last_input = -math.inf
         self._tokens = 0.0  # bytes the non-interactive areas may still take (while interacting)
         self._bulk_at: Optional[float] = None
@@ -112,19 +114,28 @@ class ActivityMap:
                         self._hot_until, now + HOT_HOLD)
             self._hot_ends = now + HOT_HOLD
 
-    def note_changes(self, now: float, copies: Sequence[Copy], rects: Sequence[Rect]) -> None:
+    def note_changes(self, now: float, copies: Sequence[Copy], rects: Sequence[Rect],
+                     churn: Sequence[Rect] = ()) -> None:
         """One captured frame's changes (copies land on their destinations), captured at ``now``.
 
         An echo is a tile that changed within ECHO_WINDOW after the input and hardly ever changes
         outside such windows: log output changes whether anyone types or not (its spontaneous rate
         is high, even while the technician types, in the gaps between the keys' windows); a typed
-        glyph changes only after a key. That holds whatever the capture's frame rate."""
+        glyph changes only after a key. ``churn``: areas the capture held back because X kept drawing
+        them (Changes.churn), never an echo. They come a few times a second, or less on a large area
+        (agent.service.churn_damage), so at 6.5 keys a second most of them land inside a key's
+        window and their spontaneous rate falls below SPONTANEOUS_MAX: a whole log would go as the
+        echo, at once, and the typed glyph with it behind 15 kB on a 1 Mbit/s link."""
         touched = self._touched(copies, rects)
         if not touched.any():
             return
         self._decay(now)
         if now - self.last_input <= ECHO_WINDOW:
             echo = touched & (self._spontaneous < SPONTANEOUS_MAX)
+            if churn:
+                drawn = touched & self._touched((), churn)
+                echo &= ~drawn
+                self._spontaneous[drawn] += 1.0
             self._hot_until[echo] = now + HOT_HOLD
             if echo.any():
                 self._hot_ends = now + HOT_HOLD
@@ -219,6 +230,9 @@ class ActivityMap:
                 continue
             if self._cost(rect) > self._tokens:
                 plan.held = True
+                if self._tokens < 0.5 * budget:  # a band worth an update: each costs ~1 ms on the customer's PC
+                    plan.later.append(rect)
+                    continue
                 band, rest = self._band(rect, self._tokens)
                 if rest is None or self._cost(band) > self._tokens:
                     plan.later.append(rect)
@@ -253,9 +267,15 @@ class ActivityMap:
 
     def learn_cost(self, pixels: int, link_bytes: int) -> None:
         """An update of ``pixels`` changed pixels took ``link_bytes`` on the link (compressed, framed,
-        encrypted): the bucket's price per pixel follows it."""
+        encrypted): the bucket's price per pixel follows it, weighted by pixels. Echoes (a glyph: 342
+        pixels, ~30 bytes, 0.09 a pixel) come between the bulk's bands (100,000 pixels or more, 0.03 a
+        pixel on the churn workload's log): counted per update they priced the bands a third too high,
+        and the bulk got a third less of the link than BULK_SHARE means."""
         if pixels >= 256 and link_bytes > 0:
-            self.bytes_per_pixel += BPP_GAIN * (link_bytes / pixels - self.bytes_per_pixel)
+            keep = 1.0 - BPP_GAIN
+            self._cost_bytes = keep * self._cost_bytes + link_bytes
+            self._cost_pixels = keep * self._cost_pixels + pixels
+            self.bytes_per_pixel = self._cost_bytes / self._cost_pixels
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ tests drive it deterministically. The owner sends ``server.data_to_send()``.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -109,6 +110,7 @@ class ViewerUpdater:
         # where we own the path (a session's channel); see README "What the technician does goes first".
         self.push_echoes = False
         self._held = False  # areas wait for the update budget to refill (agent.service.priority)
+        self._bulk_wait = -math.inf  # ...and until then nothing but them is owed: no planning needed
         self.frame: Optional[np.ndarray] = None
         self.stats = UpdateStats()
         self.on_update: Optional[Callable[[UpdateStats], None]] = None
@@ -180,7 +182,8 @@ class ViewerUpdater:
             if changes is None or (width, height) != self.size:
                 self.activity.mark_all_pending(now)
             else:
-                self.activity.note_changes(now, changes.copies, changes.rects)  # type: ignore[attr-defined]
+                self.activity.note_changes(now, changes.copies, changes.rects,  # type: ignore[attr-defined]
+                                           getattr(changes, "churn", ()))
         if (width, height) != self.size:
             self.activity.resize(width, height)
             self.tracker.resize(width, height)
@@ -282,6 +285,10 @@ class ViewerUpdater:
                                                          self._pending_resize_reply or self.manager.lossy_region()):
             self._held = False
             return None  # the viewer asked before anything changed (after every update): it waits
+        if not push and self._held and now < self._bulk_wait and not self.tracker.has_copies() and not (
+                self._cursor_pending or self._empty_reply or self._pending_resize_reply
+                or self.manager.lossy_region() or self.activity.interactive_pending(now)):
+            return None  # only held bulk, and its bucket has not refilled: planning would hold it again
         region = (0, 0) + self.size if push else rect_union(self._requested, self._cu_region)
         copies, rects = self._peek(region)
         plan = self.activity.plan_update(rects, now, self.link(), only_interactive=push)
@@ -291,6 +298,8 @@ class ViewerUpdater:
         self.tracker.forget(len(copies), plan.rects)  # plan.later stays pending: the next update takes it
         pseudo = self._pseudo_rects()
         rects, self._held = plan.rects, plan.held or self._held and push
+        if plan.held and not push:  # the requests, frames and ACKs before this need not plan again
+            self._bulk_wait = self.activity.bulk_due(now)
         if rects and self.manager.lossy_region():
             # Changed since it was sent, so not settled, however long a congested link kept us from
             # sending: a refresh now would resend moving video losslessly and stall the link further.

@@ -150,13 +150,17 @@ def test_a_churning_area_is_grabbed_a_few_times_a_second_while_a_typed_glyph_goe
 
     busy_from = None
     untaken: list[bool] = []
+    published: list[tuple[list, list]] = []  # (rects, churn) of the frames published once the log is busy
+
+    def on_frame(frame, changes, cursor) -> None:
+        if busy_from is not None and changes.rects:
+            published.append((list(changes.rects), list(changes.churn)))
 
     async def scenario() -> tuple[int, list[float], int]:
         nonlocal busy_from
         aio = asyncio.get_running_loop()
         extra = {} if churn_fps is None else {"churn_fps": churn_fps}
-        loop = CaptureLoop(source, 100, on_frame=lambda *a: None, wanted=lambda: True, on_failure=lambda e: None,
-                           **extra)
+        loop = CaptureLoop(source, 100, on_frame=on_frame, wanted=lambda: True, on_failure=lambda e: None, **extra)
         grab = loop._grab
 
         def counting_grab(force=True, confirm=True, whole=False, damage=False):
@@ -196,8 +200,13 @@ def test_a_churning_area_is_grabbed_a_few_times_a_second_while_a_typed_glyph_goe
     assert exact, "held damage is grabbed once the log stops"
     assert len(echoes) == 6 and max(echoes) < CD.HELD_INTERVAL, echoes
     # about 1.2 s of a busy log at 100 frames a second: every HELD_INTERVAL, not every frame
+    releases = [(rects, churn) for rects, churn in published if any(r[0] >= 160 for r in rects)]
+    assert releases and not any(c[0] < 64 for _, churn in published for c in churn), "a typed glyph is no churn"
     if churn_fps is None:
         assert 1 <= churned <= 1.2 / CD.HELD_INTERVAL + 3, churned
         assert not untaken, "after a release, the damage held again is taken on the loop, not in a thread"
+        # the updater's ActivityMap learns which changes were held: they are never a key's echo
+        assert all(churn and all(c[0] >= 160 - CD.TILE for c in churn) for _, churn in releases[1:]), releases
     else:
         assert churned > 3 * (1.2 / CD.HELD_INTERVAL + 3), churned
+        assert all(churn == [] for _, churn in published), "nothing is held with --churn-fps 0"

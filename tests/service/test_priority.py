@@ -84,8 +84,11 @@ def test_while_interacting_the_rest_shares_a_bucket_however_often_the_viewer_ask
     assert asked_again.rects == [] and asked_again.held
     due = m.bulk_due(2.11)
     assert due > 2.11
-    later = m.plan_update(asked_again.later, due + 0.01, LINK)
+    early = m.plan_update(asked_again.later, (2.11 + due) / 2, LINK)
+    assert early.rects == [] and early.held, "a sliver of a band is not worth an update: it waits for half a slice"
+    later = m.plan_update(early.later, due + 0.01, LINK)
     assert later.rects  # refilled at half the link's rate: the next band goes
+    assert sum(w * h for _, _, w, h in later.rects) >= (m.budget(LINK) / 2) / m.bytes_per_pixel - CHURN[2], "a band of at least half a slice (to a row)"
     # interactive areas never wait for the bucket
     m.note_input(2.5)
     m.note_changes(2.52, [], [TYPED])
@@ -120,6 +123,10 @@ def test_the_price_per_pixel_follows_what_updates_cost_on_the_link() -> None:
     assert m.bytes_per_pixel == pytest.approx(0.2, rel=0.01)
     m.learn_cost(10, 5_000)  # a tiny update's cost is mostly headers: not learnt from
     assert m.bytes_per_pixel == pytest.approx(0.2, rel=0.01)
+    for _ in range(30):  # the bulk's bands, with the echoes of keys between them
+        m.learn_cost(120_000, 3_600)  # 0.03 a pixel
+        m.learn_cost(342, 30)         # a glyph: 0.09 a pixel
+    assert m.bytes_per_pixel == pytest.approx(0.03, rel=0.01), "the price is the bulk's: weighted by pixels"
 
 
 @settings(max_examples=60, deadline=None)
@@ -177,6 +184,25 @@ def test_a_churning_tile_that_happened_to_be_unchanged_in_the_last_frame_is_stil
     m.note_input(2.015)
     m.note_changes(2.03, [], [TYPED, CHURN])
     assert m.classify(CHURN, 2.04) == CHURNING
+
+
+def test_a_held_churning_area_grabbed_right_after_keys_is_never_an_echo_however_rarely_it_comes() -> None:
+    """A large churning area is grabbed every 0.46 s (agent.service.churn_damage); at 6.5 keys a second most
+    grabs land inside a key's window, so its spontaneous rate stays below SPONTANEOUS_MAX. Told which
+    changes were held (Changes.churn), the map never takes them for the echo."""
+    told, untold = ActivityMap(W, H), ActivityMap(W, H)
+    t = 0.0
+    for _ in range(8):
+        for m in (told, untold):
+            m.note_input(t)
+        told.note_changes(t + 0.02, [], [TYPED, CHURN], churn=[CHURN])
+        untold.note_changes(t + 0.02, [], [TYPED, CHURN])
+        t += 0.46
+    now = t - 0.4
+    assert untold.classify(CHURN, now) == INTERACTIVE, "the mistake this guards against"
+    assert told.classify(CHURN, now) != INTERACTIVE and told.classify(TYPED, now) == INTERACTIVE
+    plan = told.plan_update([CHURN, TYPED], now, LINK)
+    assert plan.rects[0] == TYPED and CHURN not in plan.rects, "the log is cut to the bucket, behind the echo"
 
 
 def test_a_backlogged_link_holds_the_bulk_but_never_the_echo() -> None:
