@@ -59,8 +59,7 @@ MIN_SHIFT_VOTES = 8
 MAX_ROW_REPEAT = 4
 MAX_SHIFT_CANDIDATES = 2
 RUNNER_UP_SHARE = 4
-# A scroll moves many columns alike: voting on a few spread columns, over the
-# middle VOTE_WIDTH pixels of each, nominates it.
+# A scroll moves many columns alike: voting on a few spread columns, over the middle VOTE_WIDTH pixels of each.
 MAX_VOTE_COLUMNS = 8
 VOTE_WIDTH = 32
 # 2D moves: sampled runs of KEY_LENGTH pixels, looked up in the previous frame.
@@ -90,9 +89,7 @@ class Changes:
 
     copies: list[Copy] = field(default_factory=list)
     rects: list[Rect] = field(default_factory=list)
-    # Areas X drew again and again, held back and grabbed now (agent.service.churn_damage): what changed
-    # there changed on its own, never as the echo of a key, whenever it was grabbed.
-    churn: list[Rect] = field(default_factory=list)
+    churn: list[Rect] = field(default_factory=list)  # where X keeps drawing: never a key's echo (churn_damage)
 
     def is_empty(self) -> bool:
         return not self.copies and not self.rects
