@@ -87,7 +87,7 @@ def test_while_interacting_the_rest_shares_a_bucket_however_often_the_viewer_ask
     early = m.plan_update(asked_again.later, (2.11 + due) / 2, LINK)
     assert early.rects == [] and early.held, "a sliver of a band is not worth an update: it waits for half a slice"
     later = m.plan_update(early.later, due + 0.01, LINK)
-    assert later.rects  # refilled at half the link's rate: the next band goes
+    assert later.rects  # refilled at BULK_SHARE of the link's rate: the next band goes
     assert sum(w * h for _, _, w, h in later.rects) >= (m.budget(LINK) / 2) / m.bytes_per_pixel - CHURN[2], "a band of at least half a slice (to a row)"
     # interactive areas never wait for the bucket
     m.note_input(2.5)
