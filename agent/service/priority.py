@@ -19,8 +19,9 @@ allows: filled at BULK_SHARE of the link's estimated rate, at most UPDATE_SLICE
 seconds of it deep, however often the viewer asks (a rectangle larger than
 what is left is cut into bands, once at least half a slice is there: every
 update costs the customer's PC about a millisecond, whatever it carries). The
-link therefore always has room for the next echo. What is not taken stays pending in the viewer's tracker, so every
-area still converges to the exact screen; only the order and the pace change.
+link therefore always has room for the next echo. What is not taken stays
+pending in the viewer's tracker, so every area still converges to the exact
+screen; only the order and the pace change.
 
 The map also keeps, per tile, when its oldest unsent change was captured, so
 each update reports its change-to-update latency: the age of the oldest change

@@ -248,9 +248,13 @@ class ViewerUpdater:
         update, most often after a pushed echo that answered it): on the
         customer's PC, that wake-up costs more than the request itself."""
         return (self._job is None and self.close_reason is None and not self._pending_resize
-                and not self._cursor_pending and not self._empty_reply and self._pending_resize_reply is None
-                and not self._held and self.tracker.is_empty() and not self.manager.lossy_region()
+                and not self._owed_besides_changes() and not self._held and self.tracker.is_empty()
                 and not (self.push_echoes and self.activity.interactive_pending(now)))
+
+    def _owed_besides_changes(self) -> bool:
+        """A cursor, a reply or a lossless refresh is owed: an update goes whatever the changes are."""
+        return bool(self._cursor_pending or self._empty_reply or self._pending_resize_reply is not None
+                    or self.manager.lossy_region())
 
     @property
     def wants_update(self) -> bool:
@@ -281,13 +285,11 @@ class ViewerUpdater:
             return None  # nothing requested, or the link is congested: changes accumulate in the tracker
         if self._pending_resize:
             return None if push else self._resize_job()
-        if not push and self.tracker.is_empty() and not (self._cursor_pending or self._empty_reply or
-                                                         self._pending_resize_reply or self.manager.lossy_region()):
+        if not push and self.tracker.is_empty() and not self._owed_besides_changes():
             self._held = False
             return None  # the viewer asked before anything changed (after every update): it waits
         if not push and self._held and now < self._bulk_wait and not self.tracker.has_copies() and not (
-                self._cursor_pending or self._empty_reply or self._pending_resize_reply
-                or self.manager.lossy_region() or self.activity.interactive_pending(now)):
+                self._owed_besides_changes() or self.activity.interactive_pending(now)):
             return None  # only held bulk, and its bucket has not refilled: planning would hold it again
         region = (0, 0) + self.size if push else rect_union(self._requested, self._cu_region)
         copies, rects = self._peek(region)
