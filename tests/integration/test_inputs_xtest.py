@@ -381,3 +381,17 @@ def test_core_rules_and_case() -> None:
     assert core_keysym((0xFF9C, 0xFFB1), True, False, True) == 0xFF9C
     assert convert_case(UNICODE_OFFSET + 0x17C) == (UNICODE_OFFSET + 0x17C, UNICODE_OFFSET + 0x17B)
     assert convert_case(0xDF) == (0xDF, 0xDF) and convert_case(0xFF) == (0xFF, 0xFF)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_keymaps(), _SYMS, st.integers(0, 11), st.tuples(_SYMS, _SYMS))
+def test_codes_for_follows_the_map_and_its_changes(keymap: Keymap, keysym: int, row: int,
+                                                   new: tuple[int, int]) -> None:
+    def scan() -> list[tuple[int, int]]:
+        found = sorted((index, keymap.min_keycode + i) for i, syms in enumerate(keymap.syms)
+                       for index in (0, 1) if index < len(syms) and syms[index] == keysym)
+        return [(code, index) for index, code in found]
+
+    assert keymap.codes_for(keysym) == scan()
+    keymap.set_keysyms(keymap.min_keycode + row % len(keymap.syms), new)  # the backend binding a spare keycode
+    assert keymap.codes_for(keysym) == scan()
