@@ -46,10 +46,14 @@ CHURN_TAU = 1.0         # seconds: decay of the per-tile change rate
 CHURN_RATE = 4.0        # changes per second above which a tile that is not interactive is churning
 INTERACTING_FOR = 2.0   # the technician is interacting for this long after any input
 UPDATE_SLICE = 0.05     # seconds of the estimated link rate the non-interactive areas may take at once
-BULK_SHARE = 0.35       # while interacting, share of the link the non-interactive areas may use
-# 0.5 before: on the link benchmark's churn (a log beside the typed window, three interleaved pairs)
-# 0.35 cut the agent's CPU 1.19-1.29 -> 1.09-1.15 s and the bytes 344-366 -> 266-280 kB, the echo's
-# p95 101-104 -> 89-95 ms. The log beside is fresher when the technician pauses (2 s: everything goes).
+BULK_SHARE = 0.25       # while interacting, share of the link the non-interactive areas may use
+# The agent grabs, encodes and compresses only what it sends, so this share is most of the customer's
+# CPU while the technician types beside a churning area. On the link benchmark's churn (a log beside
+# the typed window, three interleaved pairs each): 0.5 -> 0.35 cut the agent's CPU 1.19-1.29 ->
+# 1.09-1.15 s, bytes 344-366 -> 266-280 kB, the echo's p95 101-104 -> 89-95 ms; 0.35 -> 0.25 cut the CPU
+# 1.09-1.24 -> 0.94-1.04 s, bytes 275-306 -> 216-223 kB, the echo's p95 the same (88-99 ms). A log
+# screen of fresh text is ~21 kB: a quarter of 1 Mbit/s still shows 1.5 of them a second, more than
+# anyone reads while typing; when the technician pauses (2 s), everything goes.
 MIN_WAIT = 0.02         # seconds: the shortest wait for the bucket
 MIN_BUDGET = 4096       # bytes: the smallest update budget (a few glyphs with their headers)
 MIN_BAND_ROWS = 16      # a cut rectangle's band is at least this tall
