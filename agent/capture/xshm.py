@@ -26,6 +26,7 @@ character, ~1 ms a frame of a terminal printing text).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import mmap
@@ -45,7 +46,7 @@ Rect = tuple[int, int, int, int]
 SEGMENT_BYTES = 2 << 20
 # xcb_send_request flags; DAMAGE minor opcodes (damageproto)
 _REQUEST_CHECKED = 1
-_DAMAGE_QUERY_VERSION, _DAMAGE_CREATE, _DAMAGE_SUBTRACT = 0, 1, 3
+_DAMAGE_QUERY_VERSION, _DAMAGE_CREATE, _DAMAGE_DESTROY, _DAMAGE_SUBTRACT = 0, 1, 2, 3
 _DAMAGE_NOTIFY, _REPORT_NON_EMPTY = 0, 3  # DamageNotify's code past the extension's first event; DamageCreate's level
 
 
@@ -230,6 +231,9 @@ class XShmGrabber:
             log.info("DAMAGE stays on python-xlib's connection: %s", exc)
             return False
         if not self.use_damage(damage):
+            # a DAMAGE object nobody subtracts from still makes X track every drawing on the screen
+            with contextlib.suppress(Exception):
+                raw.check(conn, raw.damage_request(conn, _DAMAGE_DESTROY, (damage,), True), "DamageDestroy")
             return False
         self.owns_damage, self._damage_event = True, event
         return True

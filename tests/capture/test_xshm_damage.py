@@ -218,3 +218,34 @@ def test_without_the_grabbers_damage_python_xlib_takes_it(xvfb_factory, monkeypa
         finally:
             win.destroy()
             d.close()
+
+
+def _damage_objects(d: Any) -> int:
+    """DAMAGE objects on the server, all clients together (X-Resource)."""
+    damage = d.intern_atom("DamageExt")  # the resource type the DAMAGE extension registers
+    return sum(r.count for client in d.res_query_clients().clients
+               for r in d.res_query_client_resources(client.resource_base).types if r.resource_type == damage)
+
+
+@pytest.mark.xvfb
+def test_a_damage_object_the_grabber_made_but_cannot_use_is_destroyed(xvfb_factory) -> None:
+    from Xlib import display as xdisplay
+
+    from agent.capture.xshm import XShmGrabber
+
+    name = xvfb_factory(64, 48)
+    d = xdisplay.Display(name)
+    grabber = XShmGrabber.open(name)
+    assert grabber is not None
+    try:
+        assert d.has_extension("X-Resource")
+        before = _damage_objects(d)
+        grabber.use_damage = lambda damage: False  # e.g. XFixes older than 2 on this server
+        assert grabber.own_damage() is False and not grabber.owns_damage
+        assert _damage_objects(d) == before
+        del grabber.use_damage
+        assert grabber.own_damage() is True  # the working case makes one, and keeps it
+        assert _damage_objects(d) == before + 1
+    finally:
+        grabber.close()
+        d.close()
