@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rejnet only: thread CPU per call of these agent methods (module:Qualified.name, e.g. "
                         "agent.service.updater:ViewerUpdater.prepare_update) over each run's script window, in "
                         "results.json and report.md (benchmarks/linkbench/stages.py)")
+    p.add_argument("--profile", action="store_true",
+                   help="rejnet only: a cProfile of the agent's event-loop thread, timed by thread CPU, over each "
+                        "run's script window, in DIR/profiles/*.pstats (read with python -m pstats)")
     p.add_argument("--desktop", choices=("x11", "gnome"), default="x11",
                    help="x11: an Xvfb display (default); gnome: a headless GNOME Wayland session shared through "
                         "the agent's GNOME backend (rejnet only; typing and idle)")
@@ -182,9 +185,14 @@ async def run_matrix(args: argparse.Namespace, servers: list[str], workloads: li
             workdir.mkdir(parents=True, exist_ok=True)
             server = SERVERS[srv]()
             server.stages = args.stage_list if srv == "rejnet" else []
+            if args.profile and srv == "rejnet":
+                (out / "profiles").mkdir(exist_ok=True)
+                server.profile_file = (out / "profiles" / f"{workdir.name}.pstats").resolve()  # the agent's cwd differs
             res = await measure_run(server, make_workload(wl), SETTINGS[setting], spec, link_name, repeat=rep,
                                     seconds=args.seconds, display=display if needs_x else None, grabber=grabber,
                                     workdir=workdir, min_psnr=args.psnr)
+            if server.profile_file is not None and server.profile_file.exists():
+                res.profile = str(server.profile_file.relative_to(out.resolve()))
             results.append(res)
             elapsed = time.monotonic() - started
             eta = elapsed / n * (len(cells) - n)
@@ -232,7 +240,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     meta = {"links": args.links, "delay_ms": args.delay, "jitter_ms": args.jitter, "seconds": args.seconds,
             "repeat": args.repeat, "servers": servers, "workloads": workloads, "settings": args.setting_list,
-            "psnr": args.psnr, "desktop": args.desktop, "stages": args.stage_list, "command": "python -m benchmarks.linkbench " + " ".join(argv or sys.argv[1:]),
+            "psnr": args.psnr, "desktop": args.desktop, "stages": args.stage_list,
+            "profile": args.profile, "command": "python -m benchmarks.linkbench " + " ".join(argv or sys.argv[1:]),
             "typing_editor": editor()}
     (out / "results.json").write_text(json.dumps({"meta": meta, "runs": [r.to_json() for r in results]}, indent=1))
     text = report.write(results, meta, out)

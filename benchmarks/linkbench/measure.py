@@ -438,6 +438,7 @@ class RunResult:
     phases: dict = field(default_factory=dict)
     series: list = field(default_factory=list)
     stages: dict = field(default_factory=dict)  # --stages: per agent method, calls and thread CPU in the window
+    profile: Optional[str] = None  # --profile: the agent's cProfile stats over the window, relative to --out
 
     @property
     def ok(self) -> bool:

@@ -7,6 +7,7 @@ The targets compare servers measured in the same run, as ratios.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -247,6 +248,46 @@ def stages_table(results: list) -> str:
                       "|---|---|---|---|---|---|---|", *rows, ""])
 
 
+PROFILE_TOP = 15  # functions listed per profiled run
+
+
+def profile_table(results: list, out: Path) -> str:
+    """The --profile runs: per run, its stats file and the functions with the largest share of own time."""
+    import pstats
+
+    parts = []
+    for r in results:
+        if not r.profile or not (out / r.profile).exists():
+            continue
+        stats = pstats.Stats(str(out / r.profile)).stats  # type: ignore[attr-defined]
+        total = sum(entry[2] for entry in stats.values()) or 1.0
+        top = sorted(stats.items(), key=lambda item: -item[1][2])[:PROFILE_TOP]
+        rows = [f"| {_where(key)} | {entry[1]} | {100 * entry[2] / total:.1f} | {100 * entry[3] / total:.1f} |"
+                for key, entry in top]
+        parts += [f"{r.link} {r.setting} {r.workload} #{r.repeat + 1}: `{r.profile}`", "",
+                  "| function | calls | own % | with callees % |", "|---|---|---|---|", *rows, ""]
+    if not parts:
+        return ""
+    return "\n".join(["### Agent profiles (--profile)", "",
+                       "cProfile of the agent's event-loop thread over the script window, by thread CPU; profiling "
+                       "slows every call, so read the shares. Worker threads are not in it. More: "
+                       "`python -m pstats FILE` (sort tottime, stats 30; callers NAME).", "", *parts])
+
+
+def _where(key: tuple) -> str:
+    """A pstats key as ``path:line(function)``, the path from the repository or the package down."""
+    filename, line, name = key
+    if filename == "~":
+        return name.replace("|", "/")
+    library = re.search(r"/site-packages/(.*)", filename) or re.search(r"/lib/python3\.\d+/(.*)", filename)
+    if library:
+        filename = library.group(1)
+    else:
+        root = str(Path(__file__).resolve().parents[2]) + "/"
+        filename = filename[len(root):] if filename.startswith(root) else filename
+    return f"{filename}:{line}({name})"
+
+
 def write(results: list, meta: dict, out: Path) -> str:
     """Write report.md and the plots into ``out``; returns the markdown text."""
     plots = []
@@ -267,6 +308,9 @@ def write(results: list, meta: dict, out: Path) -> str:
     stages = stages_table(results)
     if stages:
         text += "\n" + stages
+    profiles = profile_table(results, out)
+    if profiles:
+        text += "\n" + profiles
     if plots:
         text += "\nPlots: " + ", ".join(plots) + "\n"
     (out / "report.md").write_text(text)

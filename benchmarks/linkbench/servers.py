@@ -137,6 +137,7 @@ class Server:
         self.workdir: Optional[Path] = None
         self.stages: list[str] = []  # agent methods to time (rejnet only; benchmarks.linkbench.stages)
         self.stages_file: Optional[Path] = None
+        self.profile_file: Optional[Path] = None  # --profile: the agent's cProfile stats go here (rejnet only)
 
     @classmethod
     def unavailable(cls) -> Optional[str]:
@@ -278,11 +279,13 @@ class Rejnet(Server):
             source = ["--display", str(display)]
         agent_log = workdir / "agent.log"
         entry = "agent"
-        if self.stages:
-            from benchmarks.linkbench.stages import ENV_FILE, ENV_SPEC
+        if self.stages or self.profile_file:
+            from benchmarks.linkbench.stages import ENV_FILE, ENV_PROFILE, ENV_SPEC
 
             entry, self.stages_file = "benchmarks.linkbench.stages", workdir / "stages.json"
             env = dict(env, **{ENV_SPEC: ",".join(self.stages), ENV_FILE: str(self.stages_file)})
+            if self.profile_file:
+                env[ENV_PROFILE] = str(self.profile_file)
         agent = self._spawn([py, "-m", entry, "--relay", "127.0.0.1:%d" % self.proxy.address[1], *source,
                              "--consent", "control", "--json", "--control", str(control),
                              "--consent-db", str(workdir / "consent.db")], agent_log, env)

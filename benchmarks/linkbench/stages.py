@@ -10,6 +10,14 @@ starts and when it ends, so a run's ``stages`` cover exactly the window its
 counts once; different methods nest (a stage's time includes the stages it
 calls). Coroutine functions are refused: their calls return at once.
 
+With ``--profile`` (``$LINKBENCH_PROFILE`` names a file) the same two signals
+start and stop a cProfile of the event loop's thread, timed by thread CPU
+(with wall time, the thread blocked on an X round trip would show as the
+agent's cost), and its stats go to that file: every function over the same
+window, at the price of slowing each call (read the shares, not the times).
+Grabs, encodes and compression handed to worker threads are not in it; time
+them with stages.
+
 Why a tool of its own: the agent's per-key CPU is a dozen steps of 0.05-0.3 ms,
 each run with cold caches. A sampling profiler either misses them or, sampling
 often enough, slows the agent into another regime; whole-run CPU has a
@@ -17,6 +25,7 @@ often enough, slows the agent into another regime; whole-run CPU has a
 """
 from __future__ import annotations
 
+import cProfile
 import functools
 import importlib
 import inspect
@@ -30,6 +39,7 @@ from typing import Any, Callable, Optional
 
 ENV_SPEC = "LINKBENCH_STAGES"
 ENV_FILE = "LINKBENCH_STAGES_FILE"
+ENV_PROFILE = "LINKBENCH_PROFILE"
 SNAPSHOT_TIMEOUT = 5.0  # seconds the harness waits for the agent to write its totals
 
 
@@ -100,6 +110,27 @@ def _writer(path: Path, totals: dict[str, list[float]]) -> Callable[..., None]:
     return write
 
 
+def _profiling(path: Path, then: Callable[..., None]) -> Callable[..., None]:
+    """SIGUSR1's handler with a profile: the first signal starts cProfile on this (the event loop's) thread,
+    the second stops it and writes its stats to ``path``; ``then`` (the totals' writer) runs outside the
+    profiled span, and last at the end, so the harness, which waits for the totals, finds the stats."""
+    profiler = cProfile.Profile(time.thread_time)
+    signals = [0]
+
+    def handle(*args: Any) -> None:
+        signals[0] += 1
+        if signals[0] == 2:
+            profiler.disable()
+            try:
+                profiler.dump_stats(str(path))
+            except OSError as exc:  # a full disk: no profile, but the agent (and the run) go on
+                print(f"linkbench --profile: cannot write {path}: {exc}", file=sys.stderr, flush=True)
+        then(*args)
+        if signals[0] == 1:
+            profiler.enable()
+    return handle
+
+
 def snapshot(pid: int, path: Path, timeout: float = SNAPSHOT_TIMEOUT) -> Optional[dict]:
     """Ask the agent (``pid``) for its totals now; None if it did not answer in ``timeout`` seconds."""
     before = _read(path)
@@ -142,7 +173,9 @@ def main() -> int:
     path = Path(os.environ[ENV_FILE])
     from agent.commands import agent_main
 
-    signal.signal(signal.SIGUSR1, _writer(path, install(specs)))
+    handler = _writer(path, install(specs))
+    profile = os.environ.get(ENV_PROFILE)
+    signal.signal(signal.SIGUSR1, _profiling(Path(profile), handler) if profile else handler)
     return agent_main()
 
 

@@ -332,3 +332,30 @@ def test_stages_time_the_named_agent_methods_over_the_script_window(tmp_path):
     assert sum(g["seconds"] for g in got.values()) <= run["cpu_server"] + 0.03
     text = (out / "report.md").read_text()
     assert "### Agent stages (--stages)" in text and f"| {specs[1]} |" in text
+
+
+@pytest.mark.slow
+@pytest.mark.interop
+@pytest.mark.timeout(120)
+def test_profile_covers_the_agents_event_loop_over_the_script_window(tmp_path):
+    import pstats
+
+    need("Xvfb", "xdotool", "xterm", "xsetroot")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.linkbench", "--out", str(out), "--quick",
+                           "--servers", "rejnet", "--profile"],
+                          cwd=str(ROOT), capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((out / "results.json").read_text())
+    run = data["runs"][0]
+    assert run["error"] is None and data["meta"]["profile"] is True and run["stages"] == {}
+    stats = pstats.Stats(str(out / run["profile"])).stats  # type: ignore[attr-defined]
+    calls = {name: entry[1] for (_, _, name), entry in stats.items()}
+    # every typed key's echo is planned on the loop inside the window; the start-up (imports) is not in it
+    assert 0 < calls["prepare_update"] <= 3 * run["steps"] + 10
+    assert "_find_and_load" not in calls
+    # the loop thread's CPU (the profiler's slowing included): inside the agent's over the same window
+    own = sum(entry[2] for entry in stats.values())
+    assert 0 < own <= run["cpu_server"] + 0.03
+    text = (out / "report.md").read_text()
+    assert "### Agent profiles (--profile)" in text and run["profile"] in text and "(prepare_update)" in text
