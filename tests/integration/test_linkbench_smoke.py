@@ -233,17 +233,22 @@ def test_report_tables_targets_and_plot(tmp_path):
 
 
 @pytest.mark.xvfb
+def _quick_run(out: Path, *options: str, timeout: float = 110) -> tuple[subprocess.CompletedProcess, dict]:
+    """``python -m benchmarks.linkbench --out OUT --quick OPTIONS``, which must succeed, and its results.json."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.linkbench", "--out", str(out), "--quick", *options],
+                          cwd=str(ROOT), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, json.loads((out / "results.json").read_text())
+
+
 @pytest.mark.slow
 @pytest.mark.interop
 @pytest.mark.timeout(170)
 def test_quick_benchmark_runs_and_reports(tmp_path):
     need("Xvfb", "xdotool", "xterm", "xsetroot", "x11vnc")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.linkbench", "--out", str(out), "--quick"],
-                          cwd=str(ROOT), capture_output=True, text=True, timeout=160)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc, data = _quick_run(out, timeout=160)
     assert "[2/2" in proc.stdout  # progress lines
-    data = json.loads((out / "results.json").read_text())
     runs = {r["server"]: r for r in data["runs"]}
     assert set(runs) == {"rejnet", "x11vnc"}
     for server, r in runs.items():
@@ -316,11 +321,7 @@ def test_stages_time_the_named_agent_methods_over_the_script_window(tmp_path):
     need("Xvfb", "xdotool", "xterm", "xsetroot")
     out = tmp_path / "out"
     specs = ["agent.service.updater:ViewerUpdater.prepare_update", "agent.encode.manager:EncodeManager.encode"]
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.linkbench", "--out", str(out), "--quick",
-                           "--servers", "rejnet", "--stages", ",".join(specs)],
-                          cwd=str(ROOT), capture_output=True, text=True, timeout=110)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = json.loads((out / "results.json").read_text())
+    _, data = _quick_run(out, "--servers", "rejnet", "--stages", ",".join(specs))
     run = data["runs"][0]
     assert run["error"] is None and data["meta"]["stages"] == specs
     got = run["stages"]
@@ -342,11 +343,7 @@ def test_profile_covers_the_agents_event_loop_over_the_script_window(tmp_path):
 
     need("Xvfb", "xdotool", "xterm", "xsetroot")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.linkbench", "--out", str(out), "--quick",
-                           "--servers", "rejnet", "--profile"],
-                          cwd=str(ROOT), capture_output=True, text=True, timeout=110)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = json.loads((out / "results.json").read_text())
+    _, data = _quick_run(out, "--servers", "rejnet", "--profile")
     run = data["runs"][0]
     assert run["error"] is None and data["meta"]["profile"] is True and run["stages"] == {}
     stats = pstats.Stats(str(out / run["profile"])).stats  # type: ignore[attr-defined]
