@@ -193,7 +193,7 @@ class Desk:
             event = protocol.event.ClientMessage(window=target, client_type=protocols,
                                                  data=(32, [delete, X.CurrentTime, 0, 0, 0]))
             target.send_event(event, event_mask=0)
-            d.flush()
+            d.sync()  # a round trip: flushed and closed at once, the request was sometimes never carried out
         finally:
             d.close()
 
