@@ -355,4 +355,7 @@ def test_profile_covers_the_agents_event_loop_over_the_script_window(tmp_path):
     own = sum(entry[2] for entry in stats.values())
     assert 0 < own <= run["cpu_server"] + 0.03
     text = (out / "report.md").read_text()
-    assert "### Agent profiles (--profile)" in text and run["profile"] in text and "(prepare_update)" in text
+    assert "### Agent profiles (--profile)" in text and run["profile"] in text
+    # the table leads with the function of the largest own time (which one varies from run to run)
+    heaviest, _ = max(stats.items(), key=lambda item: item[1][2])
+    assert f"| {report._where(heaviest)} |" in text
