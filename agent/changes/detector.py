@@ -35,24 +35,14 @@ from agent._native import scroll as _scroll
 from agent._native import tiles as _tiles
 from agent.changes.copy_geometry import join as _join, label_boxes as _label_boxes
 from agent.changes.copy_geometry import ordered as _ordered, peel as _peel
-from agent.models import MAX_RECT_AREA, MAX_RECT_WIDTH, Copy, Rect, split_rect
+from agent.changes.tile_boxes import box_area, boxes_to_rects
+from agent.models import Copy, Rect, split_rect
 
 __all__ = ["ChangeDetector", "Changes", "DetectStats", "FrameSizeError", "split_rect", "boxes_to_rects"]
 
 MIN_TILE = 16
 MAX_TILE = 128
-# What a rect costs, in unchanged pixels worth merging into a neighbour to save it. On the wire a
-# rect is a 12-byte header and ~20 bytes of framing, and below the channel's long-window zstd an
-# unchanged pixel sent again costs almost nothing; on the customer's CPU each rect is ~0.1 ms of
-# encoding (palette, cells, stored blocks) and more per rect downstream. 22 pages of the link
-# benchmark's paging and 60 frames of its churn, replayed (detector, encoder, mux, zstd):
-#   64 (a rect's bytes alone): 46.9 rects a page, 136.2 kB, encoding 5.8 ms a page; churn 143.1 kB, 1.7 ms
-#   256: 33.0, 127.7 kB, 4.9 ms; churn 130.5 kB, 1.3 ms
-#   1024: 20.1, 119.7 kB, 4.0 ms; churn 123.0 kB, 1.0 ms
-#   4096: 10.3, 130.3 kB, 3.7 ms; churn 120.3 kB, 1.0 ms
-RECT_OVERHEAD_PIXELS = 1024
-# Changes smaller than this (typing, a blinking cursor) skip the move search.
-MOVE_MIN_AREA = 4096
+MOVE_MIN_AREA = 4096  # changes smaller than this (typing, a blinking cursor) skip the move search
 # Vertical shifts: rows agreeing on a shift, a row hash seen more often than
 # MAX_ROW_REPEAT times in a column (blank lines) does not vote.
 MIN_SHIFT_VOTES = 8
@@ -108,20 +98,6 @@ class DetectStats:
     rects: int = 0
     copies: int = 0
 
-
-
-def boxes_to_rects(boxes: np.ndarray, overhead: int = RECT_OVERHEAD_PIXELS) -> tuple[list[Rect], np.ndarray]:
-    """Merge per-tile boxes by cost; returns the rects split to the limits and the merged (n, 4) array."""
-    merged = np.empty((boxes.shape[0] * boxes.shape[1], 4), np.int32)
-    n = _rects.merge_boxes(boxes, overhead, merged)
-    merged = merged[:n]
-    out: list[Rect] = []
-    for x, y, w, h in merged.tolist():
-        if w <= MAX_RECT_WIDTH and w * h <= MAX_RECT_AREA:
-            out.append((x, y, w, h))
-        else:
-            out.extend(split_rect(x, y, w, h))
-    return out, merged
 
 
 def _integer(value: object, what: str) -> int:
@@ -264,7 +240,7 @@ class ChangeDetector:
         if ndirty == 0:
             return Changes()
         part = boxes if within is None else boxes[within]
-        area = int(((part[:, :, 2] - part[:, :, 0]) * (part[:, :, 3] - part[:, :, 1])).sum())
+        area = box_area(part)
         if area < MOVE_MIN_AREA:  # typing, a blinking cursor: no move search, the boxes near the damage
             self._recent_vectors = []
             return Changes([], self._rects_from(np.ascontiguousarray(part), frame, stats))

@@ -32,7 +32,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from agent._native import rects as _rects
-from agent.changes.detector import Changes, boxes_to_rects, check_screen_size
+from agent.changes.detector import Changes, check_screen_size
+from agent.changes.tile_boxes import boxes_to_rects
 from agent.models import Box, Copy, Rect, box_area, intersect, subtract
 
 __all__ = ["DirtyBits", "UpdateTracker"]
@@ -270,6 +271,9 @@ class UpdateTracker:
         del self._copies[:copies]
         for x, y, w, h in rects:
             self._clear((x, y, x + w, y + h))
+        # Whether anything is left is asked next when the viewer's request comes, a round trip later, with
+        # the customer's caches cold again (a numpy call then costs ~30 us): learn it now, while warm.
+        self._any_dirty()
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -401,7 +405,7 @@ class UpdateTracker:
         if self._rects_cache is not None and self._rects_cache[:2] == (b, self._version):
             return self._rects_cache[2]
         boxes = self._mask.tile_boxes(b)
-        rects: list[Rect] = boxes_to_rects(boxes)[0] if boxes.any() else []
+        rects = boxes_to_rects(boxes)[0]  # (none from empty boxes: no numpy reduction to ask first)
         self._rects_cache = (b, self._version, rects)
         return rects
 

@@ -66,6 +66,9 @@ class LossyRegion:
     def __init__(self) -> None:
         self._boxes = np.empty((0, 4), np.int64)
 
+    def __bool__(self) -> bool:
+        return len(self._boxes) > 0
+
     def rects(self) -> list[Rect]:
         return [(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in self._boxes.tolist()]
 
@@ -73,7 +76,8 @@ class LossyRegion:
         self._boxes = np.empty((0, 4), np.int64)
 
     def subtract(self, r: Rect) -> None:
-        self._boxes = _minus(self._boxes, _box(r))
+        if len(self._boxes):  # (nothing lossy: every lossless rectangle of a session without JPEG)
+            self._boxes = _minus(self._boxes, _box(r))
 
     def add(self, r: Rect) -> None:
         b = _box(r)

@@ -305,7 +305,9 @@ class EncodeManager:
                 sub = values[py:py + ph, px:px + pw]
                 ncol, runs = _analyze.analyze(sub, ANALYSE_MAX_COLOURS, self._palette, self._counts)
                 palette = None
-                if ncol <= ANALYSE_MAX_COLOURS:
+                if ncol <= ANALYSE_MAX_COLOURS and self._indexed_below is not None:
+                    palette = self._palette[:ncol]  # its order is the stable palette's: no sort (used at once)
+                elif ncol <= ANALYSE_MAX_COLOURS:  # most frequent first: RRE's background
                     order = np.argsort(self._counts[:ncol], kind="stable")[::-1]
                     palette = np.ascontiguousarray(self._palette[:ncol][order])
                 self._write(update, frame, values, x, y, (px, py, pw, ph), palette, runs, photo, t0)
@@ -386,6 +388,11 @@ class EncodeManager:
     def lossy_region(self) -> list[Rect]:
         """Areas the viewer currently sees with lossy (JPEG) pixels."""
         return self._lossy.rects()
+
+    @property
+    def has_lossy(self) -> bool:
+        """Whether the viewer sees lossy pixels anywhere (asked several times an update: no list built)."""
+        return bool(self._lossy)
 
     def encode_cursor(self, cursor: CursorShape) -> bytes:
         """One complete Cursor pseudo-rectangle (-239) in the client's pixel format."""

@@ -37,13 +37,15 @@ class StablePalette:
 
     def __init__(self, slots: int = SLOTS) -> None:
         self._colours = np.zeros(slots, np.uint32)
-        self._last_used = np.zeros(slots, np.int64)
-        self._n = 0
+        # slot of each colour, and each slot's last use: plain Python, since a typed glyph's rectangle
+        # brings a handful of colours, and a dozen numpy calls on arrays that small cost more than a loop
+        self._slot: dict[int, int] = {}
+        self._last_used = [0] * slots
         self._tick = 0
         self._churn = 0.0
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._slot)
 
     @property
     def churning(self) -> bool:
@@ -58,26 +60,35 @@ class StablePalette:
         slots = len(self._colours)
         if len(colours) > slots:
             raise ValueError(f"{len(colours)} colours do not fit a palette of {slots}")
-        self._tick += 1
-        n = self._n
-        known = self._colours[:n]
-        order = np.argsort(known, kind="stable")
-        ordered = known[order]
-        at = np.minimum(np.searchsorted(ordered, colours), max(n - 1, 0))
-        found = ordered[at] == colours if n else np.zeros(len(colours), bool)
-        self._last_used[order[at[found]]] = self._tick
-        new = colours[~found]
+        self._tick = tick = self._tick + 1
+        slot_of, last_used = self._slot, self._last_used
+        new = []
+        for colour in colours.tolist():
+            slot = slot_of.get(colour)
+            if slot is None:
+                new.append(colour)
+            else:
+                last_used[slot] = tick
+        n = len(slot_of)
         evicted = max(0, len(new) - (slots - n))
         self._churn += CHURN_WEIGHT * (evicted / max(len(colours), 1) - self._churn)
-        if len(new):
-            room = min(slots - n, len(new))
-            self._colours[n:n + room] = new[:room]
-            self._last_used[n:n + room] = self._tick
-            self._n = n + room
-            rest = new[room:]
-            if len(rest):  # full: evict the least recently used colours this rectangle does not use
-                free = np.flatnonzero(self._last_used != self._tick)
-                victims = free[np.argsort(self._last_used[free], kind="stable")[:len(rest)]]
-                self._colours[victims] = rest
-                self._last_used[victims] = self._tick
-        return self._colours[:self._n]
+        if new:
+            free = list(range(n, n + min(slots - n, len(new))))
+            for slot in free:
+                last_used[slot] = tick
+            if evicted:  # full: evict the least recently used colours this rectangle does not use
+                used = np.array(last_used)
+                older = np.flatnonzero(used != tick)
+                free += older[np.argsort(used[older], kind="stable")[:evicted]].tolist()
+            for slot, colour in zip(free, new):
+                if slot < n:
+                    del slot_of[int(self._colours[slot])]
+                self._colours[slot] = colour
+                slot_of[colour] = slot
+                last_used[slot] = tick
+        return self._colours[:len(slot_of)]
+
+    def in_slot_order(self, colours: np.ndarray) -> np.ndarray:
+        """``colours`` (all covered by the last ``cover``) ordered by their slots."""
+        slot_of = self._slot
+        return self._colours[sorted(slot_of[colour] for colour in colours.tolist())]

@@ -272,7 +272,7 @@ class TightEncoder(Encoder):
         if self._stable is not None and rect.codec.bytes_per_pixel > 1:
             slots = self._stable.cover(palette)
             if len(palette) == 2:  # the two colours in slot order: a glyph's bits mean the same every time
-                return self.mono(rect, slots[np.isin(slots, palette)])
+                return self.mono(rect, self._stable.in_slot_order(palette))
             if self._stable.churning:
                 return None  # Raw's pixels repeat where churning indices would not (see StablePalette)
             return self.indexed(rect, slots)

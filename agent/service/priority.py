@@ -61,6 +61,7 @@ INITIAL_BYTES_PER_PIXEL = 0.25  # link bytes per changed pixel before the first 
 BPP_GAIN = 0.3          # smoothing of the link-bytes-per-pixel estimate
 
 FEW_AREAS = 32          # up to this many rectangles, tiles are marked one at a time (fewer numpy calls)
+RESCALE_BELOW = 1e-6    # the rates' decay is a common factor (_decay), folded into them when this small
 
 INTERACTIVE, CALM, CHURNING = 0, 1, 2
 
@@ -105,8 +106,11 @@ class ActivityMap:
     def resize(self, width: int, height: int) -> None:
         self.width, self.height = width, height
         shape = (-(-height // TILE), -(-width // TILE))
-        self._rate = np.zeros(shape, np.float32)         # changes per second, decaying
-        self._spontaneous = np.zeros(shape, np.float32)  # the same, counting only changes not right after input
+        # Changes per second, decaying, and the same counting only changes not right after input; both
+        # times ``_scale``, the decay since they were last rescaled (a scalar per frame, not two grids).
+        self._rate = np.zeros(shape, np.float32)
+        self._spontaneous = np.zeros(shape, np.float32)
+        self._scale = 1.0
         self._rate_at = 0.0
         self._hot_until = np.full(shape, -math.inf)     # interactive until
         self._hot_ends = -math.inf                       # the latest of those
@@ -134,22 +138,38 @@ class ActivityMap:
         (agent.service.churn_damage), so at 6.5 keys a second most of them land inside a key's
         window and their spontaneous rate falls below SPONTANEOUS_MAX: a whole log would go as the
         echo, at once, and the typed glyph with it behind 15 kB on a 1 Mbit/s link."""
+        area = self._one_area(copies, rects)
+        if area is not None and not churn:  # a typed glyph: its tiles as views, a few numpy calls fewer
+            self._decay(now)
+            one = 1.0 / self._scale
+            if now - self.last_input <= ECHO_WINDOW:
+                echo = self._spontaneous[area] < SPONTANEOUS_MAX * one
+                if echo.any():
+                    self._hot_until[area][echo] = now + HOT_HOLD
+                    self._hot_ends = now + HOT_HOLD
+            else:
+                self._spontaneous[area] += one
+            self._rate[area] += one
+            pending = self._pending[area]
+            np.minimum(pending, now, out=pending)
+            return
         touched = self._touched(copies, rects)
         if not touched.any():
             return
         self._decay(now)
+        one = 1.0 / self._scale
         if now - self.last_input <= ECHO_WINDOW:
-            echo = touched & (self._spontaneous < SPONTANEOUS_MAX)
+            echo = touched & (self._spontaneous < SPONTANEOUS_MAX * one)
             if churn:
                 drawn = touched & self._touched((), churn)
                 echo &= ~drawn
-                self._spontaneous[drawn] += 1.0
+                self._spontaneous[drawn] += one
             self._hot_until[echo] = now + HOT_HOLD
             if echo.any():
                 self._hot_ends = now + HOT_HOLD
         else:
-            self._spontaneous[touched] += 1.0
-        self._rate[touched] += 1.0
+            self._spontaneous[touched] += one
+        self._rate[touched] += one
         np.minimum(self._pending, np.where(touched, now, math.inf), out=self._pending)
 
     def mark_all_pending(self, now: float) -> None:
@@ -169,7 +189,7 @@ class ActivityMap:
         if (self._hot_until[ys, xs] > now).any():
             return INTERACTIVE
         self._decay(now)
-        return CHURNING if float(self._rate[ys, xs].max()) >= CHURN_RATE else CALM
+        return CHURNING if float(self._rate[ys, xs].max()) * self._scale >= CHURN_RATE else CALM
 
     def classify_all(self, rects: Sequence[Rect], now: float) -> list[int]:
         """``classify`` for each of ``rects``; a page of them in a few numpy calls (any hot tile, any
@@ -179,7 +199,7 @@ class ActivityMap:
         self._decay(now)
         spans = _tile_spans(rects, self.width, self.height)
         hot = _any_in(self._hot_until > now, spans)
-        churning = _any_in(self._rate >= CHURN_RATE, spans)
+        churning = _any_in(self._rate >= CHURN_RATE / self._scale, spans)
         return np.where(hot, INTERACTIVE, np.where(churning, CHURNING, CALM)).tolist()
 
     def bulk_due(self, now: float) -> float:
@@ -263,15 +283,22 @@ class ActivityMap:
         """An update left: returns its change-to-update latency (None if it carried no pixels)."""
         if not (rects or copies):
             return None
-        touched = self._touched(copies, rects)
-        oldest = float(self._pending[touched].min()) if touched.any() else math.inf
-        keep = np.full(self._pending.shape, math.inf)
-        for area in later:  # still owed: they keep their age
-            tiles = self._tiles(area)
-            if tiles is not None:
-                keep[tiles] = self._pending[tiles]
-        self._pending[touched] = math.inf
-        np.minimum(self._pending, keep, out=self._pending)
+        area = self._one_area(copies, rects)
+        touched = area if area is not None else self._touched(copies, rects)
+        ages = self._pending[touched]
+        oldest = float(ages.min()) if ages.size else math.inf
+        if area is not None and not later:  # a typed glyph's tiles: a view, no mask
+            ages.fill(math.inf)
+        elif later:  # still owed: they keep their age
+            keep = np.full(self._pending.shape, math.inf)
+            for owed in later:
+                tiles = self._tiles(owed)
+                if tiles is not None:
+                    keep[tiles] = self._pending[tiles]
+            self._pending[touched] = math.inf
+            np.minimum(self._pending, keep, out=self._pending)
+        else:
+            self._pending[touched] = math.inf
         return None if math.isinf(oldest) else max(0.0, now - oldest)
 
     def learn_cost(self, pixels: int, link_bytes: int) -> None:
@@ -302,13 +329,21 @@ class ActivityMap:
     def _decay(self, now: float) -> None:
         dt = now - self._rate_at
         if dt > 0:
-            decay = math.exp(-dt / CHURN_TAU)
-            self._rate *= decay
-            self._spontaneous *= decay
+            self._scale *= math.exp(-dt / CHURN_TAU)
             self._rate_at = now
+            if self._scale < RESCALE_BELOW:
+                self._rate *= self._scale
+                self._spontaneous *= self._scale
+                self._scale = 1.0
 
     def _tiles(self, rect: Rect) -> Optional[tuple[slice, slice]]:
         return tile_span(rect, self.width, self.height, TILE)
+
+    def _one_area(self, copies: Sequence[Copy], rects: Sequence[Rect]) -> Optional[tuple[slice, slice]]:
+        """The tiles of the only area among ``rects`` and the copies' destinations, if there is just one."""
+        if len(rects) + len(copies) != 1:
+            return None
+        return self._tiles(rects[0] if rects else copies[0][2:])
 
     def _touched(self, copies: Sequence[Copy], rects: Sequence[Rect]) -> np.ndarray:
         """The tiles that ``rects`` and the copies' destinations cover."""

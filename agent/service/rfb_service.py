@@ -133,13 +133,15 @@ class RFBService:
 
     async def serve_connection(self, reader: Any, writer: Any, *, security: str = "none",
                                may_send: Optional[Callable[[], bool]] = None, outer_compression: bool = False,
-                               link: Optional[Callable[[], Optional[LinkState]]] = None) -> None:
+                               link: Optional[Callable[[], Optional[LinkState]]] = None,
+                               link_sent: Optional[Callable[[], Optional[int]]] = None) -> None:
         """Serve one client until it leaves or misbehaves; never raises for the client's faults.
 
         ``outer_compression``: the transport compresses again (the secure channel's ZDATA), so the
         encoders leave repetition to it (see EncodeManager.outer_compression). ``link``: what flow
         control knows of the link now, which paces the bulk while the technician interacts so an echo
-        never waits behind it (agent.service.priority).
+        never waits behind it (agent.service.priority); ``link_sent``: its ``sent`` alone, read around
+        every update's flush (cheaper than the whole state).
         """
         peer = str(writer.get_extra_info("peername", None) or "stream")
         if security == "vnc" and not self.__password:
@@ -164,7 +166,7 @@ class RFBService:
             manager = EncodeManager()
             manager.outer_compression = outer_compression
             manager.quality_cap = self._quality_cap
-            updater = ViewerUpdater(server, may_send=may_send, manager=manager, link=link)
+            updater = ViewerUpdater(server, may_send=may_send, manager=manager, link=link, link_sent=link_sent)
             updater.push_echoes = link is not None  # a session's channel: see ViewerUpdater.push_echoes
             viewer = RFBConnection(peer, server, updater, reader, writer, gate=self._capture.gate)
             viewer.updater.on_update = lambda stats, v=viewer: self._notify(v, stats)

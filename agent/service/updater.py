@@ -96,7 +96,8 @@ class ViewerUpdater:
 
     def __init__(self, server: RFBServer, *, manager: Optional[EncodeManager] = None,
                  may_send: Optional[Callable[[], bool]] = None,
-                 link: Optional[Callable[[], Optional[LinkState]]] = None) -> None:
+                 link: Optional[Callable[[], Optional[LinkState]]] = None,
+                 link_sent: Optional[Callable[[], Optional[int]]] = None) -> None:
         self.server = server
         self.manager = manager if manager is not None else EncodeManager()
         self.tracker = UpdateTracker(server.width, server.height)
@@ -104,6 +105,7 @@ class ViewerUpdater:
         self.may_send: Callable[[], bool] = may_send if may_send is not None else (lambda: True)
         # The link as flow control sees it (None: unknown, e.g. plain TCP): paces the bulk while interacting.
         self.link: Callable[[], Optional[LinkState]] = link if link is not None else (lambda: None)
+        self._link_sent = link_sent  # the link's ``sent`` alone (None: read from ``link``)
         self.activity = ActivityMap(server.width, server.height)
         # Send an input's echo at once even when the viewer has no request outstanding: a viewer that
         # pulls one update at a time otherwise waits a whole round trip after every bulk update. Only
@@ -212,6 +214,8 @@ class ViewerUpdater:
 
     def _refresh_rects(self, now: float, region: Rect) -> list[Rect]:
         """Lossy areas that have been left alone long enough, inside ``region``."""
+        if not self.manager.has_lossy:
+            return []
         self._prune_lossy(now)
         out = []
         for rect in self.manager.lossy_region():
@@ -231,7 +235,7 @@ class ViewerUpdater:
 
     def refresh_due_at(self, now: float) -> Optional[float]:
         """When a lossless refresh becomes due (``now`` if already), or None when nothing is lossy."""
-        if not self.manager.lossy_region():
+        if not self.manager.has_lossy:
             return None
         self._prune_lossy(now)
         if not self._recent_lossy:
@@ -254,7 +258,7 @@ class ViewerUpdater:
     def _owed_besides_changes(self) -> bool:
         """A cursor, a reply or a lossless refresh is owed: an update goes whatever the changes are."""
         return bool(self._cursor_pending or self._empty_reply or self._pending_resize_reply is not None
-                    or self.manager.lossy_region())
+                    or self.manager.has_lossy)
 
     @property
     def wants_update(self) -> bool:
@@ -302,7 +306,7 @@ class ViewerUpdater:
         rects, self._held = plan.rects, plan.held or self._held and push
         if plan.held and not push:  # the requests, frames and ACKs before this need not plan again
             self._bulk_wait = self.activity.bulk_due(now)
-        if rects and self.manager.lossy_region():
+        if rects and self.manager.has_lossy:
             # Changed since it was sent, so not settled, however long a congested link kept us from
             # sending: a refresh now would resend moving video losslessly and stall the link further.
             self._recent_lossy += [(r, now) for r in rects]
@@ -314,6 +318,8 @@ class ViewerUpdater:
 
     def link_sent(self) -> Optional[int]:
         """Link bytes sent so far (None without a session's link): read around an update's flush."""
+        if self._link_sent is not None:
+            return self._link_sent()
         link = self.link()
         return None if link is None else link.sent
 

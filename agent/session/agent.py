@@ -28,12 +28,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Optional
 
 from agent.capture.base import ScreenSource
 from agent.errors import RejnetError, UsageError
 from agent.inputs.base import InputBackend, NullInput
 from agent.inputs.gate import ScopeGate
+from agent.service.priority import LinkState
 from agent.session import lifecycle as lc
 from agent.session.channel import LINK_EVENT_INTERVAL, ViewerChannel
 from agent.session.errors import CommandUnknown, ConsentNotRecorded, NoSession, NotAllowed, SessionOver, TermsMismatch
@@ -350,8 +351,6 @@ class Agent(AdmittingViewer, ResumingViewer):
 
     def _link_state(self) -> Any:
         """The link as the viewer's flow control sees it now, for the updater's pacing (None: no estimate)."""
-        from agent.service.priority import LinkState
-
         channel = self._channel
         # the peak: while the bulk is paced, ACKs show only what we chose to send (the backlog check
         # holds the bulk back if the link got slower meanwhile)
@@ -361,11 +360,19 @@ class Agent(AdmittingViewer, ResumingViewer):
         stream = channel.stream
         return LinkState(rate, stream.in_flight, channel.flow.min_rtt or 0.1, stream.bytes_sent)
 
+    def _link_sent(self) -> Optional[int]:
+        """``_link_state().sent`` (None where that is None), read around every update's flush."""
+        channel = self._channel
+        if channel is None or channel.flow.peak_bandwidth is None:
+            return None
+        return channel.stream.bytes_sent
+
     async def _run_rfb(self, stream: Any) -> None:
         reader, writer = stream.as_streams()
         try:
             await self.service.serve_connection(reader, writer, security="none", may_send=self._may_send,
-                                                outer_compression=stream.compressing, link=self._link_state)
+                                                outer_compression=stream.compressing, link=self._link_state,
+                                                link_sent=self._link_sent)
         finally:
             if stream is self._rfb:
                 self._rfb = None

@@ -22,6 +22,7 @@ def test_covers_every_request_and_keeps_slots(requests: list[set[int]], slots: i
         assert len(now) == len(palette) <= slots and len(set(now)) == len(now)
         assert request <= set(now)
         where = {c: i for i, c in enumerate(now)}
+        assert palette.in_slot_order(colours).tolist() == sorted(request, key=where.__getitem__)
         for colour, slot in before.items():
             if colour in where:  # still there: the same slot
                 assert where[colour] == slot

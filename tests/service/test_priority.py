@@ -253,3 +253,39 @@ def test_many_rectangles_are_classified_in_one_go_as_one_at_a_time(rects, seed) 
     now = 1.6
     assert m.classify_all(rects, now) == [m.classify(r, now) for r in rects]
     assert {INTERACTIVE, CHURNING} <= set(m.classify_all(rects + [TYPED, CHURN] * 20, now))
+
+
+def test_the_rates_decay_the_same_across_the_rescale_of_their_common_factor():
+    """The decay is a common factor folded into the grids only now and then (RESCALE_BELOW, after ~14 s):
+    a tile changing ten times a second for 40 s has the rate the decay says throughout, and is churning;
+    a quiet minute later it is calm, and the factor has been folded in along the way."""
+    activity = ActivityMap(64, 64)
+    for i in range(400):
+        now = i * 0.1
+        activity.note_changes(now, (), [(0, 0, 8, 8)])
+        expected = sum(math.exp(-(now - j * 0.1) / P.CHURN_TAU) for j in range(i + 1))
+        assert float(activity._rate[0, 0]) * activity._scale == pytest.approx(expected, rel=1e-4)
+    assert activity.classify((0, 0, 8, 8), now) == CHURNING
+    assert activity.classify((0, 0, 8, 8), now + 60.0) == CALM and activity._scale > 1e-6
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(-40, W + 40), st.integers(-40, H + 40), st.integers(0, 200),
+                          st.integers(0, 200), st.booleans(), st.booleans()), min_size=1, max_size=30))
+def test_one_area_through_views_leaves_the_same_state_as_through_a_mask(steps) -> None:
+    """A single changed area (a typed glyph) takes views of its tiles; the same area given twice takes
+    the general path, a mask of the tiles: frames, inputs and updates leave both maps the same."""
+    views, masks = ActivityMap(W, H), ActivityMap(W, H)
+    for i, (x, y, w, h, typed, update) in enumerate(steps):
+        now = 0.05 * i
+        rect = (x, y, w, h)
+        if typed:
+            views.note_input(now)
+            masks.note_input(now)
+        views.note_changes(now + 0.01, (), [rect])
+        masks.note_changes(now + 0.01, (), [rect, rect])
+        if update:
+            assert views.sent(now + 0.02, (), [rect], []) == masks.sent(now + 0.02, (), [rect, rect], [])
+        for grid in ("_rate", "_spontaneous", "_hot_until", "_pending"):
+            assert np.array_equal(getattr(views, grid), getattr(masks, grid)), grid
+        assert views._hot_ends == masks._hot_ends and views._scale == masks._scale

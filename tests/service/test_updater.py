@@ -417,3 +417,12 @@ def test_job_pixels_count_what_is_encoded_not_copies():
     job = UpdateJob(frame, [], [(0, 0, 10, 10, 20, 20)], [(0, 0, 8, 4)], [(10, 10, 5, 5)])
     assert job.pixels == 8 * 4 + 5 * 5
     assert UpdateJob(frame, [b"cursor"], [], [], []).pixels == 0
+
+
+def test_link_sent_reads_the_cheap_counter_when_given_and_the_link_state_otherwise():
+    """Read twice around every update's flush: the session hands the counter alone (no LinkState built)."""
+    server = RFBServer(64, 48, "t")
+    state = lambda: LinkState(1000.0, sent=77)  # noqa: E731
+    assert ViewerUpdater(server).link_sent() is None
+    assert ViewerUpdater(server, link=state).link_sent() == 77
+    assert ViewerUpdater(server, link=state, link_sent=lambda: 99).link_sent() == 99

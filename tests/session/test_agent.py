@@ -351,3 +351,22 @@ async def test_consent_reply_and_state_events_say_what_was_recorded_and_when(tmp
                                          for e in seen))
         finally:
             await client.close()
+
+
+def test_the_link_counter_says_what_the_link_state_says():
+    """``_link_sent`` (read around every flush) is ``_link_state().sent``, None where that is None."""
+    from types import SimpleNamespace
+
+    from agent.session.flow import FlowController
+
+    def agent_on(channel):
+        return SimpleNamespace(_channel=channel)
+
+    flow = FlowController()
+    channel = SimpleNamespace(flow=flow, stream=SimpleNamespace(in_flight=10, bytes_sent=1234))
+    for a in (agent_on(None), agent_on(channel)):  # no channel; no estimate yet
+        assert Agent._link_state(a) is None and Agent._link_sent(a) is None
+    flow.on_ack(0, 0.0)
+    flow.on_ack(50_000, 1.0)  # one rate sample: an estimate
+    state = Agent._link_state(agent_on(channel))
+    assert state is not None and state.sent == Agent._link_sent(agent_on(channel)) == 1234
