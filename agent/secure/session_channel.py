@@ -10,8 +10,8 @@ the log is replayed from the inner byte the peer says it has, so every
 stream continues byte for byte (RFB included) as if the cut never happened.
 
 Received bytes are handled inside the transport's read callback (``SecureStream.set_receiver``):
-the Mux parses them and a stream's bytes are queued for its ``recv``; a chaff record (only a PAD
-frame) ends there without an event. A stream holding STREAM_BUFFER unread bytes stops the
+the Mux parses them and a stream's bytes are queued for its ``recv``, or handed to its receiver
+(agent.secure.mux_stream); a chaff record (only a PAD frame) ends there without an event. A stream holding STREAM_BUFFER unread bytes stops the
 transport's reading until it is read below that.
 
 The owner hears of the end of a transport through ``on_transport_end(cut)``:
@@ -27,9 +27,8 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-from agent.models import Matrix
 from agent.secure.errors import ChannelClosedError, ChannelError, ProtocolViolationError
 from agent.secure.mux import (
     NEED_DATA,
@@ -41,123 +40,14 @@ from agent.secure.mux import (
     StreamData,
     StreamOpened,
 )
+from agent.secure.mux_stream import STREAM_BUFFER, MuxStream, MuxWriter  # noqa: F401 (re-exported)
 from agent.secure.pacing import INPUT_FRAMES_SIZE, InputPacer
-from agent.secure.stream import ChannelReader
 
 log = logging.getLogger(__name__)
 
 REPLAY_LIMIT = 64 * 1024 * 1024  # unacknowledged inner bytes kept for a resume; more fails the session
-STREAM_BUFFER = 1024 * 1024      # bytes one stream may hold unread before the channel stops reading
 _UNSENT = float("inf")
 MUX_MESSAGE = "mux"  # session message type: the frame kinds the sender's mux reads beyond the first four
-
-
-class MuxStream:
-    """One stream inside a SessionChannel: ``recv``/``send`` and asyncio-style ``as_streams``."""
-
-    def __init__(self, owner: SessionChannel, stream_id: int, kind: str) -> None:
-        self._owner = owner
-        self.id = stream_id
-        self.kind = kind
-        self._rx: deque[bytes] = deque()
-        self._rx_size = 0
-        self._ready = asyncio.Event()
-        self.closed = False           # no more bytes will arrive
-        self.close_reason: str | None = None
-        self._sent_close = False
-
-    def __repr__(self) -> str:
-        return f"MuxStream(id={self.id}, kind={self.kind}, closed={self.closed})"
-
-    @property
-    def compressing(self) -> bool:
-        return self._owner.compressing
-
-    def _feed(self, data: bytes) -> bool:
-        """Queue bytes for ``recv``; False once STREAM_BUFFER or more wait (the channel stops reading)."""
-        self._rx.append(data)
-        self._rx_size += len(data)
-        self._ready.set()
-        return self._rx_size < STREAM_BUFFER
-
-    def _end(self, reason: str) -> None:
-        if not self.closed:
-            self.closed = True
-            self.close_reason = reason
-        self._ready.set()
-        self._owner._room_made(self)
-
-    async def recv(self) -> bytes:
-        """The next bytes of this stream; b"" once it (or the channel) ended."""
-        while not self._rx:
-            if self.closed:
-                return b""
-            self._ready.clear()
-            await self._ready.wait()
-        chunk = self._rx.popleft()
-        size = self._rx_size = self._rx_size - len(chunk)
-        if size < STREAM_BUFFER and self._owner._full is self:
-            self._owner._room_made(self)
-        return chunk
-
-    def write(self, data: bytes | bytearray | memoryview, *, user_input: bool = True,
-              matrices: Sequence[Matrix] = ()) -> None:
-        """Send ``data`` on this stream. ``user_input=False``: a viewer's own traffic (update requests), which
-        a pacing channel sends padded but without chaff (agent.secure.pacing). ``matrices``: byte matrices
-        in ``data`` that may go in stripes (agent.secure.mux, STRIPED)."""
-        if not self._sent_close and not self.closed:
-            self._owner._send_frames(self._owner._mux.send(self.id, data, matrices), user_input)
-
-    async def send(self, data: bytes | bytearray | memoryview, *, user_input: bool = True) -> None:
-        self.write(data, user_input=user_input)
-        await self._owner.drain()
-
-    def close(self, reason: str = "closed") -> None:
-        """Send this stream's CLOSE (once); the channel stays."""
-        if not self._sent_close:
-            self._sent_close = True
-            self._owner._send_frames(self._owner._mux.close_stream(self.id, reason))
-        self._owner._streams.pop(self.id, None)
-        self._end(reason)
-
-    def as_streams(self) -> tuple[ChannelReader, MuxWriter]:
-        return ChannelReader(self), MuxWriter(self)  # type: ignore[arg-type]
-
-
-class MuxWriter:
-    """``write``/``drain``/``close`` over a MuxStream, like asyncio.StreamWriter."""
-
-    writes_matrices = True  # write(data, matrices): see MuxStream.write
-
-    def __init__(self, stream: MuxStream) -> None:
-        self._stream = stream
-
-    def write(self, data: bytes | bytearray | memoryview, matrices: Sequence[Matrix] = ()) -> None:
-        """As StreamWriter.write; ``matrices`` as for MuxStream.write."""
-        self._stream.write(data, matrices=matrices)
-
-    def writelines(self, data: list[bytes]) -> None:
-        self.write(b"".join(data))
-
-    async def drain(self) -> None:
-        if self._stream.closed or self._stream._sent_close:
-            raise ConnectionResetError("the stream was closed")
-        await self._stream._owner.drain()
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self._stream.close("bye")
-
-    async def wait_closed(self) -> None:
-        self._stream.close("bye")
-
-    def is_closing(self) -> bool:
-        return self._stream.closed or self._stream._sent_close
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
 
 
 class SessionChannel:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, Callable
 
 from agent.secure.errors import ChannelError
 
@@ -67,6 +67,21 @@ class ChannelReader:
 
     def at_eof(self) -> bool:
         return self._eof and self._offset >= len(self._chunk)
+
+    def receive_with(self, receiver: Callable[[bytes], bool] | None) -> bool:
+        """Bytes to ``receiver`` as they arrive instead of through ``read``, what this reader holds first
+        (agent.secure.session_channel, ``MuxStream.set_data_receiver``); False, and nothing changed, where
+        the stream cannot hand them over so (a SecureStream: read on)."""
+        set_receiver = getattr(self._stream, "set_data_receiver", None)
+        if set_receiver is None:
+            return False
+        rest, self._chunk, self._offset = self._chunk[self._offset:], b"", 0
+        set_receiver(receiver, rest)
+        return True
+
+    def resume_receiving(self) -> None:
+        """After ``receiver`` returned False: it can take bytes again."""
+        self._stream.resume_receiving()
 
 
 class ChannelWriter:

@@ -3,8 +3,9 @@
 Works on any (reader, writer) pair with the asyncio streams duck type: TCP
 for ``rejnet-agent rfb``, a stream of the secure channel in a session. The
 receive loop feeds the sans-IO RFBServer and hands client messages to the
-service; the send loop wakes on ``kick()`` and writes one update at a time,
-encoding in a worker thread.
+service (on a session's stream the channel's read callback does, with no task:
+``ChannelReader.receive_with``); the send loop wakes on ``kick()`` and writes
+one update at a time, encoding in a worker thread.
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class RFBConnection:
         self._replies = bytearray()  # protocol replies taken from the server, not yet written
         self._replies_taken = asyncio.Event()  # the send loop took them (set), or more wait (clear)
         self._replies_taken.set()
+        self._receive_held: Optional[bool] = None  # receiving in callbacks: whether the replies stopped it
 
     @property
     def stats(self) -> UpdateStats:
@@ -72,11 +74,13 @@ class RFBConnection:
 
     async def run(self, dispatch: Callable[["RFBConnection", object], None]) -> None:
         """Receive and send until the client leaves; raises the reason it had to be closed."""
-        receiver = asyncio.ensure_future(self._receive_loop(dispatch))
+        receiver = self._receive_in_callbacks(dispatch) or asyncio.ensure_future(self._receive_loop(dispatch))
         sender = asyncio.ensure_future(self._send_loop())
         try:
             done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if self._receive_held is not None:
+                self._reader.receive_with(None)
             for task in (receiver, sender):
                 task.cancel()
             for task in (receiver, sender):
@@ -85,24 +89,65 @@ class RFBConnection:
         for task in done:
             task.result()  # re-raise the reason, for the service to log
 
-    async def _receive_loop(self, dispatch: Callable[["RFBConnection", object], None]) -> None:
-        loop = asyncio.get_running_loop()
+    def _handle_events(self, dispatch: Callable[["RFBConnection", object], None]) -> bool:
+        """Act on every complete client message the server holds; False once the client closed."""
         server = self.server
         while True:
             event = server.next_event()
             if event is NEED_DATA:
                 self._replies += server.data_to_send()  # only replies here: the send loop flushes updates at once
-                if self._replies or not self.updater.idle(loop.time()):
+                if self._replies or not self.updater.idle(asyncio.get_running_loop().time()):
                     self.kick()  # answer requests and flush fence replies before blocking
-                while len(self._replies) > REPLY_HIGH_WATER:  # a client flooding requests it never reads
-                    self._replies_taken.clear()
-                    await self._replies_taken.wait()
-                server.receive_data(await self._reader.read(READ_SIZE))
-                continue
+                return True
             if isinstance(event, M.ConnectionClosed):
                 log.info("viewer %s disconnected", self.peer)
-                return
+                return False
             dispatch(self, event)
+
+    async def _receive_loop(self, dispatch: Callable[["RFBConnection", object], None]) -> None:
+        while self._handle_events(dispatch):
+            while len(self._replies) > REPLY_HIGH_WATER:  # a client flooding requests it never reads
+                self._replies_taken.clear()
+                await self._replies_taken.wait()
+            self.server.receive_data(await self._reader.read(READ_SIZE))
+
+    def _receive_in_callbacks(self, dispatch: Callable[["RFBConnection", object], None]
+                              ) -> Optional[asyncio.Future[None]]:
+        """Where the reader can (a stream of the session channel), the client's bytes are handled in the
+        channel's read callback, not by a task: a typed key's update request then wakes no task. The
+        future ends as ``_receive_loop`` would; None: the reader cannot (plain TCP), use the loop."""
+        if not callable(getattr(self._reader, "receive_with", None)):
+            return None
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def received(data: bytes) -> bool:
+            if done.done():
+                return True
+            try:
+                self.server.receive_data(data)
+                if not self._handle_events(dispatch):
+                    done.set_result(None)
+                    return True
+            except Exception as exc:  # as if _receive_loop raised it: the service logs it and closes
+                done.set_exception(exc)
+                return True
+            if len(self._replies) > REPLY_HIGH_WATER:  # a client flooding requests it never reads
+                self._replies_taken.clear()
+                self._receive_held = True
+                return False  # the rest waits in the channel until _flush takes the replies
+            return True
+
+        try:
+            if not self._handle_events(dispatch):  # what came with the handshake
+                done.set_result(None)
+                return done
+        except Exception as exc:
+            done.set_exception(exc)
+            return done
+        if not self._reader.receive_with(received):
+            return None
+        self._receive_held = False
+        return done
 
     async def _send_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -147,6 +192,9 @@ class RFBConnection:
             data = bytes(self._replies) + data
             self._replies.clear()
         self._replies_taken.set()
+        if self._receive_held:
+            self._receive_held = False
+            self._reader.resume_receiving()
         if data:
             if matrices and self._writes_matrices:
                 self._writer.write(data, matrices)  # the secure channel's stream: matrices go in stripes

@@ -335,6 +335,44 @@ def test_a_full_stream_stops_the_channel_reading_until_it_is_read() -> None:
     run(main())
 
 
+def test_a_data_receiver_gets_the_bytes_in_the_read_callback_holds_them_off_and_hears_the_end() -> None:
+    """``set_data_receiver``: what a reader took and what was queued go first, in order; then each frame
+    as it is read, no task between; a full receiver stops the channel reading until it resumes; then
+    b"" once the stream ends."""
+    async def main() -> None:
+        channel, transport, _, stream = await agent_channel()
+        viewer = Mux(Role.VIEWER)
+        viewer.open_stream("rfb")
+        assert transport.feed(viewer.send(1, b"queued"))
+        got: list[bytes] = []
+        full = [False]
+
+        def receiver(data: bytes) -> bool:
+            got.append(data)
+            return not full[0]
+
+        stream.set_data_receiver(receiver, b"taken")
+        assert got == [b"taken", b"queued"]
+        assert transport.feed(viewer.send(1, b"one")) and got[-1] == b"one"
+        full[0] = True
+        assert transport.feed(viewer.send(1, b"two") + viewer.send(1, b"three")) is False
+        assert got[-1] == b"two" and transport.feed(viewer.send(1, b"four")) is False  # held: the mux keeps them
+        full[0] = False
+        stream.resume_receiving()
+        assert got[-1] == b"two"  # the rest goes on as a loop callback, as after any full stream
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert got[-2:] == [b"three", b"four"] and transport.resumed == 1
+        stream.set_data_receiver(None)
+        assert transport.feed(viewer.send(1, b"five"))
+        assert await stream.recv() == b"five" and got[-1] == b"four"  # back to recv
+        stream.set_data_receiver(receiver)
+        assert transport.feed(viewer.close_stream(1, "bye"))
+        assert got[-1] == b"" and stream.closed
+
+    run(main())
+
+
 def test_the_acks_of_small_echoes_kick_the_service_only_when_the_link_could_hold_something_back() -> None:
     """Typing: the agent sends a small echo, the viewer ACKs it. Once the link has a rate estimate, an ACK
     that found less in flight than the window and half a round trip at the peak rate kicks nobody (each
