@@ -305,11 +305,12 @@ class EncodeManager:
                 sub = values[py:py + ph, px:px + pw]
                 ncol, runs = _analyze.analyze(sub, ANALYSE_MAX_COLOURS, self._palette, self._counts)
                 palette = None
-                if ncol <= ANALYSE_MAX_COLOURS and self._indexed_below is not None:
-                    palette = self._palette[:ncol]  # its order is the stable palette's: no sort (used at once)
-                elif ncol <= ANALYSE_MAX_COLOURS:  # most frequent first: RRE's background
-                    order = np.argsort(self._counts[:ncol], kind="stable")[::-1]
-                    palette = np.ascontiguousarray(self._palette[:ncol][order])
+                if ncol <= ANALYSE_MAX_COLOURS:
+                    if self._indexed_below is not None:  # the stable palette orders it: no sort (used at once)
+                        palette = self._palette[:ncol]
+                    else:  # most frequent first: RRE's background
+                        order = np.argsort(self._counts[:ncol], kind="stable")[::-1]
+                        palette = np.ascontiguousarray(self._palette[:ncol][order])
                 self._write(update, frame, values, x, y, (px, py, pw, ph), palette, runs, photo, t0)
 
     def _choose(self, palette: np.ndarray | None, runs: int, w: int, h: int,

@@ -74,10 +74,9 @@ class StablePalette:
         self._churn += CHURN_WEIGHT * (evicted / max(len(colours), 1) - self._churn)
         if new:
             free = list(range(n, n + min(slots - n, len(new))))
-            for slot in free:
-                last_used[slot] = tick
             if evicted:  # full: evict the least recently used colours this rectangle does not use
                 used = np.array(last_used)
+                used[n:] = tick  # (the free slots just taken are not victims)
                 older = np.flatnonzero(used != tick)
                 free += older[np.argsort(used[older], kind="stable")[:evicted]].tolist()
             for slot, colour in zip(free, new):

@@ -120,16 +120,20 @@ class RFBConnection:
             return None
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        def received(data: bytes) -> bool:
-            if done.done():
-                return True
+        def handled(data: Optional[bytes]) -> bool:
+            """Act on ``data`` (None: only what the server holds); False once ``done`` (closed or erred)."""
             try:
-                self.server.receive_data(data)
-                if not self._handle_events(dispatch):
-                    done.set_result(None)
+                if data is not None:
+                    self.server.receive_data(data)
+                if self._handle_events(dispatch):
                     return True
+                done.set_result(None)
             except Exception as exc:  # as if _receive_loop raised it: the service logs it and closes
                 done.set_exception(exc)
+            return False
+
+        def received(data: bytes) -> bool:
+            if done.done() or not handled(data):
                 return True
             if len(self._replies) > REPLY_HIGH_WATER:  # a client flooding requests it never reads
                 self._replies_taken.clear()
@@ -137,12 +141,7 @@ class RFBConnection:
                 return False  # the rest waits in the channel until _flush takes the replies
             return True
 
-        try:
-            if not self._handle_events(dispatch):  # what came with the handshake
-                done.set_result(None)
-                return done
-        except Exception as exc:
-            done.set_exception(exc)
+        if not handled(None):  # what came with the handshake
             return done
         if not self._reader.receive_with(received):
             return None

@@ -283,22 +283,21 @@ class ActivityMap:
         """An update left: returns its change-to-update latency (None if it carried no pixels)."""
         if not (rects or copies):
             return None
-        area = self._one_area(copies, rects)
-        touched = area if area is not None else self._touched(copies, rects)
+        touched = self._one_area(copies, rects)  # (a typed glyph's tiles: slices, no mask)
+        if touched is None:
+            touched = self._touched(copies, rects)
         ages = self._pending[touched]
         oldest = float(ages.min()) if ages.size else math.inf
-        if area is not None and not later:  # a typed glyph's tiles: a view, no mask
-            ages.fill(math.inf)
-        elif later:  # still owed: they keep their age
+        keep = None
+        if later:  # still owed: they keep their age
             keep = np.full(self._pending.shape, math.inf)
             for owed in later:
                 tiles = self._tiles(owed)
                 if tiles is not None:
                     keep[tiles] = self._pending[tiles]
-            self._pending[touched] = math.inf
+        self._pending[touched] = math.inf
+        if keep is not None:
             np.minimum(self._pending, keep, out=self._pending)
-        else:
-            self._pending[touched] = math.inf
         return None if math.isinf(oldest) else max(0.0, now - oldest)
 
     def learn_cost(self, pixels: int, link_bytes: int) -> None:
