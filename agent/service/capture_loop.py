@@ -26,7 +26,8 @@ updates (``gate``), grabs going into copy-on-write scratch mappings of it. DAMAG
 every HINT_CONFIRM_INTERVAL one of CONFIRM_BANDS bands of the screen (smaller ones,
 more often, with a SharedFrame) is grabbed
 and compared whether drawn or not (the whole screen every few seconds, at a
-fraction of a full grab's cost each time), and a client arriving after an idle
+fraction of a full grab's cost each time; up to four times less often while
+DAMAGE keeps proving right: agent.service.confirm_pace), and a client arriving after an idle
 spell gets a full grab.
 
 Large buffers at W x H (4 W H bytes each, 33 MB at 3840x2160): the current
@@ -55,16 +56,15 @@ from agent.changes.detector import ChangeDetector, Changes
 from agent.errors import CaptureError
 from agent.models import CursorShape, Rect, rects_area
 from agent.service.churn_damage import HELD_INTERVAL, ChurnDamage
+from agent.service.confirm_pace import CONFIRM_BANDS, HINT_CONFIRM_INTERVAL, ConfirmPace, damage_missed
 from agent.service.damage_wait import DAMAGE_SETTLE, DamageWait  # noqa: F401  (DAMAGE_SETTLE re-exported)
 from agent.service.frame_gate import FrameGate
 
 log = logging.getLogger(__name__)
 
 MAX_IDLE_INTERVAL = 0.25    # slowest capture poll while nothing changes (no damage hint)
-HINT_CONFIRM_INTERVAL = 1.0 # with a damage hint: grab at least this often anyway (a hint is never trusted alone)
-CONFIRM_BANDS = 4           # sub-image sources: each confirming grab covers one band of rows, in turn
 # One frame (SharedFrame): a band's pages are copied while it is compared, so on a big screen bands are
-# at most this big, more of them, confirmed more often: still the whole screen every CONFIRM_BANDS seconds.
+# at most this big, more of them, confirmed more often: the whole screen as often as with CONFIRM_BANDS bands.
 SHARED_BAND_MAX_BYTES = 4 << 20
 IDLE_BACKOFF = 1.5          # poll interval growth per unchanged frame
 INLINE_MAX_PIXELS = 64 * 64 * 8  # damage up to this many pixels is grabbed and compared on the event loop
@@ -105,6 +105,8 @@ class CaptureLoop:
         self.gate = FrameGate()
         self._unwritten: Optional[tuple[np.ndarray, list[Rect]]] = None  # a SharedFrame's grab to write back
         self._band = 0  # the next band a confirming grab covers
+        self._pace = ConfirmPace(HINT_CONFIRM_INTERVAL)
+        self._missed: Optional[bool] = None  # the last confirming grab found what DAMAGE missed
         self._wake = asyncio.Event()
         self._waits = DamageWait(source, self._damage_hint)  # the sleep between grabs
         self._small_damage = True  # the last grab's damage was small: take the next on the event loop
@@ -278,6 +280,9 @@ class CaptureLoop:
             self._churn is not None and self._churn.released)
         pool = self._pool
         changes = self._detect(buffer, written, current if pool.in_place else None)
+        if confirm and not whole and damage is not False:  # did the band find drawing X did not report?
+            reported = None if damage is None else list(damage) + (self._churn.churning() if self._churn else [])
+            self._missed = damage_missed([c[2:] for c in changes.copies] + list(changes.rects), reported)
         if changes.is_empty():
             pool.release(buffer)  # equal to the current frame: back to the pool, untouched by anyone
             return current, changes
@@ -373,7 +378,7 @@ class CaptureLoop:
                 forced, self._force = self._force, False
                 if forced and self._pool.in_place:
                     self._forget_frame()
-                confirm_interval = HINT_CONFIRM_INTERVAL * CONFIRM_BANDS / self._confirm_bands()
+                confirm_interval = self._pace.interval(self._confirm_bands())
                 confirm = started - last_confirm >= confirm_interval
                 held_due = math.inf if self._churn is None else self._churn.due
                 # after input, a full-frame source grabs at once; a sub-image one waits for X's damage report
@@ -423,6 +428,8 @@ class CaptureLoop:
                 frame, changes, cursor = grabbed
                 if confirm or forced or not getattr(self.source, "sub_images", False):
                     last_confirm = started  # every grab of a full-frame source confirms
+                    self._pace.confirmed(self._missed, self._confirm_bands())
+                    self._missed = None
                 self.frames_captured += 1
                 await self._publish(frame, changes, cursor)
                 if hint is not None:
