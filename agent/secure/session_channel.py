@@ -246,6 +246,10 @@ class SessionChannel:
             return
         self._log_entry(self._mux.sent_total, frames, record)
 
+    def drain_needed(self) -> bool:
+        """Whether ``drain()`` would wait or raise: a sender that can go on without it saves a task wake-up."""
+        return self.closed or self._transport is not None and self._transport._drain_needed()
+
     async def drain(self) -> None:
         transport = self._transport
         if self.closed:

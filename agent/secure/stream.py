@@ -266,6 +266,12 @@ class SecureStream(ReceivingHalf):
         if on_sent is not None:
             on_sent()
 
+    def _drain_needed(self) -> bool:
+        """Whether ``_drain()`` would wait or raise (unknown writers: assumed to)."""
+        writer = self._writer
+        return (self._sends.busy or self._error is not None or writer.transport.is_closing()
+                or getattr(getattr(writer, "_protocol", None), "_paused", True))  # asyncio's StreamWriter
+
     async def _drain(self) -> None:
         if self._sends.busy:  # what waits for the worker is not in the socket buffer yet
             await self._sends.wait_idle()

@@ -43,13 +43,27 @@ class FrameGate:
             self._turn.set_result(None)
 
     async def __aenter__(self) -> "FrameGate":
+        await self.start_reading()
+        return self
+
+    async def start_reading(self) -> None:
+        """Wait for a write waiting or running to end, then read (``done_reading()`` ends it)."""
         while self._writer:
             await self._wait_turn()
         self._readers += 1
-        return self
 
     async def __aexit__(self, kind: Optional[type[BaseException]], value: Optional[BaseException],
                         tb: Optional[TracebackType]) -> None:
+        self.done_reading()
+
+    def try_read(self) -> bool:
+        """Start reading now if no write waits or runs (then ``done_reading()`` ends it); False: it does."""
+        if self._writer:
+            return False
+        self._readers += 1
+        return True
+
+    def done_reading(self) -> None:
         self._readers -= 1
         if not self._readers and self._writer:
             self._next_turn()

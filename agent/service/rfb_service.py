@@ -208,7 +208,7 @@ class RFBService:
         for viewer in list(self._viewers):
             viewer.updater.on_frame(frame, changes, now)
             viewer.updater.on_cursor(cursor)
-            viewer.kick()
+            viewer.send_now()
 
     def _on_capture_failure(self, exc: BaseException) -> None:
         self.failure = exc
