@@ -9,6 +9,7 @@ steps backwards. The wrapper that builds the lookup tables is
 agent.encode.pixels.PixelCodec.
 """
 from libc.stdint cimport uint8_t, uint32_t
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.string cimport memcpy
 
 from agent._native.pixelio cimport Layout, get_px, make_layout, put_px
@@ -103,24 +104,23 @@ def values_to_bgra(const uint32_t[:, :] vals, const uint8_t[::1] lut_r,
                     p += s1
 
 
-def pack_values(const uint32_t[:, :] vals, layout, uint8_t[::1] out):
-    """Lay values out as wire bytes per ``layout``; returns the byte count."""
+def pack_values(const uint32_t[:, :] vals, layout):
+    """The wire bytes of ``vals`` (row-major) per ``layout``, written straight into the bytes returned
+    (no buffer to allocate and copy out: a typed key's update packs a palette or two)."""
     cdef Layout L
-    cdef Py_ssize_t h = vals.shape[0], w = vals.shape[1], y, x, n
+    cdef Py_ssize_t h = vals.shape[0], w = vals.shape[1], y, x
     cdef uint8_t* p
     make_layout(layout, &L)
-    n = h * w * L.nbytes
-    if out.shape[0] < n:
-        raise ValueError("output buffer too small")
-    if n == 0:
-        return 0
-    p = &out[0]
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, h * w * L.nbytes)
+    if h * w == 0:
+        return out
+    p = <uint8_t*>PyBytes_AS_STRING(out)
     with nogil:
         for y in range(h):
             for x in range(w):
                 put_px(p, vals[y, x], &L)
                 p += L.nbytes
-    return n
+    return out
 
 
 def unpack_values(const uint8_t[::1] data, layout, uint32_t[::1] out):

@@ -118,9 +118,7 @@ class PixelCodec:
         values = values.reshape(1, -1) if values.ndim == 1 else values
         if values.ndim != 2 or values.strides[-1] != 4 or values.dtype != np.uint32:
             values = np.ascontiguousarray(values.reshape(-1, values.shape[-1]), np.uint32)
-        out = np.empty(values.size * layout[0], np.uint8)
-        pixconv.pack_values(values, layout, out)
-        return out.tobytes()
+        return pixconv.pack_values(values, layout)
 
     def unpack(self, data: bytes | memoryview | np.ndarray, count: int, layout: Layout | None = None) -> np.ndarray:
         """``count`` wire pixels in ``layout`` -> uint32 values (raises ValueError if short)."""

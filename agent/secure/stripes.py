@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from agent._native import stripes as _stripes
+
 
 def _check(size: int, width: int, stripe: int, first: int) -> int:
     if width < 1 or stripe < 1 or not 0 <= first < stripe or size % width:
@@ -32,12 +34,8 @@ def _check(size: int, width: int, stripe: int, first: int) -> int:
 def to_stripes(matrix: bytes | bytearray | memoryview, width: int, stripe: int, first: int = 0) -> bytes:
     """A row-major ``width``-wide byte matrix in stripes of ``stripe`` columns, each top to bottom, left to
     right: the first ``first`` columns wide (0: a whole stripe), the last holding what is left over."""
-    rows = _check(len(matrix), width, stripe, first)
-    a = np.frombuffer(matrix, np.uint8).reshape(rows, width)
-    first = min(first, width)
-    full = first + (width - first) // stripe * stripe
-    striped = a[:, first:full].reshape(rows, (full - first) // stripe, stripe).transpose(1, 0, 2)
-    return a[:, :first].tobytes() + striped.tobytes() + a[:, full:].tobytes()
+    _check(len(matrix), width, stripe, first)
+    return _stripes.to_stripes(matrix, width, stripe, min(first, width))
 
 
 def from_stripes(data: bytes | bytearray | memoryview, width: int, stripe: int, first: int = 0) -> bytes:

@@ -151,8 +151,6 @@ def test_kernels_reject_bad_shapes() -> None:
     with pytest.raises(ValueError):
         codec.to_values(np.zeros((2, 2, 3), np.uint8))
     with pytest.raises(ValueError):
-        pixconv.pack_values(np.zeros((2, 2), np.uint32), (4, 0, 8, 16, 24), np.zeros(15, np.uint8))
-    with pytest.raises(ValueError):
         pixconv.unpack_values(np.zeros(7, np.uint8), (4, 0, 8, 16, 24), np.zeros(2, np.uint32))
     with pytest.raises(ValueError):
-        pixconv.pack_values(np.zeros((1, 1), np.uint32), (5, 0, 0, 0, 0), np.zeros(8, np.uint8))
+        pixconv.pack_values(np.zeros((1, 1), np.uint32), (5, 0, 0, 0, 0))

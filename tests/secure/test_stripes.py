@@ -8,7 +8,10 @@ import pytest
 import zstandard
 from hypothesis import given, strategies as st
 
+from agent._native import stripes as _stripes
 from agent.secure.stripes import from_stripes, to_stripes
+from tests.support import reference
+from tests.support.gil import assert_releases_gil
 
 
 @given(st.integers(1, 70), st.integers(1, 30), st.integers(1, 20), st.data())
@@ -18,6 +21,24 @@ def test_stripes_round_trip_exactly(width: int, rows: int, stripe: int, data: st
     striped = to_stripes(matrix, width, stripe, first)
     assert len(striped) == len(matrix)
     assert from_stripes(striped, width, stripe, first) == matrix
+
+
+@given(st.integers(1, 70), st.integers(0, 30), st.integers(1, 20), st.data())
+def test_the_kernel_lays_out_what_numpy_does(width: int, rows: int, stripe: int, data: st.DataObject) -> None:
+    matrix = data.draw(st.binary(min_size=width * rows, max_size=width * rows))
+    first = min(data.draw(st.integers(0, stripe - 1)), width)
+    for given_as in (matrix, bytearray(matrix), memoryview(matrix)):
+        assert _stripes.to_stripes(given_as, width, stripe, first) == reference.to_stripes(matrix, width, stripe, first)
+
+
+def test_the_kernel_releases_the_gil() -> None:
+    matrix = bytes(range(256)) * (1 << 15)  # 8 MiB, 4096 wide
+
+    def work() -> None:
+        for _ in range(5):
+            _stripes.to_stripes(matrix, 4096, 8, 3)
+
+    assert_releases_gil(work)
 
 
 def test_the_layout_is_columns_top_to_bottom_then_the_leftover() -> None:

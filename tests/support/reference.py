@@ -370,3 +370,12 @@ def xshm_grab(screen: np.ndarray, frame: np.ndarray, rects: Iterable[Sequence[in
             edges = np.flatnonzero(np.diff(np.concatenate(([0], differs.astype(np.int8), [0]))))
             written += [(x0, top + int(a), x1 - x0, int(b - a)) for a, b in zip(edges[0::2], edges[1::2])]
     return written
+
+
+def to_stripes(matrix: bytes, width: int, stripe: int, first: int = 0) -> bytes:
+    """agent._native.stripes.to_stripes in numpy (``first`` at most ``width``, the matrix whole)."""
+    rows = len(matrix) // width
+    a = np.frombuffer(matrix, np.uint8).reshape(rows, width)
+    full = first + (width - first) // stripe * stripe
+    striped = a[:, first:full].reshape(rows, (full - first) // stripe, stripe).transpose(1, 0, 2)
+    return a[:, :first].tobytes() + striped.tobytes() + a[:, full:].tobytes()

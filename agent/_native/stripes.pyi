@@ -1,0 +1,3 @@
+"""Typed interface of agent/_native/stripes.pyx (a byte matrix in vertical stripes)."""
+
+def to_stripes(matrix: bytes | bytearray | memoryview, width: int, stripe: int, first: int) -> bytes: ...
