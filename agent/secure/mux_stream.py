@@ -150,7 +150,7 @@ class MuxWriter:
 
     def drain_needed(self) -> bool:
         """Whether ``drain()`` would wait or raise; False: what was written is on its way, no need to await."""
-        return self._stream.closed or self._stream._sent_close or self._stream._owner.drain_needed()
+        return self.is_closing() or self._stream._owner.drain_needed()
 
     def can_write_eof(self) -> bool:
         return False

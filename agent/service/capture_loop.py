@@ -280,15 +280,15 @@ class CaptureLoop:
             self._churn is not None and self._churn.released)
         pool = self._pool
         changes = self._detect(buffer, written, current if pool.in_place else None)
+        changed = [c[2:] for c in changes.copies] + list(changes.rects)
         if confirm and not whole and damage is not False:  # did the band find drawing X did not report?
             reported = None if damage is None else list(damage) + (self._churn.churning() if self._churn else [])
-            self._missed = damage_missed([c[2:] for c in changes.copies] + list(changes.rects), reported)
+            self._missed = damage_missed(changed, reported)
         if changes.is_empty():
             pool.release(buffer)  # equal to the current frame: back to the pool, untouched by anyone
             return current, changes
         if self._churn is not None:
             changes.churn = self._churn.churning()
-        changed = [c[2:] for c in changes.copies] + list(changes.rects)
         if pool.in_place:
             self._unwritten = (buffer, changed)  # written into the current frame by write_back()
             return current, changes

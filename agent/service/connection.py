@@ -23,7 +23,7 @@ from agent.rfb import messages as M
 from agent.rfb.server import RFBServer
 from agent.sansio import NEED_DATA, RemoteProtocolError
 from agent.service.frame_gate import FrameGate
-from agent.service.updater import UpdateJob, UpdateStats, ViewerUpdater
+from agent.service.updater import EncodedJob, UpdateJob, UpdateStats, ViewerUpdater
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class RFBConnection:
         self._reader = reader
         self._writer = writer
         self._writes_matrices = bool(getattr(writer, "writes_matrices", False))  # MuxWriter: write(data, matrices)
+        # MuxWriter: whether drain() would wait (None: the writer cannot say, and send_now() leaves all to the loop)
+        self._drain_needed: Optional[Callable[[], bool]] = getattr(writer, "drain_needed", None)
         # held from taking an update's changes to encoding them: the capture may write the frame in place
         self._gate = gate if gate is not None else FrameGate()
         self._kick = asyncio.Event()
@@ -186,8 +188,7 @@ class RFBConnection:
                         encoded = updater.encode_job(job)
                     else:  # encoding releases the GIL: other viewers, input and capture go on meanwhile
                         encoded = await asyncio.to_thread(updater.encode_job, job)
-                    sent_before = updater.link_sent()
-                    updater.finish_update(job, encoded, loop.time())
+                    sent_before = self._finish(job, encoded)
             finally:
                 self._gate.done_reading()
             if updater.close_reason is not None:
@@ -203,25 +204,22 @@ class RFBConnection:
         A typed key's echo then costs no task wake-up (~50 us of the customer's CPU with the caches cold
         between keys: ``python -m benchmarks.cold_cost``). A big update goes to the sender, gate held,
         to be encoded in a worker thread; an error goes to the sender too, which ends the connection."""
-        drain_needed = getattr(self._writer, "drain_needed", None)
+        drain_needed = self._drain_needed
         if not self._parked or self._kick.is_set() or drain_needed is None or drain_needed() \
                 or not self._gate.try_read():
             self._kick.set()
             return
         updater = self.updater
-        loop = asyncio.get_running_loop()
         sent_before = None
         try:
-            now = loop.time()
+            now = asyncio.get_running_loop().time()
             job = updater.prepare_update(now)
             if job is not None and job.pixels > INLINE_ENCODE_PIXELS:
                 self._carried = (job, now)
                 self._kick.set()
                 return  # the gate stays held: the sender lets it go once it has encoded the job
             if job is not None:
-                encoded = updater.encode_job(job)
-                sent_before = updater.link_sent()
-                updater.finish_update(job, encoded, loop.time())
+                sent_before = self._finish(job, updater.encode_job(job))
         except Exception as exc:
             self._gate.done_reading()
             self._failed = exc
@@ -234,6 +232,13 @@ class RFBConnection:
         if self._write_out() and drain_needed():
             self._kick.set()  # the sender waits for the room (and finds no update meanwhile)
         self._sent(job, sent_before, now)
+
+    def _finish(self, job: UpdateJob, encoded: EncodedJob) -> Optional[int]:
+        """Put the encoded update in the server's buffer; returns the link's sent counter just before (for
+        ``_sent`` to learn what the update cost the link)."""
+        sent_before = self.updater.link_sent()
+        self.updater.finish_update(job, encoded, asyncio.get_running_loop().time())
+        return sent_before
 
     def _sent(self, job: Optional[UpdateJob], sent_before: Optional[int], now: float) -> None:
         """After an update is written: what it cost the link, and the timer for the next one due."""

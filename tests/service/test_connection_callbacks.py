@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -17,6 +17,7 @@ from agent.rfb import messages as M
 from agent.rfb.server import RFBServer
 from agent.sansio import RemoteProtocolError
 from agent.service.connection import REPLY_HIGH_WATER, RFBConnection
+from agent.service.frame_gate import FrameGate
 from agent.service.updater import ViewerUpdater
 
 HELLO = b"RFB 003.008\n" + b"\x01" + b"\x01"  # version, security None, shared
@@ -59,8 +60,9 @@ class StuckWriter:
         self._room.set()
 
 
-def connection(writer: StuckWriter, reader: CallbackReader) -> tuple[RFBConnection, list[object]]:
-    server = RFBServer(64, 48, "test")
+def connection(writer: Any, reader: CallbackReader, width: int = 64, height: int = 48,
+               gate: Optional[FrameGate] = None) -> tuple[RFBConnection, list[object]]:
+    server = RFBServer(width, height, "test")
     server.receive_data(HELLO)
     for _ in range(10):  # the handshake, up to ClientInit
         if isinstance(server.next_event(), M.ClientInit):
@@ -69,7 +71,7 @@ def connection(writer: StuckWriter, reader: CallbackReader) -> tuple[RFBConnecti
         raise AssertionError("no ClientInit")
     server.data_to_send()
     seen: list[object] = []
-    conn = RFBConnection("test", server, ViewerUpdater(server), reader, writer)
+    conn = RFBConnection("test", server, ViewerUpdater(server), reader, writer, gate=gate)
     return conn, seen
 
 

@@ -16,12 +16,9 @@ import numpy as np
 import pytest
 
 from agent.changes.detector import Changes
-from agent.rfb import messages as M
-from agent.rfb.server import RFBServer
 from agent.service.connection import INLINE_ENCODE_PIXELS, RFBConnection
 from agent.service.frame_gate import FrameGate
-from agent.service.updater import ViewerUpdater
-from tests.service.test_connection_callbacks import HELLO, CallbackReader
+from tests.service.test_connection_callbacks import CallbackReader, connection
 
 SET_ENCODINGS = struct.pack(">BxHi", 2, 1, 0)  # Raw
 
@@ -54,14 +51,8 @@ class Writer:
 async def started(width: int, height: int, gate: Optional[FrameGate] = None
                   ) -> tuple[RFBConnection, CallbackReader, Writer, "asyncio.Future[None]", np.ndarray]:
     """A connection whose viewer has its first full update and an incremental request outstanding."""
-    server = RFBServer(width, height, "test")
-    server.receive_data(HELLO)
-    for _ in range(10):
-        if isinstance(server.next_event(), M.ClientInit):
-            break
-    server.data_to_send()
     reader, writer = CallbackReader(), Writer()
-    conn = RFBConnection("test", server, ViewerUpdater(server), reader, writer, gate=gate)
+    conn, _ = connection(writer, reader, width, height, gate)
     frame = np.zeros((height, width, 4), np.uint8)
     conn.updater.on_frame(frame, None, asyncio.get_running_loop().time())
     running = asyncio.ensure_future(conn.run(lambda c, event: c.updater.handle_event(event)))
