@@ -34,6 +34,8 @@ wide (0: as wide as the rest) (agent.secure.stripes; the encoders say where thei
 
 def shift_matrices(matrices: Iterable[Matrix], by: int) -> list[Matrix]:
     """``matrices`` with their offsets moved ``by`` bytes (what is written in front of them)."""
+    if not matrices:  # most updates carry none: no comprehension set up for nothing
+        return []
     return [(offset + by, width, rows, stripe, first) for offset, width, rows, stripe, first in matrices]
 
 # RFB and Tight limits every emitted rectangle respects.
@@ -68,7 +70,10 @@ def box_area(box: Box) -> int:
 
 def rects_area(rects: Iterable[Rect]) -> int:
     """Pixels of ``rects`` added up (overlaps count twice): what an update or a grab costs."""
-    return sum(w * h for _, _, w, h in rects)
+    total = 0
+    for _, _, w, h in rects:  # a loop, not sum() over a generator: asked several times a typed key
+        total += w * h
+    return total
 
 
 def intersect(a: Box, b: Box) -> Optional[Box]:

@@ -105,7 +105,10 @@ class FramePool:
         self._log.append((self.generation, list(changed)))
         self._set_generation(buffer, self.generation)
         self.current = buffer
-        oldest = min((g for g in self._generations if g >= 0), default=self.generation)
+        oldest = self.generation
+        for g in self._generations:  # (a loop, not min() over a generator: once a typed key)
+            if 0 <= g < oldest:
+                oldest = g
         self._log = [entry for entry in self._log if entry[0] > oldest]
 
     def release(self, buffer: np.ndarray) -> None:

@@ -212,6 +212,7 @@ class MssSource(ScreenSource):
         self._sct: Any = None
         self._shm: Any = None  # agent.capture.xshm.XShmGrabber: sub-image grabs, when MIT-SHM works
         self._watch: Any = None
+        self._watch_fd: int | None = None  # the watch's socket, once asked (hint_fileno)
         self._hinting = False  # DAMAGE is re-armed per grab only once someone asks for the hint
         self._closed = False
         try:
@@ -310,7 +311,8 @@ class MssSource(ScreenSource):
         self._hinting = True
         if self._shm is not None and self._shm.damage_events():
             self._watch.damage.damaged = True
-        return self._watch.damaged()  # the watch reads its own events too: the cursor's, the screen size
+            return True  # the watch's own events (the cursor's, the screen size) wait for the grab's poll()
+        return self._watch.damaged()  # the watch reads its own events too
 
     def hint_fileno(self) -> int | tuple[int, ...] | None:
         """File descriptors that become readable when X sends an event (DAMAGE among them), or None.
@@ -324,9 +326,11 @@ class MssSource(ScreenSource):
         damage = getattr(self._watch, "damage", None)  # asked without reading X: the loop just did
         if d is None or damage is None or not damage.available:
             return None
+        if self._watch_fd is None:  # (python-xlib's fileno() checks the connection too: twice a typed key)
+            self._watch_fd = d.fileno()
         if self._shm is not None and self._shm.owns_damage:
-            return self._shm.fileno(), d.fileno()
-        return d.fileno()
+            return self._shm.fileno(), self._watch_fd
+        return self._watch_fd
 
     hint_drains = True  # damaged() reads all that hint_fileno()'s sockets hold: a reader may stay on them
 

@@ -39,5 +39,9 @@ def boxes_to_rects(boxes: np.ndarray, overhead: int = RECT_OVERHEAD_PIXELS) -> t
 def box_area(boxes: np.ndarray) -> int:
     """Pixels in the tile ``boxes``; a glyph's few tiles in Python (a numpy call costs microseconds cold)."""
     if boxes.shape[0] * boxes.shape[1] <= SMALL_PART_TILES:
-        return sum((x1 - x0) * (y1 - y0) for row in boxes.tolist() for x0, y0, x1, y1 in row)
+        total = 0
+        for row in boxes.tolist():
+            for x0, y0, x1, y1 in row:
+                total += (x1 - x0) * (y1 - y0)
+        return total
     return int(((boxes[:, :, 2] - boxes[:, :, 0]) * (boxes[:, :, 3] - boxes[:, :, 1])).sum())

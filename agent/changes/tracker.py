@@ -131,7 +131,8 @@ class DirtyBits:
     def any(self, box: Box) -> bool:
         """Whether any bit of ``box`` is set."""
         x0, y0, x1, y1 = box
-        return x0 < x1 and y0 < y1 and bool(self._region(box).any())
+        # the ufunc's own reduce: ndarray.any() goes through a Python wrapper, and this is asked on every request
+        return x0 < x1 and y0 < y1 and bool(np.logical_or.reduce(self._region(box), axis=None))
 
     def covered(self, box: Box, extra: Iterable[Box]) -> bool:
         """Whether every pixel of ``box`` is set or inside one of ``extra`` (boxes, clipped to ``box``)."""

@@ -35,7 +35,6 @@ FramebufferUpdate event), as vncdotool and most simple viewers do.
 """
 from __future__ import annotations
 
-import enum
 from collections import deque
 from functools import partial
 from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
@@ -51,7 +50,7 @@ from agent.rfb import vncauth
 from agent.rfb.decode import DecodeError, decode_cursor
 from agent.rfb.framebuffer import Framebuffer, RectHeader, UpdateProgress
 from agent.rfb.pixelformat import PixelFormat, PixelFormatError
-from agent.rfb.transitions import EventKey, Role, next_state
+from agent.rfb.transitions import EventKey, KeyEnum, Role, next_state
 from agent.rfb.wire import Reader, write_fence
 from agent.sansio import NEED_DATA, LocalProtocolError, ProtocolError, ReceiveBuffer, RemoteProtocolError
 
@@ -65,7 +64,7 @@ DEFAULT_ENCODINGS: Tuple[int, ...] = (
 PIXEL_ENCODINGS = frozenset({C.ENC_RAW, C.ENC_COPYRECT, C.ENC_RRE, C.ENC_HEXTILE, C.ENC_ZRLE, C.ENC_TIGHT})
 
 
-class ClientState(enum.Enum):
+class ClientState(KeyEnum):
     AWAIT_VERSION = "await-version"
     AWAIT_SECURITY_TYPES = "await-security-types"
     AWAIT_SECURITY_33 = "await-security-3.3"

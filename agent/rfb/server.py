@@ -27,7 +27,6 @@ when it sees ``AuthenticationFailed`` (sans-IO code has no clock).
 """
 from __future__ import annotations
 
-import enum
 from typing import Callable, Optional, Sequence, Tuple
 
 from agent.models import Matrix, shift_matrices
@@ -38,7 +37,7 @@ from agent.rfb import messages as M
 from agent.rfb import server_messages as SM
 from agent.rfb import vncauth
 from agent.rfb.pixelformat import NATIVE, PixelFormat, PixelFormatError
-from agent.rfb.transitions import EventKey, Role, next_state
+from agent.rfb.transitions import EventKey, KeyEnum, Role, next_state
 from agent.rfb.wire import Reader, write_fence
 from agent.sansio import NEED_DATA, LocalProtocolError, ProtocolError, ReceiveBuffer, RemoteProtocolError
 
@@ -47,7 +46,7 @@ MAX_INCOMPLETE = M.MAX_CUT_TEXT + 64  # the largest message we accept, plus its 
 MAX_DIMENSION = 65535
 
 
-class ServerState(enum.Enum):
+class ServerState(KeyEnum):
     AWAIT_VERSION = "await-version"
     AWAIT_SECURITY = "await-security"
     AWAIT_VNC_RESPONSE = "await-vnc-response"

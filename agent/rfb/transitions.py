@@ -22,7 +22,14 @@ from typing import Mapping, Optional, Tuple, TypeVar, Union
 from agent.sansio import LocalProtocolError, RemoteProtocolError
 
 
-class Role(enum.Enum):
+class KeyEnum(enum.Enum):
+    """An Enum hashed by identity (its members are singletons): the tables below are keyed on roles and
+    states for every message, and Enum's own ``__hash__`` is a Python call (it hashes the name)."""
+
+    __hash__ = object.__hash__
+
+
+class Role(KeyEnum):
     CLIENT = "client"
     SERVER = "server"
 

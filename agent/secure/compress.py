@@ -72,7 +72,10 @@ class Deflater:
         pieces: list[bytes] = []
         for offset in range(0, len(view), CHUNK):
             out = self._obj.compress(view[offset:offset + CHUNK]) + self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
-            pieces.extend(out[i:i + self._max_piece] for i in range(0, len(out), self._max_piece))
+            if len(out) <= self._max_piece:  # (nearly always)
+                pieces.append(out)
+            else:
+                pieces.extend(out[i:i + self._max_piece] for i in range(0, len(out), self._max_piece))
         return pieces
 
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from agent.secure.errors import ProtocolViolationError
 
+_ONE_BYTE = tuple(bytes((value,)) for value in range(0x80))
+
 
 def encode(value: int, width: int = 0) -> bytes:
     """``value`` in as few bytes as it takes, or in exactly ``width`` bytes (non-minimal if need be)."""
     if value < 0:
         raise ValueError("varints here are unsigned")
+    if value < 0x80 and width <= 1:  # one byte: most mux frame headers
+        return _ONE_BYTE[value]
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -33,6 +37,8 @@ def decode(buf: bytes | bytearray | memoryview, pos: int, max_bytes: int, what: 
     """(value, position after it), or None if ``buf`` ends inside it; at most ``max_bytes`` are read.
 
     Raises ProtocolViolationError (naming ``what``) for a varint longer than ``max_bytes``."""
+    if pos < len(buf) and max_bytes > 0 and buf[pos] < 0x80:  # one byte, the common case
+        return buf[pos], pos + 1
     value = shift = 0
     for index in range(max_bytes):
         if pos + index >= len(buf):

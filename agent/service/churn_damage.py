@@ -50,7 +50,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from agent.models import Rect, tile_span
+from agent.models import Rect, rects_area, tile_span
 
 TILE = 32
 BUSY_GAP = 0.06       # seconds: damage again within this keeps a tile busy (more than a 30 fps frame apart)
@@ -125,7 +125,7 @@ class ChurnDamage:
         if damage is None:
             self.clear()
             return None
-        if not self._holding and sum(w * h for _, _, w, h in damage) <= SMALL_DAMAGE:
+        if not self._holding and rects_area(damage) <= SMALL_DAMAGE:
             return list(damage)  # a few glyphs: cheaper to grab than to weigh
         holding = now >= self._pointer_until
         grab: list[Rect] = []

@@ -287,7 +287,7 @@ class ActivityMap:
         if touched is None:
             touched = self._touched(copies, rects)
         ages = self._pending[touched]
-        oldest = float(ages.min()) if ages.size else math.inf
+        oldest = float(np.minimum.reduce(ages, axis=None)) if ages.size else math.inf  # (not ndarray.min's wrapper)
         keep = None
         if later:  # still owed: they keep their age
             keep = np.full(self._pending.shape, math.inf)

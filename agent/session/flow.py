@@ -13,6 +13,7 @@ was idle, so the maximum over a few seconds tracks the real bottleneck.
 from __future__ import annotations
 
 from collections import deque
+from operator import itemgetter
 
 MIN_WINDOW = 16 * 1024          # always allow one modest update in flight
 INITIAL_WINDOW = 64 * 1024      # before the first estimate
@@ -28,6 +29,7 @@ DEFAULT_RTT = 0.1
 # quality hint on slow links, where a sharper frame would arrive much later.
 # Areas sent lossy get a lossless refresh once they settle (agent.service.updater).
 QUALITY_STEPS = ((48_000, 3), (160_000, 5), (600_000, 7))
+_RATE = itemgetter(1)
 
 
 class FlowController:
@@ -55,7 +57,7 @@ class FlowController:
         """The best rate seen over PEAK_FILTER_SECONDS: the link's rate while the sender holds itself back
         on purpose (pacing the bulk while the technician types), when ACKs show only what it chose to send."""
         if self._peak is None and self._samples:
-            self._peak = max(rate for _, rate in self._samples)
+            self._peak = max(map(_RATE, self._samples))
         return self._peak
 
     @property
@@ -63,8 +65,15 @@ class FlowController:
         """Estimated bottleneck rate in bytes per second (the best of the last RATE_FILTER_SECONDS of
         samples), or None before enough ACKs."""
         if self._rate is None and self._samples:
-            since = self._samples[-1][0] - RATE_FILTER_SECONDS
-            self._rate = max(rate for at, rate in self._samples if at >= since)
+            samples = self._samples
+            since = samples[-1][0] - RATE_FILTER_SECONDS
+            best = 0.0
+            for at, rate in reversed(samples):  # newest first: the rest are older than the horizon
+                if at < since:
+                    break
+                if rate > best:
+                    best = rate
+            self._rate = best
         return self._rate
 
     def on_rtt(self, rtt: float) -> None:

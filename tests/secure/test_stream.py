@@ -412,30 +412,37 @@ def test_a_reader_paused_for_room_is_not_mistaken_for_a_silent_peer() -> None:
     run(main())
 
 
+def _tap_record_types(stream: SecureStream) -> list[int]:
+    """The types of the records ``stream`` writes from now on (read off where its records go)."""
+    from tests.support.channels import record_header
+
+    types: list[int] = []
+    write = stream._out.write
+
+    def tap(data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            length, rtype, header = record_header(data, pos)
+            types.append(rtype)
+            pos += header + length
+        write(data)
+
+    stream._out.write = tap  # type: ignore[method-assign]
+    return types
+
+
 def test_while_updates_flow_acks_give_the_rtt_and_ride_on_data_instead_of_pings_and_ack_records() -> None:
     """The typing pattern: the viewer sends a little, the agent answers with an update every 50 ms.
 
     The agent's PINGs stop after the first (each ACK of its updates is an RTT sample), and its ACKs of
     the viewer's bytes go inside its updates (DATA_ACK), not as records of their own."""
     from agent.secure.records import RecordType
-    from tests.support.channels import record_header
 
     async def main() -> None:
         # Intervals far above the 50 ms rhythm: a loaded machine stretching a sleep must not make an ACK
         # fall due twice between two updates, or a PING find no recent RTT sample.
         viewer, agent = await established(ping_interval=0.5, ack_delay=0.25)
-        types: list[int] = []
-        write = agent._writer.write
-
-        def tap(data: bytes) -> None:
-            pos = 0
-            while pos < len(data):
-                length, rtype, header = record_header(data, pos)
-                types.append(rtype)
-                pos += header + length
-            write(data)
-
-        agent._writer.write = tap  # type: ignore[method-assign]
+        types = _tap_record_types(agent)
         for _ in range(60):
             await viewer.send(b"key")
             await agent.recv()
@@ -544,5 +551,81 @@ def test_bytes_that_arrived_with_the_handshake_are_not_lost_to_the_takeover() ->
         agent = SecureStream(sr, sw, outcome.channel)
         assert await asyncio.wait_for(agent.recv(), 5) == b"right after the handshake"
         await asyncio.gather(viewer.close(), agent.close())
+
+    run(main())
+
+
+def test_an_ack_due_rides_on_data_after_its_delay_and_goes_alone_after_twice_that() -> None:
+    """One timer per ACK owed, set for the ACK alone (twice ack_delay): before it, DATA sent later than
+    ack_delay carries the ACK. No timer fires in between, only to say the ACK may ride (a typed key's
+    request would otherwise wake the customer's loop once more per key)."""
+    from agent.secure.records import RecordType
+
+    async def main() -> None:
+        delay = 0.2
+        viewer, agent = await established(ping_interval=60, idle_ping_interval=60, ack_delay=delay)
+        types = _tap_record_types(agent)
+        loop = asyncio.get_running_loop()
+
+        await viewer.send(b"request")
+        assert await agent.recv() == b"request"
+        timer = agent._ack_timer
+        assert timer is not None and timer.when() - loop.time() > 1.5 * delay  # the ACK-alone deadline only
+        await agent.send(b"too soon")  # within ack_delay: the ACK waits for a later record
+        assert types == [RecordType.DATA] and agent._ack_timer is timer
+        await asyncio.sleep(1.2 * delay)
+        await agent.send(b"update")  # past ack_delay: it carries the ACK, and the timer goes
+        assert types[-1] == RecordType.DATA_ACK and agent._ack_timer is None and timer.cancelled()
+        assert await recv_exactly(viewer, len(b"too soonupdate")) == b"too soonupdate"
+
+        await viewer.send(b"again")
+        assert await agent.recv() == b"again"
+        sent = len(types)
+        await asyncio.sleep(1.5 * delay)
+        assert types[sent:] == []  # nothing to carry it, and its grace is not over
+        await _until(lambda: RecordType.ACK in types[sent:])
+        await viewer.close()
+        await agent.close()
+
+    run(main())
+
+
+def test_the_ping_loop_ticks_less_often_while_acks_give_rtt_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each tick of the ping loop is a wake-up of the customer's event loop; while the ACKs of what the agent
+    sends give RTT samples a tick has nothing to do, so they come SAMPLED_PAUSE intervals apart; once the
+    flow stops they come every interval again (keepalives, the silence check). The viewer, which only
+    receives here, keeps its tick."""
+    import agent.secure.stream as stream_module
+
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    class _Asyncio:  # stream.py's view of asyncio, its sleeps noted
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+        @staticmethod
+        async def sleep(delay: float, result: Any = None) -> Any:
+            pauses.append(delay)
+            return await real_sleep(delay, result)
+
+    monkeypatch.setattr(stream_module, "asyncio", _Asyncio())
+
+    async def main() -> None:
+        interval = 0.05
+        viewer, agent = await established(ping_interval=interval, idle_ping_interval=10, ack_delay=0.005)
+        pauses.clear()
+        for _ in range(40):  # updates every 20 ms, each acknowledged: samples all along
+            await agent.send(b"update" * 10)
+            await viewer.recv()
+            await asyncio.sleep(0.02)
+        flowing = list(pauses)
+        pauses.clear()
+        await asyncio.sleep(12 * interval)  # nothing moves: back to a tick an interval
+        assert agent.rtt is not None
+        assert stream_module.SAMPLED_PAUSE * interval in flowing
+        assert len(pauses) >= 8 and pauses[-6:] == [interval] * 6
+        await viewer.close()
+        await agent.close()
 
     run(main())

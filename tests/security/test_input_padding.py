@@ -28,7 +28,8 @@ _DATA_TYPES = (RecordType.DATA, RecordType.DATA_ACK)
 
 
 class _Tap:
-    """Wraps the viewer's socket writer: keeps what goes on the wire after the handshake."""
+    """Wraps where the viewer's records go (its socket's transport): keeps what goes on the wire after the
+    handshake."""
 
     def __init__(self, writer):
         self._writer = writer
@@ -68,8 +69,8 @@ async def _channel_pair():
     reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
     viewer_stream = await connect_viewer(reader, writer, SID, "pw2345")
     agent_stream = await accepted
-    tap = _Tap(viewer_stream._writer)
-    viewer_stream._writer = tap
+    tap = _Tap(viewer_stream._out)
+    viewer_stream._out = tap
     opened: asyncio.Queue = asyncio.Queue()
     agent = SessionChannel(agent_stream, "agent", on_message=lambda m: None, on_open=opened.put_nowait)
     try:
