@@ -19,6 +19,8 @@ def encode(value: int, width: int = 0) -> bytes:
         raise ValueError("varints here are unsigned")
     if value < 0x80 and width <= 1:  # one byte: most mux frame headers
         return _ONE_BYTE[value]
+    if 0x80 <= value < 0x4000 and width in (0, 2):  # two: most record headers
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while True:
         byte = value & 0x7F
