@@ -52,16 +52,80 @@ def merge_boxes(const int32_t[:, :, ::1] boxes, long overhead, int32_t[:, ::1] o
         raise ValueError("boxes must be (th, tw, 4) and out (n, 4)")
     if overhead < 0:
         raise ValueError("overhead must be >= 0")
-    cdef Py_ssize_t cap = out.shape[0]
-    cdef Py_ssize_t nboxes = 0, ty, tx, i, j
-    for ty in range(th):
-        for tx in range(tw):
-            if boxes[ty, tx, 2] > boxes[ty, tx, 0] and boxes[ty, tx, 3] > boxes[ty, tx, 1]:
-                nboxes += 1
-    if cap < nboxes:
+    if th == 0 or tw == 0:
+        return 0
+    cdef Py_ssize_t nboxes = _count(&boxes[0, 0, 0], 4 * tw, th, tw)
+    if out.shape[0] < nboxes:
         raise ValueError(f"out needs at least {nboxes} rows")
     if nboxes == 0:
         return 0
+    cdef Py_ssize_t n
+    with nogil:
+        n = _merge(&boxes[0, 0, 0], 4 * tw, th, tw, nboxes, overhead, &out[0, 0])
+    if n < 0:
+        raise MemoryError()
+    return n
+
+
+def merge_part(const int32_t[:, :, ::1] boxes, Py_ssize_t ty0, Py_ssize_t ty1, Py_ssize_t tx0, Py_ssize_t tx1,
+               long overhead, long max_area) -> tuple:
+    """``(area, rects)`` of the part ``boxes[ty0:ty1, tx0:tx1]`` (bounds clipped to the grid): the pixels of
+    its boxes added up, and, when that is below ``max_area``, the rectangles ``merge_boxes`` gives for the
+    part, as a list of ``(x, y, w, h)``; None at or above it.
+
+    One call where a typed glyph's few tiles took a copy of the part, an output array, the merge and two
+    lists: the detector's path for small changes (agent.changes.detector)."""
+    if boxes.shape[2] != 4:
+        raise ValueError("boxes must be (th, tw, 4)")
+    if overhead < 0:
+        raise ValueError("overhead must be >= 0")
+    ty0, ty1 = max(ty0, 0), min(ty1, boxes.shape[0])
+    tx0, tx1 = max(tx0, 0), min(tx1, boxes.shape[1])
+    if ty1 <= ty0 or tx1 <= tx0:
+        return 0, ([] if max_area > 0 else None)
+    cdef Py_ssize_t th = ty1 - ty0, tw = tx1 - tx0, stride = 4 * boxes.shape[1], ty, tx, k, n
+    cdef const int32_t* base = &boxes[ty0, tx0, 0]
+    cdef const int32_t* box
+    cdef int64_t area = 0
+    for ty in range(th):
+        for tx in range(tw):
+            box = base + ty * stride + 4 * tx
+            if box[2] > box[0] and box[3] > box[1]:
+                area += <int64_t>(box[2] - box[0]) * <int64_t>(box[3] - box[1])
+    if area >= max_area:
+        return area, None
+    cdef Py_ssize_t nboxes = _count(base, stride, th, tw)
+    if nboxes == 0:
+        return area, []
+    cdef int32_t* out = <int32_t*>malloc(4 * nboxes * sizeof(int32_t))
+    if out == NULL:
+        raise MemoryError()
+    with nogil:
+        n = _merge(base, stride, th, tw, nboxes, overhead, out)
+    if n < 0:
+        free(out)
+        raise MemoryError()
+    rects = [(out[4 * k], out[4 * k + 1], out[4 * k + 2], out[4 * k + 3]) for k in range(n)]
+    free(out)
+    return area, rects
+
+
+cdef Py_ssize_t _count(const int32_t* base, Py_ssize_t stride, Py_ssize_t th, Py_ssize_t tw) noexcept nogil:
+    """Non-empty boxes of the grid whose box (ty, tx) is at ``base + ty * stride + 4 * tx``."""
+    cdef Py_ssize_t ty, tx, n = 0
+    cdef const int32_t* box
+    for ty in range(th):
+        for tx in range(tw):
+            box = base + ty * stride + 4 * tx
+            if box[2] > box[0] and box[3] > box[1]:
+                n += 1
+    return n
+
+
+cdef Py_ssize_t _merge(const int32_t* base, Py_ssize_t stride, Py_ssize_t th, Py_ssize_t tw, Py_ssize_t nboxes,
+                       int64_t oh, int32_t* out) noexcept nogil:
+    """The merge (module docstring) of ``nboxes`` non-empty boxes laid out as for ``_count``, into ``out``
+    (``(x, y, w, h)`` rows, room for ``nboxes``); returns the rectangles written, -1 without memory."""
     cdef Box* strips = <Box*>malloc(nboxes * sizeof(Box))
     cdef Py_ssize_t* row_start = <Py_ssize_t*>malloc((th + 1) * sizeof(Py_ssize_t))
     cdef Box* active = <Box*>malloc(tw * sizeof(Box))
@@ -70,79 +134,79 @@ def merge_boxes(const int32_t[:, :, ::1] boxes, long overhead, int32_t[:, ::1] o
     cdef Box* tmp
     if strips == NULL or row_start == NULL or active == NULL or nxt == NULL or alive == NULL:
         free(strips); free(row_start); free(active); free(nxt); free(alive)
-        raise MemoryError()
-    cdef Py_ssize_t nstrips = 0, nactive = 0, nnext = 0, nout = 0
-    cdef int64_t oh = overhead
+        return -1
+    cdef Py_ssize_t nstrips = 0, nactive = 0, nnext = 0, nout = 0, ty, tx, i, j
+    cdef const int32_t* box
     cdef Box b, cur_box
     cdef bint have, merged
-    with nogil:
-        # Pass 1: runs along each tile row.
-        for ty in range(th):
-            row_start[ty] = nstrips
-            have = False
-            for tx in range(tw):
-                b.x0 = boxes[ty, tx, 0]
-                b.y0 = boxes[ty, tx, 1]
-                b.x1 = boxes[ty, tx, 2]
-                b.y1 = boxes[ty, tx, 3]
-                if b.x1 <= b.x0 or b.y1 <= b.y0:
-                    continue
-                if have and _worth_merging(cur_box, b, oh):
-                    cur_box = _union(cur_box, b)
-                else:
-                    if have:
-                        strips[nstrips] = cur_box
-                        nstrips += 1
-                    cur_box = b
-                    have = True
-            if have:
-                strips[nstrips] = cur_box
-                nstrips += 1
-        row_start[th] = nstrips
-        # Pass 2: strips grow downwards into the rectangles still open from the row above.
-        for ty in range(th):
-            nnext = 0
-            for i in range(row_start[ty], row_start[ty + 1]):
-                b = strips[i]
-                merged = False
-                for j in range(nactive):
-                    if alive[j] and _worth_merging(active[j], b, oh):
-                        nxt[nnext] = _union(active[j], b)
-                        nnext += 1
-                        alive[j] = 0
+    # Pass 1: runs along each tile row.
+    for ty in range(th):
+        row_start[ty] = nstrips
+        have = False
+        for tx in range(tw):
+            box = base + ty * stride + 4 * tx
+            b.x0 = box[0]
+            b.y0 = box[1]
+            b.x1 = box[2]
+            b.y1 = box[3]
+            if b.x1 <= b.x0 or b.y1 <= b.y0:
+                continue
+            if have and _worth_merging(cur_box, b, oh):
+                cur_box = _union(cur_box, b)
+            else:
+                if have:
+                    strips[nstrips] = cur_box
+                    nstrips += 1
+                cur_box = b
+                have = True
+        if have:
+            strips[nstrips] = cur_box
+            nstrips += 1
+    row_start[th] = nstrips
+    # Pass 2: strips grow downwards into the rectangles still open from the row above.
+    for ty in range(th):
+        nnext = 0
+        for i in range(row_start[ty], row_start[ty + 1]):
+            b = strips[i]
+            merged = False
+            for j in range(nactive):
+                if alive[j] and _worth_merging(active[j], b, oh):
+                    nxt[nnext] = _union(active[j], b)
+                    nnext += 1
+                    alive[j] = 0
+                    merged = True
+                    break
+            if not merged:
+                for j in range(nnext):
+                    if _worth_merging(nxt[j], b, oh):
+                        nxt[j] = _union(nxt[j], b)
                         merged = True
                         break
-                if not merged:
-                    for j in range(nnext):
-                        if _worth_merging(nxt[j], b, oh):
-                            nxt[j] = _union(nxt[j], b)
-                            merged = True
-                            break
-                if not merged:
-                    nxt[nnext] = b
-                    nnext += 1
-            for j in range(nactive):
-                if alive[j]:
-                    _emit(out, nout, active[j])
-                    nout += 1
-            tmp = active
-            active = nxt
-            nxt = tmp
-            nactive = nnext
-            for j in range(nactive):
-                alive[j] = 1
+            if not merged:
+                nxt[nnext] = b
+                nnext += 1
         for j in range(nactive):
-            _emit(out, nout, active[j])
-            nout += 1
+            if alive[j]:
+                _emit(out, nout, active[j])
+                nout += 1
+        tmp = active
+        active = nxt
+        nxt = tmp
+        nactive = nnext
+        for j in range(nactive):
+            alive[j] = 1
+    for j in range(nactive):
+        _emit(out, nout, active[j])
+        nout += 1
     free(strips); free(row_start); free(active); free(nxt); free(alive)
     return nout
 
 
-cdef inline void _emit(int32_t[:, ::1] out, Py_ssize_t k, Box b) noexcept nogil:
-    out[k, 0] = b.x0
-    out[k, 1] = b.y0
-    out[k, 2] = b.x1 - b.x0
-    out[k, 3] = b.y1 - b.y0
+cdef inline void _emit(int32_t* out, Py_ssize_t k, Box b) noexcept nogil:
+    out[4 * k] = b.x0
+    out[4 * k + 1] = b.y0
+    out[4 * k + 2] = b.x1 - b.x0
+    out[4 * k + 3] = b.y1 - b.y0
 
 
 cdef inline int32_t _find(int32_t* parent, int32_t i) noexcept nogil:

@@ -14,8 +14,8 @@ Two ways to find changed tiles, both here because they win in different places:
 Frames are (H, W, 4) uint8, C-contiguous; edge tiles are partial.
 """
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t
-from libc.string cimport memcmp, memcpy
-from libc.stdlib cimport malloc, free
+from libc.string cimport memcmp, memcpy, memset
+from libc.stdlib cimport calloc, malloc, free
 
 from agent._native.hashmix cimport segment_hash
 
@@ -134,14 +134,65 @@ def diff_tiles(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int 
     grid), only tiles whose entry is non-zero are compared; the others are
     reported unchanged.
     """
-    cdef Py_ssize_t h = cur.shape[0], w = cur.shape[1]
-    cdef Py_ssize_t tw = (w + tile - 1) // tile if tile > 0 else 0
     _check_pair(prev, cur, tile, boxes, select)
-    cdef bint use_select = select is not None
+    cdef const uint8_t* sel = NULL
+    if select is not None and select.shape[0] > 0 and select.shape[1] > 0:
+        sel = &select[0, 0]
+    cdef int ndirty
+    with nogil:
+        ndirty = _diff_selected(prev, cur, tile, boxes, sel, select is not None)
+    if ndirty < 0:
+        raise MemoryError()
+    return ndirty
+
+
+def diff_damage(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int tile,
+                int32_t[:, :, ::1] boxes, damage) -> tuple:
+    """``diff_tiles`` with the tiles that meet a rectangle of ``damage`` (``(x, y, w, h)``; empty ones and
+    what lies outside the frame ignored) selected; returns ``(changed tiles, ty0, ty1, tx0, tx1)``, the part
+    of the tile grid around the selected tiles (empty when none).
+
+    One call where a typed glyph took a grid mask, a loop over the damage and the comparison
+    (agent.changes.detector's path for X's damage)."""
+    _check_pair(prev, cur, tile, boxes, None)
+    cdef Py_ssize_t h = cur.shape[0], w = cur.shape[1], th = boxes.shape[0], tw = boxes.shape[1]
+    cdef Py_ssize_t x, y, rw, rh, a, b, c, d, ty, tx
+    cdef Py_ssize_t ty0 = th, ty1 = 0, tx0 = tw, tx1 = 0
+    cdef uint8_t* sel = <uint8_t*>calloc(max(th * tw, 1), 1)
+    if sel == NULL:
+        raise MemoryError()
+    cdef int ndirty
+    try:
+        for x, y, rw, rh in damage:
+            if rw <= 0 or rh <= 0:
+                continue
+            a, c = max(y, 0) // tile, max(x, 0) // tile
+            b, d = min((min(y + rh, h) + tile - 1) // tile, th), min((min(x + rw, w) + tile - 1) // tile, tw)
+            if b <= a or d <= c:
+                continue
+            for ty in range(a, b):
+                memset(sel + ty * tw + c, 1, d - c)
+            ty0, ty1, tx0, tx1 = min(ty0, a), max(ty1, b), min(tx0, c), max(tx1, d)
+        with nogil:
+            ndirty = _diff_selected(prev, cur, tile, boxes, sel, True)
+    finally:
+        free(sel)
+    if ndirty < 0:
+        raise MemoryError()
+    if ty1 <= ty0:
+        ty0 = ty1 = tx0 = tx1 = 0
+    return ndirty, ty0, ty1, tx0, tx1
+
+
+cdef int _diff_selected(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int tile,
+                        int32_t[:, :, ::1] boxes, const uint8_t* sel, bint use_select) noexcept nogil:
+    """The comparison of ``diff_tiles``: ``sel`` the grid's (th, tw) mask, C order (NULL with ``use_select``:
+    an empty grid, nothing selected). Returns the changed tiles, -1 without memory."""
+    cdef Py_ssize_t h = cur.shape[0], w = cur.shape[1]
+    cdef Py_ssize_t tw = (w + tile - 1) // tile
     cdef Py_ssize_t y, ty, tx, x0, x1, rowbytes = w * 4, th = boxes.shape[0]
     cdef const uint8_t* p
     cdef const uint8_t* c
-    cdef int ndirty = 0
     # with a select, per tile row the first and past-the-last selected tile: a typed glyph selects a
     # tile or two, and the rows and columns around them are never visited
     cdef Py_ssize_t* span = NULL
@@ -149,40 +200,40 @@ def diff_tiles(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int 
     if use_select:
         span = <Py_ssize_t*>malloc(2 * max(th, 1) * sizeof(Py_ssize_t))
         if span == NULL:
-            raise MemoryError()
-    with nogil:
-        _reset_boxes(boxes, tile, w)
-        if use_select:
-            for ty in range(th):
-                span[2 * ty], span[2 * ty + 1] = tw, 0
-                for tx in range(tw):
-                    if select[ty, tx] != 0:
-                        if tx < span[2 * ty]:
-                            span[2 * ty] = tx
-                        span[2 * ty + 1] = tx + 1
-        for y in range(h):
-            ty = y // tile
-            if use_select:
-                tx_lo, tx_hi = span[2 * ty], span[2 * ty + 1]
-                if tx_lo >= tx_hi:
-                    continue
-            p = &prev[y, 0, 0]
-            c = &cur[y, 0, 0]
-            if not use_select and memcmp(p, c, rowbytes) == 0:
+            return -1
+    _reset_boxes(boxes, tile, w)
+    if use_select:
+        for ty in range(th):
+            span[2 * ty], span[2 * ty + 1] = tw, 0
+            if sel == NULL:
                 continue
-            for tx in range(tx_lo, tx_hi):
-                if use_select and select[ty, tx] == 0:
-                    continue
-                x0 = tx * tile
-                x1 = x0 + tile
-                if x1 > w:
-                    x1 = w
-                if memcmp(p + 4 * x0, c + 4 * x0, 4 * (x1 - x0)) == 0:
-                    continue
-                _widen(&boxes[ty, tx, 0], p + 4 * x0, c + 4 * x0, x0, x1, y)
-        ndirty = _finish_boxes(boxes)
+            for tx in range(tw):
+                if sel[ty * tw + tx] != 0:
+                    if tx < span[2 * ty]:
+                        span[2 * ty] = tx
+                    span[2 * ty + 1] = tx + 1
+    for y in range(h):
+        ty = y // tile
+        if use_select:
+            tx_lo, tx_hi = span[2 * ty], span[2 * ty + 1]
+            if tx_lo >= tx_hi:
+                continue
+        p = &prev[y, 0, 0]
+        c = &cur[y, 0, 0]
+        if not use_select and memcmp(p, c, rowbytes) == 0:
+            continue
+        for tx in range(tx_lo, tx_hi):
+            if use_select and sel[ty * tw + tx] == 0:
+                continue
+            x0 = tx * tile
+            x1 = x0 + tile
+            if x1 > w:
+                x1 = w
+            if memcmp(p + 4 * x0, c + 4 * x0, 4 * (x1 - x0)) == 0:
+                continue
+            _widen(&boxes[ty, tx, 0], p + 4 * x0, c + 4 * x0, x0, x1, y)
     free(span)
-    return ndirty
+    return _finish_boxes(boxes)
 
 
 def diff_tiles_after_copies(const uint8_t[:, :, ::1] prev, const uint8_t[:, :, ::1] cur, int tile,

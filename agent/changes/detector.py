@@ -35,7 +35,7 @@ from agent._native import scroll as _scroll
 from agent._native import tiles as _tiles
 from agent.changes.copy_geometry import join as _join, label_boxes as _label_boxes
 from agent.changes.copy_geometry import ordered as _ordered, peel as _peel
-from agent.changes.tile_boxes import box_area, boxes_to_rects
+from agent.changes.tile_boxes import ANY_AREA, RECT_OVERHEAD_PIXELS, boxes_to_rects, within_limits
 from agent.models import Copy, Rect, split_rect
 
 __all__ = ["ChangeDetector", "Changes", "DetectStats", "FrameSizeError", "split_rect", "boxes_to_rects"]
@@ -182,8 +182,7 @@ class ChangeDetector:
             changes = Changes([], split_rect(0, 0, self.width, self.height))
             stats.rect_pixels = self.width * self.height
         else:
-            select, within = (None, None) if damage is None else self._damage_tiles(damage)
-            changes = self._diff(frame, stats, select, within)
+            changes = self._diff(frame, stats, damage)
             if self.frames_immutable and not changes.is_empty():
                 self._prev = kept
         self._keep_hashes(not changes.is_empty())
@@ -215,35 +214,25 @@ class ChangeDetector:
                 "call resize() first")
         return np.ascontiguousarray(frame)
 
-    def _damage_tiles(self, damage: Sequence[Rect]) -> tuple[np.ndarray, tuple[slice, slice]]:
-        """The tile grid's mask (uint8) of tiles that meet a damage rectangle, and the grid's part
-        around them (all else is reported unchanged: a typed glyph's update looks at that part only)."""
-        t = self.tile
-        select = np.zeros(self._boxes.shape[:2], np.uint8)
-        ty0 = tx0 = 1 << 30
-        ty1 = tx1 = 0
-        for x, y, w, h in damage:  # a few dozen rects at most (the capture side coalesces them)
-            if w > 0 and h > 0:
-                a, b, c, d = max(y, 0) // t, -(-(y + h) // t), max(x, 0) // t, -(-(x + w) // t)
-                select[a:b, c:d] = 1
-                ty0, ty1, tx0, tx1 = min(ty0, a), max(ty1, b), min(tx0, c), max(tx1, d)
-        return select, (slice(min(ty0, ty1), ty1), slice(min(tx0, tx1), tx1))
-
-    def _diff(self, frame: np.ndarray, stats: DetectStats, select: Optional[np.ndarray],
-              within: Optional[tuple[slice, slice]] = None) -> Changes:
-        """``within``: the part of the tile grid ``select`` lies in (None: all of it)."""
+    def _diff(self, frame: np.ndarray, stats: DetectStats, damage: Optional[Sequence[Rect]]) -> Changes:
+        """``damage``: X's rectangles, outside which nothing changed (None: compare everything). Only the
+        tiles they meet are compared, and a small change (a typed glyph) is merged from the part of the tile
+        grid around them, in two kernel calls."""
         t0 = time.perf_counter()
         boxes = self._boxes
-        ndirty = _tiles.diff_tiles(self._prev, frame, self.tile, boxes, select)
+        if damage is None:
+            ndirty = _tiles.diff_tiles(self._prev, frame, self.tile, boxes)
+            part = (0, boxes.shape[0], 0, boxes.shape[1])
+        else:
+            ndirty, *part = _tiles.diff_damage(self._prev, frame, self.tile, boxes, damage)
         stats.dirty_tiles = ndirty
         stats.compare_seconds = time.perf_counter() - t0
         if ndirty == 0:
             return Changes()
-        part = boxes if within is None else boxes[within]
-        area = box_area(part)
-        if area < MOVE_MIN_AREA:  # typing, a blinking cursor: no move search, the boxes near the damage
+        _, merged = _rects.merge_part(boxes, *part, RECT_OVERHEAD_PIXELS, MOVE_MIN_AREA)
+        if merged is not None:  # typing, a blinking cursor: no move search, the boxes near the damage
             self._recent_vectors = []
-            return Changes([], self._rects_from(np.ascontiguousarray(part), frame, stats))
+            return Changes([], self._take_merged(merged, frame, stats))
         dirty = boxes[:, :, 2] > 0
         t1 = time.perf_counter()
         copies = _ordered(self._find_moves(frame, dirty))
@@ -268,12 +257,16 @@ class ChangeDetector:
 
     def _rects_from(self, boxes: np.ndarray, frame: np.ndarray, stats: DetectStats) -> list[Rect]:
         """The changed rectangles of the tile ``boxes`` (merged by cost); a kept copy is patched to ``frame``."""
-        rects, merged = boxes_to_rects(boxes)
-        for x, y, w, h in merged.tolist():
+        whole = _rects.merge_part(boxes, 0, boxes.shape[0], 0, boxes.shape[1], RECT_OVERHEAD_PIXELS, ANY_AREA)
+        return self._take_merged(whole[1], frame, stats)
+
+    def _take_merged(self, merged: list[Rect], frame: np.ndarray, stats: DetectStats) -> list[Rect]:
+        """The merged rectangles within the RFB limits; a kept copy is patched to ``frame`` there."""
+        for x, y, w, h in merged:
             if not self.frames_immutable:
                 self._prev[y:y + h, x:x + w] = frame[y:y + h, x:x + w]
             stats.rect_pixels += w * h
-        return rects
+        return within_limits(merged)
 
     def _recheck(self, frame: np.ndarray, copies: list[tuple[int, int, int, int, int, int]],
                  select: np.ndarray) -> None:

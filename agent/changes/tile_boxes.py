@@ -19,29 +19,23 @@ from agent.models import MAX_RECT_AREA, MAX_RECT_WIDTH, Rect, split_rect
 #   1024: 20.1, 119.7 kB, 4.0 ms; churn 123.0 kB, 1.0 ms
 #   4096: 10.3, 130.3 kB, 3.7 ms; churn 120.3 kB, 1.0 ms
 RECT_OVERHEAD_PIXELS = 1024
-SMALL_PART_TILES = 16  # a part of the tile grid up to this many tiles is summed in Python (box_area)
 
 
-def boxes_to_rects(boxes: np.ndarray, overhead: int = RECT_OVERHEAD_PIXELS) -> tuple[list[Rect], np.ndarray]:
-    """Merge per-tile boxes by cost; returns the rects split to the limits and the merged (n, 4) array."""
-    merged = np.empty((boxes.shape[0] * boxes.shape[1], 4), np.int32)
-    n = _rects.merge_boxes(boxes, overhead, merged)
-    merged = merged[:n]
+ANY_AREA = 1 << 62  # rects.merge_part's limit when the rectangles are wanted whatever their area
+
+
+def boxes_to_rects(boxes: np.ndarray, overhead: int = RECT_OVERHEAD_PIXELS) -> list[Rect]:
+    """Merge per-tile boxes by cost; the rects split to the limits."""
+    return within_limits(_rects.merge_part(boxes, 0, boxes.shape[0], 0, boxes.shape[1], overhead, ANY_AREA)[1])
+
+
+def within_limits(rects: list[Rect]) -> list[Rect]:
+    """``rects`` with those wider or larger than an RFB/Tight rectangle may be split (on tile lines)."""
     out: list[Rect] = []
-    for x, y, w, h in merged.tolist():
+    for x, y, w, h in rects:
         if w <= MAX_RECT_WIDTH and w * h <= MAX_RECT_AREA:
             out.append((x, y, w, h))
         else:
             out.extend(split_rect(x, y, w, h))
-    return out, merged
+    return out
 
-
-def box_area(boxes: np.ndarray) -> int:
-    """Pixels in the tile ``boxes``; a glyph's few tiles in Python (a numpy call costs microseconds cold)."""
-    if boxes.shape[0] * boxes.shape[1] <= SMALL_PART_TILES:
-        total = 0
-        for row in boxes.tolist():
-            for x0, y0, x1, y1 in row:
-                total += (x1 - x0) * (y1 - y0)
-        return total
-    return int(((boxes[:, :, 2] - boxes[:, :, 0]) * (boxes[:, :, 3] - boxes[:, :, 1])).sum())

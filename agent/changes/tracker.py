@@ -406,7 +406,7 @@ class UpdateTracker:
         if self._rects_cache is not None and self._rects_cache[:2] == (b, self._version):
             return self._rects_cache[2]
         boxes = self._mask.tile_boxes(b)
-        rects = boxes_to_rects(boxes)[0]  # (none from empty boxes: no numpy reduction to ask first)
+        rects = boxes_to_rects(boxes)  # (none from empty boxes: no numpy reduction to ask first)
         self._rects_cache = (b, self._version, rects)
         return rects
 

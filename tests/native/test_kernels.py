@@ -141,6 +141,79 @@ def test_merge_boxes_matches_reference(pair, tile, overhead):
     assert sum(w * h + overhead for _, _, w, h in merged) <= int(areas.sum()) + overhead * int((areas > 0).sum())
 
 
+def _damage_select(grid: tuple[int, int], damage: list[tuple[int, int, int, int]], tile: int) -> np.ndarray:
+    """The tiles a damage rectangle meets, in plain numpy (the frame is the grid's, rectangles may overrun it)."""
+    select = np.zeros(grid, np.uint8)
+    for x, y, w, h in damage:
+        if w > 0 and h > 0:
+            select[y // tile:-(-(y + h) // tile), x // tile:-(-(x + w) // tile)] = 1
+    return select
+
+
+@st.composite
+def damages(draw: st.DrawFn, h: int, w: int) -> list[tuple[int, int, int, int]]:
+    """X's damage: rectangles in the frame, some empty, some running past its right or bottom edge."""
+    out = []
+    for _ in range(draw(st.integers(0, 4))):
+        x, y = draw(st.integers(0, w + 8)), draw(st.integers(0, h + 8))
+        out.append((x, y, draw(st.integers(0, w + 16)), draw(st.integers(0, h + 16))))
+    return out
+
+
+@SETTINGS
+@given(frame_pairs(), TILES, st.data())
+def test_diff_damage_matches_diff_tiles_with_the_damage_selected(pair, tile, data):
+    prev, cur = pair
+    damage = data.draw(damages(*prev.shape[:2]))
+    grid = _grid(prev.shape, tile)
+    select = _damage_select(grid, damage, tile)
+    boxes = np.full(grid + (4,), -7, np.int32)
+    n, ty0, ty1, tx0, tx1 = tiles.diff_damage(prev, cur, tile, boxes, damage)
+    expected = ref.diff_tiles(prev, cur, tile, select)
+    np.testing.assert_array_equal(boxes, expected)
+    assert n == int((expected[:, :, 2] > 0).sum())
+    # the part returned holds every selected tile, and nothing outside the selection's bounds
+    ys, xs = np.nonzero(select)
+    if len(ys):
+        assert (ty0, ty1, tx0, tx1) == (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
+    else:
+        assert (ty0, ty1, tx0, tx1) == (0, 0, 0, 0)
+
+
+@SETTINGS
+@given(frame_pairs(), TILES, st.integers(0, 300), st.integers(0, 3000), st.data())
+def test_merge_part_matches_merge_boxes_on_a_copy_of_the_part(pair, tile, overhead, max_area, data):
+    boxes = ref.diff_tiles(*pair, tile)
+    th, tw = boxes.shape[:2]
+    ty0, ty1 = sorted(data.draw(st.lists(st.integers(-2, th + 2), min_size=2, max_size=2)))
+    tx0, tx1 = sorted(data.draw(st.lists(st.integers(-2, tw + 2), min_size=2, max_size=2)))
+    part = boxes[max(ty0, 0):max(ty1, 0), max(tx0, 0):max(tx1, 0)]  # (clipped as the kernel clips)
+    area = int(((part[:, :, 2] - part[:, :, 0]) * (part[:, :, 3] - part[:, :, 1])).sum())
+    got_area, merged = rects.merge_part(boxes, ty0, ty1, tx0, tx1, overhead, max_area)
+    assert got_area == area
+    if area >= max_area:
+        assert merged is None
+    else:
+        assert merged == (ref.merge_boxes(np.ascontiguousarray(part), overhead) if part.size else [])
+
+
+def test_diff_damage_and_merge_part_release_the_gil():
+    """Another thread runs while they compare and merge a 4K frame pair's damage many times."""
+    from tests.support.gil import assert_releases_gil
+
+    prev = np.zeros((2160, 3840, 4), np.uint8)
+    cur = prev.copy()
+    cur[::7, ::5] = 1
+    boxes = np.zeros((34, 60, 4), np.int32)
+
+    def work() -> None:
+        for _ in range(5):
+            tiles.diff_damage(prev, cur, 64, boxes, [(0, 0, 3840, 2160)])
+            rects.merge_part(boxes, 0, 34, 0, 60, 64, 1 << 62)
+
+    assert_releases_gil(work)
+
+
 def test_merge_boxes_joins_a_full_screen_into_one_rect():
     prev = np.zeros((200, 300, 4), np.uint8)
     boxes = ref.diff_tiles(prev, prev + 1, 64)
