@@ -392,7 +392,7 @@ class SecureStream(ReceivingHalf):
                 self._fail(PeerSilentError(f"nothing arrived from the peer for {self._silence_limit:g} s"))
                 self._writer.transport.abort()  # a dead path would never flush what close() waits to send
                 return
-            recent = self._loop.time() - self._sampled < self._ping_interval  # an ACK gave a sample
+            recent = self._loop.time() - self._sampled < pause  # an ACK gave a sample since the last tick
             if (total != moved and not recent) or quiet >= self._idle_ping_interval:
                 self._write(self._channel.send_ping())
                 quiet = 0.0
@@ -402,7 +402,8 @@ class SecureStream(ReceivingHalf):
                 quiet += pause
             # While the ACKs of what we send give the samples, a tick finds nothing to do: each is a loop
             # wake-up on the customer's PC (~0.15 ms of CPU after a sleep), so they come SAMPLED_PAUSE times
-            # further apart then.
+            # further apart then (a keepalive after the flow stops may come that much later: far inside
+            # the peer's silence limit).
             pause = self._ping_interval * (SAMPLED_PAUSE if recent and sent != sent_before else 1)
             moved, sent_before = total, sent
             await asyncio.sleep(pause)

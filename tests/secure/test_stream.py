@@ -596,6 +596,7 @@ def test_the_ping_loop_ticks_less_often_while_acks_give_rtt_samples(monkeypatch:
     flow stops they come every interval again (keepalives, the silence check). The viewer, which only
     receives here, keeps its tick."""
     import agent.secure.stream as stream_module
+    from agent.secure.records import RecordType
 
     pauses: list[float] = []
     real_sleep = asyncio.sleep
@@ -621,10 +622,12 @@ def test_the_ping_loop_ticks_less_often_while_acks_give_rtt_samples(monkeypatch:
             await asyncio.sleep(0.02)
         flowing = list(pauses)
         pauses.clear()
-        await asyncio.sleep(12 * interval)  # nothing moves: back to a tick an interval
+        types = _tap_record_types(agent)
+        await asyncio.sleep(20 * interval)  # nothing moves: back to a tick an interval
         assert agent.rtt is not None
         assert stream_module.SAMPLED_PAUSE * interval in flowing
         assert len(pauses) >= 8 and pauses[-6:] == [interval] * 6
+        assert RecordType.PING not in types  # the last updates' ACKs were samples: no PING for the RTT
         await viewer.close()
         await agent.close()
 
