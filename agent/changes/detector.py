@@ -35,7 +35,7 @@ from agent._native import scroll as _scroll
 from agent._native import tiles as _tiles
 from agent.changes.copy_geometry import join as _join, label_boxes as _label_boxes
 from agent.changes.copy_geometry import ordered as _ordered, peel as _peel
-from agent.changes.tile_boxes import ANY_AREA, RECT_OVERHEAD_PIXELS, boxes_to_rects, within_limits
+from agent.changes.tile_boxes import RECT_OVERHEAD_PIXELS, boxes_to_rects, merged_boxes, within_limits
 from agent.models import Copy, Rect, split_rect
 
 __all__ = ["ChangeDetector", "Changes", "DetectStats", "FrameSizeError", "split_rect", "boxes_to_rects"]
@@ -257,8 +257,7 @@ class ChangeDetector:
 
     def _rects_from(self, boxes: np.ndarray, frame: np.ndarray, stats: DetectStats) -> list[Rect]:
         """The changed rectangles of the tile ``boxes`` (merged by cost); a kept copy is patched to ``frame``."""
-        whole = _rects.merge_part(boxes, 0, boxes.shape[0], 0, boxes.shape[1], RECT_OVERHEAD_PIXELS, ANY_AREA)
-        return self._take_merged(whole[1], frame, stats)
+        return self._take_merged(merged_boxes(boxes), frame, stats)
 
     def _take_merged(self, merged: list[Rect], frame: np.ndarray, stats: DetectStats) -> list[Rect]:
         """The merged rectangles within the RFB limits; a kept copy is patched to ``frame`` there."""

@@ -21,12 +21,17 @@ from agent.models import MAX_RECT_AREA, MAX_RECT_WIDTH, Rect, split_rect
 RECT_OVERHEAD_PIXELS = 1024
 
 
-ANY_AREA = 1 << 62  # rects.merge_part's limit when the rectangles are wanted whatever their area
+_ANY_AREA = 1 << 62  # rects.merge_part's limit when the rectangles are wanted whatever their area
 
 
 def boxes_to_rects(boxes: np.ndarray, overhead: int = RECT_OVERHEAD_PIXELS) -> list[Rect]:
     """Merge per-tile boxes by cost; the rects split to the limits."""
-    return within_limits(_rects.merge_part(boxes, 0, boxes.shape[0], 0, boxes.shape[1], overhead, ANY_AREA)[1])
+    return within_limits(merged_boxes(boxes, overhead))
+
+
+def merged_boxes(boxes: np.ndarray, overhead: int = RECT_OVERHEAD_PIXELS) -> list[Rect]:
+    """Per-tile boxes (the whole grid) merged by cost, before any split to the limits."""
+    return _rects.merge_part(boxes, 0, boxes.shape[0], 0, boxes.shape[1], overhead, _ANY_AREA)[1]
 
 
 def within_limits(rects: list[Rect]) -> list[Rect]:
