@@ -13,7 +13,7 @@ the shaping proxy (unlimited by default). Once the viewer shows the first
 picture, for ``--seconds``: the server process's (rejnet: the agent's) RSS
 sampled every 50 ms, then its peak RSS (VmHWM of /proc/PID/status, which also
 covers start-up and the first full update: what the customer's PC must have
-free; or a sample, if larger: the kernel updates VmHWM lazily), RSS at the end, and CPU seconds (utime + stime) over the window.
+free; or a sample, if larger: the kernel updates VmHWM lazily), RSS at the end, and CPU seconds (the scheduler's count, all threads) over the window.
 At the end it also notes where the memory is: RSS split into anonymous, file
 (libraries) and shared memory, and the largest mappings of /proc/PID/smaps (a
 4K frame, 3840x2160x4 bytes, is one 31.6 MB anonymous mapping), so a
@@ -121,7 +121,7 @@ async def measure_server(name: str, display: str, link: LinkSpec, seconds: float
     """Start one server, attach one viewer, wait for the first picture, then sample for ``seconds``."""
     from agent.rfb.pixelformat import NATIVE
     from agent.viewer.rfb_client import open_rfb
-    from benchmarks.linkbench.measure import SETTINGS, Viewer, cpu_seconds
+    from benchmarks.linkbench.measure import SETTINGS, Viewer, cpu_reading, cpu_seconds
     from benchmarks.linkbench.servers import SERVERS as CLASSES
 
     server = CLASSES[name]()
@@ -140,7 +140,7 @@ async def measure_server(name: str, display: str, link: LinkSpec, seconds: float
             await viewer.wait_update(1.0)
         row["sync_seconds"] = round(time.monotonic() - t0, 3)
         pid = server.server_pid
-        cpu0, down0, start = cpu_seconds(pid), server.down.counter.total, time.monotonic()
+        cpu0, down0, start = cpu_reading(pid), server.down.counter.total, time.monotonic()
         samples, pss = [], []
         while time.monotonic() - start < seconds:
             await asyncio.sleep(SAMPLE)
@@ -151,7 +151,7 @@ async def measure_server(name: str, display: str, link: LinkSpec, seconds: float
             pss.append(proc_pss(pid) or 0)
         end = proc_status(pid)
         mappings = largest_mappings(pid)
-        row.update(seconds=round(time.monotonic() - start, 3), cpu=cpu_seconds(pid) - cpu0, cpu_total=cpu_seconds(pid),
+        row.update(seconds=round(time.monotonic() - start, 3), cpu=cpu_reading(pid) - cpu0, cpu_total=cpu_seconds(pid),
                    # the kernel updates VmHWM lazily: a sample can exceed it by a few pages
                    peak_rss_kb=max(end["VmHWM"], *samples), vmhwm_kb=end["VmHWM"], max_sampled_rss_kb=max(samples),
                    max_sampled_pss_kb=max(pss), end_rss_kb=end["VmRSS"],
@@ -212,7 +212,8 @@ def report(rows: list[dict], meta: dict) -> str:
              f"(link {meta['link']}); {meta['seconds']:g} s measured after the first picture. Server process "
              "only (rejnet: the agent; relay and bridge in results.json). Peak RSS: the larger of VmHWM (since start) "
              "and the sampled VmRSS (PSS, sampled alike, counts a page mapped twice once); "
-             "CPU is utime+stime over the window. Shared 2-core machine: compare within this run.", "",
+             "CPU is the scheduler's count (schedstat, all threads) over the window. "
+             "Shared 2-core machine: compare within this run.", "",
              "| server | peak RSS MB | max sampled RSS MB | max sampled PSS MB | RSS at end MB | CPU s | updates "
              "| down kB | sync s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

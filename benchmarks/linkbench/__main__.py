@@ -214,7 +214,7 @@ def _summary(res) -> str:
         return f"FAILED {res.error}"
     lat = f"p50 {res.p50 * 1e3:.0f} ms p95 {res.p95 * 1e3:.0f} ms, " if res.latencies else ""
     return (f"{res.bytes_down / 1e3:.1f} kB down, {lat}{res.updates_per_s:.1f} upd/s, "
-            f"cpu {res.cpu_server:.2f} s, missed {res.missed}/{res.steps_changed}"
+            f"cpu {res.cpu_server:.3f} s, missed {res.missed}/{res.steps_changed}"
             f"{'' if res.converged or res.workload.startswith('synthetic') else ', not converged'}; "
             f"harness lag p99 {res.loop_lag_p99 * 1e3:.0f} ms, steps late <= {res.step_lateness_max * 1e3:.0f} ms"
             f" {res.phases}")

@@ -88,7 +88,7 @@ def table(results: list) -> str:
                          f"{_fmt(c.med('bytes_down'), 1e-3, 1)} | {_fmt(c.med('bytes_up'), 1e-3, 1)} | "
                          f"{_fmt(c.med('sync_bytes'), 1e-3, 1)} | {_fmt(c.med('p50'), 1e3)} | {_fmt(c.med('p95'), 1e3)} | "
                          f"{_fmt(shown)}/{_fmt(steps)} | {_fmt(c.med('updates_per_s'), digits=1)} | "
-                         f"{_fmt(c.med('cpu_server'), digits=2)} | {_fmt(c.med('cpu_xvfb'), digits=2)} | "
+                         f"{_fmt(c.med('cpu_server'), digits=3)} | {_fmt(c.med('cpu_xvfb'), digits=2)} | "
                          f"{_fidelity(c, setting == 'lossless')} |")
         lines.append("")
     idle = {k: c for k, c in cells.items() if k[2] == "idle"}
@@ -110,7 +110,7 @@ def table(results: list) -> str:
         for (link, setting, wl, srv), c in synth.items():
             lines.append(f"| {link} | {setting} | {wl} | {len(c.ok)}/{len(c.runs)} | {_fmt(c.med('bytes_down'), 1e-3, 1)} | "
                          f"{_fmt(c.med('bytes_up'), 1e-3, 1)} | {_fmt(c.med('sync_bytes'), 1e-3, 1)} | "
-                         f"{_fmt(c.med('updates_per_s'), digits=1)} | {_fmt(c.med('cpu_server'), digits=2)} | "
+                         f"{_fmt(c.med('updates_per_s'), digits=1)} | {_fmt(c.med('cpu_server'), digits=3)} | "
                          f"{_fidelity(c, setting == 'lossless')} |")
         lines.append("")
     failed = [(k, e) for k, c in cells.items() for e in c.errors]
@@ -302,8 +302,8 @@ def write(results: list, meta: dict, out: Path) -> str:
             "Bytes are counted at the shaping proxy: for rejnet on the agent <-> relay hop (channel, relay "
             "protocol and keepalives included), for peers between viewer and server. `down kB` is what the "
             "server sent after the viewer was in sync; `first kB` the initial full update. CPU is "
-            "utime+stime from /proc over the same window (rejnet: the agent process). Shared 2-core machine: "
-            "expect noise.", ""]
+            "the scheduler's count (schedstat, all threads) over the same window (rejnet: the agent "
+            "process). Shared 2-core machine: expect noise.", ""]
     text = "\n".join(head) + "\n" + table(results) + "\n" + targets(results)
     stages = stages_table(results)
     if stages:

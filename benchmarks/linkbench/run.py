@@ -25,7 +25,7 @@ if __name__ == "__main__":  # run as a script: make the repository importable
 import numpy as np
 
 from benchmarks.linkbench.measure import (
-    Grabber, LoopLag, Matcher, Region, RunResult, Setting, Viewer, clip_region, cpu_seconds, frames_match,
+    Grabber, LoopLag, Matcher, Region, RunResult, Setting, Viewer, clip_region, cpu_reading, frames_match,
     pointer_mask, psnr,
 )
 from benchmarks.linkbench.stages import snapshot as stage_snapshot, window as stages_window
@@ -149,7 +149,7 @@ async def measure_run(server: Any, workload: Any, setting: Setting, link: Any, l
         pids = (server.server_pid, display.pid if display else None)
         down0, up0 = server.down.counter.total, server.up.counter.total
         stages0 = await _stage_snapshot(server)
-        cpu0 = [cpu_seconds(p) for p in pids] + [sum(cpu_seconds(p) for p in server.helper_pids)]
+        cpu0 = [cpu_reading(p) for p in pids] + [cpu_reading(*server.helper_pids)]
         server.proxy.reset_clock()
         t_start = time.monotonic()
         workload.attach_viewer(client)
@@ -181,7 +181,7 @@ async def measure_run(server: Any, workload: Any, setting: Setting, link: Any, l
             phase("script")
         t_end = time.monotonic()
         result.loop_lag_p99, result.loop_lag_max = await lag.stop()
-        cpu1 = [cpu_seconds(p) for p in pids] + [sum(cpu_seconds(p) for p in server.helper_pids)]
+        cpu1 = [cpu_reading(p) for p in pids] + [cpu_reading(*server.helper_pids)]
         result.stages = stages_window(stages0, await _stage_snapshot(server))
         result.cpu_server, result.cpu_xvfb, result.cpu_helpers = (b - a for a, b in zip(cpu0, cpu1))
         if not display:

@@ -55,7 +55,7 @@ def figure(value: float, unit: str) -> str:
     if unit == " ms":
         return f"{value * 1e3:.0f} ms"
     if unit == " s":
-        return f"{value:.2f} s"
+        return f"{value:.3f} s"
     return f"{value:.4g}{unit}"
 
 

@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.linkbench import report  # noqa: E402
-from benchmarks.linkbench.measure import Matcher, RunResult, cpu_seconds, psnr  # noqa: E402
+from benchmarks.linkbench.measure import CLK_TCK, CpuReading, Matcher, RunResult, cpu_reading, cpu_seconds, psnr  # noqa: E402
 
 # ---------------------------------------------------------------- the step matcher
 
@@ -93,6 +94,40 @@ def test_cpu_seconds_reads_proc():
 
     assert cpu_seconds(os.getpid()) > 0
     assert cpu_seconds(None) == 0.0
+
+
+def test_cpu_reading_counts_nanoseconds_and_threads():
+    """A busy thread's CPU shows in the exact count (below a tick's resolution too), and a reading
+    of this process agrees with its ticks within their rounding."""
+    import os
+    import threading
+
+    def spin(seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    before = cpu_reading(os.getpid())
+    worker = threading.Thread(target=spin, args=(0.003,))  # under a 10 ms tick
+    worker.start()
+    spin(0.05)
+    after_spin = cpu_reading(os.getpid())  # taken while the worker may still run: it is alive
+    worker.join()
+    used = after_spin - before
+    assert before.exact is not None and after_spin.exact is not None  # schedstat is there (Debian's kernel)
+    assert 0.05 <= used < 1.0
+    assert abs(after_spin.exact - after_spin.ticks) < 1.0  # same clock, different rounding (plus dead threads)
+    assert cpu_reading(None) == CpuReading(0.0, 0.0)
+
+
+def test_cpu_reading_falls_back_to_ticks_when_a_thread_took_its_time_away():
+    """Exact counts only cover live threads: when the ticks grew by more than their rounding beyond the
+    exact count, a thread exited in between, and the ticks are the figure; without schedstat, too."""
+    tick = 1.0 / CLK_TCK
+    assert CpuReading(1.2345, 1.23) - CpuReading(1.0001, 1.00) == pytest.approx(0.2344)
+    assert CpuReading(1.05, 1.50) - CpuReading(1.00, 1.00) == pytest.approx(0.50)  # a thread's 0.45 s gone
+    assert CpuReading(1.0 + tick / 2, 1.0 + 2 * tick) - CpuReading(1.0, 1.0) == pytest.approx(tick / 2)  # rounding
+    assert CpuReading(None, 1.50) - CpuReading(1.0, 1.0) == pytest.approx(0.5)
 
 
 def _churn_lines(tmp_path: Path, run: int) -> list[str]:
