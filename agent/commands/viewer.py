@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-browser", action="store_true", help="with --web: only print the console's URL")
     parser.add_argument("--resume-timeout", metavar="S", type=float, default=120.0,
                         help="how long to keep resuming a cut connection before the session ends (default %(default)s)")
+    parser.add_argument("--pull", action="store_true",
+                        help="pass every update request of the VNC viewer on to the agent, and let it send an update "
+                             "only when asked (by default the first request stands and changes come as they happen: "
+                             "for a viewer that ignores updates it did not ask for)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume_timeout <= 0:
         raise UsageError("--resume-timeout must be positive")
     config = BridgeConfig(session_id=session_id, password=password, relay=relay, direct=direct, listen=listen,
-                          resume_timeout=args.resume_timeout)
+                          resume_timeout=args.resume_timeout, standing_requests=not args.pull)
     web = _web_config(args, session_id)
     return event_loop.run(_main(config, args.exec_cmd, args.json, web, not args.no_browser))
 

@@ -44,6 +44,16 @@ ENC_CURSOR = -239
 ENC_EXTENDED_DESKTOP_SIZE = -308
 ENC_FENCE = -312
 ENC_CONTINUOUS_UPDATES = -313
+# Ours, never a third-party viewer's: our viewer bridge adds it to the local viewer's SetEncodings on its
+# hop inside the session channel, once the agent has said it knows it (agent.viewer.input_filter): the
+# viewer's requests stand, the agent sends each change as it comes, and the bridge keeps the local
+# viewer's repeated requests to itself (agent.service.updater).
+ENC_STANDING_REQUEST = -0x52454A01
+# The agent's session message (agent.secure.mux, the session stream) saying it knows that pseudo-encoding:
+# {"type": RFB_MESSAGE, "accepts": [STANDING_REQUEST_FEATURE]}. A bridge that never hears it (an older
+# agent) passes every request on, as before.
+RFB_MESSAGE = "rfb"
+STANDING_REQUEST_FEATURE = "standing_request"
 
 # Tight wire format (rfbproto §7.7.6): control byte values, filters, the compact-length bound
 TIGHT_MIN_TO_COMPRESS = 12  # data shorter than this is sent uncompressed
@@ -68,4 +78,5 @@ ENCODING_NAMES = {
     ENC_EXTENDED_DESKTOP_SIZE: "ExtendedDesktopSize",
     ENC_FENCE: "Fence",
     ENC_CONTINUOUS_UPDATES: "ContinuousUpdates",
+    ENC_STANDING_REQUEST: "StandingRequest",
 }

@@ -22,7 +22,9 @@ Frame kinds:
 - DATA  (2): stream bytes. Stream 0, the *session stream*, is open from the
   start on both ends and carries one JSON object per DATA frame (at most
   MAX_MESSAGE bytes): session events both ways (``{"type": "state", ...}``,
-  ``{"type": "end", "reason": ...}``, ``{"type": "link", "state": ...}``).
+  ``{"type": "end", "reason": ...}``, ``{"type": "link", "state": ...}``; the
+  agent's ``{"type": "rfb", "accepts": ["standing_request"]}``, see
+  agent.viewer.input_filter).
   A receiver ignores a session message whose ``type`` it does not know, so
   later versions can add chat, clipboard and file-transfer control there.
 - CLOSE (3): the sender ends ``stream``; payload = a UTF-8 reason (at most

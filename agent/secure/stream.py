@@ -3,7 +3,8 @@
 All protocol decisions live in ``handshake`` and ``records``; this module only moves bytes, runs the
 timers the protocol asks for and closes the connection on any failure. Timers: an ACK after ~16 KiB
 or ``ack_delay`` of received DATA, folded into the next DATA record we send if one goes out within a
-second ``ack_delay`` (a record of its own otherwise); a PING every second while data moves, unless an
+second ``ack_delay`` (a record of its own otherwise; with ``lazy_ack``, later while only a few bytes wait
+for it); a PING every second while data moves, unless an
 ACK gave an RTT sample within that second (every ACK does, see ``records``), and every 10 s when idle. ``as_streams()`` gives duck-typed asyncio streams for RFB code;
 the owner learns of ACKs, RTT samples and the end from the callbacks it gives ``watch()``.
 
@@ -100,7 +101,7 @@ class SecureStream(ReceivingHalf):
                  ping_interval: float = PING_INTERVAL, idle_ping_interval: float = IDLE_PING_INTERVAL, ack_bytes: int = ACK_BYTES, ack_delay: float = ACK_DELAY,
                  recv_buffer_limit: int = RECV_BUFFER_LIMIT, close_linger: float = CLOSE_LINGER,
                  silence_limit: float = SILENCE_LIMIT, compress: bool = False,
-                 offload_threshold: int = OFFLOAD_THRESHOLD) -> None:
+                 offload_threshold: int = OFFLOAD_THRESHOLD, lazy_ack: tuple[int, float] | None = None) -> None:
         if compress and channel.compression_agreed:
             channel.enable_compression()
         self._writer = writer
@@ -113,6 +114,11 @@ class SecureStream(ReceivingHalf):
         self._idle_ping_interval = idle_ping_interval
         self._ack_bytes = ack_bytes
         self._ack_delay = ack_delay
+        # (bytes, seconds): while fewer bytes than that wait for our ACK, it goes alone only after the longer
+        # delay (the peer's flow control has room; each ACK alone wakes its loop). None: never lazy.
+        self._lazy_bytes, self._lazy_delay = lazy_ack if lazy_ack is not None else (0, 0.0)
+        self._ack_lazy = False  # the ACK timer set is the lazy one
+        self._ack_owed_at = 0.0  # when the ACK the timer is for became owed
         self._recv_limit = recv_buffer_limit
         self._close_linger = close_linger
         self._silence_limit = silence_limit
@@ -350,12 +356,21 @@ class SecureStream(ReceivingHalf):
     def _schedule_ack(self) -> None:
         if self._closing:
             return
-        if self._channel.unacked_received >= self._ack_bytes:
+        unacked = self._channel.unacked_received
+        if unacked >= self._ack_bytes:
             self._send_ack()
         elif self._ack_timer is None:
-            # after ack_delay DATA may carry it; after one more, it goes alone
-            self._ack_due_at = self._loop.time() + self._ack_delay
-            self._ack_timer = self._loop.call_later(2 * self._ack_delay, self._send_ack)
+            # after ack_delay DATA may carry it; after one more (or the lazy delay, for a few bytes), alone
+            now = self._loop.time()
+            self._ack_due_at = now + self._ack_delay
+            self._ack_owed_at = now
+            self._ack_lazy = unacked < self._lazy_bytes
+            self._ack_timer = self._loop.call_later(self._lazy_delay if self._ack_lazy else 2 * self._ack_delay,
+                                                    self._send_ack)
+        elif self._ack_lazy and unacked >= self._lazy_bytes:  # no longer a few bytes: the usual grace
+            self._ack_lazy = False
+            self._ack_timer.cancel()
+            self._ack_timer = self._loop.call_at(self._ack_owed_at + 2 * self._ack_delay, self._send_ack)
 
     def _ack_done(self) -> None:
         self._ack_due_at = math.inf

@@ -6,6 +6,11 @@ UpdateTracker (what the viewer has not seen yet) and its EncodeManager
 and the viewer's events; ``write_update(now)`` then writes at most one
 FramebufferUpdate into the server's outgoing buffer. RFB is pull-based: a
 slow viewer simply asks less often and the tracker coalesces what it missed.
+Through our own viewer bridge a request *stands* (C.ENC_STANDING_REQUEST):
+once the first is in, updates go as changes come, as with ContinuousUpdates
+over the whole screen, and the flow-control window (``may_send``) is what
+holds them back; the bridge answers the local viewer's repeated requests
+itself, so a typed key costs the customer's PC no request to read.
 
 Sans-IO like the protocol: no clock and no sockets; ``now`` is passed in, so
 tests drive it deterministically. The owner sends ``server.data_to_send()``.
@@ -120,6 +125,8 @@ class ViewerUpdater:
         self._requested: Optional[Rect] = None  # outstanding FramebufferUpdateRequest region
         self._empty_reply = False  # a request that covered nothing still gets an (empty) answer
         self._cu_region: Optional[Rect] = None  # continuous updates region, when enabled
+        self._standing = False  # the viewer's SetEncodings offered ENC_STANDING_REQUEST (our bridge)
+        self._stands = False  # ...and a request came since: it stands
         self._pending_resize = False
         self._pending_resize_reply: Optional[tuple[int, int]] = None  # ExtendedDesktopSize (reason, status) to send
         self._cursor: Optional[CursorShape] = None
@@ -145,6 +152,9 @@ class ViewerUpdater:
                 self._empty_reply = True
                 return
             self._requested = rect_union(self._requested, region)
+            if self._standing:
+                self._stands = True
+                self._cu_region = (0, 0) + self.size  # from now on every change goes as it comes
             if not event.incremental:
                 self.tracker.add_changed([region])
                 if self._pending_resize_reply is None and self.server.supports(C.ENC_EXTENDED_DESKTOP_SIZE):
@@ -157,12 +167,15 @@ class ViewerUpdater:
             self.manager.set_encodings(event.encodings)
             if self._cursor is not None:
                 self._cursor_pending = True
+            self._standing = C.ENC_STANDING_REQUEST in event.encodings
+            if self._stands and not self._standing:
+                self._stands, self._cu_region = False, None  # requests count one by one again
         elif isinstance(event, M.EnableContinuousUpdates):
             if event.enable:
                 region = M.FramebufferUpdateRequest(True, event.x, event.y, event.width, event.height)
                 self._cu_region = region.clipped(*self.size)
-            else:
-                self._cu_region = None  # the server already wrote EndOfContinuousUpdates
+            else:  # the server already wrote EndOfContinuousUpdates; a standing request still stands
+                self._cu_region = (0, 0) + self.size if self._stands else None
         elif isinstance(event, M.SetDesktopSize):
             # The customer's screen is theirs: a viewer may not resize it.
             if self.server.supports(C.ENC_EXTENDED_DESKTOP_SIZE):

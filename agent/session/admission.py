@@ -24,6 +24,7 @@ import asyncio
 import logging
 from typing import Any
 
+from agent.rfb import constants as C
 from agent.session import lifecycle as lc
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ class AdmittingViewer:
                                  on_open=self._stream_opened,  # type: ignore[attr-defined]
                                  on_transport_end=lambda cut: self._transport_ended(session, attempt, cut))  # type: ignore[attr-defined]
         self._session = session
+        # before any RFB stream opens: the viewer's bridge may then let the technician's requests stand
+        session.send_message({"type": C.RFB_MESSAGE, "accepts": [C.STANDING_REQUEST_FEATURE]})
         self._channel = ViewerChannel(session, self.service, report=self._report_link,  # type: ignore[attr-defined]
                                       on_end=lambda channel: None)
         self.flow = self._channel.flow

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from agent.errors import RejnetError, SessionEndedError, UsageError
 from agent.net import close_stream, require_loopback, stop_server
+from agent.rfb import constants as C
 from agent.secure.errors import ChannelError
 from agent.secure.resume_io import connect_resume
 from agent.secure.session_channel import MuxStream, SessionChannel
@@ -37,6 +38,12 @@ log = logging.getLogger(__name__)
 DEFAULT_LISTEN = ("127.0.0.1", 5901)
 LOCAL_READ = 64 * 1024
 BRIDGE_PING_INTERVAL = 10.0
+# While fewer than LAZY_ACK_BYTES of the agent's updates wait for our ACK (typing's echoes: tens of bytes
+# each), the ACK goes alone only after LAZY_ACK_DELAY: the agent's window has room, and every ACK wakes
+# the customer's PC. Its delay field keeps the agent's RTT samples true; more bytes get the usual grace.
+LAZY_ACK_BYTES = 2048
+LAZY_ACK_DELAY = 1.0
+_STREAM_OPTIONS: dict[str, Any] = {"ping_interval": BRIDGE_PING_INTERVAL, "lazy_ack": (LAZY_ACK_BYTES, LAZY_ACK_DELAY)}
 BUSY_RETRIES = 10           # the relay may still be tearing down a pairing when we (re)connect
 BUSY_RETRY_DELAY = 0.3
 RESUME_TIMEOUT = 120.0      # seconds to get a cut channel back before the session is given up
@@ -64,6 +71,7 @@ class BridgeConfig:
     listen: tuple[str, int] = DEFAULT_LISTEN
     timeout: float = 30.0
     resume_timeout: float = RESUME_TIMEOUT
+    standing_requests: bool = True  # the viewer's first request stands, if the agent knows how (input_filter)
 
     def __post_init__(self) -> None:
         if (self.relay is None) == (self.direct is None):
@@ -91,7 +99,9 @@ class ViewerBridge:
         self.pairings = 0   # connections to the agent: 1 plus one per resume
         self.resumes = 0
         self.input_dropped = 0  # keys and pointer events the local viewers sent while the link was cut
+        self.requests_kept = 0  # the local viewers' update requests a standing request made needless
         self._dropped_at_cut = 0
+        self._standing = False  # the agent said it lets requests stand (its "rfb" session message)
 
     async def start(self) -> None:
         """Authenticate (raises WrongPasswordError on a wrong password), then listen locally."""
@@ -101,7 +111,7 @@ class ViewerBridge:
         # The agent measures RTT for its flow control; the bridge's own PINGs only need to keep the
         # channel alive, and each costs a PONG on the customer's (slow) uplink.
         stream = await connect_viewer(reader, writer, cfg.session_id, cfg.password, timeout=cfg.timeout,
-                                      ping_interval=BRIDGE_PING_INTERVAL)
+                                      **_STREAM_OPTIONS)
         self._session = SessionChannel(stream, "viewer", on_message=self._message,  # input padded on a tick
                                        on_transport_end=self._transport_ended, pace_input=True)
         self.safety_code = stream.safety_code
@@ -142,7 +152,10 @@ class ViewerBridge:
     # -- the session channel ---------------------------------------------------------------------
 
     def _message(self, message: dict[str, Any]) -> None:
-        if message.get("type") == "state":
+        if message.get("type") == C.RFB_MESSAGE:  # what the agent's RFB server knows beyond RFB
+            accepts = message.get("accepts")
+            self._standing = isinstance(accepts, list) and C.STANDING_REQUEST_FEATURE in accepts
+        elif message.get("type") == "state":
             self._on_event({"event": "state", "state": str(message.get("state"))[:32],
                             "scope": message.get("scope") if message.get("scope") in ("view", "control") else None})
 
@@ -173,7 +186,7 @@ class ViewerBridge:
                 reader, writer = await asyncio.wait_for(self._connect(), max(0.1, deadline - loop.time()))
                 stream, peer_received = await connect_resume(
                     reader, writer, cfg.session_id, session.resumption_secret, session.inner_received,
-                    timeout=min(cfg.timeout, max(0.1, deadline - loop.time())), ping_interval=BRIDGE_PING_INTERVAL)
+                    timeout=min(cfg.timeout, max(0.1, deadline - loop.time())), **_STREAM_OPTIONS)
                 session.resume(stream, peer_received)
             except ResumeRefusedError:
                 session.fail("the customer's agent no longer has this session")
@@ -213,7 +226,8 @@ class ViewerBridge:
             old[1].close("replaced by a new local viewer")
             old[0].close()
         rfb = session.open_stream("rfb")
-        keys = InputFilter()  # no keys or pointer moves replayed from a cut
+        # no keys or pointer moves replayed from a cut; requests stand if the agent knows how
+        keys = InputFilter(standing=lambda: self._standing and self.config.standing_requests)
         self._local = (writer, rfb)
         self.connections += 1
         peer = writer.get_extra_info("peername")
@@ -225,9 +239,10 @@ class ViewerBridge:
                 if not data or rfb.closed:
                     break
                 self.bytes_to_agent += len(data)
-                dropped = keys.dropped
+                dropped, kept = keys.dropped, keys.requests_kept
                 data = keys.feed(data, drop_input=self.reconnecting)
                 self.input_dropped += keys.dropped - dropped
+                self.requests_kept += keys.requests_kept - kept
                 if data:
                     await rfb.send(data, user_input=keys.user_input)
         except (ConnectionError, OSError) as exc:

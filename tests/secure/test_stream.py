@@ -590,6 +590,46 @@ def test_an_ack_due_rides_on_data_after_its_delay_and_goes_alone_after_twice_tha
     run(main())
 
 
+def test_a_lazy_ack_waits_its_longer_delay_for_a_few_bytes_and_the_usual_grace_for_more() -> None:
+    """``lazy_ack`` (the viewer bridge's): a typed key's echo of tens of bytes is acknowledged only after the
+    lazy delay, one ACK for several echoes, and the RTT the agent takes from it is still the path's (the
+    ACK's delay field); once more bytes than the lazy limit wait, the ACK goes after twice ack_delay."""
+    from agent.secure.records import RecordType
+
+    async def main() -> None:
+        delay, lazy = 0.05, 0.6
+        viewer, agent = await established(ping_interval=60, idle_ping_interval=60, ack_delay=delay,
+                                          lazy_ack=(1000, lazy))
+        types = _tap_record_types(viewer)
+        loop = asyncio.get_running_loop()
+        samples: list[float] = []
+        agent.watch(on_rtt=samples.append)
+
+        started = loop.time()
+        for echo in (b"a" * 40, b"b" * 40, b"c" * 40):
+            await agent.send(echo)
+            assert await viewer.recv() == echo
+            await asyncio.sleep(0.1)
+        assert types == [] and agent.in_flight == 120  # three echoes, no ACK yet
+        await _until(lambda: agent.in_flight == 0)
+        assert types == [RecordType.ACK]  # one ACK for the three
+        assert loop.time() - started >= lazy - 0.02
+        assert samples and samples[-1] < 0.1  # loopback's RTT, not the 0.6 s the ACK waited
+
+        sent = len(types)
+        started = loop.time()
+        await agent.send(b"d" * 40)
+        assert await viewer.recv() == b"d" * 40
+        await agent.send(b"e" * 2000)  # past the lazy limit: the usual grace from the first byte owed
+        assert await recv_exactly(viewer, 2000) == b"e" * 2000
+        await _until(lambda: agent.in_flight == 0)
+        assert types[sent:] == [RecordType.ACK] and loop.time() - started < lazy / 2
+        await viewer.close()
+        await agent.close()
+
+    run(main())
+
+
 def test_the_ping_loop_ticks_less_often_while_acks_give_rtt_samples(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each tick of the ping loop is a wake-up of the customer's event loop; while the ACKs of what the agent
     sends give RTT samples a tick has nothing to do, so they come SAMPLED_PAUSE intervals apart; once the

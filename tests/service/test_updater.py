@@ -198,6 +198,56 @@ def test_continuous_updates_flow_without_requests_and_end():
     assert len(link.updates(link.client_events)) == n  # no more unrequested updates
 
 
+def test_a_standing_request_sends_every_change_as_it_comes_and_the_window_still_holds_it():
+    """Our bridge's viewer (ENC_STANDING_REQUEST): after its first request, each change goes without another
+    request, and nothing RFB's ContinuousUpdates would say (no EndOfContinuousUpdates) reaches the viewer."""
+    link = ViewerLink(SyntheticSource("typing", 160, 120, seed=4), LOSSLESS + [C.ENC_STANDING_REQUEST])
+    assert link.updates(link.client_events) == []  # nothing before the first request
+    link.next_frame()
+    assert link.updates(link.exchange()) == []
+    assert len(link.updates(link.request(incremental=False))) == 1
+    for _ in range(4):
+        link.next_frame()
+        assert len(link.updates(link.exchange())) == 1  # no request in between
+        assert (link.client.framebuffer == link.expected()).all()
+    congested = [True]
+    link.updater.may_send = lambda: not congested[0]
+    for _ in range(3):
+        link.next_frame()
+        assert link.updates(link.exchange()) == []
+    congested[0] = False
+    assert len(link.updates(link.exchange())) == 1  # what changed meanwhile, in one update
+    assert (link.client.framebuffer == link.expected()).all()
+    assert M.EndOfContinuousUpdates() not in link.client_events
+
+
+def test_without_the_standing_encoding_each_update_waits_for_its_request_again():
+    link = ViewerLink(SyntheticSource("typing", 160, 120, seed=4), LOSSLESS + [C.ENC_STANDING_REQUEST])
+    link.request(incremental=False)
+    link.client.set_encodings(LOSSLESS)  # a viewer that no longer offers it (our bridge never does this)
+    link.exchange()
+    link.next_frame()
+    assert link.updates(link.exchange()) == []
+    assert len(link.updates(link.request())) == 1
+    link.next_frame()
+    assert link.updates(link.exchange()) == []
+
+
+def test_a_standing_request_outlives_continuous_updates_turned_off():
+    """A CU viewer behind our bridge turns CU off: its requests are still kept by the bridge, so updates
+    must keep coming (after RFB's EndOfContinuousUpdates), or its screen would freeze."""
+    encodings = LOSSLESS + [C.ENC_FENCE, C.ENC_CONTINUOUS_UPDATES, C.ENC_STANDING_REQUEST]
+    link = ViewerLink(SyntheticSource("typing", 160, 120, seed=5), encodings)
+    link.request(incremental=False)
+    link.client.enable_continuous_updates(True)
+    link.exchange()
+    link.client.enable_continuous_updates(False)
+    assert M.EndOfContinuousUpdates() in link.exchange()
+    link.next_frame()
+    assert len(link.updates(link.exchange())) == 1
+    assert (link.client.framebuffer == link.expected()).all()
+
+
 def _resize_source(link: ViewerLink, width: int, height: int) -> np.ndarray:
     frame = np.zeros((height, width, 4), np.uint8)
     frame[..., 1] = 128

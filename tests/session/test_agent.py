@@ -1,6 +1,7 @@
 """The Agent API in one process: relay, agent on a synthetic screen, viewer bridge, our RFB client."""
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -24,11 +25,11 @@ SIZE = (320, 200)
 
 
 @contextlib.asynccontextmanager
-async def chain(tmp_path, **agent_options):
+async def chain(tmp_path, source=None, **agent_options):
     relay = RelayServer(host="127.0.0.1", port=0)
     await relay.start()
     host, port = relay.address
-    config = AgentConfig(relay=f"{host}:{port}", source=SyntheticSource("idle", *SIZE),
+    config = AgentConfig(relay=f"{host}:{port}", source=source or SyntheticSource("idle", *SIZE),
                          control_path=str(tmp_path / "control.sock"), consent_db=str(tmp_path / "consent.db"),
                          auth_failure_delay=0.0, **agent_options)
     agent = Agent(config)
@@ -40,10 +41,10 @@ async def chain(tmp_path, **agent_options):
         await relay.close()
 
 
-async def _bridge(agent, relay, password=None) -> ViewerBridge:
+async def _bridge(agent, relay, password=None, **options) -> ViewerBridge:
     creds = agent.credentials()
     bridge = ViewerBridge(BridgeConfig(session_id=creds["session"], password=password or creds["password"],
-                                       relay=relay, listen=("127.0.0.1", 0), timeout=10))
+                                       relay=relay, listen=("127.0.0.1", 0), timeout=10, **options))
     await bridge.start()
     return bridge
 
@@ -73,6 +74,58 @@ async def test_technician_sees_the_screen_after_consent(tmp_path):
             assert agent.status()["state"] == "active"
             assert agent.status()["scope"] == "view"
             assert agent.status()["safety_code"] == bridge.safety_code
+            await client.close()
+        finally:
+            await bridge.close()
+
+
+async def test_through_the_bridge_the_first_request_stands_and_changes_come_without_more(tmp_path):
+    """The agent says it knows standing requests; the bridge then keeps the local viewer's incremental
+    requests to itself, and the agent still sends every change (no request reaches it after the first)."""
+    from agent.rfb import constants as C
+    from agent.rfb import messages as M
+
+    async with chain(tmp_path, source=SyntheticSource("typing", *SIZE, seed=1), fps=20) as (agent, relay):
+        await agent.consent("view")
+        bridge = await _bridge(agent, relay)
+        try:
+            await _until(lambda: bridge._standing)
+            client = await open_rfb(*bridge.address, timeout=10)
+            await client.update(incremental=False, timeout=10)
+            [viewer] = agent.service.viewers
+            assert C.ENC_STANDING_REQUEST in viewer.updater.server.encodings
+            for _ in range(3):
+                await client.update(timeout=10)  # each request is kept; the update comes anyway
+            assert bridge.requests_kept >= 3
+            got = 0
+            for _ in range(3):  # and with no request at all
+                await client.wait_for(M.FramebufferUpdate, timeout=10)
+                got += 1
+            assert got == 3
+            await client.close()
+        finally:
+            await bridge.close()
+
+
+async def test_a_pull_bridge_passes_every_request_on(tmp_path):
+    """``rejnet-agent viewer --pull``: for a VNC viewer that ignores updates it did not ask for."""
+    from agent.commands import viewer as viewer_command
+    from agent.rfb import constants as C
+
+    parser = argparse.ArgumentParser()
+    viewer_command.add_arguments(parser)
+    assert parser.parse_args(["123456789", "--pull"]).pull and not parser.parse_args(["123456789"]).pull
+    async with chain(tmp_path, source=SyntheticSource("typing", *SIZE, seed=1), fps=20) as (agent, relay):
+        await agent.consent("view")
+        bridge = await _bridge(agent, relay, standing_requests=False)
+        try:
+            await _until(lambda: bridge._standing)  # the agent knows how; this bridge does not ask
+            client = await open_rfb(*bridge.address, timeout=10)
+            await client.update(incremental=False, timeout=10)
+            for _ in range(3):
+                await client.update(timeout=10)
+            [viewer] = agent.service.viewers
+            assert C.ENC_STANDING_REQUEST not in viewer.updater.server.encodings and bridge.requests_kept == 0
             await client.close()
         finally:
             await bridge.close()

@@ -8,6 +8,7 @@ import asyncio
 import numpy as np
 
 from agent.errors import SessionEndedError
+from agent.rfb import messages as M
 from agent.session import lifecycle as lc
 from agent.viewer.rfb_client import open_rfb
 from tests.session.test_agent import SIZE, _bridge, _expected_idle_frame, _until, chain
@@ -56,8 +57,9 @@ async def test_a_cut_path_resumes_without_the_password_and_resends_a_full_frame(
             assert len(agent.ledger.rows()) == rows
             assert agent.status()["scope"] == "control"
 
-            # an idle screen: without the forced refresh an incremental request would get nothing new
-            update = await client.update(incremental=True, timeout=10)
+            # an idle screen: without the forced refresh nothing would come; the bridge's request stands,
+            # so the whole screen comes unasked (an incremental request now would be kept by the bridge)
+            update = await client.wait_for(M.FramebufferUpdate, timeout=10)
             assert _covered(update.rects, *SIZE)
             assert np.array_equal(client.framebuffer[:, :, :3], _expected_idle_frame())
             # and input flows again

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
+from agent.rfb import constants as C
 from agent.rfb.client_messages import (
     write_client_cut_text,
     write_key_event,
@@ -11,6 +12,7 @@ from agent.rfb.client_messages import (
     write_set_encodings,
     write_update_request,
 )
+from agent.rfb.messages import MAX_ENCODINGS
 from agent.viewer.input_filter import InputFilter
 
 HANDSHAKE_38 = b"RFB 003.008\n" + b"\x01" + b"\x01"
@@ -77,3 +79,84 @@ def test_it_tells_a_persons_input_from_the_viewers_own_traffic() -> None:
     # bytes it cannot parse are taken for input
     assert f.feed(b"\xee\x00junk", drop_input=False) == b"\xee\x00junk" and f.user_input is True
     assert f.feed(REQUEST, drop_input=False) == REQUEST and f.user_input is True
+
+
+# -- requests that stand -------------------------------------------------------------------------
+
+FULL = write_update_request(False, 0, 0, 100, 100)
+ENCODINGS = (C.ENC_TIGHT, C.ENC_RAW)
+
+
+def _connected(standing: bool) -> InputFilter:
+    f = InputFilter(standing=lambda: standing)
+    assert f.feed(HANDSHAKE_38, drop_input=False) == HANDSHAKE_38
+    return f
+
+
+def test_when_the_agent_knows_standing_requests_the_viewer_asks_once_and_the_rest_are_kept() -> None:
+    f = _connected(True)
+    assert f.feed(REQUEST, drop_input=False) == REQUEST  # before any SetEncodings: an ordinary request
+    assert f.feed(write_set_encodings(ENCODINGS), drop_input=False) == \
+        write_set_encodings(ENCODINGS + (C.ENC_STANDING_REQUEST,))
+    assert f.feed(FULL, drop_input=False) == FULL  # the first request after: it starts standing
+    assert f.feed(REQUEST + KEY_DOWN + REQUEST, drop_input=False) == KEY_DOWN
+    assert f.requests_kept == 2
+    assert f.user_input  # the key still counts as input (chaff)
+    assert f.feed(FULL, drop_input=False) == FULL  # the whole screen again: always passed on
+    assert f.feed(REQUEST, drop_input=False) == b""
+    assert not f.user_input and f.requests_kept == 3
+
+
+def test_without_the_agents_word_everything_passes_as_the_viewer_sent_it() -> None:
+    for f in (InputFilter(standing=lambda: False), InputFilter()):
+        assert f.feed(HANDSHAKE_38, drop_input=False) == HANDSHAKE_38
+        assert f.feed(write_set_encodings(ENCODINGS) + REQUEST + REQUEST, drop_input=False) == \
+            write_set_encodings(ENCODINGS) + REQUEST + REQUEST
+        assert f.requests_kept == 0
+
+
+def test_a_viewer_cannot_offer_standing_requests_itself_and_a_full_list_is_not_grown() -> None:
+    f = _connected(False)
+    assert f.feed(write_set_encodings(ENCODINGS + (C.ENC_STANDING_REQUEST,)) + REQUEST + REQUEST,
+                  drop_input=False) == write_set_encodings(ENCODINGS) + REQUEST + REQUEST
+    full = tuple(range(MAX_ENCODINGS))
+    f = _connected(True)
+    assert f.feed(write_set_encodings(full) + REQUEST + REQUEST, drop_input=False) == \
+        write_set_encodings(full) + REQUEST + REQUEST  # one more would be refused by the agent
+
+
+def test_a_new_set_encodings_keeps_requests_standing_only_while_offered() -> None:
+    offered = [True]
+    f = InputFilter(standing=lambda: offered[0])
+    f.feed(HANDSHAKE_38 + write_set_encodings(ENCODINGS) + REQUEST, drop_input=False)
+    assert f.feed(REQUEST, drop_input=False) == b""
+    assert f.feed(write_set_encodings(ENCODINGS), drop_input=False) == \
+        write_set_encodings(ENCODINGS + (C.ENC_STANDING_REQUEST,))
+    assert f.feed(REQUEST, drop_input=False) == b""  # the agent's request still stands
+    offered[0] = False  # (a resumed agent that no longer says it: requests count one by one again)
+    assert f.feed(write_set_encodings(ENCODINGS) + REQUEST + REQUEST, drop_input=False) == \
+        write_set_encodings(ENCODINGS) + REQUEST + REQUEST
+
+
+@given(st.lists(st.sampled_from([REQUEST, FULL, KEY_DOWN, write_set_encodings(list(ENCODINGS))]), max_size=30),
+       st.lists(st.integers(1, 40), max_size=40))
+def test_standing_split_anywhere_gives_the_same_bytes(messages: list[bytes], cuts: list[int]) -> None:
+    """The model: SetEncodings gains the pseudo-encoding; an incremental request is kept once a request
+    went after a SetEncodings; nothing else changes, however the bytes arrive."""
+    expected, offered, stands = bytearray(HANDSHAKE_38), False, False
+    for m in messages:
+        if m == REQUEST and stands:
+            continue
+        if m.startswith(bytes((C.MSG_SET_ENCODINGS,))):
+            expected += write_set_encodings(ENCODINGS + (C.ENC_STANDING_REQUEST,))
+            offered = True
+            continue
+        expected += m
+        stands = stands or (offered and m in (REQUEST, FULL))
+    wire = HANDSHAKE_38 + b"".join(messages)
+    f, out, pos = InputFilter(standing=lambda: True), bytearray(), 0
+    for size in cuts:
+        out += f.feed(wire[pos:pos + size], drop_input=False)
+        pos += size
+    out += f.feed(wire[pos:], drop_input=False)
+    assert bytes(out) == bytes(expected)
