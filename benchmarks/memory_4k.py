@@ -121,7 +121,8 @@ async def measure_server(name: str, display: str, link: LinkSpec, seconds: float
     """Start one server, attach one viewer, wait for the first picture, then sample for ``seconds``."""
     from agent.rfb.pixelformat import NATIVE
     from agent.viewer.rfb_client import open_rfb
-    from benchmarks.linkbench.measure import SETTINGS, Viewer, cpu_reading, cpu_seconds
+    from benchmarks.linkbench.cpu import cpu_reading, cpu_seconds
+    from benchmarks.linkbench.measure import SETTINGS, Viewer
     from benchmarks.linkbench.servers import SERVERS as CLASSES
 
     server = CLASSES[name]()

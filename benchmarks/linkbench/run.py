@@ -25,9 +25,9 @@ if __name__ == "__main__":  # run as a script: make the repository importable
 import numpy as np
 
 from benchmarks.linkbench.measure import (
-    Grabber, LoopLag, Matcher, Region, RunResult, Setting, Viewer, clip_region, cpu_reading, frames_match,
-    pointer_mask, psnr,
+    Grabber, LoopLag, Matcher, Region, RunResult, Setting, Viewer, clip_region, frames_match, pointer_mask, psnr,
 )
+from benchmarks.linkbench.cpu import cpu_reading
 from benchmarks.linkbench.stages import snapshot as stage_snapshot, window as stages_window
 
 SYNC_TIMEOUT = 120.0      # the first full update at 256 kbit/s can take a while

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.linkbench import report  # noqa: E402
-from benchmarks.linkbench.measure import CLK_TCK, CpuReading, Matcher, RunResult, cpu_reading, cpu_seconds, psnr  # noqa: E402
+from benchmarks.linkbench.cpu import CLK_TCK, CpuReading, cpu_reading, cpu_seconds  # noqa: E402
+from benchmarks.linkbench.measure import Matcher, RunResult, psnr  # noqa: E402
 
 # ---------------------------------------------------------------- the step matcher
 
