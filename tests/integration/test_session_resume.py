@@ -378,6 +378,11 @@ class Probe:
     def bgr(self) -> np.ndarray:
         return np.array(self.client.framebuffer[:, :, :3])
 
+    @property
+    def updates_received(self) -> int:
+        """Updates decoded so far, asked for or not (the bridge's standing request brings changes unasked)."""
+        return self.client.updates_received
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.loops.run(self.client.close(), 5)
@@ -396,25 +401,30 @@ def differing(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.count_nonzero((a != b).any(2)))
 
 
-def screen_back(probe: Probe, display: str, deadline: float, *, full_first: bool = False) -> tuple[float, int]:
+def screen_back(probe: Probe, display: str, deadline: float, *, full_first: bool = False,
+                since: int | None = None) -> tuple[float, int]:
     """Request updates until one arrived and the client's framebuffer equals the display.
 
+    An update counts whether it answered a request or came unasked (through the bridge a request stands:
+    the update after a resume may arrive before the next request, which the bridge then keeps), from
+    ``since`` (the probe's ``updates_received`` when the path came back; default: now).
     ``full_first``: the first request is a full one (a new client). Returns (time.monotonic() at that moment,
     updates received); fails at ``deadline``.
     """
-    updates = 0
+    start = probe.updates_received if since is None else since
     incremental = not full_first
     while True:
         left = deadline - time.monotonic()
+        updates = probe.updates_received - start
         if left <= 0:
             fb, screen = probe.bgr(), grab_bgr(display)
             raise AssertionError(f"the screen did not come back in time: {updates} updates after the path came "
                                  f"back, {differing(fb, screen)} pixels differ")
         if probe.update(incremental=incremental, timeout=min(1.0, max(0.05, left))):
-            updates += 1
             incremental = True
-            if differing(probe.bgr(), grab_bgr(display)) == 0:
-                return time.monotonic(), updates
+        updates = probe.updates_received - start
+        if updates and differing(probe.bgr(), grab_bgr(display)) == 0:
+            return time.monotonic(), updates
 
 
 def paint_root(display: str, colour: str) -> None:
@@ -571,8 +581,9 @@ def test_a_cut_path_resumes_with_the_exact_screen_twice_and_the_session_unchange
     mark = _cut_and_wait(chain, viewer_events, agent_events)
     paint_root(xvfb, COLOURS[0])  # what the client can only learn from the resumed channel
     time.sleep(1.0)               # the path stays down a while (agent and viewer retry meanwhile)
+    since = probe.updates_received
     back = chain.proxy.restore()
-    exact, updates = screen_back(probe, xvfb, back + BACK_WITHIN)
+    exact, updates = screen_back(probe, xvfb, back + BACK_WITHIN, since=since)
     print(f"cut 1: our attached client exact {exact - back:.2f} s after the path came back ({updates} updates)")
     agent_events.wait(mark, is_event("resumed"), 5)
     viewer_events.wait(mark_v, is_event("resumed"), 5)
@@ -631,6 +642,7 @@ def test_a_key_held_through_the_chain_is_released_while_the_path_is_cut(resume_c
         assert chain.status()["state"] == "reconnecting"  # released while the path is still cut
         assert chain.proxy is not None and chain.proxy.connections == 0
 
+        since = probe.updates_received
         back = chain.proxy.restore()
         try:
             agent_events.wait(mark, is_event("resumed"), BACK_WITHIN)
@@ -640,7 +652,7 @@ def test_a_key_held_through_the_chain_is_released_while_the_path_is_cut(resume_c
             print("AGENT", "".join(chain.agent_out.stderr)[-3000:])
             print("PROXY", chain.proxy.accepted, chain.proxy.connections)
             raise
-        screen_back(probe, xvfb, back + BACK_WITHIN)
+        screen_back(probe, xvfb, back + BACK_WITHIN, since=since)
         assert not held(xvfb, SHIFT_L), "the resume replayed the key press"
         assert not held(xvfb, CONTROL_L), "a key pressed during the cut reached the display after the resume"
         resumed = viewer_events.wait(mark_v, is_event("resumed"), 5)
@@ -676,9 +688,10 @@ def test_a_path_that_goes_silent_without_a_reset_resumes_on_its_own(resume_chain
         agent_events.wait(mark, is_event("reconnecting"), 45)
         viewer_events.wait(mark_v, is_event("reconnecting"), 50)
         paint_root(xvfb, COLOURS[2])
+        since = probe.updates_received
         agent_events.wait(mark, is_event("resumed"), 30)
         viewer_events.wait(mark_v, is_event("resumed"), 10)
-        exact, updates = screen_back(probe, xvfb, time.monotonic() + BACK_WITHIN)
+        exact, updates = screen_back(probe, xvfb, time.monotonic() + BACK_WITHIN, since=since)
         print(f"silent path: exact screen {exact - silent_at:.1f} s after the path went silent ({updates} updates)")
         _same_session(chain, before, agent_events, mark)
         assert viewer.poll() is None
@@ -696,8 +709,9 @@ def test_a_relay_restart_on_the_same_port_resumes_with_the_exact_screen(resume_c
         agent_events.wait(mark, is_event("reconnecting"), 10)
         viewer_events.wait(mark_v, is_event("reconnecting"), 10)
         paint_root(xvfb, COLOURS[2])
+        since = probe.updates_received
         back = chain.start_relay()  # the same port
-        exact, updates = screen_back(probe, xvfb, back + BACK_WITHIN)
+        exact, updates = screen_back(probe, xvfb, back + BACK_WITHIN, since=since)
         print(f"relay restart: exact screen {exact - back:.2f} s after the new relay listened ({updates} updates)")
         agent_events.wait(mark, is_event("resumed"), 5)
         viewer_events.wait(mark_v, is_event("resumed"), 5)
