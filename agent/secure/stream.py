@@ -118,7 +118,6 @@ class SecureStream(ReceivingHalf):
         # delay (the peer's flow control has room; each ACK alone wakes its loop). None: never lazy.
         self._lazy_bytes, self._lazy_delay = lazy_ack if lazy_ack is not None else (0, 0.0)
         self._ack_lazy = False  # the ACK timer set is the lazy one
-        self._ack_owed_at = 0.0  # when the ACK the timer is for became owed
         self._recv_limit = recv_buffer_limit
         self._close_linger = close_linger
         self._silence_limit = silence_limit
@@ -361,16 +360,15 @@ class SecureStream(ReceivingHalf):
             self._send_ack()
         elif self._ack_timer is None:
             # after ack_delay DATA may carry it; after one more (or the lazy delay, for a few bytes), alone
-            now = self._loop.time()
-            self._ack_due_at = now + self._ack_delay
-            self._ack_owed_at = now
+            self._ack_due_at = self._loop.time() + self._ack_delay
             self._ack_lazy = unacked < self._lazy_bytes
             self._ack_timer = self._loop.call_later(self._lazy_delay if self._ack_lazy else 2 * self._ack_delay,
                                                     self._send_ack)
         elif self._ack_lazy and unacked >= self._lazy_bytes:  # no longer a few bytes: the usual grace
             self._ack_lazy = False
             self._ack_timer.cancel()
-            self._ack_timer = self._loop.call_at(self._ack_owed_at + 2 * self._ack_delay, self._send_ack)
+            # (twice ack_delay from when it became owed: one more past the time DATA may carry it)
+            self._ack_timer = self._loop.call_at(self._ack_due_at + self._ack_delay, self._send_ack)
 
     def _ack_done(self) -> None:
         self._ack_due_at = math.inf
